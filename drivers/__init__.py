@@ -1,0 +1,1 @@
+"""facegate.drivers: hardware and model drivers (camera, GPIO, ONNX models)."""

@@ -1,0 +1,1 @@
+"""GPIO drivers: the lock relay output and door inputs."""

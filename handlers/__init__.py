@@ -1,0 +1,1 @@
+"""facegate.handlers: event handlers (recognition pipeline, door control, commands)."""

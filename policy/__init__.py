@@ -1,0 +1,1 @@
+"""facegate.policy: privacy rules as code (consent, retention, data-subject rights)."""

@@ -1,0 +1,169 @@
+"""Typed events shared across subsystems.
+
+Events are frozen, keyword-only dataclasses. Each event class declares how a
+full subscriber queue treats it (:class:`Overflow`): camera frames are
+latest-wins, telemetry may be dropped oldest-first, and access, security and
+privacy events are never dropped silently.
+
+Subsystem-private events live in their own package; the ones here cross
+package boundaries (recognition -> door -> MQTT link -> storage outbox).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+
+class Overflow(enum.Enum):
+    """What a subscriber's full queue does with a new event."""
+
+    LATEST_WINS = "latest_wins"
+    """Drop the oldest queued event; counted as a drop (camera frames, state)."""
+    DROP_OLDEST = "drop_oldest"
+    """Same mechanics as LATEST_WINS, for best-effort data such as telemetry."""
+    NEVER_DROP = "never_drop"
+    """The event is not delivered; this is logged as an error and counted."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Event:
+    """Base of every bus event. ``at`` is wall-clock POSIX seconds from the injected clock."""
+
+    overflow: ClassVar[Overflow] = Overflow.DROP_OLDEST
+    at: float
+
+
+class Decision(enum.StrEnum):
+    """Outcome of identifying a face (identity only: authorisation lives elsewhere)."""
+
+    GRANTED = "granted"
+    DENIED = "denied"
+    UNKNOWN = "unknown"
+    UNDECIDED = "undecided"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StageResult:
+    """Outcome of one quality or liveness check: ``passed`` and a stable reason code."""
+
+    name: str
+    passed: bool
+    reason: str
+    value: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AccessDecision(Event):
+    """The self-explaining result of identifying one tracked face.
+
+    It never carries an image, an embedding or a name: ``subject_id`` is the
+    pseudonymous id from the gallery.
+    """
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    event_id: str
+    decision: Decision
+    reason: str
+    subject_id: str | None
+    score: float | None
+    runner_up: float | None
+    margin: float | None
+    threshold: float
+    quality: tuple[StageResult, ...] = ()
+    liveness: tuple[StageResult, ...] = ()
+    model_id: str = ""
+    gallery_size: int = 0
+    latency_ms: tuple[tuple[str, float], ...] = ()
+    frames: int = 0
+
+
+class SecurityKind(enum.StrEnum):
+    """Incidents an operator must see."""
+
+    TAMPER = "tamper"
+    DECRYPT_FAILURE = "decrypt_failure"
+    INTEGRITY_FAILURE = "integrity_failure"
+    LICENCE_TAMPER = "licence_tamper"
+    CLOCK_ROLLBACK = "clock_rollback"
+    COMMAND_REJECTED = "command_rejected"
+    DOOR_FORCED = "door_forced"
+    MODEL_REJECTED = "model_rejected"
+    BUS_OVERFLOW = "bus_overflow"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SecurityEvent(Event):
+    """A security incident. ``detail`` is operator-facing text with no personal data."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    kind: SecurityKind
+    detail: str
+    subject_id: str | None = None
+    source: str = ""
+
+
+class PrivacyKind(enum.StrEnum):
+    """Privacy-relevant facts reported as counts and ids only."""
+
+    ERASURE = "erasure"
+    CONSENT_CHANGED = "consent_changed"
+    RETENTION_SWEEP = "retention_sweep"
+    EXPORT = "export"
+    RECTIFICATION = "rectification"
+    TEARDOWN = "teardown"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PrivacyEvent(Event):
+    """A privacy receipt: ids and counts, never biometric data or names."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    kind: PrivacyKind
+    subject_id: str | None = None
+    counts: tuple[tuple[str, int], ...] = ()
+    receipt_id: str = ""
+    detail: str = ""
+
+
+class DoorKind(enum.StrEnum):
+    """Door and relay facts."""
+
+    OPENED = "opened"
+    CLOSED = "closed"
+    HELD_OPEN = "held_open"
+    FORCED = "forced"
+    EXIT_REQUEST = "exit_request"
+    FIRE_RELEASE = "fire_release"
+    UNLOCKED = "unlocked"
+    LOCKED = "locked"
+    LOCKDOWN = "lockdown"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DoorEvent(Event):
+    """Something happened at the door; ``cause`` says why (decision id, command, sensor)."""
+
+    overflow: ClassVar[Overflow] = Overflow.NEVER_DROP
+    kind: DoorKind
+    cause: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ComponentStateChanged(Event):
+    """A driver or connection changed state (published once per change, not per retry)."""
+
+    overflow: ClassVar[Overflow] = Overflow.DROP_OLDEST
+    component: str
+    state: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TelemetryTick(Event):
+    """A periodic health snapshot (see :mod:`facegate.runtime.health`)."""
+
+    overflow: ClassVar[Overflow] = Overflow.DROP_OLDEST
+    snapshot: tuple[tuple[str, object], ...] = field(default=())

@@ -1,0 +1,1 @@
+"""The MQTT link: connection manager, presence, telemetry and durable events."""

@@ -1,0 +1,1 @@
+"""facegate.storage: encrypted SQLite store (gallery, outbox, audit log)."""
