@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
 
 
 class Overflow(enum.Enum):
@@ -167,3 +170,20 @@ class TelemetryTick(Event):
 
     overflow: ClassVar[Overflow] = Overflow.DROP_OLDEST
     snapshot: tuple[tuple[str, object], ...] = field(default=())
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class FrameCaptured(Event):
+    """One camera frame (BGR uint8, HxWx3), with the paired IR frame when an IR camera exists.
+
+    Latest-wins: a slow consumer always gets the newest frame, never a backlog.
+    Frames are never persisted and never leave the process.
+    """
+
+    overflow: ClassVar[Overflow] = Overflow.LATEST_WINS
+    image: npt.NDArray[np.uint8]
+    seq: int
+    source: str
+    monotonic: float
+    ir: npt.NDArray[np.uint8] | None = None
+    meta: tuple[tuple[str, Any], ...] = ()
