@@ -43,7 +43,7 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def convert_value(tp: Any, raw: Any, key: str, base_dir: Path) -> Any:  # noqa: PLR0911, PLR0912
+def convert_value(tp: Any, raw: Any, key: str, base_dir: Path) -> Any:  # noqa: PLR0915 -- one case per supported type
     """Convert one raw TOML value to ``tp``; raise ConversionError naming ``key``."""
     origin = get_origin(tp)
     if origin in (types.UnionType, typing.Union):
@@ -76,7 +76,7 @@ def convert_value(tp: Any, raw: Any, key: str, base_dir: Path) -> Any:  # noqa: 
             for i, (a, v) in enumerate(zip(args, raw, strict=True))
         )
     if origin is dict:
-        k_tp, v_tp = get_args(tp)
+        _, v_tp = get_args(tp)
         if not isinstance(raw, dict):
             raise ConversionError(key, f"expected a table, got {type(raw).__name__}")
         return {str(k): convert_value(v_tp, v, _join(key, str(k)), base_dir) for k, v in raw.items()}

@@ -60,7 +60,9 @@ class MqttSection:
     port: int = setting(1883, doc="Broker TCP port.", ge=1, le=65535)
     protocol: Literal["3.1.1", "5"] = setting("5", doc="MQTT protocol version to speak.")
     client_id: str = setting("", doc="MQTT client id; empty means 'facegate-<device id>'.")
-    keepalive: int = setting(15, doc="Keepalive in seconds; the broker fires the will after 1.5x.", ge=5, le=3600)
+    keepalive: int = setting(
+        15, doc="Keepalive in seconds; the broker fires the will after 1.5x.", ge=5, le=3600
+    )
     topic_prefix: str = setting("facegate/v1", doc="Topic prefix; topics are <prefix>/<device id>/...")
     username: str | None = setting(None, doc="Username, if the broker requires one.")
     password: SecretRef | None = setting(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import textwrap
 import typing
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -61,11 +62,13 @@ def _emit(cls: type[Any], prefix: str, out: list[str], *, optional: bool) -> Non
             nested.append((f.name, section, f.default is None))
             continue
         comment = "#" if optional else ""
-        out.append(f"# {f.metadata.get('doc', '')}")
+        doc_text = str(f.metadata.get("doc", ""))
+        out.extend(textwrap.wrap(doc_text, 98, initial_indent="# ", subsequent_indent="# "))
         bounds = [f"{k} {f.metadata[k]}" for k in ("ge", "gt", "le") if f.metadata.get(k) is not None]
         type_line = f"# type: {_type_name(tp)}"
         if bounds:
-            type_line += f"; bounds: {', '.join(bounds).replace('ge', '>=').replace('gt', '>').replace('le', '<=')}"
+            shown = ", ".join(bounds).replace("ge", ">=").replace("gt", ">").replace("le", "<=")
+            type_line += f"; bounds: {shown}"
         out.append(type_line)
         if f.default is not dataclasses.MISSING:
             default: Any = f.default
@@ -77,7 +80,7 @@ def _emit(cls: type[Any], prefix: str, out: list[str], *, optional: bool) -> Non
             out.append(f"{comment}{f.name} = \"\"  # required")
         elif default is None:
             if _is_secret(tp):
-                out.append(f'# {f.name} = {{ file = "/etc/facegate/secret" }}  # or {{ env = "VAR" }}')
+                out.append(f'# {f.name} = {{ file = "/etc/facegate/secret" }}  # or {{ env = "V" }}')
             else:
                 out.append(f"# {f.name} =  (unset by default)")
         else:

@@ -1,16 +1,87 @@
-"""Config section of the privacy policy (owned by policy/)."""
+"""Config section of the privacy policy (owned by policy/).
+
+Every retention default carries its reason in the field description; the
+same text appears in docs/privacy.md and ``facegate config example``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._fields import setting
+from ._fields import FieldError, setting
+
+_DAY = 86_400.0
+# PIPL Art. 47 / GDPR Art. 5(1)(e): keep no longer than the purpose needs. Three
+# years is the outer bound the strictest regimes (e.g. BIPA) allow for biometric
+# templates after the last interaction.
+_OUTER_TEMPLATE_BOUND_DAYS = 3 * 365
+
+
+@dataclass(frozen=True)
+class RetentionSection:
+    """How long each class of data is kept (days unless stated)."""
+
+    template_idle_days: int = setting(
+        365,
+        doc="Templates expire after this many days without a successful match: a person who has "
+        "not used the gate for a year no longer needs to be enrolled (outer legal bound 3 years).",
+        ge=1,
+    )
+    access_event_days: int = setting(
+        90,
+        doc="Access events are kept 90 days: long enough to investigate an incident, short enough "
+        "not to become a movement profile.",
+        ge=1,
+    )
+    delivered_outbox_days: int = setting(
+        7,
+        doc="Delivered outbox rows are kept 7 days so a consumer can ask for a resend, then purged.",
+        ge=0,
+    )
+    audit_days: int = setting(
+        3 * 365,
+        doc="Audit records (no biometric data) are kept 3 years to prove lawful processing.",
+        ge=30,
+    )
+    snapshot_hours: float = setting(
+        24.0,
+        doc="Decision snapshots (if enabled) are encrypted like templates and kept at most 24 h.",
+        gt=0,
+        le=24,
+    )
+    sweep_interval_s: float = setting(
+        3600.0, doc="Seconds between retention sweeps (one also runs at start-up).", gt=0
+    )
+
+    def check(self) -> None:
+        if self.template_idle_days > _OUTER_TEMPLATE_BOUND_DAYS:
+            raise FieldError(
+                "template_idle_days",
+                f"must be <= {_OUTER_TEMPLATE_BOUND_DAYS} (3 years, the outer legal bound)",
+            )
+
+    @property
+    def template_idle_s(self) -> float:
+        """Template idle limit in seconds."""
+        return self.template_idle_days * _DAY
 
 
 @dataclass(frozen=True)
 class PrivacySection:
-    """Consent and retention rules."""
+    """Consent, minors, snapshots and retention."""
 
     minor_age: int = setting(
-        14, doc="Below this age a guardian's consent is required (PIPL Art. 31).", ge=1, le=21
+        14,
+        doc="Below this age a guardian's consent is required (PIPL Art. 31: under 14).",
+        ge=1,
+        le=21,
     )
+    notice_version: str = setting(
+        "1", doc="Version of the privacy notice currently shown to people who enrol."
+    )
+    decision_snapshots: bool = setting(
+        False,
+        doc="Keep an encrypted snapshot of the face crop per decision (off: raw frames are never "
+        "persisted).",
+    )
+    retention: RetentionSection = setting(factory=RetentionSection, doc="Retention per class.")

@@ -46,12 +46,12 @@ def resolve_secret(raw: object, base_dir: Path) -> SecretRef:
     Raises ValueError with a reason that names the source but not the value.
     """
     if isinstance(raw, str):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 -- surfaced as a config error with its key path
             "secrets are never inline: use { file = \"...\" }, { env = \"...\" } "
             "or { credential = \"...\" }"
         )
     if not isinstance(raw, dict):
-        raise ValueError("expected a table with one of file, env or credential")
+        raise ValueError("expected a table with one of file, env or credential")  # noqa: TRY004 -- reported as a config ValueError with its key path
     keys = set(raw)
     allowed = {"file", "env", "credential"}
     if unknown := keys - allowed:
