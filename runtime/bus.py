@@ -79,7 +79,15 @@ class Subscription(Generic[E]):
                     overflow_errors=self.stats.overflow_errors,
                 )
                 return
-            self._queue.popleft()
+            # Displace the oldest droppable event: a never-drop event that is already
+            # queued keeps its place even in a mixed subscription.
+            for i, queued in enumerate(self._queue):
+                if (self.overflow or queued.overflow) is not Overflow.NEVER_DROP:
+                    del self._queue[i]
+                    break
+            else:
+                self.stats.dropped += 1  # only never-drop events queued: drop the new one
+                return
             self.stats.dropped += 1
         self._queue.append(event)
         self._ready.set()

@@ -80,6 +80,10 @@ class AccessDecision(Event):
     gallery_size: int = 0
     latency_ms: tuple[tuple[str, float], ...] = ()
     frames: int = 0
+    track_id: int = 0
+    """Which tracked face this decides (per-process counter; not an identity)."""
+    decision_ms: float = 0.0
+    """Time from the track's first frame to this decision."""
 
 
 class SecurityKind(enum.StrEnum):

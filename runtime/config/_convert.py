@@ -50,6 +50,8 @@ def convert_value(tp: Any, raw: Any, key: str, base_dir: Path) -> Any:  # noqa: 
         options = [a for a in get_args(tp) if a is not type(None)]
         if raw is None:
             return None
+        if len(options) == 1:  # `X | None`: keep the inner error's own key path
+            return convert_value(options[0], raw, key, base_dir)
         errors = []
         for opt in options:
             try:

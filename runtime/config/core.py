@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,13 @@ from ._fields import FieldError, setting
 from .secrets import SecretRef
 
 _DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,11 @@ class MqttSection:
     )
     host: str = setting("127.0.0.1", doc="Broker host name or address.")
     port: int = setting(1883, doc="Broker TCP port.", ge=1, le=65535)
-    protocol: Literal["3.1.1", "5"] = setting("5", doc="MQTT protocol version to speak.")
+    protocol: Literal["3.1.1", "5"] = setting(
+        "5",
+        doc="MQTT protocol version to speak with an external broker "
+        "(the embedded amqtt broker speaks 3.1.1 only, so the link uses 3.1.1 with it).",
+    )
     client_id: str = setting("", doc="MQTT client id; empty means 'facegate-<device id>'.")
     keepalive: int = setting(
         15, doc="Keepalive in seconds; the broker fires the will after 1.5x.", ge=5, le=3600
@@ -84,6 +96,10 @@ class MqttSection:
             raise FieldError("topic_prefix", "must be non-empty, without '#', '+' or a trailing '/'")
         if self.broker == "embedded" and self.tls is not None:
             raise FieldError("tls", "the embedded broker listens on plain TCP on loopback only")
+        if self.broker == "embedded" and not _is_loopback(self.host):
+            raise FieldError(
+                "host", "the embedded broker listens on loopback only (127.0.0.1, ::1, localhost)"
+            )
 
 
 @dataclass(frozen=True)

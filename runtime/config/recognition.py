@@ -1,11 +1,135 @@
-"""Config section of the recognition pipeline (owned by handlers/recognition)."""
+"""Config section of the recognition pipeline (owned by handlers/recognition).
+
+``[recognition]`` holds the operating point and input limits; the sub-tables
+``[recognition.models]``, ``[recognition.quality]``, ``[recognition.liveness]``
+and ``[recognition.decision]`` hold the per-stage settings.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from ._fields import setting
+from ._fields import FieldError, setting
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_sha256(value: str) -> bool:
+    return len(value) == 64 and set(value.lower()) <= _HEX
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Detector and recogniser models (built-in YuNet 2023mar + SFace 2021dec by default)."""
+
+    cache_dir: Path | None = setting(
+        None,
+        doc="Where converted models are cached (keyed by source sha256); "
+        "absent: 'model-cache' beside the config file.",
+    )
+    detector_path: Path | None = setting(
+        None, doc="User YuNet-format detector ONNX file; absent uses the built-in YuNet."
+    )
+    detector_sha256: str = setting("", doc="sha256 pin of detector_path (required with it).")
+    recognizer_path: Path | None = setting(
+        None, doc="User recogniser ONNX file; absent uses the built-in SFace."
+    )
+    recognizer_sha256: str = setting("", doc="sha256 pin of recognizer_path (required with it).")
+    recognizer_family: Literal["sface", "arcface"] = setting(
+        "arcface",
+        doc="User recogniser preprocessing: 'arcface' = InsightFace RGB (x-127.5)/127.5 "
+        "(112x112, usually 512-d); 'sface' = RGB 0-255.",
+    )
+    recognizer_name: str = setting(
+        "user-recognizer", doc="Model name recorded with every template (with the hash)."
+    )
+    detector_input_width: int = setting(
+        320, doc="Detector input width in px (frames are scaled down to it).", ge=64, le=1920
+    )
+    detector_score: float = setting(0.6, doc="Minimum detector confidence.", gt=0, le=1)
+    detector_threads: int = setting(1, doc="onnxruntime intra-op threads, detector.", ge=1, le=16)
+    recognizer_threads: int = setting(
+        2, doc="onnxruntime intra-op threads, recogniser.", ge=1, le=16
+    )
+
+    def check(self) -> None:
+        for kind, path, pin in (
+            ("detector", self.detector_path, self.detector_sha256),
+            ("recognizer", self.recognizer_path, self.recognizer_sha256),
+        ):
+            if path is not None and not _is_sha256(pin):
+                raise FieldError(f"{kind}_sha256", f"a user {kind} needs its 64-hex sha256 pin")
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """Quality gate applied to the target face before embedding."""
+
+    min_face_px: int = setting(60, doc="Minimum face box side (shorter side) in px.", ge=8)
+    min_sharpness: float = setting(
+        25.0, doc="Minimum variance of the Laplacian on the face crop (blur check).", ge=0
+    )
+    max_yaw_deg: float = setting(35.0, doc="Maximum estimated head yaw.", gt=0, le=90)
+    max_pitch_deg: float = setting(30.0, doc="Maximum estimated head pitch.", gt=0, le=90)
+    min_brightness: float = setting(40.0, doc="Minimum mean grey level of the face.", ge=0)
+    max_brightness: float = setting(225.0, doc="Maximum mean grey level of the face.", le=255)
+
+
+@dataclass(frozen=True)
+class LivenessSettings:
+    """Model-free liveness checks. This is NOT certified presentation-attack detection."""
+
+    stillness: bool = setting(True, doc="Refuse a face that is perfectly still over the window.")
+    min_motion_px: float = setting(
+        0.35,
+        doc="Minimum landmark movement (px, at detector scale) plus pixel change that counts "
+        "as a live face across the window.",
+        ge=0,
+    )
+    min_pixel_change: float = setting(
+        0.4, doc="Minimum mean absolute grey-level change of the face crop between frames.", ge=0
+    )
+    ir_required: bool = setting(
+        True, doc="When frames carry an IR image, the face must appear in it (IoU >= ir_iou)."
+    )
+    ir_iou: float = setting(0.3, doc="Minimum overlap of colour and IR face boxes.", gt=0, le=1)
+    pad_model: Path | None = setting(
+        None, doc="Optional ONNX presentation-attack model (input 1x3xHxW RGB 0-1, output live prob)."
+    )
+    pad_model_sha256: str = setting("", doc="sha256 pin of pad_model (required with it).")
+    pad_threshold: float = setting(0.5, doc="Minimum live probability of the PAD model.", ge=0, le=1)
+
+    def check(self) -> None:
+        if self.pad_model is not None and not _is_sha256(self.pad_model_sha256):
+            raise FieldError("pad_model_sha256", "a PAD model needs its 64-hex sha256 pin")
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    """The multi-frame decision rule."""
+
+    k: int = setting(3, doc="Frames that must agree on the same subject to grant.", ge=1, le=30)
+    window_s: float = setting(1.5, doc="Window in which the k frames must fall.", gt=0, le=30)
+    deadline_s: float = setting(
+        3.0, doc="A tracked face not decided by then gives 'undecided'.", gt=0, le=60
+    )
+    unknown_k: int = setting(
+        3, doc="Frames below threshold (quality and liveness passed) that give 'unknown'.", ge=1
+    )
+    track_iou: float = setting(
+        0.3, doc="Minimum box overlap to treat a face as the same track.", gt=0, le=1
+    )
+    track_lost_s: float = setting(
+        1.0, doc="A track with no face for this long ends (no decision if none was due).", gt=0
+    )
+    min_margin: float = setting(
+        0.0, doc="Minimum score margin over the runner-up subject to count a frame.", ge=0, le=1
+    )
+    cooldown_s: float = setting(
+        2.0, doc="After a decision, the same track is not decided again for this long.", ge=0
+    )
 
 
 @dataclass(frozen=True)
@@ -19,3 +143,30 @@ class RecognitionSection:
     calibration: Path | None = setting(
         None, doc="Calibration table written by 'facegate calibrate'; absent uses built-in defaults."
     )
+    threshold: float | None = setting(
+        None, doc="Fixed cosine threshold; overrides the calibrated, gallery-size-aware one."
+    )
+    roi: tuple[float, float, float, float] = setting(
+        (0.0, 0.0, 1.0, 1.0),
+        doc="Region of interest as fractions [x, y, w, h] of the frame; the target face is the "
+        "largest whose centre lies inside it.",
+    )
+    max_image_bytes: int = setting(
+        20_000_000, doc="Largest encoded image accepted for enrolment.", ge=1024
+    )
+    max_image_pixels: int = setting(
+        40_000_000, doc="Largest decoded image (width x height) accepted.", ge=4096
+    )
+    models: ModelSettings = setting(factory=ModelSettings, doc="Detector and recogniser.")
+    quality: QualitySettings = setting(factory=QualitySettings, doc="Quality gate.")
+    liveness: LivenessSettings = setting(factory=LivenessSettings, doc="Liveness checks.")
+    decision: DecisionSettings = setting(factory=DecisionSettings, doc="Multi-frame decision.")
+
+    def check(self) -> None:
+        x, y, w, h = self.roi
+        if not (0 <= x < 1 and 0 <= y < 1 and 0 < w <= 1 and 0 < h <= 1):
+            raise FieldError("roi", "x, y must be in [0, 1) and w, h in (0, 1]")
+        if x + w > 1.0 + 1e-9 or y + h > 1.0 + 1e-9:
+            raise FieldError("roi", "the region must lie inside the frame")
+        if self.threshold is not None and not -1.0 <= self.threshold <= 1.0:
+            raise FieldError("threshold", "a cosine threshold lies in [-1, 1]")

@@ -1,0 +1,139 @@
+"""YuNet-format face detector on onnxruntime.
+
+Contract: :meth:`FaceDetector.detect` takes a BGR uint8 HxWx3 image and
+returns faces in that image's pixel coordinates, best score first, after
+NMS. The image is scaled so its width is at most ``input_width`` and padded
+to a multiple of 32 (YuNet's strides) before inference; detection cost is
+dominated by that input size, not the camera resolution. Thread-safe: one
+onnxruntime session may be run from several threads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from .errors import InferenceError, ModelFormatError
+
+_STRIDES = (8, 16, 32)
+_OUTPUTS = tuple(f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in _STRIDES)
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One face: box ``(x, y, w, h)``, five landmarks (eyes, nose, mouth corners), score."""
+
+    box: tuple[float, float, float, float]
+    landmarks: npt.NDArray[np.float32]
+    score: float
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.box[2]) * max(0.0, self.box[3])
+
+    @property
+    def center(self) -> tuple[float, float]:
+        x, y, w, h = self.box
+        return (x + w / 2.0, y + h / 2.0)
+
+
+def _pad32(n: int) -> int:
+    return max(32, math.ceil(n / 32.0) * 32)
+
+
+class FaceDetector:
+    """YuNet decoder around an onnxruntime session (see module docstring)."""
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        *,
+        input_width: int = 320,
+        score_threshold: float = 0.6,
+        nms_threshold: float = 0.3,
+        top_k: int = 50,
+    ) -> None:
+        names = {o.name for o in session.get_outputs()}
+        missing = [n for n in _OUTPUTS if n not in names]
+        if missing:
+            raise ModelFormatError(f"not a YuNet-format detector: missing outputs {missing}")
+        self._session = session
+        self._input = session.get_inputs()[0].name
+        self.input_width = input_width
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.top_k = top_k
+        self._grids: dict[tuple[int, int], list[npt.NDArray[np.float32]]] = {}
+
+    def _grid(self, h: int, w: int) -> list[npt.NDArray[np.float32]]:
+        key = (h, w)
+        grid = self._grids.get(key)
+        if grid is None:
+            grid = []
+            for s in _STRIDES:
+                rows, cols = h // s, w // s
+                yy, xx = np.mgrid[0:rows, 0:cols]
+                grid.append(np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float32))
+            self._grids[key] = grid
+        return grid
+
+    def prepare(self, bgr: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], float]:
+        """Resize + pad ``bgr`` into an NCHW float blob; returns (blob, scale)."""
+        h, w = bgr.shape[:2]
+        scale = min(1.0, self.input_width / float(w))
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        small = bgr if scale == 1.0 else cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA)
+        ph, pw = _pad32(nh), _pad32(nw)
+        blob = np.zeros((1, 3, ph, pw), dtype=np.float32)
+        blob[0, :, :nh, :nw] = small.transpose(2, 0, 1)
+        return blob, scale
+
+    def detect(self, bgr: npt.NDArray[np.uint8]) -> list[Detection]:
+        """Faces in ``bgr`` (BGR uint8), best first. Blocking: run off the event loop."""
+        blob, scale = self.prepare(bgr)
+        try:
+            outs = self._session.run(list(_OUTPUTS), {self._input: blob})
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            raise InferenceError(f"detector failed: {exc}") from None
+        by_name = dict(zip(_OUTPUTS, outs, strict=True))
+        grid = self._grid(blob.shape[2], blob.shape[3])
+        boxes, scores, kps = [], [], []
+        for i, s in enumerate(_STRIDES):
+            cls = np.clip(by_name[f"cls_{s}"][0, :, 0], 0, 1)
+            obj = np.clip(by_name[f"obj_{s}"][0, :, 0], 0, 1)
+            score = np.sqrt(cls * obj)
+            keep = np.nonzero(score >= self.score_threshold)[0]
+            if keep.size == 0:
+                continue
+            g = grid[i][keep]
+            bb = by_name[f"bbox_{s}"][0, keep]
+            cxcy = (g + bb[:, :2]) * s
+            wh = np.exp(np.minimum(bb[:, 2:4], 10.0)) * s
+            boxes.append(np.concatenate([cxcy - wh / 2.0, wh], axis=1))
+            kp = by_name[f"kps_{s}"][0, keep].reshape(-1, 5, 2)
+            kps.append((kp + g[:, None, :]) * s)
+            scores.append(score[keep])
+        if not boxes:
+            return []
+        all_boxes = np.concatenate(boxes) / scale
+        all_kps = np.concatenate(kps) / scale
+        all_scores = np.concatenate(scores)
+        idx = cv2.dnn.NMSBoxes(
+            all_boxes.tolist(), all_scores.tolist(), self.score_threshold, self.nms_threshold,
+            top_k=self.top_k,
+        )
+        order = sorted((int(j) for j in np.asarray(idx).ravel()), key=lambda j: -all_scores[j])
+        return [
+            Detection(
+                box=(float(all_boxes[j, 0]), float(all_boxes[j, 1]),
+                     float(all_boxes[j, 2]), float(all_boxes[j, 3])),
+                landmarks=all_kps[j].astype(np.float32),
+                score=float(all_scores[j]),
+            )
+            for j in order
+        ]

@@ -1,0 +1,118 @@
+"""Loading the detector and recogniser: verify pin, convert (cached), open session.
+
+:func:`load_models` is the one entry point the pipeline, the enrolment API,
+``facegate calibrate`` and ``facegate bench`` use. It is blocking (hashing,
+conversion and session creation take ~0.1-1 s); async callers use
+:func:`load_models_async`, which also reports a refused file on the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from ...runtime.bus import EventBus
+from ...runtime.clock import Clock
+from ...runtime.events import SecurityEvent, SecurityKind
+from .convert import convert_cached
+from .detector import FaceDetector
+from .embedder import FaceEmbedder
+from .errors import ModelHashMismatch
+from .registry import BUILTIN_DETECTOR, BUILTIN_RECOGNIZER, ModelSpec, verify_pin
+from .session import make_session
+
+_log = structlog.get_logger("facegate.models")
+
+
+def default_cache_dir(config_path: Path | None = None) -> Path:
+    """``<config dir>/model-cache`` when a config file is known, else the user cache."""
+    if config_path is not None:
+        return config_path.resolve().parent / "model-cache"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "facegate" / "models"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOptions:
+    """What to load and how. Defaults are the pinned built-in YuNet + SFace."""
+
+    detector: ModelSpec = BUILTIN_DETECTOR
+    recognizer: ModelSpec = BUILTIN_RECOGNIZER
+    cache_dir: Path | None = None
+    detector_threads: int = 1
+    recognizer_threads: int = 2
+    detector_input_width: int = 320
+    detector_score: float = 0.6
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModels:
+    """A ready detector and recogniser. ``model_id`` is the recogniser's id."""
+
+    detector: FaceDetector
+    embedder: FaceEmbedder
+    detector_path: Path
+    recognizer_path: Path
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+
+def load_models(opts: ModelOptions | None = None) -> LoadedModels:
+    """Verify both pins, convert once into the cache, and open tuned sessions.
+
+    Raises ModelHashMismatch (file refused, nothing loaded), ModelFileMissing,
+    or ModelFormatError.
+    """
+    opts = opts or ModelOptions()
+    cache = opts.cache_dir or default_cache_dir()
+    verify_pin(opts.detector)
+    verify_pin(opts.recognizer)
+    det_path = convert_cached(opts.detector.path, opts.detector.sha256, cache, dynamic_spatial=True)
+    rec_path = convert_cached(
+        opts.recognizer.path, opts.recognizer.sha256, cache, dynamic_spatial=False
+    )
+    detector = FaceDetector(
+        make_session(det_path, intra_threads=opts.detector_threads),
+        input_width=opts.detector_input_width,
+        score_threshold=opts.detector_score,
+    )
+    embedder = FaceEmbedder(
+        make_session(rec_path, intra_threads=opts.recognizer_threads), opts.recognizer
+    )
+    _log.info(
+        "models.loaded",
+        detector=opts.detector.model_id,
+        recognizer=embedder.model_id,
+        dim=embedder.dim,
+    )
+    return LoadedModels(detector, embedder, det_path, rec_path)
+
+
+async def load_models_async(
+    opts: ModelOptions | None = None,
+    *,
+    bus: EventBus | None = None,
+    clock: Clock | None = None,
+) -> LoadedModels:
+    """:func:`load_models` off the loop; a refused file is also a ``MODEL_REJECTED`` event."""
+    try:
+        return await asyncio.to_thread(load_models, opts)
+    except ModelHashMismatch as exc:
+        _log.error("models.rejected", path=exc.path, expected=exc.expected[:16],
+                   actual=exc.actual[:16])
+        if bus is not None and clock is not None:
+            bus.publish(
+                SecurityEvent(
+                    at=clock.wall(),
+                    kind=SecurityKind.MODEL_REJECTED,
+                    detail=f"model file {Path(exc.path).name} failed its sha256 pin",
+                    source="recognition.models",
+                )
+            )
+        raise

@@ -1,0 +1,17 @@
+"""Errors of door control."""
+
+from __future__ import annotations
+
+from ...runtime.errors import FacegateError
+
+
+class DoorError(FacegateError):
+    """Base of door control errors."""
+
+
+class DoorNotRunningError(DoorError):
+    """The door controller is not running (device starting, stopping or crashed)."""
+
+
+class DoorLockedDownError(DoorError):
+    """The door is in lockdown: grants and remote opens are refused until release()."""

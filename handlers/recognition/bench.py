@@ -1,0 +1,186 @@
+"""Benchmarks behind ``facegate bench`` (numbers printed, never asserted in tests).
+
+Pipeline: a 640x480 JPEG frame with one face (a sample photo, shifted by a
+few pixels per frame so caches cannot make repeats free) goes through decode
+(cv2.imdecode), detect, quality, align, embed and a 1:N search against a
+1,000-subject gallery. The same frames then go through OpenCV's own path
+(``cv2.FaceDetectorYN`` at the frame size + ``cv2.FaceRecognizerSF``
+alignCrop/feature, fed the same converted fp32 models).
+
+Matcher: N random unit 128-d templates; probes are mated (an enrolled
+template mixed with noise to cosine ~0.6, like a genuine SFace pair), which
+is the case where missing the true row would change a decision. Recall@1 is
+measured against exact float32 search. Plain numpy (GEMV + argmax) and
+faiss ``IndexFlatIP`` (when installed) run on the same data.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from ...drivers.models.loader import LoadedModels
+from .align import align_face
+from .matcher import Matcher
+from .quality import QualityLimits, assess
+
+STAGES = ("decode", "detect", "quality", "align", "embed", "search", "total")
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms, dtype=np.float64)
+    return {"p50": round(float(np.percentile(a, 50)), 3),
+            "p99": round(float(np.percentile(a, 99)), 3)}
+
+
+def make_frames(face_image: Path, count: int) -> list[bytes]:
+    """``count`` JPEG 640x480 frames with the face shifted by up to 3 px."""
+    img = cv2.imread(str(face_image))
+    if img is None:
+        raise FileNotFoundError(face_image)
+    h, w = img.shape[:2]
+    scale = max(660 / w, 500 / h)
+    big = cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    frames = []
+    rng = np.random.default_rng(7)
+    for _ in range(count):
+        dx, dy = (int(v) for v in rng.integers(0, 7, 2))
+        frame = np.ascontiguousarray(big[dy : dy + 480, dx : dx + 640])
+        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok
+        frames.append(buf.tobytes())
+    return frames
+
+
+@dataclass
+class PipelineResult:
+    stages: dict[str, dict[str, float]]
+    sustained_fps: float
+    opencv: dict[str, float] = field(default_factory=dict)
+
+
+def bench_pipeline(
+    models: LoadedModels, frames: list[bytes], *, gallery: int = 1000
+) -> PipelineResult:
+    """Per-stage latency of our path over ``frames`` (one face each)."""
+    matcher = Matcher(models.model_id, models.embedder.dim)
+    rng = np.random.default_rng(1)
+    g = rng.standard_normal((gallery, models.embedder.dim)).astype(np.float32)
+    matcher.add_batch([f"s{i}" for i in range(gallery)], [f"t{i}" for i in range(gallery)],
+                      g, models.model_id)
+    limits = QualityLimits()
+    times: dict[str, list[float]] = {s: [] for s in STAGES}
+    for data in frames:
+        t0 = time.perf_counter()
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        t1 = time.perf_counter()
+        faces = models.detector.detect(bgr)
+        t2 = time.perf_counter()
+        if not faces:
+            continue
+        target = max(faces, key=lambda d: d.area)
+        assess(bgr, target, limits)
+        t3 = time.perf_counter()
+        crop = align_face(bgr, target.landmarks)
+        t4 = time.perf_counter()
+        emb = models.embedder.embed(crop)[0]
+        t5 = time.perf_counter()
+        matcher.search(emb, k=2)
+        t6 = time.perf_counter()
+        for name, a, b in (("decode", t0, t1), ("detect", t1, t2), ("quality", t2, t3),
+                           ("align", t3, t4), ("embed", t4, t5), ("search", t5, t6),
+                           ("total", t0, t6)):
+            times[name].append((b - a) * 1e3)
+    if not times["total"]:
+        raise RuntimeError("no face found in the bench frames")
+    stages = {s: percentiles(v) for s, v in times.items()}
+    # Sustained: back-to-back frames, wall time over the whole run.
+    start = time.perf_counter()
+    n = 0
+    for data in frames:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        faces = models.detector.detect(bgr)
+        if faces:
+            target = max(faces, key=lambda d: d.area)
+            assess(bgr, target, limits)
+            matcher.search(models.embedder.embed(align_face(bgr, target.landmarks))[0])
+        n += 1
+    fps = n / (time.perf_counter() - start)
+    return PipelineResult(stages=stages, sustained_fps=round(fps, 1))
+
+
+def bench_opencv(models: LoadedModels, frames: list[bytes]) -> dict[str, float]:
+    """OpenCV's own YuNet + SFace path on the same frames and (converted) models."""
+    det = cv2.FaceDetectorYN.create(str(models.detector_path), "", (640, 480), 0.6, 0.3, 50)
+    rec = cv2.FaceRecognizerSF.create(str(models.recognizer_path), "")
+    ms: list[float] = []
+    for data in frames:
+        t0 = time.perf_counter()
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        det.setInputSize((bgr.shape[1], bgr.shape[0]))
+        _, faces = det.detect(bgr)
+        if faces is not None and len(faces):
+            rec.feature(rec.alignCrop(bgr, faces[0]))
+        ms.append((time.perf_counter() - t0) * 1e3)
+    return percentiles(ms)
+
+
+def _probes(
+    x: npt.NDArray[np.float32], n: int, cos: float, rng: np.random.Generator
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    idx = rng.integers(0, x.shape[0], n)
+    noise = rng.standard_normal((n, x.shape[1])).astype(np.float32)
+    noise -= (noise * x[idx]).sum(1, keepdims=True) * x[idx]
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    q = cos * x[idx] + np.sqrt(1 - cos**2) * noise
+    return idx, (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _time(fn: Callable[[npt.NDArray[np.float32]], Any], qs: npt.NDArray[np.float32]) -> list[float]:
+    ms = []
+    for q in qs:
+        t = time.perf_counter()
+        fn(q)
+        ms.append((time.perf_counter() - t) * 1e3)
+    return ms
+
+
+def bench_matcher(n: int, *, queries: int = 100, dim: int = 128, seed: int = 0) -> dict[str, Any]:
+    """Search latency at ``n`` templates: ours, plain numpy, faiss IndexFlatIP."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    m = Matcher("bench@0", dim)
+    ids = [str(i) for i in range(n)]
+    m.add_batch(ids, ids, x, "bench@0")
+    idx, qs = _probes(x, queries, 0.6, rng)
+    m.search(qs[0])  # warm-up: creates the int8 session
+    ours = _time(lambda q: m.search(q, k=2), qs)
+    hits = sum(
+        1 for i, q in zip(idx, qs, strict=True)
+        if (b := m.search(q, k=1).best) is not None and b.template_id == str(int(i))
+    )
+    exact_hits = sum(1 for i, q in zip(idx, qs, strict=True) if int(np.argmax(x @ q)) == int(i))
+    out: dict[str, Any] = {
+        "n": n,
+        "ours": percentiles(ours),
+        "mode": "int8+rerank" if n >= m.int8_min_rows else "float32 exact",
+        "recall_at_1": round(hits / max(1, exact_hits), 4),
+        "numpy": percentiles(_time(lambda q: int(np.argmax(x @ q)), qs)),
+    }
+    try:
+        import faiss  # noqa: PLC0415 - optional dependency, imported only when benchmarking
+    except ImportError:
+        out["faiss"] = None
+    else:
+        index = faiss.IndexFlatIP(dim)
+        index.add(x)
+        out["faiss"] = percentiles(_time(lambda q: index.search(q[None], 2), qs))
+    return out

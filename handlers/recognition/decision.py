@@ -1,0 +1,240 @@
+"""Multi-frame decisions over a tracked face (steps 7-8 of the pipeline).
+
+One target face is tracked at a time (the pipeline already picks the largest
+face in the ROI); a face whose box overlaps the track's last box by less than
+``track_iou``, or that reappears after ``track_lost_s``, starts a new track.
+
+Rules, evaluated after every frame and on every tick:
+
+- ``granted``: k usable frames within ``window_s`` agree on the same subject
+  with score >= threshold (and margin >= ``min_margin``), and the stillness
+  check over those frames passes.
+- ``denied``: the same, but the confirmation frames are perfectly still
+  (``liveness_still``), or k frames in the window failed a frame liveness
+  check (e.g. ``liveness_ir_missing``).
+- ``unknown``: ``unknown_k`` usable frames in the window scored below the
+  threshold and were not still.
+- ``undecided``: none of the above by ``deadline_s`` after the track began,
+  or the track was lost first; the reason is the most frequent frame failure.
+
+A track is decided once; after ``cooldown_s`` it may be decided again.
+The published :class:`AccessDecision` never carries the image or embedding.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ...runtime.config.recognition import DecisionSettings
+from ...runtime.events import AccessDecision, Decision, StageResult
+from .liveness import StillnessCheck, iou
+from .pipeline import FrameAnalysis
+from .reasons import Reason
+from .thresholds import ThresholdPolicy
+
+_LIVENESS_FAIL = {Reason.LIVENESS_IR_MISSING, Reason.LIVENESS_PAD}
+
+
+@dataclass(slots=True)
+class _Obs:
+    t: float
+    analysis: FrameAnalysis
+
+
+@dataclass(slots=True)
+class _Track:
+    id: int
+    started: float
+    last_seen: float
+    box: tuple[float, float, float, float]
+    frames: collections.deque[_Obs] = field(default_factory=lambda: collections.deque(maxlen=64))
+    decided_at: float | None = None
+
+
+class DecisionEngine:
+    """Turns per-frame analyses into AccessDecision events (pure logic, clock-free)."""
+
+    def __init__(
+        self,
+        settings: DecisionSettings,
+        thresholds: ThresholdPolicy,
+        stillness: StillnessCheck | None,
+        *,
+        model_id: str,
+    ) -> None:
+        self.settings = settings
+        self.thresholds = thresholds
+        self.stillness = stillness
+        self.model_id = model_id
+        self._track: _Track | None = None
+        self._ids = itertools.count(1)
+
+    @property
+    def tracking(self) -> bool:
+        return self._track is not None
+
+    def observe(self, a: FrameAnalysis, now: float, wall: float) -> list[AccessDecision]:
+        """Feed one frame's analysis taken at monotonic ``now``; returns 0..2 decisions."""
+        out: list[AccessDecision] = []
+        tr = self._track
+        if tr is not None and now - tr.last_seen > self.settings.track_lost_s:
+            out += self._end(tr, wall, Reason.TRACK_LOST)
+            tr = None
+        if a.target is None:
+            out += self.tick(now, wall)
+            return out
+        if tr is not None and iou(tr.box, a.target.box) < self.settings.track_iou:
+            out += self._end(tr, wall, Reason.TRACK_LOST)
+            tr = None
+        if tr is None:
+            tr = _Track(id=next(self._ids), started=now, last_seen=now, box=a.target.box)
+        self._track = tr
+        tr.last_seen, tr.box = now, a.target.box
+        if tr.decided_at is not None:
+            if now - tr.decided_at < self.settings.cooldown_s:
+                return out
+            tr.decided_at, tr.started = None, now
+            tr.frames.clear()
+        tr.frames.append(_Obs(now, a))
+        d = self._evaluate(tr, now, wall)
+        if d is not None:
+            out.append(d)
+        return out
+
+    def tick(self, now: float, wall: float) -> list[AccessDecision]:
+        """Apply deadlines and track loss when frames stop coming."""
+        tr = self._track
+        if tr is None:
+            return []
+        if now - tr.last_seen > self.settings.track_lost_s:
+            return self._end(tr, wall, Reason.TRACK_LOST)
+        if tr.decided_at is None and now - tr.started >= self.settings.deadline_s:
+            return [self._undecided(tr, wall, Reason.DEADLINE, now)]
+        return []
+
+    # -- rules --------------------------------------------------------------
+    def _end(self, tr: _Track, wall: float, reason: Reason) -> list[AccessDecision]:
+        self._track = None
+        if tr.decided_at is None and tr.frames:
+            return [self._undecided(tr, wall, reason, tr.last_seen)]
+        return []
+
+    def _window(self, tr: _Track, now: float) -> list[_Obs]:
+        return [o for o in tr.frames if now - o.t <= self.settings.window_s]
+
+    def _evaluate(self, tr: _Track, now: float, wall: float) -> AccessDecision | None:
+        s = self.settings
+        window = self._window(tr, now)
+        usable = [o for o in window if o.analysis.usable and o.analysis.search is not None]
+        gallery = usable[-1].analysis.search.subjects if usable and usable[-1].analysis.search else 0
+        threshold = self.thresholds.threshold(gallery)
+        live_fail = [o for o in window if o.analysis.reason in _LIVENESS_FAIL]
+        if len(live_fail) >= s.k:
+            return self._decide(tr, live_fail[-s.k:], Decision.DENIED,
+                                Reason(live_fail[-1].analysis.reason),
+                                threshold=threshold, wall=wall, now=now)
+        votes: dict[str, list[_Obs]] = collections.defaultdict(list)
+        below: list[_Obs] = []
+        for o in usable:
+            res = o.analysis.search
+            assert res is not None
+            best, second = res.best, res.runner_up
+            margin = best.score - (second.score if second else -1.0) if best else 0.0
+            if best is not None and best.score >= threshold and margin >= s.min_margin:
+                votes[best.subject_id].append(o)
+            else:
+                below.append(o)
+        for frames in votes.values():
+            if len(frames) >= s.k:
+                return self._confirm(tr, frames[-s.k:], Decision.GRANTED, Reason.MATCH,
+                                     threshold=threshold, wall=wall, now=now)
+        if len(below) >= s.unknown_k:
+            reason = Reason.EMPTY_GALLERY if gallery == 0 else Reason.NO_MATCH
+            return self._confirm(tr, below[-s.unknown_k:], Decision.UNKNOWN, reason,
+                                 threshold=threshold, wall=wall, now=now)
+        return None
+
+    def _still(self, frames: list[_Obs]) -> StageResult | None:
+        if self.stillness is None:
+            return None
+        crops = [o.analysis.crop_grey for o in frames if o.analysis.crop_grey is not None]
+        lms: list[npt.NDArray[np.float32]] = []
+        sizes: list[float] = []
+        for o in frames:
+            t = o.analysis.target
+            assert t is not None
+            lms.append(t.landmarks)
+            sizes.append(max(t.box[2], t.box[3]))
+        return self.stillness.evaluate(lms, sizes, crops)
+
+    def _confirm(
+        self, tr: _Track, frames: list[_Obs], decision: Decision, reason: Reason,
+        *, threshold: float, wall: float, now: float,
+    ) -> AccessDecision:
+        still = self._still(frames)
+        if still is not None and not still.passed:
+            return self._decide(tr, frames, Decision.DENIED, Reason.LIVENESS_STILL,
+                                threshold=threshold, wall=wall, now=now, extra=(still,))
+        extra = (still,) if still is not None else ()
+        return self._decide(tr, frames, decision, reason, threshold=threshold, wall=wall, now=now,
+                            extra=extra)
+
+    def _undecided(self, tr: _Track, wall: float, reason: Reason, now: float) -> AccessDecision:
+        fails = collections.Counter(
+            o.analysis.reason for o in tr.frames if o.analysis.reason is not Reason.OK
+        )
+        why = fails.most_common(1)[0][0] if fails else reason
+        frames = list(tr.frames)[-max(1, self.settings.k):]
+        gallery = next(
+            (o.analysis.search.subjects for o in reversed(tr.frames) if o.analysis.search), 0
+        )
+        return self._decide(tr, frames, Decision.UNDECIDED, why,
+                            threshold=self.thresholds.threshold(gallery), wall=wall, now=now)
+
+    def _decide(
+        self, tr: _Track, frames: list[_Obs], decision: Decision, reason: Reason,
+        *, threshold: float, wall: float, now: float, extra: tuple[StageResult, ...] = (),
+    ) -> AccessDecision:
+        tr.decided_at = now
+        last = frames[-1].analysis if frames else None
+        res = last.search if last is not None else None
+        best = res.best if res else None
+        second = res.runner_up if res else None
+        # Report the subject only when it is the answer; an unknown face names nobody.
+        subject = best.subject_id if decision is Decision.GRANTED and best else None
+        if decision is Decision.GRANTED:
+            scores = [o.analysis.search.best.score for o in frames
+                      if o.analysis.search and o.analysis.search.best]
+            score: float | None = round(float(np.median(scores)), 4)
+        else:
+            score = round(best.score, 4) if best else None
+        runner = round(second.score, 4) if second else None
+        latency: dict[str, list[float]] = collections.defaultdict(list)
+        for o in frames:
+            for k, v in o.analysis.latency_ms.items():
+                latency[k].append(v)
+        return AccessDecision(
+            at=wall,
+            event_id=uuid.uuid4().hex,
+            decision=decision,
+            reason=str(reason),
+            subject_id=subject,
+            score=score,
+            runner_up=runner,
+            margin=round(score - runner, 4) if score is not None and runner is not None else None,
+            threshold=threshold,
+            quality=last.quality if last else (),
+            liveness=(last.liveness if last else ()) + extra,
+            model_id=self.model_id,
+            gallery_size=res.subjects if res else 0,
+            latency_ms=tuple((k, round(float(np.median(v)), 2)) for k, v in latency.items()),
+            frames=len(frames),
+            track_id=tr.id,
+            decision_ms=round((now - tr.started) * 1e3, 1),
+        )

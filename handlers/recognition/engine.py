@@ -1,0 +1,138 @@
+"""Building the recognition stack from config, and the enrolment entry point.
+
+:class:`RecognitionEngine` owns the loaded models, the matcher, the frame
+pipeline and the threshold policy. The STORAGE side fills ``engine.matcher``
+at start-up (``add_batch``) and calls :meth:`RecognitionEngine.embed_image`
+to enrol photos; :class:`~.service.RecognitionService` runs it on frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ...drivers.models.loader import LoadedModels, ModelOptions, default_cache_dir, load_models_async
+from ...drivers.models.registry import (
+    BUILTIN_DETECTOR,
+    BUILTIN_RECOGNIZER,
+    ModelFamily,
+    ModelSpec,
+)
+from ...runtime.bus import EventBus
+from ...runtime.clock import Clock
+from ...runtime.config.recognition import RecognitionSection
+from .enrol import ImageEmbedding, embed_image_bytes
+from .liveness import FrameCheck, IrPresenceCheck, OnnxPadCheck, StillnessCheck
+from .matcher import Matcher
+from .pipeline import FramePipeline
+from .quality import QualityLimits
+from .thresholds import CalibrationError, CalibrationTable, ThresholdPolicy, builtin_table
+
+
+def model_options(cfg: RecognitionSection, config_path: Path | None = None) -> ModelOptions:
+    """Model specs and session settings from ``[recognition.models]``."""
+    m = cfg.models
+    detector = BUILTIN_DETECTOR
+    if m.detector_path is not None:
+        detector = ModelSpec("user-detector", ModelFamily.YUNET, m.detector_path,
+                             m.detector_sha256.lower())
+    recognizer = BUILTIN_RECOGNIZER
+    if m.recognizer_path is not None:
+        recognizer = ModelSpec(m.recognizer_name, ModelFamily(m.recognizer_family),
+                               m.recognizer_path, m.recognizer_sha256.lower())
+    return ModelOptions(
+        detector=detector,
+        recognizer=recognizer,
+        cache_dir=m.cache_dir or default_cache_dir(config_path),
+        detector_threads=m.detector_threads,
+        recognizer_threads=m.recognizer_threads,
+        detector_input_width=m.detector_input_width,
+        detector_score=m.detector_score,
+    )
+
+
+def quality_limits(cfg: RecognitionSection) -> QualityLimits:
+    q = cfg.quality
+    return QualityLimits(q.min_face_px, q.min_sharpness, q.max_yaw_deg, q.max_pitch_deg,
+                         q.min_brightness, q.max_brightness)
+
+
+def threshold_policy(cfg: RecognitionSection, model_id: str) -> ThresholdPolicy:
+    """The calibrated policy; a table made for another model is refused."""
+    table = CalibrationTable.load(cfg.calibration) if cfg.calibration else None
+    if table is None:
+        table = builtin_table()
+        if table.model_id != model_id and cfg.threshold is None:
+            raise CalibrationError(
+                f"no calibration for model {model_id}: run 'facegate calibrate' and set "
+                "recognition.calibration, or set recognition.threshold"
+            )
+    elif table.model_id != model_id:
+        raise CalibrationError(
+            f"calibration table is for {table.model_id}, the device runs {model_id}"
+        )
+    return ThresholdPolicy(table, cfg.target_fmr, fixed=cfg.threshold)
+
+
+class RecognitionEngine:
+    """Models + matcher + pipeline + thresholds for one device."""
+
+    def __init__(
+        self,
+        cfg: RecognitionSection,
+        models: LoadedModels,
+        *,
+        matcher: Matcher | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.models = models
+        self.model_id = models.model_id
+        self.matcher = matcher or Matcher(models.model_id, models.embedder.dim)
+        self.thresholds = threshold_policy(cfg, models.model_id)
+        lv = cfg.liveness
+        checks: list[FrameCheck] = []
+        if lv.ir_required:
+            checks.append(IrPresenceCheck(models.detector, min_iou=lv.ir_iou))
+        if lv.pad_model is not None:
+            checks.append(OnnxPadCheck(lv.pad_model, lv.pad_model_sha256,
+                                       threshold=lv.pad_threshold))
+        self.stillness = (
+            StillnessCheck(min_motion_px=lv.min_motion_px, min_pixel_change=lv.min_pixel_change)
+            if lv.stillness else None
+        )
+        self.pipeline = FramePipeline(
+            models, self.matcher, roi=cfg.roi, quality=quality_limits(cfg), frame_checks=checks
+        )
+
+    @classmethod
+    async def create(
+        cls,
+        cfg: RecognitionSection,
+        *,
+        bus: EventBus | None = None,
+        clock: Clock | None = None,
+        config_path: Path | None = None,
+    ) -> RecognitionEngine:
+        """Load (verify, convert, open) the models off the loop and build the engine.
+
+        Raises ModelHashMismatch (and publishes ``SecurityEvent(MODEL_REJECTED)``
+        when ``bus`` and ``clock`` are given), ModelError, CalibrationError.
+        """
+        models = await load_models_async(model_options(cfg, config_path), bus=bus, clock=clock)
+        return await asyncio.to_thread(cls, cfg, models)
+
+    def embed_image_sync(self, data: bytes) -> ImageEmbedding:
+        """Blocking form of :meth:`embed_image` (for CLI tools already off the loop)."""
+        return embed_image_bytes(
+            self.pipeline, data,
+            max_bytes=self.cfg.max_image_bytes, max_pixels=self.cfg.max_image_pixels,
+        )
+
+    async def embed_image(self, data: bytes) -> ImageEmbedding:
+        """Embed the single face of an image file (JPEG/PNG/...) for enrolment.
+
+        Raises :class:`~.errors.ImageRejected` ``(reason_code, message)`` for
+        empty, corrupt, truncated, oversized images, no face, several faces,
+        or a failed quality check. Runs off the event loop.
+        """
+        return await asyncio.to_thread(self.embed_image_sync, data)

@@ -1,0 +1,489 @@
+"""The MQTT connection manager: one aiomqtt connection kept alive forever.
+
+aiomqtt neither reconnects nor buffers, so :class:`MqttLink` does both jobs a
+device needs:
+
+* it (re)connects with capped, jittered backoff (:mod:`facegate.runtime.backoff`,
+  slept on the injected clock), registers the Last Will, publishes the
+  retained birth message and re-subscribes after every connect;
+* it keeps a :class:`LinkState` guarded by a lock, logs each change once
+  (the first failure and the recovery, never every retry) and publishes a
+  :class:`~facegate.runtime.events.ComponentStateChanged` per change;
+* on cancellation (clean shutdown) it publishes the retained ``offline``
+  status itself, bounded in time, then disconnects (so the will does not fire).
+
+Publishing never buffers: :meth:`MqttLink.publish` waits for the broker's
+acknowledgement (PUBACK for QoS 1) or raises a :class:`MqttPublishError`.
+The durable outbox (issue 6) owns buffering and resending on top of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import aiomqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from ..backoff import Backoff
+from ..bus import EventBus
+from ..clock import Clock
+from ..config.loader import LoadedConfig
+from ..events import ComponentStateChanged
+from . import payloads
+from .embedded import EmbeddedBroker
+from .errors import MqttConnectError, MqttNotConnected, MqttPublishError
+from .inbound import InboundMessage, MessageHandler, from_aiomqtt
+from .options import ClientOptions, client_options
+from .payloads import Identity
+from .session import Session, describe, guarded, new_future
+from .telemetry import SnapshotProvider, TelemetryPublisher
+from .topics import DeviceTopics, check_filter, check_topic, filter_matches
+
+_log = structlog.get_logger("facegate.mqtt")
+
+__all__ = ["InboundMessage", "LinkState", "MessageHandler", "MqttLink", "build"]
+
+
+class LinkState(enum.StrEnum):
+    """Connection state of the link (changes are logged and published once)."""
+
+    IDLE = "idle"
+    """Constructed, ``run()`` not started."""
+    CONNECTING = "connecting"
+    """First connection attempt in progress."""
+    CONNECTED = "connected"
+    """Birth published and subscriptions active: publishing works."""
+    RECONNECTING = "reconnecting"
+    """A connect failed or the connection was lost; retrying with backoff."""
+    CLOSING = "closing"
+    """Shutting down: publishing ``offline`` and disconnecting."""
+    CLOSED = "closed"
+    """``run()`` has returned or been cancelled."""
+
+
+class MqttLink:
+    """Supervised Service keeping the device's broker connection, presence and telemetry.
+
+    Use it under the Device supervisor (``run()``) or as ``async with link:``.
+    ``run()`` only returns by cancellation; a raised exception is a bug the
+    supervisor restarts.
+    """
+
+    def __init__(
+        self,
+        options: ClientOptions,
+        *,
+        topics: DeviceTopics,
+        identity: Identity,
+        clock: Clock,
+        bus: EventBus | None = None,
+        telemetry: SnapshotProvider | None = None,
+        telemetry_interval_s: float = 30.0,
+        reconnect_min_s: float = 0.5,
+        reconnect_max_s: float = 30.0,
+        offline_timeout_s: float = 2.0,
+        rng: random.Random | None = None,
+        name: str = "mqtt.link",
+    ) -> None:
+        self._options = options
+        self._topics = topics
+        self._identity = identity
+        self._clock = clock
+        self._bus = bus
+        self._name = name
+        self._offline_timeout = offline_timeout_s
+        self._backoff = Backoff(
+            base=reconnect_min_s, cap=reconnect_max_s, rng=rng or random.Random()
+        )
+        self._will = aiomqtt.Will(
+            topics.status, payloads.will(identity), qos=1, retain=True
+        )
+        self._state = LinkState.IDLE
+        self._state_lock = asyncio.Lock()
+        self._connected = asyncio.Event()
+        self._session: Session | None = None
+        self._sessions = 0
+        self._failures = 0
+        self._down_since: float | None = None
+        self._subs: dict[str, tuple[int, MessageHandler]] = {}
+        self._telemetry = (
+            TelemetryPublisher(self, telemetry, interval_s=telemetry_interval_s, clock=clock)
+            if telemetry is not None
+            else None
+        )
+        self._runner: asyncio.TaskGroup | None = None
+        self._run_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        loaded: LoadedConfig,
+        *,
+        clock: Clock,
+        bus: EventBus | None = None,
+        telemetry: SnapshotProvider | None = None,
+        started_at: float | None = None,
+        offline_timeout_s: float = 2.0,
+        rng: random.Random | None = None,
+    ) -> MqttLink:
+        """Build a link from a loaded config. Raises MqttTlsConfigError for unusable TLS files."""
+        cfg = loaded.config
+        m = cfg.mqtt
+        return cls(
+            client_options(m, device_id=cfg.device.id),
+            topics=DeviceTopics(m.topic_prefix, cfg.device.id),
+            identity=Identity(
+                device_id=cfg.device.id,
+                site=cfg.device.site,
+                config_digest=loaded.digest,
+                started_at=clock.wall() if started_at is None else started_at,
+            ),
+            clock=clock,
+            bus=bus,
+            telemetry=telemetry,
+            telemetry_interval_s=m.telemetry_interval_s,
+            reconnect_min_s=m.reconnect_min_s,
+            reconnect_max_s=m.reconnect_max_s,
+            offline_timeout_s=offline_timeout_s,
+            rng=rng,
+        )
+
+    # -- public surface ---------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """Service name (``mqtt.link``); sub-tasks are named ``<name>.<part>``."""
+        return self._name
+
+    @property
+    def state(self) -> LinkState:
+        """Current connection state."""
+        return self._state
+
+    @property
+    def topics(self) -> DeviceTopics:
+        """This device's topics."""
+        return self._topics
+
+    @property
+    def identity(self) -> Identity:
+        """What the birth message reports."""
+        return self._identity
+
+    @property
+    def options(self) -> ClientOptions:
+        """The resolved connection options (repr masks the password)."""
+        return self._options
+
+    @property
+    def connection_number(self) -> int:
+        """How many connections have gone online so far (a resend trigger for the outbox)."""
+        return self._sessions
+
+    async def wait_connected(self) -> None:
+        """Return once the link is CONNECTED (immediately if it is)."""
+        await self._connected.wait()
+
+    async def publish(
+        self,
+        suffix: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        ack_timeout: float | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+    ) -> None:
+        """Publish on ``<prefix>/<device_id>/<suffix>`` and wait for the broker's acknowledgement.
+
+        QoS 1/2 return after PUBACK/PUBCOMP; QoS 0 after the packet is written.
+        Raises MqttTopicError for a bad suffix, MqttNotConnected when offline or
+        when the connection drops before the acknowledgement, MqttPublishTimeout
+        when no acknowledgement arrives in ``ack_timeout`` seconds (default 10).
+        ``response_topic``/``correlation_data`` are sent as MQTT 5 properties and
+        ignored under MQTT 3.1.1. Nothing is buffered: retrying is the caller's job.
+        """
+        await self.publish_to(
+            self._topics.topic(suffix),
+            payload,
+            qos=qos,
+            retain=retain,
+            ack_timeout=ack_timeout,
+            response_topic=response_topic,
+            correlation_data=correlation_data,
+        )
+
+    async def publish_to(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        ack_timeout: float | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+    ) -> None:
+        """Like :meth:`publish` with a full topic (command replies to a ``reply_to`` topic)."""
+        check_topic(topic)
+        if qos not in (0, 1, 2):
+            raise ValueError(f"qos must be 0, 1 or 2, not {qos!r}")
+        session = self._session
+        if session is None or self._state is not LinkState.CONNECTED:
+            raise MqttNotConnected(f"not connected (state {self._state.value})")
+        props = self._publish_properties(response_topic, correlation_data)
+        await guarded(
+            session,
+            session.client.publish(
+                topic, bytes(payload), qos=qos, retain=retain, properties=props, timeout=ack_timeout
+            ),
+        )
+
+    async def subscribe(self, topic_filter: str, handler: MessageHandler, *, qos: int = 1) -> None:
+        """Route messages matching ``topic_filter`` to ``handler``, now and after every reconnect.
+
+        Handlers run one at a time in the link's inbound task: they must be quick
+        (enqueue work elsewhere). A handler's exception is logged, never fatal.
+        """
+        check_filter(topic_filter)
+        self._subs[topic_filter] = (qos, handler)
+        session = self._session
+        if session is not None and self._state is LinkState.CONNECTED:
+            await guarded(session, session.client.subscribe(topic_filter, qos))
+
+    async def unsubscribe(self, topic_filter: str) -> None:
+        """Stop routing ``topic_filter`` (and unsubscribe at the broker if connected)."""
+        if self._subs.pop(topic_filter, None) is None:
+            return
+        session = self._session
+        if session is not None and self._state is LinkState.CONNECTED:
+            await guarded(session, session.client.unsubscribe(topic_filter))
+
+    async def run(self) -> None:
+        """Keep the connection (and telemetry) going until cancelled."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._connection_loop(), name=f"{self._name}.connection")
+                if self._telemetry is not None:
+                    tg.create_task(self._telemetry.run(), name=f"{self._name}.telemetry")
+        finally:
+            await self._set_state(LinkState.CLOSED)
+
+    async def __aenter__(self) -> Self:
+        if self._runner is not None:
+            raise RuntimeError("MqttLink is already running")
+        self._runner = asyncio.TaskGroup()
+        await self._runner.__aenter__()
+        self._run_task = self._runner.create_task(self.run(), name=self._name)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        runner, task = self._runner, self._run_task
+        self._runner = self._run_task = None
+        assert runner is not None and task is not None
+        task.cancel()
+        await runner.__aexit__(exc_type, exc, tb)
+
+    # -- connection machinery -----------------------------------------------------------
+
+    async def _set_state(self, new: LinkState, detail: str = "") -> None:
+        async with self._state_lock:
+            old = self._state
+            if old is new:
+                return
+            self._state = new
+            if new is LinkState.CONNECTED:
+                self._connected.set()
+            else:
+                self._connected.clear()
+            fields: dict[str, Any] = {"component": self._name, "old": old.value, "new": new.value}
+            if detail:
+                fields["detail"] = detail
+            if new is LinkState.RECONNECTING:
+                _log.warning("mqtt.link.state", **fields)
+            elif new is LinkState.CONNECTED and old is LinkState.RECONNECTING:
+                down = self._clock.monotonic() - (self._down_since or self._clock.monotonic())
+                _log.info("mqtt.link.state", attempts=self._failures, down_s=round(down, 3), **fields)
+            else:
+                _log.info("mqtt.link.state", **fields)
+            if self._bus is not None:
+                self._bus.publish(
+                    ComponentStateChanged(
+                        at=self._clock.wall(), component=self._name, state=new.value, detail=detail
+                    )
+                )
+
+    async def _connection_loop(self) -> None:
+        self._failures = 0
+        await self._set_state(LinkState.CONNECTING)
+        while True:
+            try:
+                await self._connect_once()
+            except MqttConnectError as exc:
+                detail = str(exc)
+            else:  # pragma: no cover - _connect_once only ends by raising
+                detail = "connection ended"
+            self._failures += 1
+            if self._state is not LinkState.RECONNECTING:
+                self._down_since = self._clock.monotonic()
+                await self._set_state(LinkState.RECONNECTING, detail)
+            delay = self._backoff.next_delay()
+            _log.debug("mqtt.link.retry", attempt=self._failures, delay_s=round(delay, 3), detail=detail)
+            await self._clock.sleep(delay)
+
+    async def _connect_once(self) -> None:
+        """One connection from CONNECT to its end; raises MqttConnectError when it fails or drops."""
+        client = self._options.new_client(self._will)
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            raise MqttConnectError(describe(exc)) from exc
+        session = Session(client=client, number=self._sessions + 1, lost=new_future())
+        self._session = session
+        try:
+            await self._run_session(session)
+        except asyncio.CancelledError:
+            await self._say_offline(session)
+            raise
+        except (aiomqtt.MqttError, MqttPublishError) as exc:
+            raise MqttConnectError(f"connection lost: {describe(exc)}") from exc
+        finally:
+            self._session = None
+            if not session.lost.done():
+                session.lost.set_result(None)
+            # Bound the DISCONNECT handshake; a dead connection returns at once.
+            client.timeout = 1.0
+            try:
+                await client.__aexit__(None, None, None)
+            except aiomqtt.MqttError as exc:
+                _log.debug("mqtt.link.disconnect_failed", detail=describe(exc))
+
+    async def _run_session(self, session: Session) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._pump(session), name=f"{self._name}.inbound")
+                await self._go_online(session)
+        except ExceptionGroup as group:
+            # The inbound task ends only when the connection drops: unwrap that cause.
+            first = group.exceptions[0]
+            if len(group.exceptions) == 1 and isinstance(
+                first, aiomqtt.MqttError | MqttPublishError
+            ):
+                raise first from None
+            raise
+
+    async def _go_online(self, session: Session) -> None:
+        birth = payloads.birth(self._identity, connected_at=self._clock.wall())
+        await guarded(
+            session, session.client.publish(self._topics.status, birth, qos=1, retain=True)
+        )
+        if self._subs:
+            wanted = [(f, qos) for f, (qos, _) in self._subs.items()]
+            await guarded(session, session.client.subscribe(wanted))
+        self._sessions = session.number
+        self._backoff.reset()
+        await self._set_state(LinkState.CONNECTED, f"session {session.number}")
+        self._failures = 0
+
+    async def _pump(self, session: Session) -> None:
+        try:
+            async for message in session.client.messages:
+                await self._dispatch(message)
+        finally:
+            if not session.lost.done():
+                session.lost.set_result(None)
+
+    async def _dispatch(self, message: aiomqtt.Message) -> None:
+        inbound = from_aiomqtt(message)
+        for topic_filter, (_, handler) in list(self._subs.items()):
+            if not filter_matches(topic_filter, inbound.topic):
+                continue
+            try:
+                await handler(inbound)
+            except Exception as exc:  # noqa: BLE001  # a faulty handler must not kill the link
+                _log.error(
+                    "mqtt.handler_failed", topic_filter=topic_filter, error_type=type(exc).__name__
+                )
+
+    async def _say_offline(self, session: Session) -> None:
+        """Clean shutdown: publish the retained offline status, bounded in time."""
+        if self._state is not LinkState.CONNECTED:
+            return
+        await self._set_state(LinkState.CLOSING, "shutdown")
+        body = payloads.offline(self._identity, at=self._clock.wall())
+        try:
+            async with asyncio.timeout(self._offline_timeout):
+                await session.client.publish(self._topics.status, body, qos=1, retain=True)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            _log.warning("mqtt.link.offline_not_confirmed", detail=describe(exc))
+
+    def _publish_properties(
+        self, response_topic: str | None, correlation_data: bytes | None
+    ) -> Properties | None:
+        if self._options.protocol is not aiomqtt.ProtocolVersion.V5:
+            return None
+        if response_topic is None and correlation_data is None:
+            return None
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho leaves __init__ unannotated
+        if response_topic is not None:
+            props.ResponseTopic = check_topic(response_topic)
+        if correlation_data is not None:
+            props.CorrelationData = correlation_data
+        return props
+
+
+class _Health(Protocol):
+    def snapshot(self) -> dict[str, object]: ...
+
+
+class _AssemblyContext(Protocol):
+    """The part of ``facegate.runtime.assembly.AssemblyContext`` that :func:`build` uses."""
+
+    @property
+    def loaded(self) -> LoadedConfig: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def bus(self) -> EventBus: ...
+    @property
+    def health(self) -> _Health: ...
+
+
+class _Parts(Protocol):
+    """The part of ``facegate.runtime.assembly.Parts`` that :func:`build` fills."""
+
+    services: list[Any]
+    resources: list[AbstractAsyncContextManager[Any]]
+    components: dict[str, object]
+
+
+def build(ctx: _AssemblyContext, parts: _Parts) -> None:
+    """Assembly factory: the embedded broker (a resource, when configured) and the link.
+
+    The broker is a resource so it opens before and closes after every
+    service: the link's clean ``offline`` still reaches it at shutdown.
+    Registers components ``mqtt`` (the link) and ``mqtt.broker``.
+    """
+    cfg = ctx.loaded.config.mqtt
+    if cfg.broker == "embedded":
+        broker = EmbeddedBroker(cfg.host, cfg.port)
+        parts.resources.append(broker)
+        parts.components["mqtt.broker"] = broker
+    link = MqttLink.from_config(
+        ctx.loaded, clock=ctx.clock, bus=ctx.bus, telemetry=ctx.health.snapshot
+    )
+    parts.services.append(link)
+    parts.components["mqtt"] = link

@@ -1,0 +1,101 @@
+"""Translate the ``[mqtt]`` config section into aiomqtt client arguments.
+
+Kept apart from the link so the rules (protocol choice, TLS, credentials) are
+testable without a broker and the link never touches raw config.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+import aiomqtt
+
+from ..config.core import MqttSection, TlsSection
+from .errors import MqttTlsConfigError
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClientOptions:
+    """Everything needed to open one connection; built once, reused on every reconnect."""
+
+    host: str
+    port: int
+    client_id: str
+    protocol: aiomqtt.ProtocolVersion
+    keepalive: int
+    username: str | None
+    password: str | None
+    tls: ssl.SSLContext | None
+    timeout: float
+
+    def __repr__(self) -> str:  # the password must never reach a log line through repr()
+        return (
+            f"ClientOptions(host={self.host!r}, port={self.port}, client_id={self.client_id!r}, "
+            f"protocol={self.protocol.name}, keepalive={self.keepalive}, "
+            f"username={self.username!r}, password={'***' if self.password else None}, "
+            f"tls={self.tls is not None})"
+        )
+
+    def new_client(self, will: aiomqtt.Will) -> aiomqtt.Client:
+        """A fresh aiomqtt client (one per connection attempt: its futures are single-use)."""
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            identifier=self.client_id,
+            protocol=self.protocol,
+            keepalive=self.keepalive,
+            username=self.username,
+            password=self.password,
+            will=will,
+            clean_session=True if self.protocol is not aiomqtt.ProtocolVersion.V5 else None,
+            tls_context=self.tls,
+            timeout=self.timeout,
+        )
+
+
+def effective_protocol(cfg: MqttSection) -> aiomqtt.ProtocolVersion:
+    """The protocol to speak. The embedded amqtt broker implements 3.1.1 only."""
+    if cfg.broker == "embedded" or cfg.protocol == "3.1.1":
+        return aiomqtt.ProtocolVersion.V311
+    return aiomqtt.ProtocolVersion.V5
+
+
+def tls_context(tls: TlsSection) -> ssl.SSLContext:
+    """A client SSL context: CA (or system roots), optional client cert, hostname check.
+
+    Raises MqttTlsConfigError naming the file that could not be loaded.
+    """
+    try:
+        ctx = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca_file) if tls.ca_file else None
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise MqttTlsConfigError(f"cannot load CA file {tls.ca_file}: {exc}") from None
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    # paho derives its own hostname check from this attribute (tls_set_context).
+    ctx.check_hostname = tls.check_hostname
+    if tls.cert_file is not None and tls.key_file is not None:
+        try:
+            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise MqttTlsConfigError(
+                f"cannot load client certificate {tls.cert_file} / key {tls.key_file}: {exc}"
+            ) from None
+    return ctx
+
+
+def client_options(cfg: MqttSection, *, device_id: str, timeout: float = 10.0) -> ClientOptions:
+    """Build :class:`ClientOptions` from config. Raises MqttTlsConfigError."""
+    ctx = tls_context(cfg.tls) if cfg.tls is not None else None
+    return ClientOptions(
+        host=cfg.host,
+        port=cfg.port,
+        client_id=cfg.client_id or f"facegate-{device_id}",
+        protocol=effective_protocol(cfg),
+        keepalive=cfg.keepalive,
+        username=cfg.username,
+        password=cfg.password.reveal() if cfg.password is not None else None,
+        tls=ctx,
+        timeout=timeout,
+    )

@@ -1,0 +1,83 @@
+"""Periodic telemetry on ``<prefix>/<device_id>/telemetry``.
+
+The snapshot comes from any ``Callable[[], Mapping[str, object]]`` (in the
+device: ``HealthMonitor.snapshot``), so this module does not depend on how
+health is computed. Telemetry is best-effort: QoS 0, not retained, and a tick
+that finds the link offline is skipped rather than queued.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ..clock import Clock
+from . import payloads
+from .errors import MqttPublishError
+from .topics import TELEMETRY
+
+if TYPE_CHECKING:
+    from .link import MqttLink
+
+SnapshotProvider = Callable[[], Mapping[str, object]]
+
+_log = structlog.get_logger("facegate.mqtt")
+
+
+class TelemetryPublisher:
+    """Publishes one redacted snapshot per interval while the link is connected.
+
+    The first tick goes out as soon as the link is connected, then every
+    ``interval_s`` on the injected clock. A failing provider is logged once per
+    streak of failures and never stops the loop.
+    """
+
+    def __init__(
+        self,
+        link: MqttLink,
+        snapshot: SnapshotProvider,
+        *,
+        interval_s: float,
+        clock: Clock,
+        name: str = "mqtt.telemetry",
+    ) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be > 0")
+        self._link = link
+        self._snapshot = snapshot
+        self._interval = interval_s
+        self._clock = clock
+        self._name = name
+        self.sent = 0
+        """Telemetry messages the broker accepted."""
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def run(self) -> None:
+        """Tick until cancelled."""
+        seq = 0
+        provider_failing = False
+        while True:
+            await self._link.wait_connected()
+            seq += 1
+            try:
+                snapshot = self._snapshot()
+            except Exception as exc:  # noqa: BLE001  # a health bug must not stop presence
+                if not provider_failing:
+                    _log.warning("mqtt.telemetry.snapshot_failed", error_type=type(exc).__name__)
+                provider_failing = True
+            else:
+                provider_failing = False
+                body = payloads.telemetry(
+                    self._link.identity, snapshot, at=self._clock.wall(), seq=seq
+                )
+                try:
+                    await self._link.publish(TELEMETRY, body, qos=0)
+                    self.sent += 1
+                except MqttPublishError as exc:
+                    _log.debug("mqtt.telemetry.skipped", detail=str(exc))
+            await self._clock.sleep(self._interval)

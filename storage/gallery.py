@@ -1,0 +1,457 @@
+"""The encrypted gallery: subjects, their templates, enrolment, erasure and loading.
+
+Contract
+--------
+* :meth:`Gallery.enroll` encrypts each embedding under the subject's DEK
+  (created on first enrolment) with AAD = subject id + template id + model id,
+  writes the rows and an audit row in one durable transaction, and only then
+  returns (and adds the templates to an attached matcher).
+* :meth:`Gallery.remove` detaches the subject from the attached matcher
+  first (unmatchable before anything else), then in one durable transaction
+  destroys the wrapped DEK (crypto-shredding: every copy of its ciphertexts
+  becomes unreadable), deletes templates and subject row (zeroed by
+  ``secure_delete``), writes the audit row, runs the caller's ``in_tx`` hook
+  (consent state, outbox receipt), and finally checkpoints the WAL.
+* :meth:`Gallery.load_all` decrypts the whole gallery off the event loop in
+  batches into a :class:`TemplateSink`. A template that fails authentication
+  is quarantined (kept, excluded from loading) and reported as a
+  :class:`SecurityEvent`; the rest load. Decrypted embeddings exist only in memory.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from ..runtime.clock import Clock
+from ..runtime.events import SecurityEvent, SecurityKind
+from . import audit
+from .crypto import AuthenticationFailed, open_sealed, seal, subject_aad, template_aad
+from .db import Database, Tx
+from .errors import InvalidInputError, KeyUnavailableError, SubjectNotFoundError, TamperError
+from .keys import Dek, KeyRing
+from .loader import LoadReport, load_gallery
+from .uuid7 import uuid7_str
+
+_log = structlog.get_logger("facegate.storage")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+Embeddings = npt.NDArray[np.float32]
+AttrValue = str | int | float | bool | None
+
+
+class TemplateSink(Protocol):
+    """What the recognition matcher offers the gallery (sync or async methods)."""
+
+    def add_batch(
+        self,
+        subject_ids: Sequence[str],
+        template_ids: Sequence[str],
+        embeddings: Embeddings,
+        model_id: str,
+    ) -> Awaitable[None] | None: ...
+
+    def add(
+        self, subject_id: str, template_id: str, embedding: Embeddings, model_id: str
+    ) -> Awaitable[None] | None: ...
+
+    def remove_subject(self, subject_id: str) -> Awaitable[int] | int: ...
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def check_id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _ID.match(value):
+        raise InvalidInputError(
+            f"invalid {what}: use 1-128 characters from A-Z a-z 0-9 . _ : @ - "
+            "(starting with a letter or digit)"
+        )
+    return value
+
+
+def as_embeddings(embeddings: Any) -> Embeddings:
+    arr = np.asarray(embeddings, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.shape[0] < 1 or not 8 <= arr.shape[1] <= 4096:
+        raise InvalidInputError(f"embeddings must be (n, d) with n >= 1, 8 <= d <= 4096; got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise InvalidInputError("embeddings contain NaN or infinity")
+    return np.ascontiguousarray(arr)
+
+
+@dataclass(frozen=True)
+class EnrolResult:
+    subject_id: str
+    template_ids: tuple[str, ...]
+    created_subject: bool
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    template_id: str
+    model_id: str
+    created_at: float
+    quarantined: bool
+
+
+@dataclass(frozen=True)
+class SubjectRecord:
+    """A decrypted subject (memory only). ``embeddings`` only when requested."""
+
+    subject_id: str
+    display_name: str | None
+    attributes: Mapping[str, AttrValue]
+    created_at: float
+    updated_at: float
+    last_match_at: float | None
+    templates: tuple[TemplateInfo, ...]
+    embeddings: Embeddings | None = None
+
+
+@dataclass(frozen=True)
+class ErasureReceipt:
+    """What an erasure removed: ids and counts only."""
+
+    receipt_id: str
+    subject_id: str
+    templates: int
+    at: float
+
+
+class Gallery:
+    """Encrypted templates of one database. Attach the live matcher with :meth:`attach`."""
+
+    def __init__(
+        self,
+        db: Database,
+        keys: KeyRing,
+        *,
+        clock: Clock,
+        max_templates_per_subject: int = 20,
+    ) -> None:
+        self.db = db
+        self.keys = keys
+        self.clock = clock
+        self.max_templates_per_subject = max_templates_per_subject
+        self._sink: TemplateSink | None = None
+
+    def attach(self, sink: TemplateSink | None) -> None:
+        """Keep ``sink`` in step with enrolments and erasures from now on."""
+        self._sink = sink
+
+    async def prepare_subject(self, subject_id: str) -> None:
+        """Create the subject's DEK in the vault in its own durable transaction, if absent.
+
+        Done before the enrolment transaction so the key always commits first: a
+        crash between the two leaves a harmless orphan key (shredded by
+        :meth:`Store.reconcile`), never templates without a key.
+        """
+        check_id(subject_id, "subject id")
+        async with self.db.transaction() as tx:
+            if (
+                await tx.fetchone("SELECT 1 FROM vault.subject_keys WHERE subject_id = ?", (subject_id,))
+                is None
+            ):
+                await self.keys.create_dek(tx, subject_id)
+
+    async def _subject_dek(self, tx: Tx, subject_id: str) -> tuple[Dek, bool]:
+        dek = await self.keys.load_dek(tx, subject_id)
+        if dek is None:
+            # Not prepared: create it in this transaction (two files, one commit).
+            dek = await self.keys.create_dek(tx, subject_id)
+        created = await tx.execute(
+            "INSERT INTO subjects(subject_id, created_at, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(subject_id) DO NOTHING",
+            (subject_id, tx.at, tx.at),
+        )
+        return dek, created > 0
+
+    async def enroll_in(
+        self,
+        tx: Tx,
+        subject_id: str,
+        embeddings: Any,
+        model_id: str,
+        *,
+        actor: str,
+        consent_ref: str | None = None,
+    ) -> tuple[EnrolResult, Embeddings]:
+        """Enrol inside the caller's transaction (the matcher is not touched)."""
+        check_id(subject_id, "subject id")
+        check_id(model_id, "model id")
+        arr = as_embeddings(embeddings)
+        dek, created = await self._subject_dek(tx, subject_id)
+        row = await tx.fetchone("SELECT COUNT(*) FROM templates WHERE subject_id = ?", (subject_id,))
+        have = int(row[0]) if row else 0
+        if have + len(arr) > self.max_templates_per_subject:
+            raise InvalidInputError(
+                f"subject {subject_id} would have {have + len(arr)} templates "
+                f"(limit {self.max_templates_per_subject})"
+            )
+        ids = tuple(uuid7_str() for _ in range(len(arr)))
+        rows = [
+            (
+                subject_id,
+                tid,
+                model_id,
+                seal(dek.aead, vec.tobytes(), template_aad(subject_id, tid, model_id)),
+                tx.at,
+            )
+            for tid, vec in zip(ids, arr, strict=True)
+        ]
+        await tx.executemany(
+            "INSERT INTO templates(subject_id, template_id, model_id, ciphertext, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+        await self.keys.count_uses(tx, dek, len(arr))
+        await tx.execute("UPDATE subjects SET updated_at = ? WHERE subject_id = ?", (tx.at, subject_id))
+        await audit.append(
+            tx,
+            actor=actor,
+            action=audit.AuditAction.ENROL,
+            subject_id=subject_id,
+            detail={"templates": len(arr), "model_id": model_id, "consent_ref": consent_ref},
+        )
+        return EnrolResult(subject_id, ids, created), arr
+
+    async def enroll(
+        self,
+        subject_id: str,
+        embeddings: Any,
+        model_id: str,
+        *,
+        actor: str = "system",
+        consent_ref: str | None = None,
+    ) -> EnrolResult:
+        """Encrypt and store ``embeddings`` (shape (n, d) or (d,)) for ``subject_id``.
+
+        Durable when it returns. Raises InvalidInputError for bad ids/arrays
+        (nothing written).
+        """
+        await self.prepare_subject(subject_id)
+        async with self.db.transaction() as tx:
+            result, arr = await self.enroll_in(
+                tx, subject_id, embeddings, model_id, actor=actor, consent_ref=consent_ref
+            )
+        if self._sink is not None:
+            await _maybe_await(
+                self._sink.add_batch([subject_id] * len(arr), list(result.template_ids), arr, model_id)
+            )
+        return result
+
+    async def enroll_many(
+        self,
+        items: Sequence[tuple[str, Any]],
+        model_id: str,
+        *,
+        actor: str = "system",
+        consent_ref: str | None = None,
+    ) -> list[EnrolResult]:
+        """Bulk enrolment: every (subject id, embeddings) pair in one durable transaction."""
+        done: list[tuple[EnrolResult, Embeddings]] = []
+        async with self.db.transaction() as tx:
+            for subject_id, _ in items:
+                check_id(subject_id, "subject id")
+                if (
+                    await tx.fetchone("SELECT 1 FROM vault.subject_keys WHERE subject_id = ?", (subject_id,))
+                    is None
+                ):
+                    await self.keys.create_dek(tx, subject_id)
+        async with self.db.transaction() as tx:
+            for subject_id, emb in items:
+                done.append(
+                    await self.enroll_in(tx, subject_id, emb, model_id, actor=actor, consent_ref=consent_ref)
+                )
+        if self._sink is not None:
+            for res, arr in done:
+                await _maybe_await(
+                    self._sink.add_batch([res.subject_id] * len(arr), list(res.template_ids), arr, model_id)
+                )
+        return [r for r, _ in done]
+
+    async def remove(
+        self,
+        subject_id: str,
+        *,
+        actor: str = "system",
+        reason: str = "erasure",
+        in_tx: Callable[[Tx, ErasureReceipt], Awaitable[None]] | None = None,
+    ) -> ErasureReceipt:
+        """Erase a subject: unmatchable, crypto-shredded, deleted, audited, checkpointed."""
+        check_id(subject_id, "subject id")
+        if self._sink is not None:
+            await _maybe_await(self._sink.remove_subject(subject_id))
+        async with self.db.transaction() as tx:
+            if await tx.fetchone("SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,)) is None:
+                raise SubjectNotFoundError(f"no subject {subject_id}")
+            n = await tx.execute("DELETE FROM templates WHERE subject_id = ?", (subject_id,))
+            await tx.execute("DELETE FROM subjects WHERE subject_id = ?", (subject_id,))
+            receipt = ErasureReceipt(uuid7_str(), subject_id, n, tx.at)
+            await audit.append(
+                tx,
+                actor=actor,
+                action=audit.AuditAction.ERASE,
+                subject_id=subject_id,
+                detail={"templates": n, "reason": reason, "receipt_id": receipt.receipt_id},
+            )
+            if in_tx is not None:
+                await in_tx(tx, receipt)
+        # The main rows, audit and receipt are committed; now shred the key. A
+        # crash in between leaves an orphan key that Store.reconcile() shreds.
+        async with self.db.transaction() as tx:
+            await tx.execute("DELETE FROM vault.subject_keys WHERE subject_id = ?", (subject_id,))
+        await self.db.checkpoint()
+        return receipt
+
+    async def set_attributes(
+        self,
+        subject_id: str,
+        *,
+        display_name: str | None,
+        attributes: Mapping[str, AttrValue] | None = None,
+        actor: str = "system",
+    ) -> None:
+        """Replace the subject's encrypted display name and attributes (rectification)."""
+        blob = json.dumps({"display_name": display_name, "attributes": dict(attributes or {})})
+        async with self.db.transaction() as tx:
+            dek = await self.keys.load_dek(tx, subject_id)
+            if dek is None:
+                raise SubjectNotFoundError(f"no subject {subject_id}")
+            await tx.execute(
+                "UPDATE subjects SET attrs = ?, updated_at = ? WHERE subject_id = ?",
+                (seal(dek.aead, blob.encode(), subject_aad(subject_id)), tx.at, subject_id),
+            )
+            await self.keys.count_uses(tx, dek, 1)
+            await audit.append(tx, actor=actor, action=audit.AuditAction.RECTIFY, subject_id=subject_id)
+
+    async def get(self, subject_id: str, *, include_embeddings: bool = False) -> SubjectRecord:
+        """A subject's decrypted record. SubjectNotFoundError / TamperError."""
+        row = await self.db.fetchone(
+            "SELECT created_at, updated_at, last_match_at, attrs FROM subjects WHERE subject_id = ?",
+            (subject_id,),
+        )
+        if row is None:
+            raise SubjectNotFoundError(f"no subject {subject_id}")
+        dek = await self.keys.load_dek(self.db, subject_id)
+        if dek is None:
+            raise KeyUnavailableError(f"subject {subject_id}: no data key in the vault (erased?)")
+        name: str | None = None
+        attrs: dict[str, AttrValue] = {}
+        if row[3] is not None:
+            try:
+                data = json.loads(open_sealed(dek.aead, bytes(row[3]), subject_aad(subject_id)))
+            except AuthenticationFailed:
+                raise TamperError(
+                    f"subject {subject_id}: attributes failed authentication", subject_id=subject_id
+                ) from None
+            name, attrs = data["display_name"], data["attributes"]
+        trows = await self.db.fetchall(
+            "SELECT template_id, model_id, created_at, quarantined_at, ciphertext FROM templates "
+            "WHERE subject_id = ? ORDER BY template_id",
+            (subject_id,),
+        )
+        infos = tuple(TemplateInfo(str(t), str(m), float(c), q is not None) for t, m, c, q, _ in trows)
+        emb: Embeddings | None = None
+        if include_embeddings:
+            vecs = []
+            for t, m, _, q, ct in trows:
+                if q is not None:
+                    continue
+                try:
+                    pt = open_sealed(dek.aead, bytes(ct), template_aad(subject_id, str(t), str(m)))
+                except AuthenticationFailed:
+                    raise TamperError(
+                        f"subject {subject_id}: template failed authentication",
+                        subject_id=subject_id,
+                        template_id=str(t),
+                    ) from None
+                vecs.append(np.frombuffer(pt, dtype=np.float32))
+            emb = np.stack(vecs) if vecs else np.empty((0, 0), np.float32)
+        return SubjectRecord(subject_id, name, attrs, float(row[0]), float(row[1]), row[2], infos, emb)
+
+    async def count(self) -> int:
+        """Loadable (not quarantined) templates."""
+        row = await self.db.fetchone("SELECT COUNT(*) FROM templates WHERE quarantined_at IS NULL")
+        return int(row[0]) if row else 0
+
+    async def count_subjects(self) -> int:
+        row = await self.db.fetchone("SELECT COUNT(*) FROM subjects")
+        return int(row[0]) if row else 0
+
+    async def subject_ids(self) -> list[str]:
+        return [
+            str(r[0]) for r in await self.db.fetchall("SELECT subject_id FROM subjects ORDER BY subject_id")
+        ]
+
+    async def record_match(self, subject_id: str) -> None:
+        """Note a successful match (retention counts from the last one). Best-effort write."""
+        async with self.db.transaction(durable=False) as tx:
+            await tx.execute(
+                "UPDATE subjects SET last_match_at = ? WHERE subject_id = ?", (tx.at, subject_id)
+            )
+
+    async def load_all(self, sink: TemplateSink, *, batch: int = 8192) -> LoadReport:
+        """Decrypt every loadable template into ``sink``; quarantine and report failures."""
+        report = await load_gallery(
+            self.db.path, self.db.vault_path, self.keys, sink, batch=batch, clock=self.clock
+        )
+        if report.failures:
+            await self._quarantine(report)
+        if report.unavailable:
+            self.db.publish(
+                SecurityEvent(
+                    at=self.clock.wall(),
+                    kind=SecurityKind.DECRYPT_FAILURE,
+                    source="storage",
+                    detail=f"{report.unavailable} template(s) wrapped under a KEK not held "
+                    "(rotation unfinished?)",
+                )
+            )
+        _log.info(
+            "storage.gallery_loaded",
+            template_count=report.templates,
+            subjects=report.subjects,
+            quarantined=len(report.failures),
+            unavailable=report.unavailable,
+            seconds=round(report.seconds, 3),
+        )
+        return report
+
+    async def _quarantine(self, report: LoadReport) -> None:
+        async with self.db.transaction() as tx:
+            for f in report.failures:
+                await tx.execute(
+                    "UPDATE templates SET quarantined_at = ?, quarantine_reason = ? "
+                    "WHERE subject_id = ? AND template_id = ?",
+                    (tx.at, f.reason, f.subject_id, f.template_id),
+                )
+                await audit.append(
+                    tx,
+                    actor="storage",
+                    action=audit.AuditAction.QUARANTINE,
+                    subject_id=f.subject_id,
+                    detail={"template_id": f.template_id, "reason": f.reason},
+                )
+                tx.publish_after_commit(
+                    SecurityEvent(
+                        at=tx.at,
+                        kind=SecurityKind.DECRYPT_FAILURE
+                        if f.reason == "key_missing"
+                        else SecurityKind.TAMPER,
+                        subject_id=f.subject_id,
+                        source="storage",
+                        detail=f"template {f.template_id} failed authentication ({f.reason}); quarantined",
+                    )
+                )
+        _log.error("storage.templates_quarantined", count=len(report.failures))

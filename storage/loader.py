@@ -1,0 +1,155 @@
+"""Bulk decryption of the gallery, off the event loop.
+
+A dedicated read-only SQLite connection reads one consistent snapshot (one
+read transaction) in chunks; each chunk is fetched and decrypted in a worker
+thread, then handed to the sink on the event loop as one ``add_batch`` per
+model. The DEK is unwrapped once per subject (rows are grouped by subject).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sqlite3
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from cryptography.exceptions import InvalidTag
+
+from ..runtime.clock import Clock
+from .crypto import NONCE_BYTES, template_aad
+from .errors import KeyUnavailableError, TamperError
+
+if TYPE_CHECKING:
+    from .gallery import TemplateSink
+    from .keys import KeyRing
+
+
+@dataclass(frozen=True)
+class TemplateFailure:
+    subject_id: str
+    template_id: str
+    reason: str
+
+
+@dataclass
+class LoadReport:
+    """Counts of one load; ``failures`` were quarantined, ``unavailable`` skipped."""
+
+    templates: int = 0
+    subjects: int = 0
+    unavailable: int = 0
+    seconds: float = 0.0
+    failures: list[TemplateFailure] = field(default_factory=list)
+
+
+@dataclass
+class _Chunk:
+    groups: dict[str, tuple[list[str], list[str], list[bytes]]]
+    failures: list[TemplateFailure]
+    unavailable: int
+    subjects: int
+    rows: int
+
+
+class _Reader:
+    """Owns the read connection; all methods run in a worker thread."""
+
+    _SQL = (
+        "SELECT t.subject_id, t.template_id, t.model_id, t.ciphertext, k.kek_id, k.wrapped "
+        "FROM templates t LEFT JOIN vault.subject_keys k ON k.subject_id = t.subject_id "
+        "WHERE t.quarantined_at IS NULL ORDER BY t.rowid"
+    )
+
+    def __init__(self, path: Path, vault_path: Path, keys: KeyRing) -> None:
+        self.keys = keys
+        self.conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+        )
+        self.conn.execute("ATTACH DATABASE ? AS vault", (f"file:{vault_path}?mode=ro",))
+        self.conn.execute("BEGIN")  # one snapshot for the whole load
+        self.cur = self.conn.execute(self._SQL)
+        self.last_sid: str | None = None
+        self.dek: Any = None
+        self.bad_subject: str | None = None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def chunk(self, n: int) -> _Chunk:  # one tight loop, kept flat for speed
+        rows = self.cur.fetchmany(n)
+        groups: dict[str, tuple[list[str], list[str], list[bytes]]] = defaultdict(lambda: ([], [], []))
+        failures: list[TemplateFailure] = []
+        unavailable = subjects = 0
+        for sid, tid, mid, ct, kid, wrapped in rows:
+            if sid != self.last_sid:
+                self.last_sid, self.bad_subject = sid, None
+                subjects += 1
+                if kid is None:
+                    self.bad_subject = "key_missing"
+                try:
+                    if self.bad_subject is None:
+                        self.dek = self.keys.unwrap(sid, kid, wrapped).aead
+                except KeyUnavailableError:
+                    self.bad_subject = "unavailable"
+                except TamperError:
+                    self.bad_subject = "wrapped_key_invalid"
+            if self.bad_subject == "unavailable":
+                unavailable += 1
+                continue
+            if self.bad_subject is not None:
+                failures.append(TemplateFailure(sid, tid, self.bad_subject))
+                continue
+            try:
+                pt = self.dek.decrypt(ct[:NONCE_BYTES], ct[NONCE_BYTES:], template_aad(sid, tid, mid))
+            except InvalidTag:
+                failures.append(TemplateFailure(sid, tid, "authentication_failed"))
+                continue
+            g = groups[mid]
+            g[0].append(sid)
+            g[1].append(tid)
+            g[2].append(pt)
+        return _Chunk(dict(groups), failures, unavailable, subjects, len(rows))
+
+
+async def _call(result: Any) -> None:
+    if inspect.isawaitable(result):
+        await result
+
+
+async def load_gallery(
+    path: Path, vault_path: Path, keys: KeyRing, sink: TemplateSink, *, batch: int, clock: Clock
+) -> LoadReport:
+    """Decrypt all loadable templates into ``sink`` (see module doc)."""
+    start = clock.monotonic()
+    report = LoadReport()
+    reader = await asyncio.to_thread(_Reader, path, vault_path, keys)
+    try:
+        while True:
+            chunk = await asyncio.to_thread(reader.chunk, batch)
+            if chunk.rows == 0:
+                break
+            report.subjects += chunk.subjects
+            report.unavailable += chunk.unavailable
+            report.failures.extend(chunk.failures)
+            for model_id, (sids, tids, pts) in chunk.groups.items():
+                arr = _stack(pts)
+                await _call(sink.add_batch(sids, tids, arr, model_id))
+                report.templates += len(sids)
+    finally:
+        await asyncio.to_thread(reader.close)
+    report.seconds = clock.monotonic() - start
+    return report
+
+
+def _stack(pts: Sequence[bytes]) -> np.ndarray[Any, np.dtype[np.float32]]:
+    dims = {len(p) for p in pts}
+    if len(dims) != 1:
+        # Different dims under one model id can only come from a buggy writer;
+        # stack per row so nothing is silently reshaped.
+        raise ValueError(f"templates of one model have different sizes: {sorted(dims)}")
+    return np.frombuffer(b"".join(pts), dtype=np.float32).reshape(len(pts), -1).copy()

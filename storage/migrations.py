@@ -1,0 +1,120 @@
+"""Versioned, forward-only schema migrations.
+
+The schema version lives in ``PRAGMA user_version``. At start-up every
+migration newer than the file's version is applied, all inside one
+``BEGIN IMMEDIATE`` transaction, so a crash leaves the old version intact.
+A file whose version is newer than :data:`SCHEMA_VERSION` is refused.
+
+Append new migrations to :data:`MIGRATIONS`; never edit a released one.
+"""
+
+from __future__ import annotations
+
+# Each entry: (version it produces, statements). Statements are executed one
+# by one (not executescript, which would commit behind our back).
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            # Pseudonymous subjects. attrs = sealed JSON (display name, attributes)
+            # under the subject's DEK (which lives in the vault file).
+            """CREATE TABLE subjects (
+                subject_id TEXT PRIMARY KEY,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL,
+                last_match_at REAL,
+                attrs BLOB
+            )""",
+            """CREATE TABLE templates (
+                subject_id TEXT NOT NULL
+                    REFERENCES subjects(subject_id) ON DELETE CASCADE,
+                template_id TEXT NOT NULL,
+                model_id TEXT NOT NULL,
+                ciphertext BLOB NOT NULL,
+                created_at REAL NOT NULL,
+                quarantined_at REAL,
+                quarantine_reason TEXT,
+                UNIQUE (subject_id, template_id)
+            )""",
+            # Consent records (filled by policy/). No foreign key: consent is
+            # recorded before a subject is enrolled and outlives erasure as evidence.
+            """CREATE TABLE consents (
+                consent_id TEXT PRIMARY KEY,
+                subject_id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                purpose TEXT NOT NULL,
+                state TEXT NOT NULL,
+                granted_at REAL,
+                method TEXT NOT NULL,
+                notice_version TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                evidence_digest TEXT NOT NULL,
+                expires_at REAL,
+                guardian_id TEXT,
+                guardian_relationship TEXT,
+                guardian_evidence_digest TEXT,
+                changed_at REAL NOT NULL
+            )""",
+            "CREATE INDEX consents_by_subject ON consents(subject_id, purpose)",
+            """CREATE TABLE outbox (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                event_id TEXT NOT NULL UNIQUE,
+                topic TEXT NOT NULL,
+                klass TEXT NOT NULL,
+                payload BLOB NOT NULL,
+                created_at REAL NOT NULL,
+                delivered_at REAL
+            )""",
+            "CREATE INDEX outbox_pending ON outbox(seq) WHERE delivered_at IS NULL",
+            "CREATE INDEX outbox_pending_klass ON outbox(klass, seq) WHERE delivered_at IS NULL",
+            "CREATE INDEX outbox_delivered ON outbox(delivered_at) WHERE delivered_at IS NOT NULL",
+            """CREATE TABLE audit (
+                seq INTEGER PRIMARY KEY,
+                at REAL NOT NULL,
+                actor TEXT NOT NULL,
+                action TEXT NOT NULL,
+                subject_id TEXT,
+                detail TEXT NOT NULL,
+                prev_hash TEXT NOT NULL,
+                hash TEXT NOT NULL
+            )""",
+            """CREATE TABLE kv_state (
+                key TEXT PRIMARY KEY,
+                value TEXT NOT NULL,
+                updated_at REAL NOT NULL
+            )""",
+        ),
+    ),
+)
+
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+# The key vault: a separate SQLite file (attached as ``vault``) holding only
+# wrapped DEKs and KEK facts. Keeping keys out of the main file is what makes
+# crypto-shredding work for copies and backups of the main file: once a key
+# row is deleted from the vault, no copy of the main file decrypts.
+VAULT_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            # KEK facts: active KEK id (the KEK check value), rotation target,
+            # wrap counter, scrypt salts.
+            """CREATE TABLE vault.key_meta (
+                name TEXT PRIMARY KEY,
+                value TEXT NOT NULL
+            )""",
+            # No foreign key: SQLite cannot reference another file. Orphans are
+            # reconciled at start-up (see Store).
+            """CREATE TABLE vault.subject_keys (
+                subject_id TEXT PRIMARY KEY,
+                kek_id TEXT NOT NULL,
+                wrapped BLOB NOT NULL,
+                uses INTEGER NOT NULL DEFAULT 0,
+                created_at REAL NOT NULL
+            )""",
+            "CREATE INDEX vault.subject_keys_by_kek ON subject_keys(kek_id)",
+        ),
+    ),
+)
+
+VAULT_SCHEMA_VERSION = VAULT_MIGRATIONS[-1][0]

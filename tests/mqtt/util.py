@@ -1,0 +1,124 @@
+"""Helpers for MQTT tests: config files for a broker, and an outside observer client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from facegate.runtime.config import LoadedConfig, load_config
+
+from ..fixtures.brokers import BrokerHandle
+
+
+def write_config(
+    tmp_path: Path,
+    broker: BrokerHandle,
+    *,
+    device_id: str = "gate-1",
+    protocol: str = "3.1.1",
+    name: str = "device.toml",
+    **mqtt: Any,
+) -> Path:
+    """A firmware config pointing at ``broker`` (as an external broker)."""
+    settings: dict[str, Any] = {
+        "broker": "external",
+        "host": broker.host,
+        "port": broker.port,
+        "protocol": protocol,
+        "keepalive": 5,
+        "reconnect_min_s": 0.05,
+        "reconnect_max_s": 0.3,
+    } | mqtt
+    lines = ["[device]", f'id = "{device_id}"', 'site = "Building 7"', "", "[mqtt]"]
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            continue
+        lines.append(f"{key} = {json.dumps(value)}")
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            lines.append(f"[mqtt.{key}]")
+            lines.extend(f"{k} = {json.dumps(v)}" for k, v in value.items())
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def load(tmp_path: Path, broker: BrokerHandle, **kw: Any) -> LoadedConfig:
+    return load_config(write_config(tmp_path, broker, **kw))
+
+
+@dataclass
+class Seen:
+    topic: str
+    payload: bytes
+    retain: bool
+
+    def json(self) -> dict[str, Any]:
+        data = json.loads(self.payload)
+        assert isinstance(data, dict)
+        return data
+
+
+class Observer:
+    """An outside MQTT client recording everything on a filter."""
+
+    def __init__(self) -> None:
+        self.messages: list[Seen] = []
+        self._changed = asyncio.Event()
+
+    def _add(self, seen: Seen) -> None:
+        self.messages.append(seen)
+        self._changed.set()
+
+    async def wait_for(
+        self, predicate: Callable[[Seen], bool], within: float = 10.0, *, start: int = 0
+    ) -> Seen:
+        """The first message (from index ``start``) matching ``predicate``."""
+        async with asyncio.timeout(within):
+            while True:
+                for seen in self.messages[start:]:
+                    if predicate(seen):
+                        return seen
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@contextlib.asynccontextmanager
+async def observe(
+    broker: BrokerHandle, topic_filter: str = "facegate/#", *, client_id: str = "observer"
+) -> AsyncIterator[Observer]:
+    """Subscribe an outside client to ``topic_filter`` for the duration of the block."""
+    observer = Observer()
+    async with aiomqtt.Client(broker.host, broker.port, identifier=client_id) as client:
+        await client.subscribe(topic_filter, qos=1)
+
+        async def pump() -> None:
+            # Ends quietly when the broker goes away (tests restart brokers on purpose).
+            with contextlib.suppress(aiomqtt.MqttError):
+                async for m in client.messages:
+                    payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
+                    observer._add(Seen(m.topic.value, payload, bool(m.retain)))
+
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(pump(), name="observer.pump")
+            try:
+                yield observer
+            finally:
+                task.cancel()
+
+
+def status_is(state: str, topic: str = "facegate/v1/gate-1/status") -> Callable[[Seen], bool]:
+    return lambda s: s.topic == topic and s.json().get("state") == state
+
+
+async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait until ``condition()`` holds (state owned by code under test, with no event to await)."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110  # polling a foreign condition is the point here
+            await asyncio.sleep(0.01)

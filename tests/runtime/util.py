@@ -1,0 +1,48 @@
+"""Helpers shared by runtime tests: config files and captured logs."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import structlog
+from facegate.runtime.config import LoadedConfig, load_config
+from facegate.runtime.logs import configure_logging
+
+MINIMAL = '[device]\nid = "gate-1"\n'
+
+
+def write_config(tmp_path: Path, text: str, name: str = "device.toml") -> Path:
+    """Write ``text`` to ``tmp_path/name`` and return the path."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load_text(tmp_path: Path, text: str) -> LoadedConfig:
+    """Write and load a config."""
+    return load_config(write_config(tmp_path, text))
+
+
+class CapturedLogs:
+    """Real structlog output (JSON lines) captured into a StringIO."""
+
+    def __init__(self, level: str = "info") -> None:
+        self.stream = io.StringIO()
+        configure_logging(device_id="gate-1", level=level, fmt="json", stream=self.stream)  # type: ignore[arg-type]
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    def lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.text.splitlines() if line.strip()]
+
+    def events(self, name: str) -> list[dict[str, object]]:
+        return [line for line in self.lines() if line.get("event") == name]
+
+    @staticmethod
+    def reset() -> None:
+        structlog.reset_defaults()
+        structlog.contextvars.clear_contextvars()
