@@ -24,3 +24,31 @@ class ConsentRequiredError(PolicyError):
 
 class InvalidTransitionError(PolicyError):
     """A consent state transition that the state machine does not allow."""
+
+
+class ConsentInputError(PolicyError):
+    """A consent, age or attribute request is malformed; nothing was written."""
+
+
+class ConsentNotFoundError(PolicyError):
+    """No consent record with that id."""
+
+
+class SubjectUnknownError(PolicyError):
+    """The subject is not enrolled (nothing to export, rectify or erase)."""
+
+
+class DeviceKeyError(PolicyError):
+    """The device signing/snapshot key cannot be created or unwrapped (KEK not held)."""
+
+
+class ExportVerificationError(PolicyError):
+    """An export bundle is malformed, signed by another key, or was modified."""
+
+
+class SnapshotsDisabledError(PolicyError):
+    """Decision snapshots are off in config: no image may be persisted."""
+
+
+class DeviceDestroyedError(PolicyError):
+    """The device was torn down (``facegate destroy``); it holds no keys or subjects."""

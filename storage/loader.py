@@ -3,7 +3,8 @@
 A dedicated read-only SQLite connection reads one consistent snapshot (one
 read transaction) in chunks; each chunk is fetched and decrypted in a worker
 thread, then handed to the sink on the event loop as one ``add_batch`` per
-model. The DEK is unwrapped once per subject (rows are grouped by subject).
+model. Rows come in insertion order, which groups a subject's templates from one
+enrolment together, so the DEK is unwrapped about once per enrolment.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class _Reader:
         self.last_sid: str | None = None
         self.dek: Any = None
         self.bad_subject: str | None = None
+        self.seen: set[str] = set()
 
     def close(self) -> None:
         self.conn.close()
@@ -88,7 +90,9 @@ class _Reader:
         for sid, tid, mid, ct, kid, wrapped in rows:
             if sid != self.last_sid:
                 self.last_sid, self.bad_subject = sid, None
-                subjects += 1
+                if sid not in self.seen:
+                    self.seen.add(sid)
+                    subjects += 1
                 if kid is None:
                     self.bad_subject = "key_missing"
                 try:

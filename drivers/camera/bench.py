@@ -39,8 +39,9 @@ from .opencv import OpenCVCamera
 def _synthetic_clip(path: Path, frames: int = 60) -> Path:
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
-    base = cv2.GaussianBlur(base, (0, 0), 6)  # camera-like content (JPEG size ~ real footage)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (640, 480))
+    # camera-like content (JPEG size ~ real footage), not incompressible noise
+    base = np.asarray(cv2.GaussianBlur(base, (0, 0), 6), np.uint8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 30.0, (640, 480))
     for i in range(frames):
         writer.write(np.roll(base, i * 4, axis=1))
     writer.release()
@@ -92,13 +93,18 @@ def _helper_bench(repeats: int = 200) -> dict[str, float]:
         t = time.perf_counter()
         letterbox(photo, 640, 480)
         box.append((time.perf_counter() - t) * 1000)
-    return {"jitter_warp_ms_p50": statistics.median(warp), "letterbox_910x1137_ms_p50": statistics.median(box)}
+    return {
+        "jitter_warp_ms_p50": statistics.median(warp),
+        "letterbox_910x1137_ms_p50": statistics.median(box),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=4.0, help="capture measurement time (default 4)")
-    parser.add_argument("--fps", type=float, default=60.0, help="requested fps of the paced file (default 60)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=4.0, help="measurement time (default 4)")
+    parser.add_argument("--fps", type=float, default=60.0, help="requested fps of the file (default 60)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:

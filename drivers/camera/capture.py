@@ -258,24 +258,31 @@ class CaptureLoop:
             )
             self._session = session
             session.thread.start()
-            size = await session.opened
+            # Real-time bound: a backend without an open timeout (or a hung driver) must not
+            # leave the camera in 'connecting' forever.
+            await asyncio.wait({session.opened}, timeout=self.settings.open_timeout_s + 1.0)
+            size = session.opened.result() if session.opened.done() else None
+            if not session.opened.done():
+                session.abort("open timed out")
             if size is not None:
                 self.size = size
                 self._last_frame = self._clock.monotonic()
                 await self.states.set(CameraState.STREAMING, f"{size[0]}x{size[1]}")
             reason = await session.ended
+            if reason == END_OF_FILE:
+                await self._retire(session)
+                await self.states.set(CameraState.ENDED, END_OF_FILE)
+                await asyncio.Event().wait()  # idle until cancelled: a finished file is not a fault
+            # Report the failure before waiting for the old thread: a stalled read may hold it.
+            await self.states.set(CameraState.RECONNECTING, reason)
             await self._retire(session)
             if session.frames:
                 self._backoff.reset()
-            if reason == END_OF_FILE:
-                await self.states.set(CameraState.ENDED, END_OF_FILE)
-                await asyncio.Event().wait()  # idle until cancelled: a finished file is not a fault
             first = False
             self.reconnects += 1
             delay = self._backoff.next_delay()
             # Retries are logged at debug level only: the state change was logged once.
             _log.debug("camera.retry", component=self.component, reason=reason, delay_s=round(delay, 3))
-            await self.states.set(CameraState.RECONNECTING, reason)
             await self._clock.sleep(delay)
 
     async def _watchdog(self) -> None:

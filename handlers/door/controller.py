@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 import structlog
 
-from ...drivers.gpio import GpioDriver, GpioInputChanged, relay_level
+from ...drivers.gpio import GpioClosedError, GpioDriver, GpioInputChanged, relay_level
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.config.gpio import GpioSection
@@ -124,6 +124,10 @@ class DoorController:
         safe_unlocked = self._cfg.safe_state == "unlocked"
         try:
             self._set_relay(safe_unlocked, "safe_state")
+        except GpioClosedError:
+            # The line is not claimed (start-up failed or already released): the driver
+            # started it, and leaves it, at its safe level.
+            _log.debug("door.safe_state_skipped", reason="gpio closed")
         except Exception:  # noqa: BLE001  # a shutdown path must go on; the driver's failure is logged
             _log.exception("door.safe_state_failed")
 

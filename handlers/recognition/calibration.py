@@ -55,6 +55,12 @@ def embed_for_calibration(
 ) -> npt.NDArray[np.float32] | None:
     """Embedding of the face nearest the centre of ``bgr`` (with a border), or None."""
     h, w = bgr.shape[:2]
+    if min(h, w) < 112:
+        # Tiny crops (e.g. 23x28 px): YuNet's smallest anchors need ~16 px eyes-to-mouth.
+        f = 112.0 / min(h, w)
+        bgr = np.asarray(cv2.resize(bgr, (round(w * f), round(h * f)),
+                                    interpolation=cv2.INTER_CUBIC), dtype=np.uint8)
+        h, w = bgr.shape[:2]
     pad = max(h, w) // 2
     framed = cv2.copyMakeBorder(bgr, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
     faces = models.detector.detect(np.asarray(framed, dtype=np.uint8))

@@ -87,6 +87,18 @@ def assess(
         value=round(side, 1),
     ))
     grey = face_patch(bgr, det)
+    # Brightness before sharpness: a dark face also has little contrast, and the
+    # first failure is what a refusal reports.
+    bright = float(grey.mean()) if grey.size else 0.0
+    if bright < limits.min_brightness:
+        reason = Reason.QUALITY_DARK
+    elif bright > limits.max_brightness:
+        reason = Reason.QUALITY_BRIGHT
+    else:
+        reason = Reason.OK
+    results.append(StageResult(
+        name="brightness", passed=reason is Reason.OK, reason=reason, value=round(bright, 1)
+    ))
     sharp = sharpness(grey)
     results.append(StageResult(
         name="sharpness", passed=sharp >= limits.min_sharpness,
@@ -103,16 +115,6 @@ def assess(
         name="pitch", passed=abs(pitch) <= limits.max_pitch_deg,
         reason=Reason.OK if abs(pitch) <= limits.max_pitch_deg else Reason.QUALITY_POSE_PITCH,
         value=round(pitch, 1),
-    ))
-    bright = float(grey.mean()) if grey.size else 0.0
-    if bright < limits.min_brightness:
-        reason = Reason.QUALITY_DARK
-    elif bright > limits.max_brightness:
-        reason = Reason.QUALITY_BRIGHT
-    else:
-        reason = Reason.OK
-    results.append(StageResult(
-        name="brightness", passed=reason is Reason.OK, reason=reason, value=round(bright, 1)
     ))
     return tuple(results)
 

@@ -8,7 +8,7 @@ from ._fields import setting
 from .core import DeviceSection, LifecycleSection, LoggingSection, MqttSection
 from .gpio import GpioSection
 from .hardware import CameraSection
-from .link import EventsSection
+from .link import CommandsSection, EventsSection, HomeAssistantSection
 from .privacy import PrivacySection
 from .recognition import RecognitionSection
 from .storage import StorageSection
@@ -28,3 +28,7 @@ class DeviceConfig:
     storage: StorageSection = setting(factory=StorageSection, doc="Encrypted store.")
     privacy: PrivacySection = setting(factory=PrivacySection, doc="Consent and retention.")
     events: EventsSection = setting(factory=EventsSection, doc="Event payload content.")
+    commands: CommandsSection = setting(factory=CommandsSection, doc="Signed operator commands.")
+    homeassistant: HomeAssistantSection = setting(
+        factory=HomeAssistantSection, doc="Home Assistant MQTT discovery."
+    )

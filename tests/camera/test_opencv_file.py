@@ -138,3 +138,14 @@ def test_a_source_that_can_never_work_is_refused_at_construction() -> None:
     section = opencv_section("/dev/sda")
     with pytest.raises(CameraSourceError):
         OpenCVCamera(section, EventBus(), SystemClock())
+
+
+@pytest.mark.asyncio
+async def test_frames_larger_than_configured_are_downscaled_in_the_thread(face_video: Path) -> None:
+    bus = EventBus()
+    section = opencv_section(str(face_video), fps=100.0, width=160, height=160)
+    cam = OpenCVCamera(section, bus, SystemClock())
+    async with bus.subscribe(FrameCaptured, name="t.frames") as frames, cam:
+        ev = await next_matching(frames)
+    assert ev.image.shape == (120, 160, 3)  # 320x240 fitted into 160x160, aspect kept
+    assert cam.stats().width == 160

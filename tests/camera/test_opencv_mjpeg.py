@@ -168,3 +168,28 @@ def _collect(sub: object) -> list[ComponentStateChanged]:
     while (ev := sub.get_nowait()) is not None:  # type: ignore[attr-defined]
         out.append(ev)
     return out
+
+
+@pytest.mark.asyncio
+async def test_an_open_that_hangs_is_bounded(faces: list[npt.NDArray[np.uint8]]) -> None:
+    unblock = threading.Event()
+
+    def hanging_opener(target: CaptureTarget, settings: CaptureSettings) -> _BlockingCapture | None:
+        unblock.wait(10)  # a driver stuck in open(), with no timeout of its own
+        return None
+
+    section = opencv_section("rtsp://cam.invalid/live", open_timeout_s=0.1, read_timeout_s=0.2,
+                             stall_timeout_s=0.3)
+    bus = EventBus()
+    cam = OpenCVCamera(section, bus, SystemClock(), opener=hanging_opener)
+    try:
+        async with bus.subscribe(ComponentStateChanged, name="t.states") as states, cam:
+            gone = await next_matching(states, lambda e: e.state == "reconnecting")
+            assert gone.detail == "open timed out"
+    finally:
+        unblock.set()
+    for _ in range(100):
+        if not capture_threads():
+            break
+        await asyncio.sleep(0.02)
+    assert capture_threads() == []

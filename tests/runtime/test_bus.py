@@ -6,7 +6,6 @@ import asyncio
 
 import numpy as np
 import pytest
-
 from facegate.runtime.bus import EventBus
 from facegate.runtime.events import (
     AccessDecision,
@@ -107,7 +106,8 @@ async def test_mixed_subscription_never_displaces_never_drop_events() -> None:
         bus.publish(SecurityEvent(at=3.0, kind=SecurityKind.TAMPER, detail="y"))
         bus.publish(frame(3))
         assert sub.stats.dropped == 2
-        assert [e.detail for e in (sub.get_nowait(), sub.get_nowait()) if isinstance(e, SecurityEvent)] == ["x", "y"]
+        kept = [sub.get_nowait(), sub.get_nowait()]
+        assert [e.detail for e in kept if isinstance(e, SecurityEvent)] == ["x", "y"]
 
 
 @pytest.mark.asyncio

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from facegate.runtime.cli import main
 from facegate.runtime.config import ConfigError, example_toml, load_config, render_effective
 
@@ -165,11 +164,15 @@ def test_config_check_typo_exits_2_naming_key_path(
 def test_config_check_console_script_exit_codes(tmp_path: Path) -> None:
     bad = write_config(tmp_path, MINIMAL + "[gpio]\nrelay_lien = 3\n")
     facegate = Path(sys.executable).parent / "facegate"
-    proc = subprocess.run([str(facegate), "config", "check", str(bad)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(facegate), "config", "check", str(bad)], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 2
     assert "gpio.relay_lien" in proc.stderr and str(bad) in proc.stderr
     good = write_config(tmp_path, MINIMAL, name="good.toml")
-    proc = subprocess.run([str(facegate), "config", "check", str(good)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(facegate), "config", "check", str(good)], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert '"id": "gate-1"' in proc.stdout
 

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.watchdog import SdNotifier, Watchdog, WatchdogError
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
-
 from facegate.drivers.gpio import GpioInputWatcher, SimulatedGpio, build_driver
 from facegate.handlers.door import DoorController, DoorLockedDownError, DoorNotRunningError
 from facegate.runtime.bus import EventBus, Subscription
@@ -18,9 +17,7 @@ from facegate.runtime.events import (
     AccessDecision,
     Decision,
     DoorEvent,
-    DoorKind,
     SecurityEvent,
-    SecurityKind,
 )
 
 RELAY, SENSOR, BUTTON = 17, 22, 23

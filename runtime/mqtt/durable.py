@@ -1,0 +1,228 @@
+"""Durable events: bus -> storage outbox -> broker, at least once and in order.
+
+:class:`DurableEvents` (Service ``mqtt.events``) owns two named tasks:
+
+* ``mqtt.events.sink`` takes AccessDecision, DoorEvent, SecurityEvent and
+  PrivacyEvent from the bus, encodes them (:mod:`.codec`) and appends them to
+  the outbox in one durable transaction per batch, BEFORE anything is sent;
+* ``mqtt.events.drain`` publishes undelivered rows in commit order at QoS 1
+  with a window of ``inflight`` messages on the wire, and marks rows
+  delivered only after their PUBACK. When a publish fails (connection lost,
+  no acknowledgement) it waits for the next connection and starts again from
+  the oldest undelivered row: delivery is at-least-once, consumers
+  de-duplicate by ``event_id``. Rows are written to the socket in commit
+  order, so order holds per topic (a resend may repeat, never reorder, what a
+  consumer first saw).
+
+A restart resends whatever was committed and not acknowledged, so a device
+killed mid-publish loses nothing it had committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from ...storage.errors import StorageError
+from ...storage.outbox import Outbox, OutboxRecord
+from ..bus import EventBus
+from ..clock import Clock
+from ..events import AccessDecision, Event
+from .codec import EVENT_TYPES, EventCodec
+from .errors import MqttPublishError
+
+_log = structlog.get_logger("facegate.mqtt")
+
+
+
+class LinkLike(Protocol):
+    """What the drain needs from :class:`~facegate.runtime.mqtt.MqttLink`."""
+
+    @property
+    def connection_number(self) -> int: ...
+
+    async def wait_connected(self) -> None: ...
+
+    async def publish_to(self, topic: str, payload: bytes, *, qos: int = 1) -> None: ...
+
+
+@dataclass
+class DurableStats:
+    """Counters for telemetry (no personal data)."""
+
+    appended: int = 0
+    published: int = 0
+    append_failures: int = 0
+    publish_failures: int = 0
+    last_access_decision: str = ""
+    gallery_size: int = 0
+
+
+class DurableEvents:
+    """Service ``mqtt.events``: the outbox-backed event pipeline (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        bus: EventBus,
+        outbox: Outbox,
+        link: LinkLike,
+        codec: EventCodec,
+        base_topic: str,
+        clock: Clock,
+        inflight: int = 64,
+        batch: int = 256,
+        queue: int = 4096,
+        name: str = "mqtt.events",
+        on_access: Callable[[AccessDecision], None] | None = None,
+    ) -> None:
+        if inflight < 1 or batch < 1:
+            raise ValueError("inflight and batch must be >= 1")
+        self._bus = bus
+        self._outbox = outbox
+        self._link = link
+        self._codec = codec
+        self._base = base_topic
+        self._clock = clock
+        self._inflight = inflight
+        self._batch = batch
+        self._queue = queue
+        self._name = name
+        self._on_access = on_access
+        self._wake = asyncio.Event()
+        self._wake.set()  # drain whatever a previous run left behind
+        self._subscribed = asyncio.Event()
+        self.stats = DurableStats()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def backlog(self) -> int:
+        """Undelivered outbox rows."""
+        return self._outbox.backlog
+
+    async def wait_subscribed(self) -> None:
+        """Return once the sink listens on the bus (tests publish after this)."""
+        await self._subscribed.wait()
+
+    def health(self) -> dict[str, int | str]:
+        """Telemetry source: backlog and counters."""
+        return {
+            "outbox_backlog": self._outbox.backlog,
+            "events_appended": self.stats.appended,
+            "events_published": self.stats.published,
+            "append_failures": self.stats.append_failures,
+            "publish_failures": self.stats.publish_failures,
+        }
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._sink(), name=f"{self._name}.sink")
+            tg.create_task(self._drain(), name=f"{self._name}.drain")
+
+    # -- bus -> outbox ------------------------------------------------------------------
+
+    async def _sink(self) -> None:
+        async with self._bus.subscribe(*EVENT_TYPES, name=self._name, maxsize=self._queue) as sub:
+            self._subscribed.set()
+            try:
+                while True:
+                    batch: list[Event] = [await sub.get()]
+                    while len(batch) < self._batch and (more := sub.get_nowait()) is not None:
+                        batch.append(more)
+                    await self._append(batch)
+            finally:
+                self._subscribed.clear()
+
+    async def _append(self, events: list[Event]) -> None:
+        encoded = []
+        for ev in events:
+            if isinstance(ev, AccessDecision):
+                self.stats.last_access_decision = ev.decision.value
+                self.stats.gallery_size = ev.gallery_size
+                if self._on_access is not None:
+                    self._on_access(ev)
+            encoded.append(self._codec.encode(ev))
+        try:
+            # One durable commit per batch: written before it can be published.
+            async with self._outbox.db.transaction(durable=True) as tx:
+                for e in encoded:
+                    await self._outbox.append_in(
+                        tx, f"{self._base}/{e.suffix}", e.payload, klass=e.klass
+                    )
+        except StorageError as exc:
+            # Never silent: these events are not durable, say so loudly with counts only.
+            self.stats.append_failures += len(encoded)
+            _log.error(
+                "mqtt.events.append_failed",
+                events=len(encoded),
+                error_type=type(exc).__name__,
+                detail=str(exc),
+            )
+            return
+        self.stats.appended += len(encoded)
+        self._wake.set()
+
+    # -- outbox -> broker ---------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        after = 0
+        while True:
+            await self._wake.wait()
+            await self._link.wait_connected()
+            connection = self._link.connection_number
+            self._wake.clear()
+            rows = await self._outbox.pending(self._batch, after_seq=after)
+            if not rows:
+                continue
+            self._wake.set()  # there may be more behind this batch
+            acked, failed = await self._send(rows)
+            if acked:
+                await self._outbox.mark_delivered([r.event_id for r in acked])
+                self.stats.published += len(acked)
+            if failed:
+                self.stats.publish_failures += 1
+                _log.info("mqtt.events.resend_pending", unacknowledged=failed, backlog=self.backlog)
+                after = 0  # start over from the oldest undelivered row
+                await self._next_connection(connection)
+            else:
+                after = rows[-1].seq
+
+    async def _send(self, rows: list[OutboxRecord]) -> tuple[list[OutboxRecord], int]:
+        """Publish ``rows`` in order, ``inflight`` at a time; returns (acknowledged, failed count)."""
+        acked: list[OutboxRecord] = []
+        failed = 0
+        for start in range(0, len(rows), self._inflight):
+            window = rows[start : start + self._inflight]
+            # Tasks start in creation order, so the packets hit the socket in commit order.
+            results = await asyncio.gather(
+                *(self._link.publish_to(r.topic, r.payload, qos=1) for r in window),
+                return_exceptions=True,
+            )
+            for row, result in zip(window, results, strict=True):
+                if result is None:
+                    acked.append(row)
+                elif isinstance(result, MqttPublishError):
+                    failed += 1
+                elif isinstance(result, BaseException):
+                    raise result
+            if failed:
+                break
+        return acked, failed
+
+    async def _next_connection(self, seen: int) -> None:
+        """Wait for a connection newer than ``seen``; if the old one stays up, retry soon."""
+        # The link notices a dead connection a moment after a publish fails, so a
+        # still-CONNECTED state here is usually stale: poll briefly before resending.
+        for _ in range(20):
+            if self._link.connection_number != seen:
+                break
+            await self._clock.sleep(0.025)
+        await self._link.wait_connected()
+        self._wake.set()

@@ -1,0 +1,130 @@
+"""Packaging: one `facegate` namespace in the wheel, every package listed, the entry point works."""
+
+from __future__ import annotations
+
+import configparser
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ROOTS = {
+    "runtime": "facegate.runtime",
+    "handlers": "facegate.handlers",
+    "drivers": "facegate.drivers",
+    "policy": "facegate.policy",
+    "storage": "facegate.storage",
+}
+
+
+def _pyproject() -> dict[str, object]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def _tree_packages() -> set[str]:
+    found = set()
+    for folder, dotted in ROOTS.items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(REPO / folder)
+            if "__pycache__" in rel.parts:
+                continue
+            found.add(".".join([dotted, *rel.parts]))
+    return found
+
+
+def test_every_package_dir_is_listed_in_pyproject() -> None:
+    listed = set(_pyproject()["tool"]["setuptools"]["packages"])  # type: ignore[index]
+    tree = _tree_packages()
+    assert tree - listed == set(), "package dirs missing from pyproject [tool.setuptools] packages"
+    missing = {p for p in listed if p not in tree}
+    assert missing == set(), "pyproject lists packages without an __init__.py"
+
+
+def test_package_dir_maps_into_the_facegate_namespace() -> None:
+    mapping = _pyproject()["tool"]["setuptools"]["package-dir"]  # type: ignore[index]
+    assert mapping == {v: k for k, v in ROOTS.items()}
+
+
+def _setuptools_major() -> int:
+    try:
+        return int(importlib.metadata.version("setuptools").split(".")[0])
+    except importlib.metadata.PackageNotFoundError:
+        return 0
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = tmp_path_factory.mktemp("src")
+    ignore = shutil.ignore_patterns(
+        ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".mypy_cache",
+        ".ruff_cache", ".pytest_cache", ".typecheck", ".model-cache", "tests", "*.db*",
+    )
+    shutil.copytree(REPO, src / "facegate", ignore=ignore, symlinks=True)
+    out = tmp_path_factory.mktemp("dist")
+    # Build offline with the venv's setuptools when it is recent enough for the SPDX
+    # licence string; otherwise let `build` make its isolated environment.
+    flags = ["--no-isolation", "--skip-dependency-check"] if _setuptools_major() >= 77 else []
+    proc = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", *flags, "--outdir", str(out), str(src / "facegate")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (whl,) = out.glob("facegate-*.whl")
+    return whl
+
+
+def test_wheel_has_only_the_facegate_namespace_at_top_level(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/", 1)[0] for n in names}
+    assert {t for t in top if not t.endswith(".dist-info")} == {"facegate"}
+    for forbidden in ("runtime", "storage", "policy", "handlers", "drivers", "tests"):
+        assert forbidden not in top
+    packages = {n.rsplit("/", 1)[0].replace("/", ".") for n in names if n.endswith("/__init__.py")}
+    assert _tree_packages() <= packages
+    assert "facegate/runtime/py.typed" in names
+
+
+def test_wheel_declares_the_console_entry_point(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        ep_name = next(n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt"))
+        parser = configparser.ConfigParser()
+        parser.read_string(zf.read(ep_name).decode())
+    assert parser["console_scripts"]["facegate"] == "facegate.runtime.cli:main"
+
+
+def test_installed_wheel_imports_and_runs(wheel: Path, tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+         "--target", str(target), str(wheel)],
+        check=True, capture_output=True, timeout=300,
+    )
+    assert not (target / "runtime").exists() and not (target / "storage").exists()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    code = (
+        "import facegate.runtime.cli as c, facegate.runtime.device, facegate.handlers.door;"
+        "print(c.__file__)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().startswith(str(target))
+    proc = subprocess.run(
+        [sys.executable, "-m", "facegate.runtime.cli", "version"],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("facegate 0.1.0")
+
+
+def test_editable_install_exposes_the_entry_point() -> None:
+    facegate = Path(sys.executable).parent / "facegate"
+    proc = subprocess.run([str(facegate), "--help"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0
+    for command in ("run", "demo", "config", "version"):
+        assert command in proc.stdout
