@@ -225,10 +225,21 @@ class ConsentRegistry:
             await tx.execute(
                 f"INSERT INTO consents({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608  # constant column list
                 (
-                    record.consent_id, subject_id, kind.value, purpose, record.state.value, None,
-                    method.value, notice, actor, evidence_digest, expires_at,
-                    g.guardian_id if g else None, g.relationship if g else None,
-                    g.evidence_digest if g else None, tx.at,
+                    record.consent_id,
+                    subject_id,
+                    kind.value,
+                    purpose,
+                    record.state.value,
+                    None,
+                    method.value,
+                    notice,
+                    actor,
+                    evidence_digest,
+                    expires_at,
+                    g.guardian_id if g else None,
+                    g.relationship if g else None,
+                    g.evidence_digest if g else None,
+                    tx.at,
                 ),
             )
             await self._audit(tx, record, None, actor, "granted")

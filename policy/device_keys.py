@@ -103,3 +103,8 @@ class SigningKey:
 def key_id(public_key: bytes) -> str:
     """Fingerprint of an Ed25519 public key."""
     return hashlib.sha256(public_key).hexdigest()[:16]
+
+
+async def device_public_key(store: Store) -> bytes:
+    """The device's Ed25519 public key (32 raw bytes), creating the key pair on first use."""
+    return (await SigningKey.load(store)).public_bytes

@@ -5,7 +5,8 @@
 Entering opens the assembled resources (GPIO driver, ...), then starts every
 service under the :class:`~facegate.runtime.supervisor.Supervisor` (one
 TaskGroup of named tasks), then sets :attr:`Device.started` (the watchdog
-sends READY=1 on it). SIGINT and SIGTERM request a shutdown.
+sends READY=1 on it). SIGINT and SIGTERM request a shutdown; a second one skips
+the rest of the graceful budget.
 
 Leaving, for any reason (shutdown request, exception in the body, the
 device task being cancelled), runs the shutdown sequence:
@@ -84,6 +85,7 @@ class Device:
         self._handle_signals = handle_signals
         self._environ = os.environ if environ is None else environ
         self._shutdown = asyncio.Event()
+        self._force = asyncio.Event()
         self._signals: list[signal.Signals] = []
         self._resources = contextlib.AsyncExitStack()
         self._sup_entered = False
@@ -97,9 +99,11 @@ class Device:
     # -- shutdown requests ----------------------------------------------------------
 
     def request_shutdown(self, reason: str = "requested") -> None:
-        """Ask the device to stop (idempotent; safe from signal handlers)."""
+        """Ask the device to stop; a second request forces it. Safe from signal handlers."""
         if self._shutdown.is_set():
-            _log.info("device.shutdown_already_requested", reason=reason)
+            # A second request (a second Ctrl-C) skips the rest of the graceful budget.
+            _log.warning("device.shutdown_force_requested", reason=reason)
+            self._force.set()
             return
         self.shutdown_reason = reason
         _log.info("device.shutdown_requested", reason=reason)
@@ -177,7 +181,7 @@ class Device:
 
     async def _stop_services(self) -> bool:
         grace = self.config.lifecycle.shutdown_grace_s
-        stuck = await self.supervisor.stop(grace)
+        stuck = await self.supervisor.stop(grace, abort=self._force)
         forced = bool(stuck)
         if stuck:
             self.forced = True

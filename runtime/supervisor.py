@@ -165,11 +165,12 @@ class Supervisor:
         # the service tasks have been cancelled and only need awaiting.
         await tg.__aexit__(None, None, None)
 
-    async def stop(self, budget_s: float) -> list[str]:
+    async def stop(self, budget_s: float, *, abort: asyncio.Event | None = None) -> list[str]:
         """Cancel every service and wait up to ``budget_s`` (injected clock) for them.
 
-        Returns the names of tasks still running when the budget ran out (empty
-        on a clean stop). The caller decides what the forced path does next.
+        Returns the names of tasks still running when the budget ran out or
+        ``abort`` was set (empty on a clean stop). The caller decides what the
+        forced path does next.
         """
         self._stopping = True
         tasks = self.tasks()
@@ -182,17 +183,22 @@ class Supervisor:
             return []
         # The deadline is fixed now, not when the timer task first runs.
         timer = asyncio.ensure_future(self._sleep_until(self._clock.monotonic() + budget_s))
+        stops: set[asyncio.Future[None]] = {timer}
+        if abort is not None:
+            stops.add(asyncio.ensure_future(_wait_event(abort)))
         pending: set[asyncio.Future[None]] = set(tasks)
         try:
-            while pending and not timer.done():
+            while pending and not any(f.done() for f in stops):
                 _, pending = await asyncio.wait(
-                    pending | {timer}, return_when=asyncio.FIRST_COMPLETED
+                    pending | stops, return_when=asyncio.FIRST_COMPLETED
                 )
-                pending.discard(timer)
+                pending -= stops
         finally:
-            timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
+            for f in stops:
+                f.cancel()
+            for f in stops:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await f
         return sorted(t.get_name() for t in tasks if not t.done())
 
     async def _sleep_until(self, deadline: float) -> None:
@@ -291,6 +297,10 @@ class Supervisor:
             self._bus.publish(
                 ComponentStateChanged(at=self._clock.wall(), component=rec.service.name, state=state)
             )
+
+
+async def _wait_event(event: asyncio.Event) -> None:
+    await event.wait()
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

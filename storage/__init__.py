@@ -14,7 +14,8 @@ Public surface:
 
 from .audit import AuditAction, AuditRecord, AuditVerification, verify_chain
 from .db import Database, Tx
-from .gallery import EnrolResult, ErasureReceipt, Gallery, SubjectRecord, TemplateSink
+from .enrolment import EnrolResult
+from .gallery import ErasureReceipt, Gallery, SubjectRecord, TemplateSink
 from .kek import KekSource, KekSourceKind
 from .loader import LoadReport
 from .outbox import EventClass, Outbox, OutboxRecord

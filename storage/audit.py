@@ -105,22 +105,44 @@ async def append(
     detail: Mapping[str, Scalar] | None = None,
 ) -> AuditRecord:
     """Append one row inside ``tx`` (a BEGIN IMMEDIATE transaction serialises the chain)."""
-    if not actor or not action:
-        raise InvalidInputError("audit rows need an actor and an action")
-    text = _detail_text(detail)
+    (record,) = await append_many(tx, [PendingRow(actor, action, subject_id, detail)])
+    return record
+
+
+@dataclass(frozen=True)
+class PendingRow:
+    """One row for :func:`append_many`."""
+
+    actor: str
+    action: str
+    subject_id: str | None
+    detail: Mapping[str, Scalar] | None = None
+
+
+async def append_many(tx: Tx, rows: list[PendingRow]) -> list[AuditRecord]:
+    """Append several rows in order with one read and one ``executemany``."""
+    if not rows:
+        return []
     last = await tx.fetchone("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
     if last is None:
         anchor = await tx.fetchone("SELECT value FROM kv_state WHERE key = ?", (ANCHOR_KEY,))
         seq, prev = (1, GENESIS) if anchor is None else _parse_anchor(str(anchor[0]))
     else:
         seq, prev = int(last[0]) + 1, str(last[1])
-    h = chain_hash(prev, canonical(seq, tx.at, actor, str(action), subject_id, text))
-    await tx.execute(
+    out: list[AuditRecord] = []
+    for r in rows:
+        if not r.actor or not r.action:
+            raise InvalidInputError("audit rows need an actor and an action")
+        text = _detail_text(r.detail)
+        h = chain_hash(prev, canonical(seq, tx.at, r.actor, str(r.action), r.subject_id, text))
+        out.append(AuditRecord(seq, tx.at, r.actor, str(r.action), r.subject_id, text, prev, h))
+        seq, prev = seq + 1, h
+    await tx.executemany(
         "INSERT INTO audit(seq, at, actor, action, subject_id, detail, prev_hash, hash) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, tx.at, actor, str(action), subject_id, text, prev, h),
+        [(a.seq, a.at, a.actor, a.action, a.subject_id, a.detail, a.prev_hash, a.hash) for a in out],
     )
-    return AuditRecord(seq, tx.at, actor, str(action), subject_id, text, prev, h)
+    return out
 
 
 def _parse_anchor(value: str) -> tuple[int, str]:

@@ -36,8 +36,9 @@ from ..runtime.events import SecurityEvent, SecurityKind
 from . import audit
 from .crypto import AuthenticationFailed, open_sealed, seal, subject_aad, template_aad
 from .db import Database, Tx
+from .enrolment import EnrolResult, create_missing_keys, enrol_batch
 from .errors import InvalidInputError, KeyUnavailableError, SubjectNotFoundError, TamperError
-from .keys import Dek, KeyRing
+from .keys import KeyRing
 from .loader import LoadReport, load_gallery
 from .uuid7 import uuid7_str
 
@@ -87,13 +88,6 @@ def as_embeddings(embeddings: Any) -> Embeddings:
     if not np.isfinite(arr).all():
         raise InvalidInputError("embeddings contain NaN or infinity")
     return np.ascontiguousarray(arr)
-
-
-@dataclass(frozen=True)
-class EnrolResult:
-    subject_id: str
-    template_ids: tuple[str, ...]
-    created_subject: bool
 
 
 @dataclass(frozen=True)
@@ -158,23 +152,7 @@ class Gallery:
         """
         check_id(subject_id, "subject id")
         async with self.db.transaction() as tx:
-            if (
-                await tx.fetchone("SELECT 1 FROM vault.subject_keys WHERE subject_id = ?", (subject_id,))
-                is None
-            ):
-                await self.keys.create_dek(tx, subject_id)
-
-    async def _subject_dek(self, tx: Tx, subject_id: str) -> tuple[Dek, bool]:
-        dek = await self.keys.load_dek(tx, subject_id)
-        if dek is None:
-            # Not prepared: create it in this transaction (two files, one commit).
-            dek = await self.keys.create_dek(tx, subject_id)
-        created = await tx.execute(
-            "INSERT INTO subjects(subject_id, created_at, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(subject_id) DO NOTHING",
-            (subject_id, tx.at, tx.at),
-        )
-        return dek, created > 0
+            await create_missing_keys(tx, self.keys, [subject_id])
 
     async def enroll_in(
         self,
@@ -186,44 +164,26 @@ class Gallery:
         actor: str,
         consent_ref: str | None = None,
     ) -> tuple[EnrolResult, Embeddings]:
-        """Enrol inside the caller's transaction (the matcher is not touched)."""
-        check_id(subject_id, "subject id")
-        check_id(model_id, "model id")
-        arr = as_embeddings(embeddings)
-        dek, created = await self._subject_dek(tx, subject_id)
-        row = await tx.fetchone("SELECT COUNT(*) FROM templates WHERE subject_id = ?", (subject_id,))
-        have = int(row[0]) if row else 0
-        if have + len(arr) > self.max_templates_per_subject:
-            raise InvalidInputError(
-                f"subject {subject_id} would have {have + len(arr)} templates "
-                f"(limit {self.max_templates_per_subject})"
-            )
-        ids = tuple(uuid7_str() for _ in range(len(arr)))
-        rows = [
-            (
-                subject_id,
-                tid,
-                model_id,
-                seal(dek.aead, vec.tobytes(), template_aad(subject_id, tid, model_id)),
-                tx.at,
-            )
-            for tid, vec in zip(ids, arr, strict=True)
-        ]
-        await tx.executemany(
-            "INSERT INTO templates(subject_id, template_id, model_id, ciphertext, created_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            rows,
-        )
-        await self.keys.count_uses(tx, dek, len(arr))
-        await tx.execute("UPDATE subjects SET updated_at = ? WHERE subject_id = ?", (tx.at, subject_id))
-        await audit.append(
+        """Enrol inside the caller's transaction (the matcher is not touched).
+
+        Call :meth:`prepare_subject` before opening ``tx`` so the key commits first;
+        otherwise the key is created in ``tx`` (two files, one commit).
+        """
+        items = self._validate([(subject_id, embeddings)], model_id)
+        (result,) = await enrol_batch(
             tx,
+            self.keys,
+            items,
+            model_id,
             actor=actor,
-            action=audit.AuditAction.ENROL,
-            subject_id=subject_id,
-            detail={"templates": len(arr), "model_id": model_id, "consent_ref": consent_ref},
+            consent_ref=consent_ref,
+            max_per_subject=self.max_templates_per_subject,
         )
-        return EnrolResult(subject_id, ids, created), arr
+        return result, items[0][1]
+
+    def _validate(self, items: Sequence[tuple[str, Any]], model_id: str) -> list[tuple[str, Embeddings]]:
+        check_id(model_id, "model id")
+        return [(check_id(s, "subject id"), as_embeddings(e)) for s, e in items]
 
     async def enroll(
         self,
@@ -239,6 +199,7 @@ class Gallery:
         Durable when it returns. Raises InvalidInputError for bad ids/arrays
         (nothing written).
         """
+        self._validate([(subject_id, embeddings)], model_id)  # nothing is written for bad input
         await self.prepare_subject(subject_id)
         async with self.db.transaction() as tx:
             result, arr = await self.enroll_in(
@@ -259,26 +220,25 @@ class Gallery:
         consent_ref: str | None = None,
     ) -> list[EnrolResult]:
         """Bulk enrolment: every (subject id, embeddings) pair in one durable transaction."""
-        done: list[tuple[EnrolResult, Embeddings]] = []
+        valid = self._validate(items, model_id)
+        async with self.db.transaction() as tx:  # keys commit first (see prepare_subject)
+            await create_missing_keys(tx, self.keys, [s for s, _ in valid])
         async with self.db.transaction() as tx:
-            for subject_id, _ in items:
-                check_id(subject_id, "subject id")
-                if (
-                    await tx.fetchone("SELECT 1 FROM vault.subject_keys WHERE subject_id = ?", (subject_id,))
-                    is None
-                ):
-                    await self.keys.create_dek(tx, subject_id)
-        async with self.db.transaction() as tx:
-            for subject_id, emb in items:
-                done.append(
-                    await self.enroll_in(tx, subject_id, emb, model_id, actor=actor, consent_ref=consent_ref)
-                )
+            results = await enrol_batch(
+                tx,
+                self.keys,
+                valid,
+                model_id,
+                actor=actor,
+                consent_ref=consent_ref,
+                max_per_subject=self.max_templates_per_subject,
+            )
         if self._sink is not None:
-            for res, arr in done:
+            for res, (_, arr) in zip(results, valid, strict=True):
                 await _maybe_await(
                     self._sink.add_batch([res.subject_id] * len(arr), list(res.template_ids), arr, model_id)
                 )
-        return [r for r, _ in done]
+        return results
 
     async def remove(
         self,

@@ -23,9 +23,7 @@ from .crypto import (
     KEK_MAX_WRAPS,
     AuthenticationFailed,
     kek_id,
-    new_key,
     unwrap_dek,
-    wrap_dek,
 )
 from .db import Database, Tx
 from .errors import KekSourceError, KeyMaterialError, KeyUnavailableError, TamperError, WrongKekError
@@ -143,10 +141,13 @@ class KeyRing:
         except KekSourceError as exc:
             _log.warning("storage.next_kek_unreadable", reason=str(exc))
 
-    async def refresh(self) -> None:
-        """Re-read the source (after a rotation by another process)."""
+    async def refresh(self, tx: Tx | None = None) -> None:
+        """Re-read the source (after a rotation by another process).
+
+        Pass the open transaction when called inside one (the database lock is held).
+        """
         async with self._lock:
-            salt_hex = await get_meta(self.db, SALT)
+            salt_hex = await get_meta(tx if tx is not None else self.db, SALT)
             # The primary source may be gone mid-rotation; the .next file still counts.
             with contextlib.suppress(KekSourceError):
                 self.add(await read_source(self.source, bytes.fromhex(salt_hex) if salt_hex else None))
@@ -161,7 +162,7 @@ class KeyRing:
                 if kid is not None and kid in self._keks:
                     return kid, self._keks[kid]
             if attempt == 0:
-                await self.refresh()
+                await self.refresh(tx)
         raise KeyUnavailableError(
             f"this process does not hold the database's active KEK ({str(active)[:8]}); "
             f"the key was rotated: restart with the new key from {self.source.describe()}"
@@ -172,18 +173,6 @@ class KeyRing:
         if wraps > KEK_MAX_WRAPS:
             raise KeyMaterialError("the KEK has wrapped its maximum number of keys; rotate it")
         await set_meta(tx, WRAPS, str(wraps))
-
-    async def create_dek(self, tx: Tx, subject_id: str) -> Dek:
-        """Create, wrap and store a new DEK for ``subject_id`` (row in ``subject_keys``)."""
-        kid, kek = await self.wrapping_key(tx)
-        dek = new_key()
-        await tx.execute(
-            "INSERT INTO vault.subject_keys(subject_id, kek_id, wrapped, uses, created_at) "
-            "VALUES (?, ?, ?, 0, ?)",
-            (subject_id, kid, wrap_dek(kek, kid, subject_id, dek), tx.at),
-        )
-        await self.count_wraps(tx, 1)
-        return Dek(subject_id, AESGCM(dek), 0)
 
     def unwrap(self, subject_id: str, kid: str, wrapped: bytes, uses: int = 0) -> Dek:
         """Unwrap a stored DEK. KeyUnavailableError if the KEK is not held; TamperError if bad."""
@@ -207,7 +196,7 @@ class KeyRing:
         if row is None:
             return None
         if str(row[0]) not in self._keks:
-            await self.refresh()
+            await self.refresh(tx if isinstance(tx, Tx) else None)
         return self.unwrap(subject_id, str(row[0]), bytes(row[1]), int(row[2]))
 
     async def count_uses(self, tx: Tx, dek: Dek, n: int) -> None:

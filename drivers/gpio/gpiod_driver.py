@@ -93,12 +93,14 @@ class GpiodGpio(GpioDriver):
 
     def set_output(self, line: int, high: bool) -> None:
         self._check_output(line)
+        request = self._req()
         value = self._gpiod.line.Value.ACTIVE if high else self._gpiod.line.Value.INACTIVE
-        self._req().set_value(line, value)
+        request.set_value(line, value)
 
     def read_input(self, line: int) -> bool:
         self._check_input(line)
-        return bool(self._req().get_value(line) == self._gpiod.line.Value.ACTIVE)
+        request = self._req()
+        return bool(request.get_value(line) == self._gpiod.line.Value.ACTIVE)
 
     async def edges(self) -> AsyncIterator[LineEdge]:
         loop = asyncio.get_running_loop()

@@ -40,6 +40,13 @@ def percentiles(ms: list[float]) -> dict[str, float]:
             "p99": round(float(np.percentile(a, 99)), 3)}
 
 
+def _decode(data: bytes) -> npt.NDArray[np.uint8]:
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError("bench frame does not decode")
+    return np.asarray(img, dtype=np.uint8)
+
+
 def make_frames(face_image: Path, count: int) -> list[bytes]:
     """``count`` JPEG 640x480 frames with the face shifted by up to 3 px."""
     img = cv2.imread(str(face_image))
@@ -79,7 +86,7 @@ def bench_pipeline(
     times: dict[str, list[float]] = {s: [] for s in STAGES}
     for data in frames:
         t0 = time.perf_counter()
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        bgr = _decode(data)
         t1 = time.perf_counter()
         faces = models.detector.detect(bgr)
         t2 = time.perf_counter()
@@ -105,7 +112,7 @@ def bench_pipeline(
     start = time.perf_counter()
     n = 0
     for data in frames:
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        bgr = _decode(data)
         faces = models.detector.detect(bgr)
         if faces:
             target = max(faces, key=lambda d: d.area)
@@ -123,7 +130,7 @@ def bench_opencv(models: LoadedModels, frames: list[bytes]) -> dict[str, float]:
     ms: list[float] = []
     for data in frames:
         t0 = time.perf_counter()
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        bgr = _decode(data)
         det.setInputSize((bgr.shape[1], bgr.shape[0]))
         _, faces = det.detect(bgr)
         if faces is not None and len(faces):

@@ -69,7 +69,8 @@ def embed_for_calibration(
     cx, cy = framed.shape[1] / 2, framed.shape[0] / 2
     face = min(faces, key=lambda d: (d.center[0] - cx) ** 2 + (d.center[1] - cy) ** 2)
     crop = align_face(np.asarray(framed, dtype=np.uint8), face.landmarks)
-    return models.embedder.embed(crop)[0]
+    emb: npt.NDArray[np.float32] = models.embedder.embed(crop)[0]
+    return emb
 
 
 def embed_folder(
@@ -117,7 +118,7 @@ class ScoreStats:
     def threshold_at(self, fmr: float) -> float:
         """Lowest threshold whose impostor acceptance rate is <= ``fmr``."""
         imp = self.impostor_sorted
-        k = int(math.floor(fmr * imp.size))
+        k = math.floor(fmr * imp.size)
         if k <= 0:
             return float(imp[-1]) + 1e-6
         return float(imp[imp.size - k])
@@ -163,14 +164,16 @@ def pair_scores(data: EmbeddedSet) -> ScoreStats:
 
 
 def build_table(stats: ScoreStats, model_id: str, data: EmbeddedSet) -> CalibrationTable:
-    """Points every quarter decade of FMR from 1e-1 down to ~10 impostor pairs."""
+    """Points every quarter decade of FMR from ~0.56 down to ~10 impostor pairs."""
     min_fmr = 10.0 / max(1, stats.impostor_sorted.size)
     points: list[tuple[float, float]] = []
-    x = 1.0
+    x = 0.25
     while 10 ** (-x) >= min_fmr:
         f = 10 ** (-x)
         points.append((f, round(stats.threshold_at(f), 5)))
         x += 0.25
+    if len(points) < 2:
+        raise ValueError("too few impostor pairs for a calibration table (need >= 20)")
     eer, eer_t = stats.eer()
     summary = {
         "identities": float(data.identities),

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..logs import configure_logging
+
 _DEFAULT_FACE = Path(__file__).resolve().parents[2] / "tests" / "data" / "faces" / "detection1.jpg"
 _SIZES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 
@@ -32,8 +34,8 @@ def register(sub: Any) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ...drivers.models.loader import load_models
-    from ...handlers.recognition.bench import (
+    from ...drivers.models.loader import load_models  # noqa: PLC0415 - heavy imports only when the command runs
+    from ...handlers.recognition.bench import (  # noqa: PLC0415 - heavy imports only when the command runs
         STAGES,
         bench_matcher,
         bench_opencv,
@@ -41,6 +43,8 @@ def _bench(args: argparse.Namespace) -> int:
         make_frames,
     )
 
+    # stdout carries only the report (or the JSON object): logs go to stderr.
+    configure_logging(device_id="cli", level="warning", stream=sys.stderr)
     sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
     if any(s not in _SIZES for s in sizes) or args.frames < 10:
         print("facegate bench: sizes are 10k, 100k, 1m; frames >= 10", file=sys.stderr)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import load_config
+from ..logs import configure_logging
 
 
 def register(sub: Any) -> None:
@@ -30,16 +31,17 @@ def register(sub: Any) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    # Heavy imports only when the command runs (keeps `facegate --help` fast).
-    from ...drivers.models.loader import ModelOptions, load_models
-    from ...handlers.recognition.calibration import (
+    from ...drivers.models.loader import ModelOptions, load_models  # noqa: PLC0415 - heavy imports only when the command runs
+    from ...handlers.recognition.calibration import (  # noqa: PLC0415 - heavy imports only when the command runs
         REPORT_FMRS,
         build_table,
         embed_folder,
         pair_scores,
     )
-    from ...handlers.recognition.engine import model_options
+    from ...handlers.recognition.engine import model_options  # noqa: PLC0415 - heavy imports only when the command runs
 
+    # stdout carries only the report (or the JSON object): logs go to stderr.
+    configure_logging(device_id="cli", level="warning", stream=sys.stderr)
     root: Path = args.dir
     if not root.is_dir():
         print(f"facegate calibrate: {root} is not a folder", file=sys.stderr)
@@ -62,7 +64,11 @@ def _calibrate(args: argparse.Namespace) -> int:
     if stats.genuine.size == 0:
         print("facegate calibrate: no person has two usable images", file=sys.stderr)
         return 1
-    table = build_table(stats, models.model_id, data)
+    try:
+        table = build_table(stats, models.model_id, data)
+    except ValueError as exc:
+        print(f"facegate calibrate: {exc}", file=sys.stderr)
+        return 1
     args.output.write_text(json.dumps(table.to_json(), indent=2) + "\n", "utf-8")
     s = table.summary
     if args.json:

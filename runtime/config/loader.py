@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,10 @@ from ..errors import FacegateError
 from ._convert import ConversionError, build_section
 from .model import DeviceConfig
 from .secrets import SecretRef
+
+
+# user:password@ inside any URL-like value (camera RTSP sources, for example).
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
 class ConfigError(FacegateError):
@@ -75,6 +80,8 @@ def _plain(value: Any, *, secret: bool = False) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, str):
+        return _URL_CREDENTIALS.sub(r"\g<scheme>***@", value)
     return value
 
 

@@ -69,10 +69,10 @@ class EventCodec:
         """Encode one event. Raises TypeError for an event type the link does not carry."""
         if isinstance(event, AccessDecision):
             return self._access(event)
-        base = {"event_id": uuid7_str(), "at": utc_iso(event.at), "device_id": self.device_id}
+        base: dict[str, Any] = {"event_id": uuid7_str(), "at": utc_iso(event.at), "device_id": self.device_id}
         if isinstance(event, DoorEvent):
             body = base | {"kind": event.kind.value, "cause": _text(event.cause)}
-            return Encoded(DOOR, EventClass.DOOR, base["event_id"], encode(body))
+            return Encoded(DOOR, EventClass.DOOR, str(base["event_id"]), encode(body))
         if isinstance(event, SecurityEvent):
             body = base | {
                 "kind": event.kind.value,
@@ -80,7 +80,7 @@ class EventCodec:
                 "source": event.source,
                 "subject_id": event.subject_id,
             }
-            return Encoded(SECURITY, EventClass.SECURITY, base["event_id"], encode(body))
+            return Encoded(SECURITY, EventClass.SECURITY, str(base["event_id"]), encode(body))
         if isinstance(event, PrivacyEvent):
             body = base | {
                 "kind": event.kind.value,
@@ -89,7 +89,7 @@ class EventCodec:
                 "receipt_id": event.receipt_id,
                 "detail": _text(event.detail),
             }
-            return Encoded(PRIVACY, EventClass.PRIVACY, base["event_id"], encode(body))
+            return Encoded(PRIVACY, EventClass.PRIVACY, str(base["event_id"]), encode(body))
         raise TypeError(f"the MQTT link does not publish {type(event).__name__}")
 
     def _access(self, ev: AccessDecision) -> Encoded:
@@ -122,5 +122,5 @@ def decode(payload: bytes) -> Mapping[str, Any]:
     """Parse an event payload (consumers and tests)."""
     data = json.loads(payload)
     if not isinstance(data, dict):
-        raise ValueError("an event payload is a JSON object")
+        raise TypeError("an event payload is a JSON object")
     return data

@@ -38,7 +38,6 @@ from .errors import MqttPublishError
 _log = structlog.get_logger("facegate.mqtt")
 
 
-
 class LinkLike(Protocol):
     """What the drain needs from :class:`~facegate.runtime.mqtt.MqttLink`."""
 
@@ -153,9 +152,7 @@ class DurableEvents:
             # One durable commit per batch: written before it can be published.
             async with self._outbox.db.transaction(durable=True) as tx:
                 for e in encoded:
-                    await self._outbox.append_in(
-                        tx, f"{self._base}/{e.suffix}", e.payload, klass=e.klass
-                    )
+                    await self._outbox.append_in(tx, f"{self._base}/{e.suffix}", e.payload, klass=e.klass)
         except StorageError as exc:
             # Never silent: these events are not durable, say so loudly with counts only.
             self.stats.append_failures += len(encoded)

@@ -40,6 +40,7 @@ from . import payloads
 from .embedded import EmbeddedBroker
 from .errors import MqttConnectError, MqttNotConnected, MqttPublishError
 from .inbound import InboundMessage, MessageHandler, from_aiomqtt
+from .metrics import LinkMetrics
 from .options import ClientOptions, client_options
 from .payloads import Identity
 from .session import Session, describe, guarded, new_future
@@ -181,6 +182,11 @@ class MqttLink:
     def options(self) -> ClientOptions:
         """The resolved connection options (repr masks the password)."""
         return self._options
+
+    @property
+    def telemetry(self) -> TelemetryPublisher | None:
+        """The periodic telemetry publisher, when the link was given a snapshot provider."""
+        return self._telemetry
 
     @property
     def connection_number(self) -> int:
@@ -471,19 +477,25 @@ class _Parts(Protocol):
 
 
 def build(ctx: _AssemblyContext, parts: _Parts) -> None:
-    """Assembly factory: the embedded broker (a resource, when configured) and the link.
+    """Assembly factory: the embedded broker (a resource, when configured), the link and its services.
 
     The broker is a resource so it opens before and closes after every
     service: the link's clean ``offline`` still reaches it at shutdown.
-    Registers components ``mqtt`` (the link) and ``mqtt.broker``.
+    Registers components ``mqtt`` (the link) and ``mqtt.broker``; then
+    :func:`facegate.runtime.mqtt.services.add_link_services` adds durable
+    events, commands, metrics and Home Assistant discovery.
     """
+    from .services import add_link_services  # noqa: PLC0415  # services import handlers lazily
+
     cfg = ctx.loaded.config.mqtt
     if cfg.broker == "embedded":
         broker = EmbeddedBroker(cfg.host, cfg.port)
         parts.resources.append(broker)
         parts.components["mqtt.broker"] = broker
+    metrics = LinkMetrics(ctx.bus, ctx.clock)
     link = MqttLink.from_config(
-        ctx.loaded, clock=ctx.clock, bus=ctx.bus, telemetry=ctx.health.snapshot
+        ctx.loaded, clock=ctx.clock, bus=ctx.bus, telemetry=metrics.telemetry(ctx.health.snapshot)
     )
     parts.services.append(link)
     parts.components["mqtt"] = link
+    add_link_services(ctx, parts, link, metrics)

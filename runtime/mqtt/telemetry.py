@@ -57,6 +57,17 @@ class TelemetryPublisher:
     def name(self) -> str:
         return self._name
 
+    @property
+    def interval_s(self) -> float:
+        """Seconds between ticks; settable at run time (``cmd/set telemetry_interval_s``)."""
+        return self._interval
+
+    @interval_s.setter
+    def interval_s(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 3600:
+            raise ValueError("telemetry_interval_s must be a number of seconds in [1, 3600]")
+        self._interval = float(value)
+
     async def run(self) -> None:
         """Tick until cancelled."""
         seq = 0

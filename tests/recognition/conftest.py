@@ -9,11 +9,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
+import structlog
 from facegate.drivers.models import LoadedModels, ModelOptions, load_models
 from facegate.runtime.events import FrameCaptured
 
 FACES = Path(__file__).resolve().parents[1] / "data" / "faces"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """CLI commands and the privacy test configure structlog; undo it after each test."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")
@@ -37,17 +44,16 @@ def face_bgr(name: str) -> np.ndarray:
     return img
 
 
-def place_in_frame(photo: np.ndarray, *, face_h: int = 300) -> np.ndarray:
-    """A 640x480 grey-background frame with ``photo`` scaled to ``face_h`` px high, centred."""
-    h, w = photo.shape[:2]
-    s = face_h / h
-    small = cv2.resize(photo, (max(1, round(w * s)), face_h), interpolation=cv2.INTER_AREA)
-    frame = np.full((480, 640, 3), 90, np.uint8)
-    sh, sw = small.shape[:2]
-    sw = min(sw, 600)
-    y0, x0 = (480 - sh) // 2, (640 - sw) // 2
-    frame[y0 : y0 + sh, x0 : x0 + sw] = small[:, :sw]
-    return frame
+def place_in_frame(photo: np.ndarray, models: LoadedModels, *, face_px: int = 170) -> np.ndarray:
+    """A 640x480 frame of ``photo`` scaled so its face is ``face_px`` high, face centred."""
+    det = max(models.detector.detect(photo), key=lambda d: d.area)
+    s = face_px / det.box[3]
+    big = cv2.resize(photo, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    cx, cy = (det.center[0] * s, det.center[1] * s)
+    pad = 640
+    canvas = cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+    x0, y0 = round(cx + pad - 320), round(cy + pad - 240)
+    return np.ascontiguousarray(canvas[y0 : y0 + 480, x0 : x0 + 640])
 
 
 def jittered(frame: np.ndarray, seed: int = 0) -> Iterator[np.ndarray]:

@@ -9,7 +9,6 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-
 from facegate.drivers.models import LoadedModels
 from facegate.handlers.recognition import ImageRejected, Reason, RecognitionEngine
 from facegate.runtime.config.recognition import RecognitionSection
@@ -69,7 +68,7 @@ def test_huge_images_are_refused_before_decoding(models: LoadedModels) -> None:
             + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + b"\x00" * 100 + b"IEND")
     assert _reason(eng, bomb) == Reason.IMAGE_TOO_LARGE
     big = face_bgr("obama3.jpg")  # 1434 x 2333 > 1 MP
-    ok, buf = cv2.imencode(".jpg", big)
+    _, buf = cv2.imencode(".jpg", big)
     assert _reason(eng, buf.tobytes()) == Reason.IMAGE_TOO_LARGE
     small_bytes = RecognitionEngine(RecognitionSection(max_image_bytes=2048), models)
     assert _reason(small_bytes, face_bytes("obama.jpg")) == Reason.IMAGE_TOO_LARGE
@@ -95,7 +94,8 @@ def test_face_count_and_quality_rejections(engine: RecognitionEngine) -> None:
     assert _reason(engine, _png(blurred)) in {Reason.QUALITY_BLUR, Reason.NO_FACE}
     dark = (face_bgr("obama.jpg") * 0.1).astype(np.uint8)
     assert _reason(engine, _png(dark)) == Reason.QUALITY_DARK
-    err = pytest.raises(ImageRejected, engine.embed_image_sync, face_bytes("detection3.jpg"))
+    with pytest.raises(ImageRejected) as err:
+        engine.embed_image_sync(face_bytes("detection3.jpg"))
     assert "yaw" in err.value.message
 
 

@@ -6,7 +6,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from facegate.handlers.recognition import GalleryError, Matcher, TemplateModelMismatch
 
 MID = "sface-2021dec@fb143eea"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 import pytest
-
 from facegate.drivers.models import (
     BUILTIN_DETECTOR,
     BUILTIN_RECOGNIZER,
@@ -24,10 +24,12 @@ from facegate.drivers.models import (
     load_models_async,
 )
 from facegate.drivers.models.convert import converted_path, sha256_file
+from facegate.handlers.recognition import Matcher
 from facegate.handlers.recognition.align import align_face
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.events import SecurityEvent, SecurityKind
+from onnx import TensorProto, helper, numpy_helper
 
 from .conftest import face_bgr
 
@@ -118,5 +120,41 @@ def test_detector_runs_at_any_frame_size(models: LoadedModels) -> None:
     img = face_bgr("obama.jpg")  # 910x1137, scaled to the 320 px detector input
     faces = models.detector.detect(img)
     assert len(faces) == 1
-    x, y, w, h = faces[0].box
+    x, _, w, _ = faces[0].box
     assert 200 < w < 450 and 0 < x < img.shape[1]
+
+
+def _arcface_like(path: Path) -> np.ndarray:
+    """A real (tiny) ArcFace-format ONNX model: 1x3x112x112 in, 512-d out."""
+    w = np.random.default_rng(0).standard_normal((3, 512)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["input.1"], ["p"]),
+         helper.make_node("Flatten", ["p"], ["f"]),
+         helper.make_node("MatMul", ["f", "w"], ["683"])],
+        "arcface_like",
+        [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, 112, 112])],
+        [helper.make_tensor_value_info("683", TensorProto.FLOAT, [1, 512])],
+        initializer=[numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return w
+
+
+def test_user_arcface_model_by_path(tmp_path: Path, model_cache: Path) -> None:
+    path = tmp_path / "my-arcface.onnx"
+    w = _arcface_like(path)
+    spec = ModelSpec("my-arcface", ModelFamily.ARCFACE, path, sha256_file(path))
+    loaded = load_models(ModelOptions(recognizer=spec, cache_dir=model_cache))
+    assert loaded.embedder.dim == 512
+    assert loaded.model_id == f"my-arcface@{spec.sha256[:8]}"
+    crop = np.zeros((112, 112, 3), np.uint8)
+    crop[..., 0], crop[..., 1], crop[..., 2] = 10, 128, 250  # B, G, R
+    got = loaded.embedder.embed(crop)[0]
+    rgb = (np.array([250, 128, 10], np.float32) - 127.5) / 127.5  # InsightFace preprocessing
+    want = rgb @ w
+    assert np.allclose(got, want / np.linalg.norm(want), atol=1e-5)
+    sface_gallery = Matcher(BUILTIN_RECOGNIZER.model_id, 128)
+    with pytest.raises(TemplateModelMismatch):
+        sface_gallery.search(np.ones(512, np.float32), model_id=loaded.model_id)

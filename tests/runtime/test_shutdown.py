@@ -227,3 +227,31 @@ async def test_health_snapshot_reports_tasks_queues_and_uptime(tmp_path: Path) -
     sources = snap["sources"]
     assert isinstance(sources, dict) and sources["door"]["relay"] == "locked"
     assert snap["started_at"] == "2026-01-01T00:00:00.000Z"
+
+
+@pytest.mark.asyncio
+async def test_second_shutdown_request_forces_without_waiting(tmp_path: Path) -> None:
+    loaded = load_text(tmp_path, CONFIG.format(safe="locked"))
+    clock = ManualClock()
+    holder: dict[str, Device] = {}
+    slow = SlowCleanup(lambda: sim(holder["d"]))
+    device = Device(loaded, clock=clock, assembler=gpio_only(slow), handle_signals=False)
+    holder["d"] = device
+
+    async def lifetime() -> None:
+        async with device:
+            device.request_shutdown("SIGINT")
+            await device.wait_shutdown()
+
+    task = asyncio.create_task(lifetime(), name="lifetime")
+    for _ in range(1000):
+        status = device.supervisor.status().get("slow")
+        if status is not None and status.state is ServiceState.STOPPING:
+            break
+        await asyncio.sleep(0)
+    assert not task.done()
+    device.request_shutdown("SIGINT")  # the impatient second Ctrl-C
+    with pytest.raises(ShutdownTimeoutError):
+        await asyncio.wait_for(task, 2)
+    assert clock.monotonic() == 1000.0  # no budget was waited for
+    assert slow.relay_at_second_cancel is False

@@ -9,7 +9,6 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import pytest_asyncio
-
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.events import Event
 from facegate.storage import KekSource, KekSourceKind, Store
@@ -17,6 +16,15 @@ from facegate.storage.crypto import new_key
 from facegate.storage.kek import encode_key
 
 KEK_ENV = "FACEGATE_TEST_KEK"
+
+
+def raw(path: Path) -> bytes:
+    """A file's bytes (sync helper so async tests do not call pathlib directly)."""
+    return path.read_bytes()
+
+
+def write_raw(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
 
 
 def embeddings(n: int, d: int = 128, seed: int = 0) -> npt.NDArray[np.float32]:

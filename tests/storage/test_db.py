@@ -6,7 +6,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.events import Event, SecurityEvent, SecurityKind
 from facegate.storage import KekSource, Store
@@ -14,7 +13,7 @@ from facegate.storage.db import Database
 from facegate.storage.errors import IntegrityCheckError, SchemaTooNewError
 from facegate.storage.migrations import SCHEMA_VERSION
 
-from .conftest import embeddings
+from .conftest import embeddings, raw
 
 
 @pytest.mark.asyncio
@@ -71,13 +70,13 @@ async def test_integrity_failure_refuses_start_and_raises_security_event(
         for i in range(30):
             await st.gallery.enroll(f"s{i}", embeddings(2, seed=i), "m1")
     _corrupt_index(db_path)
-    before = db_path.read_bytes()
+    before = raw(db_path)
     seen: list[Event] = []
     with pytest.raises(IntegrityCheckError, match="use --repair"):
         async with Store(db_path, kek, publish=seen.append, clock=ManualClock()):
             pass
     assert [e.kind for e in seen if isinstance(e, SecurityEvent)] == [SecurityKind.INTEGRITY_FAILURE]
-    assert db_path.read_bytes() == before  # refused: nothing rewritten
+    assert raw(db_path) == before  # refused: nothing rewritten
 
     # --repair keeps a copy of the damaged file, rebuilds the index, and every row survives.
     async with Store(db_path, kek, repair=True, clock=ManualClock()) as st:

@@ -11,7 +11,6 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import structlog
-
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.events import Event, SecurityEvent, SecurityKind
 from facegate.runtime.logs import configure_logging
@@ -19,7 +18,7 @@ from facegate.storage import KekSource, Store
 from facegate.storage.crypto import AuthenticationFailed, open_sealed, template_aad
 from facegate.storage.errors import InvalidInputError, KeyUnavailableError, SubjectNotFoundError
 
-from .conftest import RecordingSink, embeddings
+from .conftest import RecordingSink, embeddings, raw
 
 
 @pytest.mark.asyncio
@@ -108,12 +107,14 @@ async def test_tampered_templates_are_quarantined_and_reported(
         sec = [e for e in seen if isinstance(e, SecurityEvent)]
         assert len(sec) == bad and all(e.kind is SecurityKind.TAMPER for e in sec)
         assert {e.subject_id for e in sec} == {f.subject_id for f in report.failures}
-        assert len(sink.subjects()) == 5 if attack == "flip" else 4 <= len(sink.subjects())
+        assert len(sink.subjects()) == 5 if attack == "flip" else len(sink.subjects()) >= 4
         # Quarantined rows are kept (evidence) but never loaded again.
         assert await st.gallery.count() == 10 - bad
         again = await st.gallery.load_all(RecordingSink())
         assert again.templates == 10 - bad and not again.failures
-        rows = await st.db.fetchall("SELECT quarantine_reason FROM templates WHERE quarantined_at IS NOT NULL")
+        rows = await st.db.fetchall(
+            "SELECT quarantine_reason FROM templates WHERE quarantined_at IS NOT NULL"
+        )
         assert [r[0] for r in rows] == ["authentication_failed"] * bad
         assert (await st.verify_audit()).ok
 
@@ -127,9 +128,7 @@ def _windows(vectors: npt.NDArray[np.float32]) -> set[bytes]:
 
 
 @pytest.mark.asyncio
-async def test_no_plaintext_embedding_in_db_wal_vault_or_logs(
-    db_path: Path, kek: KekSource
-) -> None:
+async def test_no_plaintext_embedding_in_db_wal_vault_or_logs(db_path: Path, kek: KekSource) -> None:
     buf = io.StringIO()
     configure_logging(device_id="test-dev", level="debug", fmt="json", stream=buf)
     try:
@@ -139,14 +138,14 @@ async def test_no_plaintext_embedding_in_db_wal_vault_or_logs(
                 await st.gallery.enroll(f"p{i}", known[2 * i : 2 * i + 2], "m", actor="op")
             await st.gallery.set_attributes("p0", display_name="Zebulon Quaxley", attributes={})
             await st.gallery.load_all(RecordingSink())
-            wal = Path(f"{db_path}-wal").read_bytes()  # read while the WAL still holds frames
-            vault_wal = Path(f"{st.db.vault_path}-wal").read_bytes()
+            wal = raw(Path(f"{db_path}-wal"))  # read while the WAL still holds frames
+            vault_wal = raw(Path(f"{st.db.vault_path}-wal"))
             assert len(wal) > 0
             await st.gallery.get("p1", include_embeddings=True)
         blobs = {
-            "db": db_path.read_bytes(),
+            "db": raw(db_path),
             "wal": wal,
-            "vault": st.db.vault_path.read_bytes(),
+            "vault": raw(st.db.vault_path),
             "vault-wal": vault_wal,
             "log": buf.getvalue().encode(),
         }
@@ -182,7 +181,7 @@ async def test_erasure_shreds_copies_and_leaves_no_template_bytes(
         live_vault = st.db.vault_path
     # The live files hold no ciphertext of the victim any more (secure_delete + checkpoint).
     for path in (db_path, Path(f"{db_path}-wal"), live_vault):
-        data = path.read_bytes() if path.exists() else b""
+        data = raw(path) if path.exists() else b""
         for ct in cts:
             assert ct[12:40] not in data, f"victim ciphertext left in {path.name}"
     # The old copy, opened with today's key material (same KEK, live vault), cannot decrypt it.

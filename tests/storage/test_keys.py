@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from facegate.runtime.cli import main as cli_main
 from facegate.storage import KekSource, KekSourceKind, Store, init_kek, rotate_kek
 from facegate.storage.crypto import new_key
@@ -43,7 +42,7 @@ async def test_wrong_kek_is_a_clear_error_and_changes_nothing(
         vault = st.db.vault_path
     before = _digest(db_path, vault)
     monkeypatch.setenv(KEK_ENV, encode_key(new_key()))
-    with pytest.raises(WrongKekError, match=f"environment variable {KEK_ENV}.*no data was changed"):
+    with pytest.raises(WrongKekError, match=rf"environment variable {KEK_ENV}.*no data was changed"):
         async with Store(db_path, kek):
             pass
     assert _digest(db_path, vault) == before
@@ -58,7 +57,7 @@ async def test_key_file_permissions_and_format(tmp_path: Path, db_path: Path) ->
     async with Store(db_path, source) as st:
         await st.gallery.enroll("s1", embeddings(1), "m")
     key_file.chmod(0o644)
-    with pytest.raises(KeyFilePermissionError, match="0644.*0600"):
+    with pytest.raises(KeyFilePermissionError, match=r"0644.*0600"):
         async with Store(db_path, source):
             pass
     key_file.chmod(0o600)
@@ -72,9 +71,7 @@ async def test_key_file_permissions_and_format(tmp_path: Path, db_path: Path) ->
 
 
 @pytest.mark.asyncio
-async def test_passphrase_and_credential_sources(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_passphrase_and_credential_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "p.db"
     good = KekSource(kind=KekSourceKind.PASSPHRASE, passphrase="correct horse", scrypt_n=1 << 12)
     async with Store(db, good) as st:
@@ -106,9 +103,9 @@ def _config(tmp_path: Path) -> Path:
             [device]
             id = "gate-1"
             [storage]
-            path = "{tmp_path / 'g.db'}"
+            path = "{tmp_path / "g.db"}"
             kek_source = "file"
-            kek_file = "{tmp_path / 'kek'}"
+            kek_file = "{tmp_path / "kek"}"
             """
         )
     )
@@ -157,9 +154,7 @@ async def test_rotation_while_device_runs(tmp_path: Path) -> None:
                 await asyncio.sleep(0)
             return n
 
-        enrolled, report = await asyncio.gather(
-            keep_enrolling(), rotate_kek(db, source, batch=7)
-        )
+        enrolled, report = await asyncio.gather(keep_enrolling(), rotate_kek(db, source, batch=7))
         assert report.total >= 200 and enrolled == 30
         await device.gallery.enroll("after", embeddings(1), "m")  # device picks up the new key
     async with Store(db, source) as st:
@@ -196,7 +191,8 @@ def test_rotation_killed_midway_then_rerun(tmp_path: Path) -> None:
     for _ in range(4):
         proc = subprocess.Popen(
             [sys.executable, "-c", ROTATE_CHILD, str(db), str(key_file)],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert proc.stdout is not None and proc.stdout.readline().strip() == "START"
         time.sleep(rng.uniform(0.05, 0.4))
@@ -208,8 +204,10 @@ def test_rotation_killed_midway_then_rerun(tmp_path: Path) -> None:
     assert kills >= 1, "rotation finished before any kill; make it slower"
     # A rerun finishes the job; afterwards the key file alone opens everything.
     assert subprocess.run(
-        [sys.executable, "-c", ROTATE_CHILD, str(db), str(key_file)], check=True,
-        capture_output=True, text=True,
+        [sys.executable, "-c", ROTATE_CHILD, str(db), str(key_file)],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.endswith("DONE\n")
     assert not (tmp_path / "kek.next").exists()
     _check_readable(db, key_file, vectors)

@@ -77,6 +77,7 @@ def test_driver_from_config_starts_relay_in_safe_state() -> None:
     assert relay_level(GpioSection(relay_active_high=False), unlocked=False) is True
 
 
+@pytest.mark.skipif(importlib.util.find_spec("gpiod") is None, reason="optional gpiod extra missing")
 @pytest.mark.asyncio
 async def test_gpiod_missing_chip_is_a_clear_error(tmp_path: Path) -> None:
     section = GpioSection(driver="gpiod", chip=tmp_path / "gpiochip9")
@@ -95,6 +96,8 @@ async def test_gpiod_missing_package_names_the_extra(monkeypatch: pytest.MonkeyP
     driver = GpiodGpio(chip=Path("/dev/gpiochip0"), outputs={1: False}, inputs=[], clock=ManualClock())
     with pytest.raises(GpioUnavailableError, match=r"facegate\[gpio\]"):
         await driver.open()
+    with pytest.raises(GpioClosedError):  # never opened: a typed error, not an AttributeError
+        driver.set_output(1, False)
 
 
 @pytest.mark.skipif(

@@ -1,0 +1,280 @@
+"""Service ``commands``: receives ``cmd/<verb>``, checks it, runs it, replies.
+
+Pipeline per message (stops at the first failure, which is replied with a
+stable code and, for refusals, raised as ``SecurityEvent(COMMAND_REJECTED)``):
+
+1. size: payloads over ``commands.max_payload_bytes`` are refused BEFORE parsing;
+2. UTF-8, JSON object, envelope schema, topic verb == envelope verb;
+3. authentication (:class:`~.auth.Verifier`): device id, operator, Ed25519
+   signature, time window, nonce (``ping`` needs no signature);
+4. the verb's argument schema;
+5. the verb itself (:class:`~.verbs.VerbTable`).
+
+Nothing actuates before step 5, so a refused command never moves the relay.
+
+Replies go to the MQTT 5 response topic (with its correlation data), else to
+the envelope's ``reply_to`` (MQTT 3.1.1; ``correlation_id`` echoed), else to
+``<prefix>/<device id>/reply``. A reply topic inside the facegate tree other
+than a device's ``reply`` subtree is refused (``bad_reply_to``) so a command
+cannot make the device publish on its own event or status topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from ...runtime.bus import EventBus
+from ...runtime.clock import Clock, utc_iso
+from ...runtime.events import SecurityEvent, SecurityKind
+from ...runtime.mqtt import InboundMessage, MqttPublishError
+from ...runtime.mqtt.payloads import encode
+from ...runtime.mqtt.topics import DeviceTopics, check_topic
+from .auth import Verifier
+from .errors import CommandError, CommandRefused
+from .schema import VERBS, first_error, schema_name
+from .verbs import Invocation, VerbTable
+
+_log = structlog.get_logger("facegate.commands")
+
+REPLY = "reply"
+
+
+class CommandLink(Protocol):
+    """What the service needs from :class:`~facegate.runtime.mqtt.MqttLink`."""
+
+    @property
+    def topics(self) -> DeviceTopics: ...
+
+    async def subscribe(self, topic_filter: str, handler: Any, *, qos: int = 1) -> None: ...
+
+    async def unsubscribe(self, topic_filter: str) -> None: ...
+
+    async def publish_to(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        ack_timeout: float | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+    ) -> None: ...
+
+
+@dataclass
+class CommandStats:
+    received: int = 0
+    executed: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+    failed: int = 0
+    replies_lost: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verb: str | None
+    ok: bool
+    code: str
+    message: str
+    result: dict[str, Any]
+    correlation_id: str | None
+    reply_to: str | None
+
+
+class CommandService:
+    """Service ``commands`` (see module docstring)."""
+
+    def __init__(
+        self,
+        link: CommandLink,
+        *,
+        verifier: Verifier,
+        verbs: VerbTable,
+        bus: EventBus,
+        clock: Clock,
+        max_payload_bytes: int,
+        queue: int = 32,
+        name: str = "commands",
+    ) -> None:
+        self._link = link
+        self._verifier = verifier
+        self._verbs = verbs
+        self._bus = bus
+        self._clock = clock
+        self._max = max_payload_bytes
+        self._queue: asyncio.Queue[InboundMessage] = asyncio.Queue(queue)
+        self._name = name
+        self._topics = link.topics
+        self._filter = f"{self._topics.base}/cmd/#"
+        self._ready = asyncio.Event()
+        self.stats = CommandStats()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def wait_ready(self) -> None:
+        """Return once the command filter is registered with the link."""
+        await self._ready.wait()
+
+    def health(self) -> dict[str, int]:
+        return {
+            "commands_received": self.stats.received,
+            "commands_executed": self.stats.executed,
+            "commands_refused": sum(self.stats.refused.values()),
+            "commands_failed": self.stats.failed,
+        }
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                await self._link.subscribe(self._filter, self._enqueue_factory(tg), qos=1)
+                self._ready.set()
+                tg.create_task(self._worker(), name=f"{self._name}.worker")
+        finally:
+            self._ready.clear()
+            # If the connection is gone, the next one simply will not resubscribe.
+            with contextlib.suppress(MqttPublishError):
+                await self._link.unsubscribe(self._filter)
+
+    def _enqueue_factory(self, tg: asyncio.TaskGroup) -> Any:
+        async def enqueue(msg: InboundMessage) -> None:
+            self.stats.received += 1
+            try:
+                self._queue.put_nowait(msg)
+            except asyncio.QueueFull:
+                busy = Outcome(None, False, "busy", "too many commands waiting", {}, None, None)
+                tg.create_task(self._reply(msg, busy), name=f"{self._name}.busy_reply")
+
+        return enqueue
+
+    async def _worker(self) -> None:
+        while True:
+            msg = await self._queue.get()
+            outcome = await self.handle(msg)
+            await self._reply(msg, outcome)
+
+    # -- the pipeline ---------------------------------------------------------------------
+
+    async def handle(self, msg: InboundMessage) -> Outcome:
+        """Run one message through the pipeline; never raises a CommandError."""
+        topic_verb = msg.topic.removeprefix(f"{self._topics.base}/cmd/")
+        env: dict[str, Any] | None = None
+        try:
+            env = self._parse(msg)
+            if env["verb"] != topic_verb:
+                raise CommandRefused("the topic's verb differs from the signed verb", code="verb_mismatch")
+            self._check_reply_to(env.get("reply_to"))
+            if msg.response_topic is not None:
+                self._check_reply_to(msg.response_topic)
+            operator: str | None = None
+            if env["verb"] == "ping":
+                self._verifier.check_device(env)
+            else:
+                operator = await self._verifier.authenticate(env)
+            problem = first_error(schema_name(env["verb"]), env["args"])
+            if problem is not None:
+                raise CommandRefused(f"args {problem}", code="bad_args")
+            inv = Invocation(verb=env["verb"], args=env["args"], operator=operator, nonce=env["nonce"])
+            result = await self._verbs.run(inv)
+        except CommandError as exc:
+            return self._refused(exc, topic_verb, env)
+        self.stats.executed += 1
+        _log.info("commands.executed", verb=inv.verb, operator=operator)
+        return Outcome(inv.verb, True, "ok", "done", result, _corr(env), _str(env.get("reply_to")))
+
+    def _parse(self, msg: InboundMessage) -> dict[str, Any]:
+        if len(msg.payload) > self._max:
+            raise CommandRefused(
+                f"payload of {len(msg.payload)} bytes exceeds the limit of {self._max}", code="too_large"
+            )
+        try:
+            text = msg.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CommandRefused("payload is not UTF-8", code="not_utf8") from None
+        try:
+            env = json.loads(text)
+        except (ValueError, RecursionError):
+            raise CommandRefused("payload is not JSON", code="bad_json") from None
+        if not isinstance(env, dict):
+            raise CommandRefused("payload is not a JSON object", code="bad_json")
+        verb = env.get("verb")
+        if isinstance(verb, str) and verb not in VERBS:
+            raise CommandRefused("unknown verb", code="unknown_verb")
+        problem = first_error("envelope", env)
+        if problem is not None:
+            raise CommandRefused(f"envelope {problem}", code="invalid")
+        return env
+
+    def _check_reply_to(self, topic: object) -> None:
+        if topic is None:
+            return
+        if not isinstance(topic, str):
+            raise CommandRefused("reply_to must be a topic", code="bad_reply_to")
+        try:
+            check_topic(topic)
+        except ValueError:
+            raise CommandRefused("reply_to is not a valid publish topic", code="bad_reply_to") from None
+        prefix = self._topics.prefix + "/"
+        if topic.startswith(prefix) and not topic.startswith(f"{self._topics.base}/{REPLY}"):
+            raise CommandRefused("reply_to may not point into the device topic tree", code="bad_reply_to")
+
+    def _refused(self, exc: CommandError, topic_verb: str, env: dict[str, Any] | None) -> Outcome:
+        verb = env.get("verb") if env is not None else None
+        verb_text = verb if isinstance(verb, str) else None
+        if exc.refusal:
+            self.stats.refused[exc.code] = self.stats.refused.get(exc.code, 0) + 1
+            _log.warning("commands.refused", verb=verb_text, code=exc.code)
+            self._bus.publish(
+                SecurityEvent(
+                    at=self._clock.wall(),
+                    kind=SecurityKind.COMMAND_REJECTED,
+                    detail=f"command {verb_text or topic_verb[:64]!r} refused: {exc.code}",
+                    source="commands",
+                )
+            )
+        else:
+            self.stats.failed += 1
+            _log.info("commands.failed", verb=verb_text, code=exc.code)
+        reply_to = _str(env.get("reply_to")) if env is not None else None
+        if exc.code == "bad_reply_to":
+            reply_to = None
+        return Outcome(verb_text, False, exc.code, str(exc), {}, _corr(env), reply_to)
+
+    async def _reply(self, msg: InboundMessage, outcome: Outcome) -> None:
+        body: dict[str, Any] = {
+            "verb": outcome.verb,
+            "device_id": self._topics.device_id,
+            "ok": outcome.ok,
+            "code": outcome.code,
+            "message": outcome.message,
+            "correlation_id": outcome.correlation_id,
+            "at": utc_iso(self._clock.wall()),
+            "result": outcome.result,
+        }
+        topic = f"{self._topics.base}/{REPLY}"
+        correlation = None
+        if msg.response_topic is not None and outcome.code != "bad_reply_to":
+            topic, correlation = msg.response_topic, msg.correlation_data
+        elif outcome.reply_to is not None:
+            topic = outcome.reply_to
+        try:
+            await self._link.publish_to(topic, encode(body), qos=1, correlation_data=correlation)
+        except MqttPublishError as exc:
+            self.stats.replies_lost += 1
+            _log.warning("commands.reply_lost", verb=outcome.verb, detail=str(exc))
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _corr(env: dict[str, Any] | None) -> str | None:
+    return _str(env.get("correlation_id")) if env is not None else None

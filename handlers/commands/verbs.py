@@ -1,0 +1,243 @@
+"""What each verb does, bound to the device's parts.
+
+:class:`VerbTable` maps a verb to an async handler ``(Invocation) -> result dict``.
+:func:`device_verbs` binds the verbs to whatever the device has:
+
+* ``ping``: always;
+* ``open`` / ``lockdown`` / ``release``: the door controller (``open(cause)``,
+  ``lockdown(cause)``, ``release(cause)``); the cause is ``command:<nonce>``,
+  never the operator's name;
+* ``set``: the :class:`Tunables` registry (settings components chose to expose);
+* ``enroll`` / ``erase`` / ``export`` / ``withdraw`` / ``rectify``: a
+  :class:`PrivacyActions` component (the policy layer);
+* ``licence/install``: a :class:`LicenceInstaller` component;
+* ``keys/rotate``: a :class:`KeyRotator` component.
+
+A verb whose part is missing replies ``not_available`` and actuates nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from ...runtime import __version__
+from ...runtime.clock import Clock, utc_iso
+from .errors import CommandRefused, VerbFailed, VerbNotAvailable
+
+Result = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """One authenticated, schema-valid command."""
+
+    verb: str
+    args: Mapping[str, Any]
+    operator: str | None
+    nonce: str
+
+    @property
+    def cause(self) -> str:
+        """What actuators record as the cause (no operator name: it may be personal data)."""
+        return f"command:{self.nonce}"
+
+
+Handler = Callable[[Invocation], Awaitable[Result]]
+
+
+class VerbTable:
+    """verb -> handler; unknown or unbound verbs raise VerbNotAvailable."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def bind(self, verb: str, handler: Handler) -> None:
+        self._handlers[verb] = handler
+
+    def bound(self) -> tuple[str, ...]:
+        return tuple(sorted(self._handlers))
+
+    async def run(self, inv: Invocation) -> Result:
+        handler = self._handlers.get(inv.verb)
+        if handler is None:
+            raise VerbNotAvailable(f"'{inv.verb}' is not available on this device")
+        return await handler(inv)
+
+
+@runtime_checkable
+class Door(Protocol):
+    """The door controller's command API (facegate.handlers.door.DoorController)."""
+
+    async def open(self, cause: str) -> None: ...
+
+    def lockdown(self, cause: str = ...) -> None: ...
+
+    def release(self, cause: str = ...) -> None: ...
+
+
+@runtime_checkable
+class PrivacyActions(Protocol):
+    """Data-subject rights, implemented by the policy layer (component ``privacy``)."""
+
+    async def enroll(self, image: bytes, *, consent_ref: str, subject_id: str | None) -> Result: ...
+
+    async def erase(self, subject_id: str, *, reason: str) -> Result: ...
+
+    async def export(self, subject_id: str) -> Result: ...
+
+    async def withdraw(self, subject_id: str, *, consent_ref: str | None) -> Result: ...
+
+    async def rectify(self, subject_id: str, attributes: Mapping[str, Any]) -> Result: ...
+
+
+@runtime_checkable
+class LicenceInstaller(Protocol):
+    """Component ``licence``."""
+
+    async def install(self, blob: bytes) -> Result: ...
+
+
+@runtime_checkable
+class KeyRotator(Protocol):
+    """Component ``keys``."""
+
+    async def rotate(self) -> Result: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Tunable:
+    """One runtime-tunable setting: ``apply(value)`` validates and applies, or raises ValueError."""
+
+    doc: str
+    apply: Callable[[Any], None]
+
+
+class Tunables:
+    """Settings that ``cmd/set`` may change at run time (each component registers its own)."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Tunable] = {}
+
+    def register(self, key: str, tunable: Tunable) -> None:
+        self._items[key] = tunable
+
+    def keys(self) -> tuple[str, ...]:
+        return tuple(sorted(self._items))
+
+    def apply(self, key: str, value: Any) -> None:
+        item = self._items.get(key)
+        if item is None:
+            raise CommandRefused(
+                f"unknown setting {key!r}; settable: {', '.join(self.keys())}", code="bad_args"
+            )
+        try:
+            item.apply(value)
+        except (ValueError, TypeError) as exc:
+            raise CommandRefused(f"{key}: {exc}", code="bad_args") from None
+
+
+def _b64(value: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise CommandRefused(f"{what} is not valid base64", code="bad_args") from None
+
+
+def device_verbs(
+    components: Mapping[str, object], *, clock: Clock, device_id: str, tunables: Tunables
+) -> VerbTable:
+    """Bind every verb whose part is present in ``components``."""
+    table = VerbTable()
+
+    async def ping(inv: Invocation) -> Result:
+        return {"pong": True, "version": __version__, "time": utc_iso(clock.wall())}
+
+    table.bind("ping", ping)
+
+    async def set_(inv: Invocation) -> Result:
+        tunables.apply(str(inv.args["key"]), inv.args["value"])
+        return {"key": inv.args["key"], "value": inv.args["value"]}
+
+    table.bind("set", set_)
+
+    door = components.get("door")
+    if isinstance(door, Door):
+        _bind_door(table, door)
+    privacy = components.get("privacy")
+    if isinstance(privacy, PrivacyActions):
+        _bind_privacy(table, privacy)
+    licence = components.get("licence")
+    if isinstance(licence, LicenceInstaller):
+        lic = licence
+
+        async def install(inv: Invocation) -> Result:
+            return await lic.install(_b64(str(inv.args["licence_b64"]), "licence_b64"))
+
+        table.bind("licence/install", install)
+    keys = components.get("keys")
+    if isinstance(keys, KeyRotator):
+        rot = keys
+
+        async def rotate(inv: Invocation) -> Result:
+            return await rot.rotate()
+
+        table.bind("keys/rotate", rotate)
+    return table
+
+
+def _bind_door(table: VerbTable, door: Door) -> None:
+    from ..door.errors import DoorError, DoorLockedDownError  # noqa: PLC0415  # optional part
+
+    async def open_(inv: Invocation) -> Result:
+        try:
+            await door.open(inv.cause)
+        except DoorLockedDownError:
+            raise VerbFailed("the door is in lockdown", code="locked_down") from None
+        except DoorError as exc:
+            raise VerbFailed(f"door: {exc}") from None
+        return {"opened": True}
+
+    async def lockdown(inv: Invocation) -> Result:
+        door.lockdown(inv.cause)
+        return {"lockdown": True}
+
+    async def release(inv: Invocation) -> Result:
+        door.release(inv.cause)
+        return {"lockdown": False}
+
+    table.bind("open", open_)
+    table.bind("lockdown", lockdown)
+    table.bind("release", release)
+
+
+def _bind_privacy(table: VerbTable, p: PrivacyActions) -> None:
+    async def enroll(inv: Invocation) -> Result:
+        image = _b64(str(inv.args["image_b64"]), "image_b64")
+        sid = inv.args.get("subject_id")
+        return await p.enroll(image, consent_ref=str(inv.args["consent_ref"]), subject_id=sid)
+
+    async def erase(inv: Invocation) -> Result:
+        return await p.erase(str(inv.args["subject_id"]), reason=str(inv.args.get("reason", "request")))
+
+    async def export(inv: Invocation) -> Result:
+        return await p.export(str(inv.args["subject_id"]))
+
+    async def withdraw(inv: Invocation) -> Result:
+        ref = inv.args.get("consent_ref")
+        return await p.withdraw(str(inv.args["subject_id"]), consent_ref=ref)
+
+    async def rectify(inv: Invocation) -> Result:
+        return await p.rectify(str(inv.args["subject_id"]), dict(inv.args["attributes"]))
+
+    for verb, fn in (
+        ("enroll", enroll),
+        ("erase", erase),
+        ("export", export),
+        ("withdraw", withdraw),
+        ("rectify", rectify),
+    ):
+        table.bind(verb, fn)

@@ -1,0 +1,353 @@
+"""The policy facade: the one entry point for enrolment, erasure and consent changes.
+
+Every enrolment path (CLI, MQTT command, bulk import, enrol from an image
+file) calls :meth:`Policy.enrol_subject` or :meth:`Policy.enrol_many`; they
+check consent and then write through the storage gallery. Storage's own
+``Gallery.enroll`` is an internal primitive: anything that reaches the
+database without consent is erased by the retention sweeper.
+
+Matcher coherence: one asyncio lock serialises enrolment, erasure and
+sweeps, so an erasure can never be overtaken by a concurrent enrolment's
+matcher update. Erasure removes the subject from the in-memory matcher
+before anything else, so the subject is unmatchable before the call returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import structlog
+
+from ..runtime.clock import Clock
+from ..runtime.config.privacy import PrivacySection
+from ..runtime.events import PrivacyKind
+from ..storage import EnrolResult, ErasureReceipt, Store, TemplateSink, Tx, uuid7_str
+from ..storage.crypto import seal, subject_aad
+from ..storage.errors import SubjectNotFoundError
+from ..storage.gallery import AttrValue, Embeddings
+from . import receipts
+from .collection import check_attributes, check_display_name
+from .consent import ACCESS_CONTROL, ConsentRegistry
+from .consent_model import AgeBand, ConsentKind, ConsentRecord, ConsentState
+from .errors import DeviceDestroyedError, SubjectUnknownError
+from .schema import ensure_schema
+
+_log = structlog.get_logger("facegate.policy")
+DESTROYED_KEY = "policy.destroyed_at"
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+@dataclass(frozen=True)
+class EnrolItem:
+    """One subject of a bulk import."""
+
+    subject_id: str
+    embeddings: Any
+    display_name: str | None = None
+    attributes: Mapping[str, AttrValue] | None = None
+
+
+@dataclass(frozen=True)
+class ErasureOutcome:
+    """What an erasure did. ``unmatchable_s``: call start to matcher removal (clock seconds)."""
+
+    subject_id: str
+    receipt: ErasureReceipt | None
+    consents_withdrawn: int
+    unmatchable_s: float
+    total_s: float
+
+
+class Policy:
+    """Privacy rules over one open :class:`Store` (call :meth:`open` once after the store opened)."""
+
+    def __init__(
+        self,
+        store: Store,
+        privacy: PrivacySection,
+        *,
+        clock: Clock,
+        sink: TemplateSink | None = None,
+        device_id: str = "",
+    ) -> None:
+        self.store = store
+        self.privacy = privacy
+        self.clock = clock
+        self.device_id = device_id
+        self.consents = ConsentRegistry(store, privacy)
+        self.lock = asyncio.Lock()
+        self.sink: TemplateSink | None = None
+        self.attach(sink)
+
+    def attach(self, sink: TemplateSink | None) -> None:
+        """Keep ``sink`` (the live matcher) in step with enrolments and erasures."""
+        self.sink = sink
+        self.store.gallery.attach(sink)
+
+    async def open(self) -> Policy:
+        """Create the policy tables if missing; refuse a torn-down device."""
+        if await self.store.kv.get(DESTROYED_KEY) is not None:
+            raise DeviceDestroyedError("this device was destroyed; re-provision it before use")
+        await ensure_schema(self.store)
+        return self
+
+    # -- enrolment -----------------------------------------------------------
+    async def require_enrolment_consent(self, subject_id: str, purpose: str = ACCESS_CONTROL) -> str:
+        """Raise ConsentRequiredError (naming what is missing) unless enrolment is allowed."""
+        return await self.consents.check_enrolment(subject_id, purpose)
+
+    async def enrol_subject(
+        self,
+        subject_id: str,
+        embeddings: Any,
+        model_id: str,
+        *,
+        actor: str,
+        purpose: str = ACCESS_CONTROL,
+        display_name: str | None = None,
+        attributes: Mapping[str, AttrValue] | None = None,
+        birth_date: date | None = None,
+        age_band: AgeBand | None = None,
+    ) -> EnrolResult:
+        """Check consent (and guardian consent for a minor), then store and load the templates.
+
+        ``birth_date``/``age_band`` record age evidence first when given.
+        Raises ConsentRequiredError, ConsentInputError or a storage
+        InvalidInputError; nothing is written to the gallery then.
+        """
+        res = await self.enrol_many(
+            [EnrolItem(subject_id, embeddings, display_name, attributes)],
+            model_id,
+            actor=actor,
+            purpose=purpose,
+            ages={subject_id: (birth_date, age_band)} if birth_date or age_band else None,
+        )
+        return res[0]
+
+    async def enrol_many(
+        self,
+        items: Sequence[EnrolItem],
+        model_id: str,
+        *,
+        actor: str,
+        purpose: str = ACCESS_CONTROL,
+        ages: Mapping[str, tuple[date | None, AgeBand | None]] | None = None,
+    ) -> list[EnrolResult]:
+        """Bulk import: every item is checked, then all are written in one transaction."""
+        for item in items:
+            check_display_name(item.display_name)
+            check_attributes(item.attributes)
+        gallery = self.store.gallery
+        async with self.lock:
+            for sid, (birth, band) in (ages or {}).items():
+                await self.consents.record_age(sid, birth_date=birth, age_band=band, actor=actor)
+            for item in items:  # fail fast, before any data key is created
+                await self.consents.check_enrolment(item.subject_id, purpose)
+            for item in items:
+                await gallery.prepare_subject(item.subject_id)
+            done: list[tuple[EnrolResult, Embeddings]] = []
+            async with self.store.transaction() as tx:
+                for item in items:
+                    # Re-checked inside the writing transaction: a withdrawal that
+                    # committed meanwhile (e.g. from another process) wins.
+                    consent_id = await self.consents.check_enrolment(item.subject_id, purpose, tx=tx)
+                    done.append(
+                        await gallery.enroll_in(
+                            tx,
+                            item.subject_id,
+                            item.embeddings,
+                            model_id,
+                            actor=actor,
+                            consent_ref=consent_id,
+                        )
+                    )
+                    if item.display_name is not None or item.attributes:
+                        await self._seal_attrs(tx, item.subject_id, item.display_name, item.attributes)
+            if self.sink is not None:
+                for res, arr in done:
+                    await _maybe_await(
+                        self.sink.add_batch(
+                            [res.subject_id] * len(arr), list(res.template_ids), arr, model_id
+                        )
+                    )
+        _log.info("policy.enrolled", subjects=len(done), templates=sum(len(r.template_ids) for r, _ in done))
+        return [r for r, _ in done]
+
+    async def _seal_attrs(
+        self, tx: Tx, subject_id: str, name: str | None, attributes: Mapping[str, AttrValue] | None
+    ) -> None:
+        blob = json.dumps({"display_name": name, "attributes": check_attributes(attributes)})
+        dek = await self.store.keys.load_dek(tx, subject_id)
+        if dek is None:
+            raise SubjectUnknownError(f"subject {subject_id} is not enrolled")
+        await tx.execute(
+            "UPDATE subjects SET attrs = ?, updated_at = ? WHERE subject_id = ?",
+            (seal(dek.aead, blob.encode(), subject_aad(subject_id)), tx.at, subject_id),
+        )
+        await self.store.keys.count_uses(tx, dek, 1)
+
+    # -- matching --------------------------------------------------------------
+    async def record_match(self, subject_id: str, at: float) -> None:
+        """Recognition calls this on a successful match; template retention counts from it."""
+        async with self.store.transaction(durable=False) as tx:
+            await tx.execute(
+                "UPDATE subjects SET last_match_at = MAX(COALESCE(last_match_at, 0), ?) WHERE subject_id = ?",
+                (at, subject_id),
+            )
+
+    async def is_enrolled(self, subject_id: str) -> bool:
+        return (
+            await self.store.db.fetchone("SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,))
+            is not None
+        )
+
+    # -- rectification -----------------------------------------------------------
+    async def rectify(
+        self,
+        subject_id: str,
+        *,
+        actor: str,
+        display_name: str | None = None,
+        clear_display_name: bool = False,
+        set_attributes: Mapping[str, AttrValue] | None = None,
+        remove_attributes: Sequence[str] = (),
+    ) -> None:
+        """Correct the display name and attributes (GDPR Art. 16); audited, receipt emitted."""
+        check_display_name(display_name)
+        check_attributes(set_attributes)
+        async with self.lock:
+            try:
+                rec = await self.store.gallery.get(subject_id)
+            except SubjectNotFoundError:
+                raise SubjectUnknownError(f"subject {subject_id} is not enrolled") from None
+            name = (
+                None
+                if clear_display_name
+                else (display_name if display_name is not None else rec.display_name)
+            )
+            attrs = {k: v for k, v in rec.attributes.items() if k not in set(remove_attributes)}
+            attrs.update(set_attributes or {})
+            async with self.store.transaction() as tx:
+                await self._seal_attrs(tx, subject_id, name, attrs)
+                await self.store.audit(
+                    tx,
+                    actor=actor,
+                    action="rectify",
+                    subject_id=subject_id,
+                    detail={
+                        "fields": len(set_attributes or {})
+                        + len(remove_attributes)
+                        + int(display_name is not None or clear_display_name)
+                    },
+                )
+                await receipts.emit(self.store, tx, PrivacyKind.RECTIFICATION, subject_id=subject_id)
+
+    # -- withdrawal and erasure ------------------------------------------------------
+    async def withdraw_consent(
+        self, consent_id: str, *, actor: str
+    ) -> tuple[ConsentRecord, ErasureOutcome | None]:
+        """Withdraw one consent; if the subject is no longer permitted, erase it before returning."""
+        async with self.lock:
+            record = await self.consents.transition(
+                consent_id, ConsentState.WITHDRAWN, actor=actor, reason="withdrawn"
+            )
+            outcome = None
+            if record.kind is not ConsentKind.OTHER and await self.is_enrolled(record.subject_id):
+                try:
+                    await self.consents.check_enrolment(record.subject_id, record.purpose)
+                except Exception:  # noqa: BLE001  # any refusal means the templates must go
+                    outcome = await self.erase_locked(
+                        record.subject_id, actor=actor, reason="consent_withdrawn"
+                    )
+            return record, outcome
+
+    async def withdraw_subject(
+        self, subject_id: str, *, actor: str, purpose: str = ACCESS_CONTROL
+    ) -> ErasureOutcome:
+        """Withdraw every consent the subject gave for ``purpose`` and erase its data."""
+        return await self.erase_subject(subject_id, actor=actor, reason="consent_withdrawn", purpose=purpose)
+
+    async def erase_subject(
+        self, subject_id: str, *, actor: str, reason: str = "erasure", purpose: str | None = None
+    ) -> ErasureOutcome:
+        """Right to erasure (GDPR Art. 17, PIPL Art. 47): unmatchable, shredded, deleted, audited.
+
+        Pending and active consents (for ``purpose``, or all) are withdrawn;
+        the consent records themselves are kept as evidence of lawful processing.
+        """
+        async with self.lock:
+            return await self.erase_locked(
+                subject_id, actor=actor, reason=reason, purpose=purpose, withdraw=True
+            )
+
+    async def erase_locked(
+        self,
+        subject_id: str,
+        *,
+        actor: str,
+        reason: str,
+        purpose: str | None = None,
+        withdraw: bool = False,
+    ) -> ErasureOutcome:
+        """Erase with :attr:`lock` already held by the caller (the sweeper)."""
+        t0 = self.clock.monotonic()
+        if self.sink is not None:
+            await _maybe_await(self.sink.remove_subject(subject_id))
+        t_unmatchable = self.clock.monotonic() - t0
+        withdrawn = 0
+        if withdraw:
+            async with self.store.transaction() as tx:
+                for rec in await self.consents.for_subject(subject_id, tx=tx):
+                    live = rec.state in {ConsentState.PENDING, ConsentState.ACTIVE}
+                    if live and (purpose is None or rec.purpose == purpose):
+                        await self.consents.transition(
+                            rec.consent_id, ConsentState.WITHDRAWN, actor=actor, reason=reason, tx=tx
+                        )
+                        withdrawn += 1
+
+        async def in_tx(tx: Tx, receipt: ErasureReceipt) -> None:
+            await tx.execute("DELETE FROM policy_age WHERE subject_id = ?", (subject_id,))
+            snaps = await tx.execute("DELETE FROM policy_snapshots WHERE subject_id = ?", (subject_id,))
+            await receipts.emit(
+                self.store,
+                tx,
+                PrivacyKind.ERASURE,
+                subject_id=subject_id,
+                counts={"templates": receipt.templates, "snapshots": snaps, "consents_withdrawn": withdrawn},
+                receipt_id=receipt.receipt_id,
+                detail=reason,
+            )
+
+        receipt: ErasureReceipt | None = None
+        try:
+            receipt = await self.store.gallery.remove(subject_id, actor=actor, reason=reason, in_tx=in_tx)
+        except SubjectNotFoundError:
+            age = await self.consents.age(subject_id)
+            if age is None and not withdrawn:
+                raise SubjectUnknownError(f"subject {subject_id} is not known to this device") from None
+            async with self.store.transaction() as tx:
+                await self.store.audit(
+                    tx,
+                    actor=actor,
+                    action="erase",
+                    subject_id=subject_id,
+                    detail={"templates": 0, "reason": reason},
+                )
+                await in_tx(tx, ErasureReceipt(uuid7_str(), subject_id, 0, tx.at))
+        total = self.clock.monotonic() - t0
+        _log.info(
+            "policy.erased",
+            subject_id=subject_id,
+            reason=reason,
+            unmatchable_ms=round(t_unmatchable * 1e3, 3),
+        )
+        return ErasureOutcome(subject_id, receipt, withdrawn, t_unmatchable, total)

@@ -1,0 +1,187 @@
+"""Retention: the sweeper that deletes every class of personal data when its time is up.
+
+One sweep (:func:`sweep`), in order:
+
+1. active consents past their expiry become ``expired`` (audited each);
+2. every enrolled subject that is no longer permitted (no active biometric
+   consent, no age record, or a minor without an active guardian consent) is
+   erased through the same path as a withdrawal;
+3. subjects with no successful match (nor new template) for
+   ``template_idle_days`` are erased;
+4. access events older than ``access_event_days``, delivered outbox rows
+   older than ``delivered_outbox_days``, audit rows older than ``audit_days``
+   (chain anchored), decision snapshots older than ``snapshot_hours`` (all of
+   them when snapshots are off), terminal consent records older than
+   ``audit_days``, and age records with neither subject nor live consent
+   are deleted;
+5. the sweep is audited with its counts and reported as a PrivacyEvent.
+
+:class:`RetentionSweeper` is the supervised :class:`Service`: it sweeps at
+start-up, then sleeps (injected clock) until the earliest of the sweep
+interval and the next known deadline (a consent expiry, a template's idle
+limit, a snapshot's age limit), so an expired consent stops matching at its
+expiry rather than up to an interval later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import structlog
+
+from ..runtime.clock import Clock
+from ..runtime.errors import FacegateError
+from ..runtime.events import PrivacyKind
+from ..storage import AuditAction, EventClass
+from ..storage.audit import purge_before
+from . import receipts
+from .consent import ACCESS_CONTROL
+from .consent_model import ConsentState
+from .core import Policy
+from .errors import ConsentRequiredError
+
+_log = structlog.get_logger("facegate.policy")
+_DAY = 86_400.0
+_ACTOR = "policy.retention"
+MIN_DELAY_S = 1.0
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """Counts of what one sweep removed (no ids, no personal data)."""
+
+    at: float
+    counts: dict[str, int] = field(default_factory=dict)
+    failures: int = 0
+
+
+def _unpermitted_reason(exc: ConsentRequiredError) -> str:
+    if exc.missing.startswith("guardian"):
+        return "minor_without_guardian"
+    if exc.missing == "age":
+        return "no_age_record"
+    return "no_active_consent"
+
+
+async def sweep(policy: Policy) -> SweepReport:
+    """Run one retention sweep now (see module docstring); audited with counts."""
+    store, ret = policy.store, policy.privacy.retention
+    counts: dict[str, int] = {}
+    failures = 0
+    async with policy.lock:
+        async with store.transaction() as tx:
+            counts["consents_expired"] = len(await policy.consents.expire_due(tx))
+        now = store.clock.wall()
+        erase: list[tuple[str, str]] = []
+        for sid in await store.gallery.subject_ids():
+            try:
+                await policy.consents.check_enrolment(sid, ACCESS_CONTROL)
+            except ConsentRequiredError as exc:
+                erase.append((sid, _unpermitted_reason(exc)))
+        idle = await store.db.fetchall(
+            "SELECT s.subject_id FROM subjects s WHERE MAX(COALESCE(s.last_match_at, 0), s.created_at, "
+            "COALESCE((SELECT MAX(t.created_at) FROM templates t WHERE t.subject_id = s.subject_id), 0)) "
+            "<= ?",
+            (now - ret.template_idle_s,),
+        )
+        seen = {sid for sid, _ in erase}
+        erase += [(str(r[0]), "idle") for r in idle if str(r[0]) not in seen]
+        for sid, reason in erase:
+            try:
+                await policy.erase_locked(sid, actor=_ACTOR, reason=reason)
+            except FacegateError as exc:
+                failures += 1
+                _log.error("policy.retention_erase_failed", subject_id=sid, error=type(exc).__name__)
+                continue
+            counts[f"erased_{reason}"] = counts.get(f"erased_{reason}", 0) + 1
+        counts["outbox_delivered"] = await store.outbox.purge_delivered(ret.delivered_outbox_days * _DAY)
+        async with store.transaction() as tx:
+            counts["access_events"] = await tx.execute(
+                "DELETE FROM outbox WHERE klass = ? AND created_at < ?",
+                (EventClass.ACCESS.value, tx.at - ret.access_event_days * _DAY),
+            )
+            snap_cutoff = (
+                tx.at - ret.snapshot_hours * 3600.0 if policy.privacy.decision_snapshots else tx.at + 1
+            )
+            counts["snapshots"] = await tx.execute(
+                "DELETE FROM policy_snapshots WHERE created_at < ?", (snap_cutoff,)
+            )
+            counts["consent_records"] = await tx.execute(
+                "DELETE FROM consents WHERE state IN (?, ?) AND changed_at < ?",
+                (ConsentState.WITHDRAWN.value, ConsentState.EXPIRED.value, tx.at - ret.audit_days * _DAY),
+            )
+            counts["age_records"] = await tx.execute(
+                "DELETE FROM policy_age WHERE subject_id NOT IN (SELECT subject_id FROM subjects) "
+                "AND subject_id NOT IN (SELECT subject_id FROM consents WHERE state IN (?, ?))",
+                (ConsentState.PENDING.value, ConsentState.ACTIVE.value),
+            )
+            counts["audit_rows"] = await purge_before(tx, tx.at - ret.audit_days * _DAY)
+            await store.audit(tx, actor=_ACTOR, action=AuditAction.RETENTION_SWEEP, detail=dict(counts))
+            event = await receipts.emit(store, tx, PrivacyKind.RETENTION_SWEEP, counts=counts)
+        if counts["access_events"]:
+            await store.outbox.open()  # re-count the backlog after deleting undelivered rows
+    removed = sum(v for k, v in counts.items() if k != "consents_expired")
+    if removed or failures:
+        await store.checkpoint()
+    _log.info("policy.retention_swept", failures=failures, **counts)
+    return SweepReport(event.at, counts, failures)
+
+
+async def next_deadline(policy: Policy) -> float | None:
+    """Wall time of the earliest known retention deadline (consent, template, snapshot)."""
+    ret = policy.privacy.retention
+    row = await policy.store.db.fetchone(
+        "SELECT (SELECT MIN(expires_at) FROM consents WHERE state = ? AND expires_at IS NOT NULL), "
+        "(SELECT MIN(MAX(COALESCE(s.last_match_at, 0), s.created_at, COALESCE((SELECT MAX(t.created_at) "
+        "FROM templates t WHERE t.subject_id = s.subject_id), 0))) FROM subjects s), "
+        "(SELECT MIN(created_at) FROM policy_snapshots)",
+        (ConsentState.ACTIVE.value,),
+    )
+    if row is None:
+        return None
+    due = []
+    if row[0] is not None:
+        due.append(float(row[0]))
+    if row[1] is not None:
+        due.append(float(row[1]) + ret.template_idle_s)
+    if row[2] is not None:
+        due.append(float(row[2]) + ret.snapshot_hours * 3600.0)
+    return min(due) if due else None
+
+
+class RetentionSweeper:
+    """Supervised service: sweep at start-up, then at every deadline or interval."""
+
+    def __init__(self, policy: Policy, *, clock: Clock) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.sweeps = 0
+        self.last: SweepReport | None = None
+        self.next_wake: float | None = None
+        """Monotonic time of the next planned sweep (None while sweeping)."""
+        self._swept = asyncio.Condition()
+
+    @property
+    def name(self) -> str:
+        return "policy.retention"
+
+    async def run(self) -> None:
+        while True:
+            self.next_wake = None
+            self.last = await sweep(self.policy)
+            delay = self.policy.privacy.retention.sweep_interval_s
+            due = await next_deadline(self.policy)
+            if due is not None:
+                delay = min(delay, max(MIN_DELAY_S, due - self.clock.wall()))
+            self.next_wake = self.clock.monotonic() + delay
+            async with self._swept:
+                self.sweeps += 1
+                self._swept.notify_all()
+            await self.clock.sleep(delay)
+
+    async def wait_sweeps(self, count: int) -> SweepReport | None:
+        """Wait until at least ``count`` sweeps have completed (tests, CLI)."""
+        async with self._swept:
+            await self._swept.wait_for(lambda: self.sweeps >= count)
+        return self.last

@@ -1,0 +1,172 @@
+"""The link's services, added to the device by :func:`add_link_services` (called from ``build``).
+
+Components are looked up when each service starts, not when it is built, so
+the order of assembly factories does not matter (``store`` from storage,
+``door`` from the door controller, ``privacy``/``licence``/``keys`` from
+their issues). A missing part is logged once and its feature stays off:
+
+* ``mqtt.events`` (:class:`~.durable.DurableEvents`) needs component ``store``
+  (a :class:`facegate.storage.Store`); without it events are NOT durable and
+  the device says so at start;
+* ``commands`` (:class:`facegate.handlers.commands.CommandService`) when
+  ``commands.enabled``; nonces persist in the store's key-value table;
+* ``mqtt.metrics`` (fps, stage latencies for telemetry);
+* ``mqtt.homeassistant`` when ``homeassistant.discovery``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import structlog
+
+from ..bus import EventBus
+from ..clock import Clock
+from ..config import DeviceConfig, LoadedConfig
+from .codec import EventCodec
+from .durable import DurableEvents
+from .homeassistant import HomeAssistantDiscovery
+from .link import MqttLink
+from .metrics import LinkMetrics
+
+_log = structlog.get_logger("facegate.mqtt")
+
+
+class _Ctx(Protocol):
+    @property
+    def loaded(self) -> LoadedConfig: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def bus(self) -> EventBus: ...
+    @property
+    def health(self) -> Any: ...
+
+
+class _Parts(Protocol):
+    services: list[Any]
+    components: dict[str, object]
+
+
+class DurableEventsRunner:
+    """Service ``mqtt.events``: runs :class:`DurableEvents` on the ``store`` component's outbox."""
+
+    def __init__(
+        self,
+        link: MqttLink,
+        components: Mapping[str, object],
+        *,
+        bus: EventBus,
+        clock: Clock,
+        include_names: bool,
+        metrics: LinkMetrics,
+    ) -> None:
+        self._link = link
+        self._components = components
+        self._bus = bus
+        self._clock = clock
+        self._include_names = include_names
+        self._metrics = metrics
+        self.events: DurableEvents | None = None
+
+    @property
+    def name(self) -> str:
+        return "mqtt.events"
+
+    async def run(self) -> None:
+        store: Any = self._components.get("store")
+        outbox = getattr(store, "outbox", None)
+        if outbox is None:
+            _log.error("mqtt.events_not_durable", reason="no 'store' component: events are not published")
+            await asyncio.Event().wait()
+            return
+        # Names are never looked up here: a resolver must come from the policy layer.
+        codec = EventCodec(self._link.topics.device_id, include_names=self._include_names)
+        self.events = DurableEvents(
+            bus=self._bus,
+            outbox=outbox,
+            link=self._link,
+            codec=codec,
+            base_topic=self._link.topics.base,
+            clock=self._clock,
+            on_access=self._metrics.on_access,
+        )
+        self._metrics.backlog = lambda: outbox.backlog
+        await self.events.run()
+
+
+class CommandsRunner:
+    """Service ``commands``: builds the command service from the components when it starts."""
+
+    def __init__(
+        self,
+        link: MqttLink,
+        components: Mapping[str, object],
+        cfg: DeviceConfig,
+        *,
+        bus: EventBus,
+        clock: Clock,
+    ) -> None:
+        self._link = link
+        self._components = components
+        self._cfg = cfg
+        self._bus = bus
+        self._clock = clock
+        self.service: Any = None
+
+    @property
+    def name(self) -> str:
+        return "commands"
+
+    async def run(self) -> None:
+        from ...handlers.commands import Tunable, Tunables, build_command_service  # noqa: PLC0415  # handlers load lazily
+
+        tunables = Tunables()
+        telemetry = self._link.telemetry
+        if telemetry is not None:
+            tel = telemetry
+
+            def set_interval(value: Any) -> None:
+                tel.interval_s = value
+
+            tunables.register("telemetry_interval_s", Tunable("seconds between telemetry", set_interval))
+        store: Any = self._components.get("store")
+        self.service = await build_command_service(
+            self._cfg.commands,
+            self._link,
+            components=self._components,
+            bus=self._bus,
+            clock=self._clock,
+            nonce_store=getattr(store, "kv", None),
+            tunables=tunables,
+        )
+        if not self._cfg.commands.operators:
+            _log.warning("commands.no_operators", detail="only 'ping' can succeed")
+        await self.service.run()
+
+
+def add_link_services(ctx: _Ctx, parts: _Parts, link: MqttLink, metrics: LinkMetrics) -> None:
+    """Add ``mqtt.events``, ``mqtt.metrics``, ``commands`` and ``mqtt.homeassistant``."""
+    cfg = ctx.loaded.config
+    events = DurableEventsRunner(
+        link,
+        parts.components,
+        bus=ctx.bus,
+        clock=ctx.clock,
+        include_names=cfg.events.include_names,
+        metrics=metrics,
+    )
+    parts.services.extend([events, metrics])
+    parts.components["mqtt.events"] = events
+    if cfg.commands.enabled:
+        commands = CommandsRunner(link, parts.components, cfg, bus=ctx.bus, clock=ctx.clock)
+        parts.services.append(commands)
+        parts.components["commands"] = commands
+    if cfg.homeassistant.discovery:
+        ha = HomeAssistantDiscovery(
+            link, clock=ctx.clock, prefix=cfg.homeassistant.discovery_prefix, lock=cfg.homeassistant.lock
+        )
+        parts.services.append(ha)
+        parts.components["mqtt.homeassistant"] = ha

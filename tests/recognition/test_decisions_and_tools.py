@@ -1,0 +1,161 @@
+"""Decision deadlines, thresholds, config rules, the PAD slot and the CLI tools."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from facegate.drivers.models import LoadedModels, ModelHashMismatch
+from facegate.drivers.models.convert import sha256_file
+from facegate.handlers.recognition import (
+    CalibrationError,
+    CalibrationTable,
+    Reason,
+    RecognitionEngine,
+    ThresholdPolicy,
+)
+from facegate.handlers.recognition.decision import DecisionEngine
+from facegate.handlers.recognition.liveness import OnnxPadCheck, StillnessCheck
+from facegate.handlers.recognition.pipeline import FramePipeline
+from facegate.handlers.recognition.thresholds import builtin_table
+from facegate.runtime.cli import main
+from facegate.runtime.config._convert import ConversionError, build_section
+from facegate.runtime.config.recognition import DecisionSettings, RecognitionSection
+from facegate.runtime.events import Decision
+from onnx import TensorProto, helper
+
+from .conftest import FACES, face_bgr, place_in_frame
+
+
+def test_threshold_rises_with_gallery_size() -> None:
+    table = builtin_table()
+    assert table.model_id == "sface-2021dec@fb143eea"
+    policy = ThresholdPolicy(table, 1e-3)
+    t1, t1k, t1m = (policy.threshold(n) for n in (1, 1_000, 1_000_000))
+    assert 0.2 < t1 < t1k < t1m <= 0.95
+    assert policy.per_comparison_fmr(1_000) == pytest.approx(1e-6)
+    assert ThresholdPolicy(table, 1e-3, fixed=0.5).threshold(10**6) == 0.5
+
+
+def test_calibration_for_another_model_is_refused(models: LoadedModels, tmp_path: Path) -> None:
+    other = CalibrationTable("arcface-r100@deadbeef", ((0.1, 0.2), (0.01, 0.3)))
+    path = tmp_path / "cal.json"
+    path.write_text(json.dumps(other.to_json()))
+    with pytest.raises(CalibrationError, match="arcface-r100@deadbeef"):
+        RecognitionEngine(RecognitionSection(calibration=path), models)
+    path.write_text("{not json")
+    with pytest.raises(CalibrationError):
+        RecognitionEngine(RecognitionSection(calibration=path), models)
+
+
+def test_config_rules() -> None:
+    cfg = build_section(RecognitionSection, {"roi": [0.1, 0.1, 0.5, 0.5],
+                                             "decision": {"k": 2}}, "recognition", Path("/etc"))
+    assert cfg.roi == (0.1, 0.1, 0.5, 0.5) and cfg.decision.k == 2
+    with pytest.raises(ConversionError, match="roi"):
+        build_section(RecognitionSection, {"roi": [0.6, 0, 0.6, 1]}, "recognition", Path("/"))
+    with pytest.raises(ConversionError, match="recognizer_sha256"):
+        build_section(RecognitionSection, {"models": {"recognizer_path": "r.onnx"}},
+                      "recognition", Path("/"))
+    with pytest.raises(ConversionError, match="pad_model_sha256"):
+        build_section(RecognitionSection, {"liveness": {"pad_model": "p.onnx"}},
+                      "recognition", Path("/"))
+
+
+def test_track_lost_before_a_decision_is_undecided(models: LoadedModels) -> None:
+    engine = RecognitionEngine(RecognitionSection(), models)
+    dec = DecisionEngine(DecisionSettings(), engine.thresholds, StillnessCheck(),
+                         model_id=engine.model_id)
+    frame = place_in_frame(face_bgr("obama.jpg"), models)
+    a = engine.pipeline.analyse(frame)
+    assert a.reason is Reason.OK and a.search is not None and a.search.subjects == 0
+    assert dec.observe(a, 10.0, 1.0) == []
+    assert dec.tick(10.5, 1.5) == []
+    out = dec.tick(11.2, 2.2)  # no frame for > track_lost_s
+    assert [d.decision for d in out] == [Decision.UNDECIDED]
+    assert out[0].reason == "track_lost" and not dec.tracking
+
+
+def _pad_model(path: Path, bias: float) -> str:
+    """A real (tiny) ONNX PAD-format model: live probability = mean(pixels) + bias."""
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["m"], keepdims=0),
+        helper.make_node("Add", ["m", "b"], ["s"]),
+        helper.make_node("Reshape", ["s", "shape"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "pad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 80, 80])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+        initializer=[helper.make_tensor("b", TensorProto.FLOAT, [], [bias]),
+                     helper.make_tensor("shape", TensorProto.INT64, [2], [1, 1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return sha256_file(path)
+
+
+def test_pad_model_slot(models: LoadedModels, tmp_path: Path) -> None:
+    frame = place_in_frame(face_bgr("obama.jpg"), models)
+    engine = RecognitionEngine(RecognitionSection(), models)
+    for bias, reason in ((0.6, Reason.OK), (-0.6, Reason.LIVENESS_PAD)):
+        path = tmp_path / f"pad{bias}.onnx"
+        check = OnnxPadCheck(path, _pad_model(path, bias), threshold=0.5)
+        pipe = FramePipeline(models, engine.matcher, frame_checks=[check])
+        a = pipe.analyse(frame)
+        assert a.reason is reason
+        assert a.liveness[0].name == "pad_model"
+        assert (a.embedding is None) == (reason is Reason.LIVENESS_PAD)
+    with pytest.raises(ModelHashMismatch):
+        OnnxPadCheck(path, "0" * 64)
+
+
+def test_calibrate_cli_writes_a_usable_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(model_cache.parent))
+    people = {
+        "p1": ["obama.jpg", "obama2.jpg", "obama3.jpg"],
+        "p2": ["Family1-Dad1.jpg", "Family1-Dad2.jpg", "Family1-Dad3.jpg"],
+        "p3": ["Family1-Mom1.jpg", "Family1-Mom2.jpg"],
+        "p4": ["Family2-Man1.jpg", "Family2-Man2.jpg"],
+        "p5": ["Family2-Lady1.jpg", "Family2-Lady2.jpg"],
+        "p6": ["Family3-Man1.jpg", "biden.jpg"],  # deliberately mislabelled: a low genuine
+    }
+    root = tmp_path / "set"
+    for person, files in people.items():
+        (root / person).mkdir(parents=True)
+        for f in files:
+            shutil.copy(FACES / f, root / person / f)
+    (root / "p1" / "notes.txt").write_text("ignored")
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", str(root), "-o", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["identities"] == 6 and summary["images"] == 14
+    assert summary["genuine_pairs"] == 10 and summary["impostor_pairs"] == 81
+    assert 0 < summary["eer"] < 0.2  # only the mislabelled pair is a genuine miss
+    table = CalibrationTable.load(out)
+    assert table.model_id == "sface-2021dec@fb143eea" and len(table.points) >= 2
+    assert main(["calibrate", str(tmp_path / "missing")]) == 2
+
+
+def test_bench_cli_json(
+    capsys: pytest.CaptureFixture[str], model_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(model_cache.parent))
+    args = ["bench", "--json", "--frames", "12", "--sizes", "10k", "--queries", "5"]
+    assert main(args) == 0
+    r = json.loads(capsys.readouterr().out)
+    for key in ("pipeline_p50_ms", "pipeline_p99_ms", "sustained_fps", "opencv_p50_ms",
+                "ratio_to_opencv", "search_10k_p50_ms", "search_10k_recall_at_1"):
+        assert isinstance(r[key], int | float), key
+    assert set(r["stages"]) == {"decode", "detect", "quality", "align", "embed", "search",
+                                "total"}
+    assert r["search_10k_recall_at_1"] == 1.0
+    assert np.isfinite(r["pipeline_p50_ms"])

@@ -1,0 +1,205 @@
+"""RecognitionService end to end on real photos: granted, unknown, frozen replay, IR, deadline.
+
+Frames are built from the committed sample photos: a "live" face is the photo
+moved by a pixel or two and a fraction of a degree per frame; a frozen replay
+is the identical frame repeated. Time is a ManualClock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pytest
+import pytest_asyncio
+from facegate.drivers.models import LoadedModels
+from facegate.handlers.recognition import RecognitionEngine, RecognitionService
+from facegate.runtime.bus import EventBus, Subscription
+from facegate.runtime.clock import ManualClock
+from facegate.runtime.config.recognition import DecisionSettings, RecognitionSection
+from facegate.runtime.events import AccessDecision, Decision
+from facegate.runtime.logs import configure_logging
+
+from .conftest import face_bgr, face_bytes, frame_event, jittered, place_in_frame
+
+ENROL = {"S-001": "obama.jpg", "S-002": "Family1-Dad1.jpg", "S-003": "Family1-Mom1.jpg",
+         "S-004": "Family2-Lady1.jpg"}
+
+
+@dataclass
+class Rig:
+    engine: RecognitionEngine
+    service: RecognitionService
+    bus: EventBus
+    clock: ManualClock
+    decisions: Subscription[AccessDecision]
+    seq: int = 0
+
+    async def show(self, frames: Iterator[np.ndarray], n: int, *,
+                   ir: Callable[[np.ndarray], np.ndarray | None] = lambda f: None,
+                   dt: float = 0.1) -> list[AccessDecision]:
+        """Publish n frames one at a time (waiting for each), 100 ms apart."""
+        for _ in range(n):
+            img = next(frames)
+            before = self.service.frames_analysed
+            self.seq += 1
+            self.bus.publish(frame_event(img, self.seq, self.clock.monotonic(),
+                                         self.clock.wall(), ir=ir(img)))
+            for _ in range(2000):  # the analysis runs in a worker thread
+                if self.service.frames_analysed > before:
+                    break
+                await asyncio.sleep(0.005)
+            await self.clock.advance(dt)
+        return self.drain()
+
+    def drain(self) -> list[AccessDecision]:
+        out = []
+        while (d := self.decisions.get_nowait()) is not None:
+            out.append(d)
+        return out
+
+
+async def _rig(models: LoadedModels, cfg: RecognitionSection) -> AsyncIterator[Rig]:
+    _MODELS[:] = [models]
+    engine = RecognitionEngine(cfg, models)
+    for sid, photo in ENROL.items():
+        emb = await engine.embed_image(face_bytes(photo))
+        engine.matcher.add(sid, f"{sid}-t1", emb.embedding, emb.model_id)
+    bus, clock = EventBus(), ManualClock()
+    service = RecognitionService(engine, bus, clock)
+    async with bus.subscribe(AccessDecision, name="test") as decisions:
+        task = asyncio.create_task(service.run(), name="recognition")
+        await asyncio.wait_for(service.wait_ready(), 5)
+        try:
+            yield Rig(engine, service, bus, clock, decisions)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
+_MODELS: list[LoadedModels] = []
+
+
+@pytest_asyncio.fixture
+async def rig(models: LoadedModels) -> AsyncIterator[Rig]:
+    async for r in _rig(models, RecognitionSection()):
+        yield r
+
+
+def live(photo: str, seed: int = 0) -> Iterator[np.ndarray]:
+    return jittered(place_in_frame(face_bgr(photo), _MODELS[0]), seed)
+
+
+def frozen(photo: str) -> Iterator[np.ndarray]:
+    frame = place_in_frame(face_bgr(photo), _MODELS[0])
+    while True:
+        yield frame
+
+
+@pytest.mark.asyncio
+async def test_enrolled_face_is_granted(rig: Rig) -> None:
+    got = await rig.show(live("obama3.jpg"), 4)  # another photo of the enrolled person
+    assert [d.decision for d in got] == [Decision.GRANTED]
+    d = got[0]
+    assert d.subject_id == "S-001" and d.reason == "match"
+    assert d.score is not None and d.score >= d.threshold
+    assert d.runner_up is not None and d.margin == pytest.approx(d.score - d.runner_up, abs=1e-3)
+    assert d.frames == 3 and d.gallery_size == 4 and d.model_id == "sface-2021dec@fb143eea"
+    assert {r.name for r in d.quality} >= {"size", "sharpness", "yaw", "pitch", "brightness"}
+    assert any(r.name == "stillness" and r.passed for r in d.liveness)
+    assert {k for k, _ in d.latency_ms} >= {"detect", "quality", "align", "embed", "search"}
+
+
+@pytest.mark.asyncio
+async def test_face_not_enrolled_is_unknown(rig: Rig) -> None:
+    got = await rig.show(live("biden.jpg"), 4)
+    assert [d.decision for d in got] == [Decision.UNKNOWN]
+    assert got[0].subject_id is None and got[0].reason == "no_match"
+    assert got[0].score is not None and got[0].score < got[0].threshold
+
+
+@pytest.mark.asyncio
+async def test_frozen_replay_of_an_enrolled_face_is_denied(rig: Rig) -> None:
+    got = await rig.show(frozen("obama3.jpg"), 4)
+    assert [d.decision for d in got] == [Decision.DENIED]
+    assert got[0].reason == "liveness_still" and got[0].subject_id is None
+    assert any(r.name == "stillness" and not r.passed for r in got[0].liveness)
+
+
+@pytest.mark.asyncio
+async def test_ir_frame_without_a_face_is_denied(rig: Rig) -> None:
+    blank = np.zeros((480, 640), np.uint8)
+    got = await rig.show(live("obama3.jpg", 1), 4, ir=lambda f: blank)
+    assert [d.decision for d in got] == [Decision.DENIED]
+    assert got[0].reason == "liveness_ir_missing"
+    rig.clock.set_wall(rig.clock.wall())
+    await rig.clock.advance(5.0)  # face gone, cooldown over
+    rig.drain()
+    got = await rig.show(live("obama3.jpg", 2), 4,
+                         ir=lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2GRAY))
+    assert [d.decision for d in got] == [Decision.GRANTED]
+    assert any(r.name == "ir_presence" and r.passed for r in got[0].liveness)
+
+
+@pytest.mark.asyncio
+async def test_face_that_never_passes_quality_is_undecided_at_the_deadline(rig: Rig) -> None:
+    blurred = (cv2.GaussianBlur(f, (0, 0), 6) for f in live("obama3.jpg"))
+    got = await rig.show(blurred, 35)  # 3.5 s > deadline_s = 3
+    assert [d.decision for d in got] == [Decision.UNDECIDED]
+    assert got[0].reason == "quality_blur" and got[0].subject_id is None
+    assert got[0].decision_ms >= 3000
+
+
+@pytest.mark.asyncio
+async def test_removed_subject_is_no_longer_granted(rig: Rig) -> None:
+    assert rig.engine.matcher.remove_subject("S-001") == 1
+    got = await rig.show(live("obama3.jpg"), 4)
+    assert [d.decision for d in got] == [Decision.UNKNOWN]
+
+
+@pytest.mark.asyncio
+async def test_frames_are_latest_wins(rig: Rig) -> None:
+    frames = live("obama3.jpg")
+    for i in range(10):  # no await in between: the service cannot keep up
+        rig.bus.publish(frame_event(next(frames), i, rig.clock.monotonic(), rig.clock.wall()))
+    for _ in range(2000):
+        if rig.service.frames_analysed >= 1 and rig.bus.snapshot()["recognition.frames"]["depth"] == 0:
+            break
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)
+    assert rig.service.frames_analysed <= 2
+    assert rig.bus.snapshot()["recognition.frames"]["dropped"] >= 8
+
+
+@pytest.mark.asyncio
+async def test_decisions_and_logs_carry_no_biometric_data(models: LoadedModels) -> None:
+    stream = io.StringIO()
+    configure_logging(device_id="t", fmt="json", stream=stream)
+    async for rig in _rig(models, RecognitionSection(
+            decision=DecisionSettings(k=2, unknown_k=2))):
+        got = await rig.show(live("obama3.jpg"), 3) + await rig.show(live("biden.jpg", 5), 25)
+    assert {d.decision for d in got} >= {Decision.GRANTED, Decision.UNKNOWN}
+    probe = rig.engine.embed_image_sync(face_bytes("obama3.jpg")).embedding
+    for d in got:
+        for f in dataclasses.fields(d):
+            v = getattr(d, f.name)
+            assert not isinstance(v, np.ndarray | bytes), f.name
+            flat = json.dumps(dataclasses.asdict(d), default=str)
+            assert len(flat) < 4000
+        assert f"{probe[0]:.4f}" not in repr(d)
+    text = stream.getvalue()
+    assert "recognition.decision" in text
+    for line in text.splitlines():
+        rec = json.loads(line)
+        numbers = [v for v in rec.values() if isinstance(v, list)]
+        assert all(len(v) <= 16 for v in numbers), line
+    for word in ("obama", "biden", "Dad", "Mom"):
+        assert word not in text
+    assert f"{probe[0]:.4f}" not in text and f"{probe[1]:.4f}" not in text
