@@ -8,10 +8,13 @@ rendered into docs/privacy.md.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
-from ..storage.gallery import AttrValue
 from .errors import ConsentInputError
+
+AttrValue = str | int | float | bool | None
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 
 DATA_ITEMS: tuple[tuple[str, str, str], ...] = (
     (
@@ -43,6 +46,13 @@ ATTRIBUTES: Mapping[str, str] = {
 """Allowed attribute keys and why each may be collected."""
 
 MAX_TEXT = 128
+
+
+def check_subject_id(value: str, what: str = "subject id") -> str:
+    """Pseudonymous ids: 1-128 of ``A-Z a-z 0-9 . _ : @ -`` (the storage id rule)."""
+    if not isinstance(value, str) or not _ID.match(value):
+        raise ConsentInputError(f"invalid {what}: use 1-128 characters from A-Z a-z 0-9 . _ : @ -")
+    return value
 
 
 def check_display_name(name: str | None) -> str | None:

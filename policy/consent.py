@@ -28,8 +28,8 @@ from datetime import UTC, date, datetime
 from ..runtime.config.privacy import PrivacySection
 from ..runtime.events import PrivacyKind
 from ..storage import AuditAction, Store, Tx, uuid7_str
-from ..storage.gallery import check_id
 from . import receipts
+from .collection import check_subject_id
 from .consent_model import (
     AgeBand,
     ConsentKind,
@@ -189,7 +189,7 @@ class ConsentRegistry:
         activate: bool = False,
     ) -> ConsentRecord:
         """Record a new consent (``pending``; ``activate=True`` then makes it ``active``)."""
-        check_id(subject_id, "subject id")
+        check_subject_id(subject_id, "subject id")
         kind, method = ConsentKind(kind), ConsentMethod(method)
         _check_text(purpose, "purpose", _PURPOSE)
         _check_text(evidence_digest, "evidence digest", _DIGEST)
@@ -282,7 +282,7 @@ class ConsentRegistry:
         tx: Tx | None = None,
     ) -> AgeRecord:
         """Record (or correct) a subject's birth date or age band; audited."""
-        check_id(subject_id, "subject id")
+        check_subject_id(subject_id, "subject id")
         _check_text(actor, "actor")
         if birth_date is None and age_band is None:
             raise ConsentInputError("record a birth date or an age band")

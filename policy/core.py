@@ -30,12 +30,11 @@ from ..runtime.events import PrivacyKind
 from ..storage import EnrolResult, ErasureReceipt, Store, TemplateSink, Tx, uuid7_str
 from ..storage.crypto import seal, subject_aad
 from ..storage.errors import SubjectNotFoundError
-from ..storage.gallery import AttrValue, Embeddings
 from . import receipts
-from .collection import check_attributes, check_display_name
+from .collection import AttrValue, check_attributes, check_display_name
 from .consent import ACCESS_CONTROL, ConsentRegistry
 from .consent_model import AgeBand, ConsentKind, ConsentRecord, ConsentState
-from .errors import DeviceDestroyedError, SubjectUnknownError
+from .errors import ConsentRequiredError, DeviceDestroyedError, SubjectUnknownError
 from .schema import ensure_schema
 
 _log = structlog.get_logger("facegate.policy")
@@ -154,7 +153,7 @@ class Policy:
                 await self.consents.check_enrolment(item.subject_id, purpose)
             for item in items:
                 await gallery.prepare_subject(item.subject_id)
-            done: list[tuple[EnrolResult, Embeddings]] = []
+            done: list[tuple[EnrolResult, Any]] = []
             async with self.store.transaction() as tx:
                 for item in items:
                     # Re-checked inside the writing transaction: a withdrawal that
@@ -194,6 +193,25 @@ class Policy:
             (seal(dek.aead, blob.encode(), subject_aad(subject_id)), tx.at, subject_id),
         )
         await self.store.keys.count_uses(tx, dek, 1)
+
+    async def record_age(
+        self,
+        subject_id: str,
+        *,
+        actor: str,
+        birth_date: date | None = None,
+        age_band: AgeBand | None = None,
+    ) -> ErasureOutcome | None:
+        """Record or correct age evidence; a subject now found to be an unguarded minor is erased."""
+        async with self.lock:
+            await self.consents.record_age(subject_id, birth_date=birth_date, age_band=age_band, actor=actor)
+            if not await self.is_enrolled(subject_id):
+                return None
+            try:
+                await self.consents.check_enrolment(subject_id, ACCESS_CONTROL)
+            except ConsentRequiredError:
+                return await self.erase_locked(subject_id, actor=actor, reason="minor_without_guardian")
+            return None
 
     # -- matching --------------------------------------------------------------
     async def record_match(self, subject_id: str, at: float) -> None:
@@ -264,7 +282,7 @@ class Policy:
             if record.kind is not ConsentKind.OTHER and await self.is_enrolled(record.subject_id):
                 try:
                     await self.consents.check_enrolment(record.subject_id, record.purpose)
-                except Exception:  # noqa: BLE001  # any refusal means the templates must go
+                except ConsentRequiredError:
                     outcome = await self.erase_locked(
                         record.subject_id, actor=actor, reason="consent_withdrawn"
                     )

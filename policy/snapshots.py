@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..storage import uuid7_str
 from ..storage.crypto import AuthenticationFailed, open_sealed, seal
-from ..storage.gallery import check_id
+from .collection import check_subject_id
 from .core import Policy
 from .device_keys import SNAPSHOT, device_secret
 from .errors import PolicyError, SnapshotsDisabledError
@@ -31,9 +31,9 @@ async def put_snapshot(policy: Policy, *, decision_id: str, subject_id: str | No
     """Store an encrypted decision snapshot (encoded face crop); returns its id."""
     if not policy.privacy.decision_snapshots:
         raise SnapshotsDisabledError("decision snapshots are off (privacy.decision_snapshots)")
-    check_id(decision_id, "decision id")
+    check_subject_id(decision_id, "decision id")
     if subject_id is not None:
-        check_id(subject_id, "subject id")
+        check_subject_id(subject_id, "subject id")
     if not image or len(image) > MAX_SNAPSHOT_BYTES:
         raise PolicyError(f"snapshot must be 1..{MAX_SNAPSHOT_BYTES} bytes")
     key = AESGCM(await device_secret(policy.store, SNAPSHOT))

@@ -15,9 +15,9 @@ Public surface:
 from .audit import AuditAction, AuditRecord, AuditVerification, verify_chain
 from .db import Database, Tx
 from .enrolment import EnrolResult
-from .gallery import ErasureReceipt, Gallery, SubjectRecord, TemplateSink
+from .gallery import ErasureReceipt, Gallery, SubjectRecord
 from .kek import KekSource, KekSourceKind
-from .loader import LoadReport
+from .loader import LoadReport, TemplateSink
 from .outbox import EventClass, Outbox, OutboxRecord
 from .rotate import RotationReport, init_kek, rotate_kek
 from .store import KvState, Store, kek_source_from_config

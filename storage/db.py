@@ -78,7 +78,8 @@ class Tx:
         return count
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self._conn.executemany(sql, rows)
+        cur = await self._conn.executemany(sql, rows)
+        await cur.close()
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         cur = await self._conn.execute(sql, params)

@@ -7,6 +7,7 @@ and the audit chain for the whole batch is computed in memory.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,27 @@ from .uuid7 import uuid7_str
 
 Embeddings = npt.NDArray[np.float32]
 _CHUNK = 500
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+
+
+def check_id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _ID.match(value):
+        raise InvalidInputError(
+            f"invalid {what}: use 1-128 characters from A-Z a-z 0-9 . _ : @ - "
+            "(starting with a letter or digit)"
+        )
+    return value
+
+
+def as_embeddings(embeddings: Any) -> Embeddings:
+    arr = np.asarray(embeddings, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.shape[0] < 1 or not 8 <= arr.shape[1] <= 4096:
+        raise InvalidInputError(f"embeddings must be (n, d) with n >= 1, 8 <= d <= 4096; got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise InvalidInputError("embeddings contain NaN or infinity")
+    return np.ascontiguousarray(arr)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,10 +36,10 @@ from ..runtime.events import SecurityEvent, SecurityKind
 from . import audit
 from .crypto import AuthenticationFailed, open_sealed, seal, subject_aad, template_aad
 from .db import Database, Tx
-from .enrolment import EnrolResult, create_missing_keys, enrol_batch
-from .errors import InvalidInputError, KeyUnavailableError, SubjectNotFoundError, TamperError
+from .enrolment import EnrolResult, as_embeddings, check_id, create_missing_keys, enrol_batch
+from .errors import KeyUnavailableError, SubjectNotFoundError, TamperError
 from .keys import KeyRing
-from .loader import LoadReport, load_gallery
+from .loader import LoadReport, TemplateSink, load_gallery
 from .uuid7 import uuid7_str
 
 _log = structlog.get_logger("facegate.storage")
@@ -48,46 +48,8 @@ Embeddings = npt.NDArray[np.float32]
 AttrValue = str | int | float | bool | None
 
 
-class TemplateSink(Protocol):
-    """What the recognition matcher offers the gallery (sync or async methods)."""
-
-    def add_batch(
-        self,
-        subject_ids: Sequence[str],
-        template_ids: Sequence[str],
-        embeddings: Embeddings,
-        model_id: str,
-    ) -> Awaitable[None] | None: ...
-
-    def add(
-        self, subject_id: str, template_id: str, embedding: Embeddings, model_id: str
-    ) -> Awaitable[None] | None: ...
-
-    def remove_subject(self, subject_id: str) -> Awaitable[int] | int: ...
-
-
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
-
-
-def check_id(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _ID.match(value):
-        raise InvalidInputError(
-            f"invalid {what}: use 1-128 characters from A-Z a-z 0-9 . _ : @ - "
-            "(starting with a letter or digit)"
-        )
-    return value
-
-
-def as_embeddings(embeddings: Any) -> Embeddings:
-    arr = np.asarray(embeddings, dtype=np.float32)
-    if arr.ndim == 1:
-        arr = arr.reshape(1, -1)
-    if arr.ndim != 2 or arr.shape[0] < 1 or not 8 <= arr.shape[1] <= 4096:
-        raise InvalidInputError(f"embeddings must be (n, d) with n >= 1, 8 <= d <= 4096; got {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise InvalidInputError("embeddings contain NaN or infinity")
-    return np.ascontiguousarray(arr)
 
 
 @dataclass(frozen=True)
@@ -361,10 +323,22 @@ class Gallery:
                 "UPDATE subjects SET last_match_at = ? WHERE subject_id = ?", (tx.at, subject_id)
             )
 
-    async def load_all(self, sink: TemplateSink, *, batch: int = 8192) -> LoadReport:
-        """Decrypt every loadable template into ``sink``; quarantine and report failures."""
+    async def load_all(
+        self, sink: TemplateSink, *, model_id: str | None = None, batch: int = 8192
+    ) -> LoadReport:
+        """Decrypt every loadable template into ``sink``; quarantine and report failures.
+
+        With ``model_id`` only that model's templates are loaded (a matcher holds
+        one model); the others are counted in ``LoadReport.other_models``.
+        """
         report = await load_gallery(
-            self.db.path, self.db.vault_path, self.keys, sink, batch=batch, clock=self.clock
+            self.db.path,
+            self.db.vault_path,
+            self.keys,
+            sink,
+            batch=batch,
+            clock=self.clock,
+            model_id=model_id,
         )
         if report.failures:
             await self._quarantine(report)

@@ -13,12 +13,13 @@ import asyncio
 import inspect
 import sqlite3
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 from cryptography.exceptions import InvalidTag
 
 from ..runtime.clock import Clock
@@ -26,8 +27,27 @@ from .crypto import NONCE_BYTES, template_aad
 from .errors import KeyUnavailableError, TamperError
 
 if TYPE_CHECKING:
-    from .gallery import TemplateSink
     from .keys import KeyRing
+
+Embeddings = npt.NDArray[np.float32]
+
+
+class TemplateSink(Protocol):
+    """What the recognition matcher offers the gallery (sync or async methods)."""
+
+    def add_batch(
+        self,
+        subject_ids: Sequence[str],
+        template_ids: Sequence[str],
+        embeddings: Embeddings,
+        model_id: str,
+    ) -> Awaitable[None] | None: ...
+
+    def add(
+        self, subject_id: str, template_id: str, embedding: Embeddings, model_id: str
+    ) -> Awaitable[None] | None: ...
+
+    def remove_subject(self, subject_id: str) -> Awaitable[int] | int: ...
 
 
 @dataclass(frozen=True)
@@ -39,11 +59,16 @@ class TemplateFailure:
 
 @dataclass
 class LoadReport:
-    """Counts of one load; ``failures`` were quarantined, ``unavailable`` skipped."""
+    """Counts of one load; ``failures`` were quarantined, ``unavailable`` skipped.
+
+    ``other_models`` counts templates of other model ids that were not loaded
+    (they need re-enrolment after a model change).
+    """
 
     templates: int = 0
     subjects: int = 0
     unavailable: int = 0
+    other_models: int = 0
     seconds: float = 0.0
     failures: list[TemplateFailure] = field(default_factory=list)
 
@@ -63,17 +88,24 @@ class _Reader:
     _SQL = (
         "SELECT t.subject_id, t.template_id, t.model_id, t.ciphertext, k.kek_id, k.wrapped "
         "FROM templates t LEFT JOIN vault.subject_keys k ON k.subject_id = t.subject_id "
-        "WHERE t.quarantined_at IS NULL ORDER BY t.rowid"
+        "WHERE t.quarantined_at IS NULL AND (?1 IS NULL OR t.model_id = ?1) ORDER BY t.rowid"
     )
 
-    def __init__(self, path: Path, vault_path: Path, keys: KeyRing) -> None:
+    def __init__(self, path: Path, vault_path: Path, keys: KeyRing, model_id: str | None) -> None:
         self.keys = keys
         self.conn = sqlite3.connect(
             f"file:{path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
         )
         self.conn.execute("ATTACH DATABASE ? AS vault", (f"file:{vault_path}?mode=ro",))
         self.conn.execute("BEGIN")  # one snapshot for the whole load
-        self.cur = self.conn.execute(self._SQL)
+        self.cur = self.conn.execute(self._SQL, (model_id,))
+        self.other_models = 0
+        if model_id is not None:
+            row = self.conn.execute(
+                "SELECT COUNT(*) FROM templates WHERE quarantined_at IS NULL AND model_id != ?",
+                (model_id,),
+            ).fetchone()
+            self.other_models = int(row[0])
         self.last_sid: str | None = None
         self.dek: Any = None
         self.bad_subject: str | None = None
@@ -126,12 +158,20 @@ async def _call(result: Any) -> None:
 
 
 async def load_gallery(
-    path: Path, vault_path: Path, keys: KeyRing, sink: TemplateSink, *, batch: int, clock: Clock
+    path: Path,
+    vault_path: Path,
+    keys: KeyRing,
+    sink: TemplateSink,
+    *,
+    batch: int,
+    clock: Clock,
+    model_id: str | None = None,
 ) -> LoadReport:
     """Decrypt all loadable templates into ``sink`` (see module doc)."""
     start = clock.monotonic()
     report = LoadReport()
-    reader = await asyncio.to_thread(_Reader, path, vault_path, keys)
+    reader = await asyncio.to_thread(_Reader, path, vault_path, keys, model_id)
+    report.other_models = reader.other_models
     try:
         while True:
             chunk = await asyncio.to_thread(reader.chunk, batch)
@@ -140,9 +180,9 @@ async def load_gallery(
             report.subjects += chunk.subjects
             report.unavailable += chunk.unavailable
             report.failures.extend(chunk.failures)
-            for model_id, (sids, tids, pts) in chunk.groups.items():
+            for mid, (sids, tids, pts) in chunk.groups.items():
                 arr = _stack(pts)
-                await _call(sink.add_batch(sids, tids, arr, model_id))
+                await _call(sink.add_batch(sids, tids, arr, mid))
                 report.templates += len(sids)
     finally:
         await asyncio.to_thread(reader.close)

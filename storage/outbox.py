@@ -120,11 +120,11 @@ class Outbox:
                 return None
             tx.on_commit(self._evicted)
         event_id = uuid7_str()
-        await tx.execute(
-            "INSERT INTO outbox(event_id, topic, klass, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+        row = await tx.fetchone(
+            "INSERT INTO outbox(event_id, topic, klass, payload, created_at) "
+            "VALUES (?, ?, ?, ?, ?) RETURNING seq",
             (event_id, topic, klass.value, bytes(payload), tx.at),
         )
-        row = await tx.fetchone("SELECT last_insert_rowid()")
         assert row is not None
         tx.on_commit(self._appended)
         return OutboxRecord(int(row[0]), event_id, topic, klass, bytes(payload), tx.at)
@@ -174,10 +174,7 @@ class Outbox:
                     (tx.at, *chunk),
                 )
 
-        def settle() -> None:
-            self._pending = max(0, self._pending - done)
-
-        settle()
+        self._pending = max(0, self._pending - done)
         return done
 
     async def purge_delivered(self, older_than_s: float) -> int:

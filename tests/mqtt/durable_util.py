@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiomqtt
+import paho.mqtt.client as mqtt
 from facegate.runtime.events import AccessDecision, Decision, StageResult
 from facegate.storage import KekSource, KekSourceKind, Store
 from facegate.storage.crypto import new_key
@@ -51,38 +51,47 @@ def access(n: int, at: float = 1_767_225_600.0) -> AccessDecision:
 
 
 class PersistentSubscriber:
-    """An outside consumer with a persistent session that reconnects whenever the broker comes back.
+    """An outside consumer with a persistent session (clean_session false), reconnecting by itself.
 
+    It is paho in its own thread: paho runs ``on_message`` BEFORE it sends the
+    PUBACK, so nothing the broker considers delivered can be lost inside the
+    consumer (aiomqtt acknowledges on receipt and drops its queue on disconnect).
     ``ids`` keeps every event id in arrival order (duplicates included).
     """
 
     def __init__(self, broker: BrokerHandle, topic: str, *, client_id: str = "consumer") -> None:
         self.broker = broker
         self.topic = topic
-        self.client_id = client_id
         self.ids: list[str] = []
         self.connected = asyncio.Event()
         self._changed = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
+        )
+        self._client.reconnect_delay_set(0.05, 0.3)
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
 
-    async def run(self) -> None:
-        while True:
-            try:
-                async with aiomqtt.Client(
-                    self.broker.host,
-                    self.broker.port,
-                    identifier=self.client_id,
-                    clean_session=False,
-                    keepalive=5,
-                ) as client:
-                    await client.subscribe(self.topic, qos=1)
-                    self.connected.set()
-                    async for m in client.messages:
-                        payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
-                        self.ids.append(json.loads(payload)["event_id"])
-                        self._changed.set()
-            except aiomqtt.MqttError:
-                self.connected.clear()
-                await asyncio.sleep(0.05)
+    def _on_connect(self, client: mqtt.Client, *_: object) -> None:
+        client.subscribe(self.topic, qos=1)
+        self._loop.call_soon_threadsafe(self.connected.set)
+
+    def _on_message(self, _c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
+        event_id = json.loads(m.payload)["event_id"]
+        self._loop.call_soon_threadsafe(self._add, event_id)
+
+    def _add(self, event_id: str) -> None:
+        self.ids.append(event_id)
+        self._changed.set()
+
+    def start(self) -> None:
+        self._client.connect_async(self.broker.host, self.broker.port, keepalive=5)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
 
     async def wait_unique(self, n: int, within: float) -> None:
         async with asyncio.timeout(within):
@@ -93,10 +102,10 @@ class PersistentSubscriber:
 
 @contextlib.asynccontextmanager
 async def running(sub: PersistentSubscriber) -> AsyncIterator[PersistentSubscriber]:
-    async with asyncio.TaskGroup() as tg:
-        task = tg.create_task(sub.run(), name="test.consumer")
-        try:
-            await asyncio.wait_for(sub.connected.wait(), 10)
-            yield sub
-        finally:
-            task.cancel()
+    sub.start()
+    try:
+        await asyncio.wait_for(sub.connected.wait(), 10)
+        await asyncio.sleep(0.1)  # let the SUBSCRIBE settle before events flow
+        yield sub
+    finally:
+        await asyncio.to_thread(sub.stop)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from facegate.handlers.commands import first_error
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import SystemClock
 from facegate.runtime.events import (
@@ -115,8 +116,6 @@ async def test_partition_backlog_drains_in_order(rig: Rig, mosquitto: MosquittoB
 
 @pytest.mark.asyncio
 async def test_payloads_are_schema_valid_and_private(rig: Rig, mosquitto: MosquittoBroker) -> None:
-    from facegate.handlers.commands import first_error
-
     async with observe(mosquitto, "facegate/v1/gate-1/event/#", client_id="obs2") as obs:
         rig.bus.publish(access(1))
         rig.bus.publish(DoorEvent(at=1.0, kind=DoorKind.UNLOCKED, cause="decision:ev-000001"))

@@ -11,7 +11,6 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import pytest_asyncio
-
 from facegate.handlers.recognition.matcher import Matcher
 from facegate.policy import ConsentKind, ConsentMethod, Guardian, Policy
 from facegate.runtime.clock import ManualClock
@@ -76,7 +75,9 @@ def matcher() -> Matcher:
 
 
 @pytest_asyncio.fixture
-async def store(db_path: Path, kek: KekSource, events: list[Event], clock: ManualClock) -> AsyncIterator[Store]:
+async def store(
+    db_path: Path, kek: KekSource, events: list[Event], clock: ManualClock
+) -> AsyncIterator[Store]:
     async with Store(db_path, kek, clock=clock, publish=events.append) as st:
         yield st
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-
 from facegate.handlers.recognition.matcher import Matcher
 from facegate.policy import AgeBand, ConsentKind, ConsentMethod, ConsentState, EnrolItem, Guardian, Policy
 from facegate.policy.errors import ConsentInputError, ConsentRequiredError, InvalidTransitionError
@@ -18,8 +17,12 @@ from .conftest import DAY, EVIDENCE, MODEL, consent_adult, consent_guardian, emb
 @pytest.mark.asyncio
 async def test_consent_lifecycle_is_explicit_and_audited(policy: Policy) -> None:
     rec = await policy.consents.grant(
-        subject_id="E1", kind=ConsentKind.BIOMETRIC, method=ConsentMethod.APP,
-        evidence_digest=EVIDENCE, actor="op-1", notice_version="2",
+        subject_id="E1",
+        kind=ConsentKind.BIOMETRIC,
+        method=ConsentMethod.APP,
+        evidence_digest=EVIDENCE,
+        actor="op-1",
+        notice_version="2",
     )
     assert rec.state is ConsentState.PENDING and rec.granted_at is None
     active = await policy.consents.activate(rec.consent_id, actor="op-1")
@@ -43,8 +46,12 @@ async def test_enrolment_refused_without_biometric_consent_names_it(policy: Poli
     await policy.consents.record_age("E2", age_band=AgeBand.ADULT, actor="op")
     # A non-biometric consent does not count: biometric consent is separate.
     await policy.consents.grant(
-        subject_id="E2", kind=ConsentKind.OTHER, method=ConsentMethod.API, evidence_digest=EVIDENCE,
-        actor="op", activate=True,
+        subject_id="E2",
+        kind=ConsentKind.OTHER,
+        method=ConsentMethod.API,
+        evidence_digest=EVIDENCE,
+        actor="op",
+        activate=True,
     )
     with pytest.raises(ConsentRequiredError) as err:
         await policy.enrol_subject("E2", embeddings(1), MODEL, actor="op")
@@ -52,7 +59,10 @@ async def test_enrolment_refused_without_biometric_consent_names_it(policy: Poli
     assert await policy.store.gallery.count_subjects() == 0 and len(matcher) == 0
     # A pending consent is not enough either.
     await policy.consents.grant(
-        subject_id="E2", kind=ConsentKind.BIOMETRIC, method=ConsentMethod.API, evidence_digest=EVIDENCE,
+        subject_id="E2",
+        kind=ConsentKind.BIOMETRIC,
+        method=ConsentMethod.API,
+        evidence_digest=EVIDENCE,
         actor="op",
     )
     with pytest.raises(ConsentRequiredError):
@@ -60,13 +70,17 @@ async def test_enrolment_refused_without_biometric_consent_names_it(policy: Poli
     # Bulk import: one subject without consent refuses the whole batch.
     await consent_adult(policy, "E3")
     with pytest.raises(ConsentRequiredError) as err:
-        await policy.enrol_many([EnrolItem("E3", embeddings(1)), EnrolItem("E2", embeddings(1))], MODEL, actor="op")
+        await policy.enrol_many(
+            [EnrolItem("E3", embeddings(1)), EnrolItem("E2", embeddings(1))], MODEL, actor="op"
+        )
     assert err.value.subject_id == "E2"
     assert await policy.store.gallery.count_subjects() == 0
 
 
 @pytest.mark.asyncio
-async def test_enrolment_with_consent_loads_matcher_and_refs_consent(policy: Policy, matcher: Matcher) -> None:
+async def test_enrolment_with_consent_loads_matcher_and_refs_consent(
+    policy: Policy, matcher: Matcher
+) -> None:
     cid = await consent_adult(policy, "E4")
     emb = embeddings(2, seed=4)
     res = await policy.enrol_subject(
@@ -82,8 +96,12 @@ async def test_enrolment_with_consent_loads_matcher_and_refs_consent(policy: Pol
 @pytest.mark.asyncio
 async def test_enrolment_needs_an_age_record(policy: Policy) -> None:
     await policy.consents.grant(
-        subject_id="E5", kind=ConsentKind.BIOMETRIC, method=ConsentMethod.KIOSK, evidence_digest=EVIDENCE,
-        actor="op", activate=True,
+        subject_id="E5",
+        kind=ConsentKind.BIOMETRIC,
+        method=ConsentMethod.KIOSK,
+        evidence_digest=EVIDENCE,
+        actor="op",
+        activate=True,
     )
     with pytest.raises(ConsentRequiredError) as err:
         await policy.enrol_subject("E5", embeddings(1), MODEL, actor="op")
@@ -96,8 +114,12 @@ async def test_minor_needs_guardian_consent(policy: Policy, clock: ManualClock) 
     # ManualClock starts 2026-01-01; born 2015 -> 10 years old.
     await policy.consents.record_age("K1", birth_date=date(2015, 6, 1), actor="op")
     await policy.consents.grant(
-        subject_id="K1", kind=ConsentKind.BIOMETRIC, method=ConsentMethod.PAPER, evidence_digest=EVIDENCE,
-        actor="op", activate=True,
+        subject_id="K1",
+        kind=ConsentKind.BIOMETRIC,
+        method=ConsentMethod.PAPER,
+        evidence_digest=EVIDENCE,
+        actor="op",
+        activate=True,
     )
     with pytest.raises(ConsentRequiredError) as err:
         await policy.enrol_subject("K1", embeddings(1), MODEL, actor="op")
@@ -107,8 +129,12 @@ async def test_minor_needs_guardian_consent(policy: Policy, clock: ManualClock) 
     # An age band below 14 is a minor too; 14-17 is not (minor_age 14).
     await policy.consents.record_age("K2", age_band=AgeBand.FROM_14_TO_17, actor="op")
     await policy.consents.grant(
-        subject_id="K2", kind=ConsentKind.BIOMETRIC, method=ConsentMethod.PAPER, evidence_digest=EVIDENCE,
-        actor="op", activate=True,
+        subject_id="K2",
+        kind=ConsentKind.BIOMETRIC,
+        method=ConsentMethod.PAPER,
+        evidence_digest=EVIDENCE,
+        actor="op",
+        activate=True,
     )
     await policy.enrol_subject("K2", embeddings(1, seed=2), MODEL, actor="op")
 
@@ -117,23 +143,36 @@ async def test_minor_needs_guardian_consent(policy: Policy, clock: ManualClock) 
 async def test_bad_consent_input_is_refused_and_nothing_written(policy: Policy, clock: ManualClock) -> None:
     with pytest.raises(ConsentInputError):
         await policy.consents.grant(
-            subject_id="E6", kind=ConsentKind.GUARDIAN, method=ConsentMethod.PAPER,
-            evidence_digest=EVIDENCE, actor="op",
+            subject_id="E6",
+            kind=ConsentKind.GUARDIAN,
+            method=ConsentMethod.PAPER,
+            evidence_digest=EVIDENCE,
+            actor="op",
         )
     with pytest.raises(ConsentInputError):
         await policy.consents.grant(
-            subject_id="E6", kind=ConsentKind.BIOMETRIC, method=ConsentMethod.PAPER,
-            evidence_digest="x", actor="op",
+            subject_id="E6",
+            kind=ConsentKind.BIOMETRIC,
+            method=ConsentMethod.PAPER,
+            evidence_digest="x",
+            actor="op",
         )
     with pytest.raises(ConsentInputError):
         await policy.consents.grant(
-            subject_id="E6", kind=ConsentKind.BIOMETRIC, method=ConsentMethod.PAPER,
-            evidence_digest=EVIDENCE, actor="op", expires_at=clock.wall() - DAY,
+            subject_id="E6",
+            kind=ConsentKind.BIOMETRIC,
+            method=ConsentMethod.PAPER,
+            evidence_digest=EVIDENCE,
+            actor="op",
+            expires_at=clock.wall() - DAY,
         )
     with pytest.raises(ConsentInputError):
         await policy.consents.grant(
-            subject_id="E6", kind=ConsentKind.BIOMETRIC, method=ConsentMethod.PAPER,
-            evidence_digest=EVIDENCE, actor="op",
+            subject_id="E6",
+            kind=ConsentKind.BIOMETRIC,
+            method=ConsentMethod.PAPER,
+            evidence_digest=EVIDENCE,
+            actor="op",
             guardian=Guardian(guardian_id="g", relationship="father", evidence_digest=EVIDENCE),
         )
     with pytest.raises(ConsentInputError):

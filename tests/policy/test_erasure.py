@@ -8,7 +8,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from facegate.handlers.recognition.matcher import Matcher
 from facegate.policy import ConsentState, Policy
 from facegate.policy.errors import SubjectUnknownError
@@ -35,7 +34,9 @@ class OrderProbe:
 
     def remove_subject(self, subject_id: str) -> int:
         with sqlite3.connect(self.db_path) as conn:
-            (n,) = conn.execute("SELECT COUNT(*) FROM templates WHERE subject_id = ?", (subject_id,)).fetchone()
+            (n,) = conn.execute(
+                "SELECT COUNT(*) FROM templates WHERE subject_id = ?", (subject_id,)
+            ).fetchone()
         self.rows_at_removal.append(int(n))
         return self.matcher.remove_subject(subject_id)
 
@@ -71,7 +72,7 @@ async def test_withdrawal_makes_subject_unmatchable_then_shreds_and_deletes(
     assert await db.fetchone("SELECT 1 FROM policy_age WHERE subject_id = 'W1'") is None
     # WAL checkpointed (TRUNCATE): nothing of the erased rows waits in the WAL.
     wal = Path(f"{db_path}-wal")
-    assert not wal.exists() or wal.stat().st_size == 0
+    assert not wal.exists() or wal.stat().st_size == 0  # noqa: ASYNC240  # a tiny stat in a test
     # The consent record stays, withdrawn, as evidence.
     assert (await policy.consents.get(cid)).state is ConsentState.WITHDRAWN
     # Receipt: bus event + outbox row, ids and counts only.
@@ -117,5 +118,3 @@ async def test_erasure_of_a_consented_but_never_enrolled_subject(policy: Policy)
     outcome = await policy.withdraw_subject("W5", actor="subject")
     assert outcome.receipt is None and outcome.consents_withdrawn == 1
     assert await policy.consents.age("W5") is None
-
-

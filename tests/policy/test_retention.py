@@ -9,7 +9,6 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-
 from facegate.handlers.recognition.matcher import Matcher
 from facegate.policy import ConsentKind, ConsentMethod, ConsentState, Policy, RetentionSweeper, sweep
 from facegate.policy.errors import SnapshotsDisabledError
@@ -79,8 +78,12 @@ async def test_minor_found_enrolled_without_guardian_is_erased_and_audited(
 ) -> None:
     await policy.consents.record_age("K9", birth_date=date(2016, 1, 1), actor="op")
     await policy.consents.grant(
-        subject_id="K9", kind=ConsentKind.BIOMETRIC, method=ConsentMethod.PAPER, evidence_digest=EVIDENCE,
-        actor="op", activate=True,
+        subject_id="K9",
+        kind=ConsentKind.BIOMETRIC,
+        method=ConsentMethod.PAPER,
+        evidence_digest=EVIDENCE,
+        actor="op",
+        activate=True,
     )
     # A path that bypassed policy (storage's internal primitive), as after an old import.
     await policy.store.gallery.enroll("K9", embeddings(1, seed=9), MODEL)
@@ -97,7 +100,9 @@ async def test_minor_found_enrolled_without_guardian_is_erased_and_audited(
 @pytest.mark.asyncio
 async def test_logs_events_outbox_and_consents_expire_per_class(policy: Policy, clock: ManualClock) -> None:
     store = policy.store
-    await store.outbox.append("event/access", json.dumps({"subject_id": "A"}).encode(), klass=EventClass.ACCESS)
+    await store.outbox.append(
+        "event/access", json.dumps({"subject_id": "A"}).encode(), klass=EventClass.ACCESS
+    )
     delivered = await store.outbox.append("event/door", b"{}", klass=EventClass.DOOR)
     assert delivered is not None
     await store.outbox.mark_delivered([delivered.event_id])
@@ -127,7 +132,7 @@ async def test_snapshots_refused_when_off_encrypted_and_kept_at_most_24h(
     sid = await put_snapshot(policy, decision_id="d2", subject_id=None, image=image)
     assert await get_snapshot(policy, sid) == image
     await policy.store.checkpoint()
-    assert b"JFIF-face-crop" not in db_path.read_bytes()
+    assert b"JFIF-face-crop" not in db_path.read_bytes()  # noqa: ASYNC240  # small file, test only
     await clock.advance(23 * 3600)
     assert (await sweep(policy)).counts["snapshots"] == 0
     await clock.advance(3601)
@@ -138,5 +143,10 @@ def test_privacy_defaults_match_the_issue() -> None:
     p = PrivacySection()
     assert p.minor_age == 14 and not p.decision_snapshots
     r = p.retention
-    assert (r.template_idle_days, r.access_event_days, r.delivered_outbox_days, r.audit_days) == (365, 90, 7, 1095)
+    assert (r.template_idle_days, r.access_event_days, r.delivered_outbox_days, r.audit_days) == (
+        365,
+        90,
+        7,
+        1095,
+    )
     assert r.snapshot_hours <= 24

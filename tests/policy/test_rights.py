@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from facegate.policy import Policy, decrypt_templates, device_public_key, export_subject, verify_export
 from facegate.policy.errors import ConsentInputError, ExportVerificationError, SubjectUnknownError
 from facegate.storage import EventClass, KekSource, Store
@@ -20,14 +19,18 @@ from .conftest import MODEL, consent_adult, embeddings
 async def _enrolled(policy: Policy) -> np.ndarray:
     await consent_adult(policy, "X1")
     emb = embeddings(3, seed=21)
-    await policy.enrol_subject("X1", emb, MODEL, actor="op", display_name="Xavier", attributes={"role": "staff"})
+    await policy.enrol_subject(
+        "X1", emb, MODEL, actor="op", display_name="Xavier", attributes={"role": "staff"}
+    )
     await policy.store.outbox.append(
         "event/access",
         json.dumps({"subject_id": "X1", "decision": "granted", "reason": "match", "score": 0.71}).encode(),
         klass=EventClass.ACCESS,
     )
     await policy.store.outbox.append(
-        "event/access", json.dumps({"subject_id": "other", "decision": "granted"}).encode(), klass=EventClass.ACCESS
+        "event/access",
+        json.dumps({"subject_id": "other", "decision": "granted"}).encode(),
+        klass=EventClass.ACCESS,
     )
     return emb
 
@@ -70,7 +73,9 @@ async def test_templates_only_on_request_and_encrypted_to_recipient(policy: Poli
         await export_subject(policy, "X1", actor="dpo", include_templates=True)
     recipient = X25519PrivateKey.generate()
     rpub = recipient.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    bundle = await export_subject(policy, "X1", actor="dpo", include_templates=True, recipient_public_key=rpub)
+    bundle = await export_subject(
+        policy, "X1", actor="dpo", include_templates=True, recipient_public_key=rpub
+    )
     body = verify_export(bundle, await device_public_key(policy.store))
     block = body["templates"]
     assert block["alg"] == "X25519-HKDF-SHA256-AES256GCM" and block["shape"] == [3, 128]
@@ -89,7 +94,9 @@ async def test_signing_key_persists_across_restarts_and_lives_in_the_vault(
     policy: Policy, kek: KekSource
 ) -> None:
     pub = await device_public_key(policy.store)
-    row = await policy.store.db.fetchone("SELECT value FROM vault.key_meta WHERE name = 'policy.secret.signing'")
+    row = await policy.store.db.fetchone(
+        "SELECT value FROM vault.key_meta WHERE name = 'policy.secret.signing'"
+    )
     assert row is not None
     async with Store(policy.store.db.path, kek, clock=policy.clock) as again:
         assert await device_public_key(again) == pub
@@ -98,14 +105,21 @@ async def test_signing_key_persists_across_restarts_and_lives_in_the_vault(
 @pytest.mark.asyncio
 async def test_rectification_is_audited_and_receipted(policy: Policy) -> None:
     await _enrolled(policy)
-    await policy.rectify("X1", actor="dpo", display_name="Xavier B.", set_attributes={"department": "ops"},
-                         remove_attributes=["role"])
+    await policy.rectify(
+        "X1",
+        actor="dpo",
+        display_name="Xavier B.",
+        set_attributes={"department": "ops"},
+        remove_attributes=["role"],
+    )
     rec = await policy.store.gallery.get("X1")
     assert rec.display_name == "Xavier B." and rec.attributes == {"department": "ops"}
     row = await policy.store.db.fetchone("SELECT detail FROM audit WHERE action = 'rectify'")
     assert row is not None and "Xavier" not in row[0]
-    kinds = [json.loads(bytes(p))["kind"] for (p,) in await policy.store.db.fetchall(
-        "SELECT payload FROM outbox WHERE klass = 'privacy'")]
+    kinds = [
+        json.loads(bytes(p))["kind"]
+        for (p,) in await policy.store.db.fetchall("SELECT payload FROM outbox WHERE klass = 'privacy'")
+    ]
     assert "rectification" in kinds
     with pytest.raises(ConsentInputError):
         await policy.rectify("X1", actor="dpo", set_attributes={"ethnicity": "x"})

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import structlog
+from facegate.handlers.recognition import Matcher
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.events import Event, SecurityEvent, SecurityKind
 from facegate.runtime.logs import configure_logging
@@ -199,3 +200,21 @@ async def test_erasure_shreds_copies_and_leaves_no_template_bytes(
                 with pytest.raises(AuthenticationFailed):
                     open_sealed(dek.aead, ct, template_aad("victim", tid, "m"))
     assert any(isinstance(e, SecurityEvent) and e.kind is SecurityKind.DECRYPT_FAILURE for e in seen)
+
+
+@pytest.mark.asyncio
+async def test_load_into_the_real_matcher_and_erase_makes_unmatchable(store: Store) -> None:
+    vecs = {f"m{i}": embeddings(2, seed=100 + i) for i in range(20)}
+    await store.gallery.enroll_many(list(vecs.items()), "sface-test")
+    await store.gallery.enroll("old-model", embeddings(1, seed=5), "other-model")
+    matcher = Matcher("sface-test", 128)
+    report = await store.gallery.load_all(matcher, model_id="sface-test")
+    assert report.templates == 40 and report.other_models == 1
+    assert matcher.subject_count == 20
+    best = matcher.search(vecs["m7"][0], k=1).best
+    assert best is not None and best.subject_id == "m7" and best.score > 0.99
+    store.gallery.attach(matcher)
+    await store.gallery.remove("m7", actor="dpo")
+    assert not matcher.has_subject("m7")
+    after = matcher.search(vecs["m7"][0], k=1).best
+    assert after is not None and after.subject_id != "m7"
