@@ -18,6 +18,7 @@ from .consent import ACCESS_CONTROL, AgeRecord, ConsentRegistry
 from .consent_model import AgeBand, ConsentKind, ConsentMethod, ConsentRecord, ConsentState, Guardian
 from .core import EnrolItem, ErasureOutcome, Policy
 from .device_keys import SigningKey, device_public_key
+from .images import enrol_images
 from .retention import RetentionSweeper, SweepReport, sweep
 from .rights import decrypt_templates, export_subject, verify_export
 from .teardown import TeardownReport, destroy
@@ -42,6 +43,7 @@ __all__ = [
     "decrypt_templates",
     "destroy",
     "device_public_key",
+    "enrol_images",
     "export_subject",
     "sweep",
     "verify_export",

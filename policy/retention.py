@@ -180,6 +180,13 @@ class RetentionSweeper:
                 self._swept.notify_all()
             await self.clock.sleep(delay)
 
+    async def idle(self) -> None:
+        """Wait until no sweep is due or running (the next one is planned in the future)."""
+        async with self._swept:
+            await self._swept.wait_for(
+                lambda: self.next_wake is not None and self.next_wake > self.clock.monotonic()
+            )
+
     async def wait_sweeps(self, count: int) -> SweepReport | None:
         """Wait until at least ``count`` sweeps have completed (tests, CLI)."""
         async with self._swept:

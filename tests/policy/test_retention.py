@@ -35,8 +35,11 @@ async def test_sweeper_service_wakes_at_consent_expiry(
         assert matches(matcher, "R1", emb[0])
         # The next wake is the consent expiry, not the hourly interval... or earlier.
         assert sweeper.next_wake is not None
-        await clock.advance(2 * DAY - 10)
+        await clock.advance(2 * DAY - 10)  # passes many hourly sweeps
+        await asyncio.wait_for(sweeper.idle(), 10)
         assert matches(matcher, "R1", emb[0])
+        # The next sweep is planned at the expiry, not an hour later.
+        assert sweeper.next_wake == pytest.approx(clock.monotonic() + 10)
         n = sweeper.sweeps
         await clock.advance(11)
         await asyncio.wait_for(sweeper.wait_sweeps(n + 1), 10)

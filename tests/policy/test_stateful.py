@@ -128,12 +128,7 @@ class PolicyMachine(RuleBasedStateMachine):
 
     async def _settle(self) -> None:
         """Let the sweeper finish any sweep the last clock advance triggered."""
-        for _ in range(4000):
-            wake = self.sweeper.next_wake
-            if wake is not None and wake > self.clock.monotonic() and not self.policy.lock.locked():
-                return
-            await asyncio.sleep(0.005)
-        raise AssertionError("sweeper did not settle")
+        await asyncio.wait_for(self.sweeper.idle(), 20)
 
     # -- rules -----------------------------------------------------------------
     @initialize()
@@ -272,7 +267,8 @@ class PolicyMachine(RuleBasedStateMachine):
         assert self.run(
             db.fetchone(
                 "SELECT COUNT(*) FROM subjects s WHERE MAX(COALESCE(last_match_at, 0), created_at) <= ? AND "
-                "NOT EXISTS (SELECT 1 FROM templates t WHERE t.subject_id = s.subject_id AND t.created_at > ?)",
+                "NOT EXISTS (SELECT 1 FROM templates t "
+                "WHERE t.subject_id = s.subject_id AND t.created_at > ?)",
                 (now - ret.template_idle_s, now - ret.template_idle_s),
             )
         ) == (0,)

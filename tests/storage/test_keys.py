@@ -227,3 +227,20 @@ def _check_readable(db: Path, key_file: Path, vectors: dict[str, np.ndarray]) ->
             assert await st.db.integrity_problems() == []
 
     asyncio.run(check())
+
+
+@pytest.mark.asyncio
+async def test_passphrase_rotation(tmp_path: Path) -> None:
+    db = tmp_path / "p.db"
+    old = KekSource(kind=KekSourceKind.PASSPHRASE, passphrase="old secret", scrypt_n=1 << 12)
+    new = KekSource(kind=KekSourceKind.PASSPHRASE, passphrase="new secret", scrypt_n=1 << 12)
+    async with Store(db, old) as st:
+        await st.gallery.enroll_many([(f"s{i}", embeddings(1, seed=i)) for i in range(10)], "m")
+    report = await rotate_kek(db, old, new_passphrase="new secret", batch=3)
+    assert report.total == 10 and report.old_kek_id != report.new_kek_id
+    with pytest.raises(WrongKekError, match="passphrase"):
+        async with Store(db, old):
+            pass
+    async with Store(db, new) as st:
+        rep = await st.gallery.load_all(RecordingSink())
+        assert rep.templates == 10 and not rep.failures
