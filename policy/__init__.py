@@ -9,7 +9,8 @@ Public surface (what the CLI, the MQTT command layer and recognition call):
   transition, record_age, check_enrolment).
 * :func:`export_subject` / :func:`verify_export` / :func:`decrypt_templates`
   (rights), :func:`device_public_key`.
-* :class:`RetentionSweeper` (a Service) and :func:`sweep`.
+* Services: :class:`RetentionSweeper` (and :func:`sweep`), :class:`GalleryWatcher`
+  (other processes' erasures/enrolments reach the live matcher).
 * :func:`destroy` (device teardown).
 * Consent model types and the error tree (:mod:`facegate.policy.errors`).
 """
@@ -22,6 +23,7 @@ from .images import enrol_images
 from .retention import RetentionSweeper, SweepReport, sweep
 from .rights import decrypt_templates, export_subject, verify_export
 from .teardown import TeardownReport, destroy
+from .watch import GalleryWatcher
 
 __all__ = [
     "ACCESS_CONTROL",
@@ -34,6 +36,7 @@ __all__ = [
     "ConsentState",
     "EnrolItem",
     "ErasureOutcome",
+    "GalleryWatcher",
     "Guardian",
     "Policy",
     "RetentionSweeper",

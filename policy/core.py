@@ -273,20 +273,50 @@ class Policy:
     async def withdraw_consent(
         self, consent_id: str, *, actor: str
     ) -> tuple[ConsentRecord, ErasureOutcome | None]:
-        """Withdraw one consent; if the subject is no longer permitted, erase it before returning."""
+        """Withdraw one consent; if the subject is no longer permitted, erase it before returning.
+
+        The subject leaves the in-memory matcher *before* the withdrawal
+        commits; if another active consent still permits it, it is reloaded.
+        """
         async with self.lock:
-            record = await self.consents.transition(
-                consent_id, ConsentState.WITHDRAWN, actor=actor, reason="withdrawn"
+            before = await self.consents.get(consent_id)
+            sid = before.subject_id
+            live = before.state in {ConsentState.PENDING, ConsentState.ACTIVE}
+            detach = live and before.kind is not ConsentKind.OTHER and await self.is_enrolled(sid)
+            if detach and self.sink is not None:
+                await _maybe_await(self.sink.remove_subject(sid))
+            try:
+                record = await self.consents.transition(
+                    consent_id, ConsentState.WITHDRAWN, actor=actor, reason="withdrawn"
+                )
+            except BaseException:
+                if detach:  # nothing changed (or cancelled): put the subject back
+                    await asyncio.shield(self.reload(sid))
+                raise
+            if not detach:
+                return record, None
+            try:
+                await self.consents.check_enrolment(sid, record.purpose)
+            except ConsentRequiredError:
+                return record, await self.erase_locked(sid, actor=actor, reason="consent_withdrawn")
+            await self.reload(sid)
+            return record, None
+
+    async def reload(self, subject_id: str) -> None:
+        """Put a still-permitted subject back into the matcher (decrypting its templates)."""
+        if self.sink is None:
+            return
+        rec = await self.store.gallery.get(subject_id, include_embeddings=True)
+        live = [t for t in rec.templates if not t.quarantined]
+        if rec.embeddings is None or not live:
+            return
+        for model in sorted({t.model_id for t in live}):
+            rows = [i for i, t in enumerate(live) if t.model_id == model]
+            await _maybe_await(
+                self.sink.add_batch(
+                    [subject_id] * len(rows), [live[i].template_id for i in rows], rec.embeddings[rows], model
+                )
             )
-            outcome = None
-            if record.kind is not ConsentKind.OTHER and await self.is_enrolled(record.subject_id):
-                try:
-                    await self.consents.check_enrolment(record.subject_id, record.purpose)
-                except ConsentRequiredError:
-                    outcome = await self.erase_locked(
-                        record.subject_id, actor=actor, reason="consent_withdrawn"
-                    )
-            return record, outcome
 
     async def withdraw_subject(
         self, subject_id: str, *, actor: str, purpose: str = ACCESS_CONTROL

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from ..storage import Store, Tx
 from ..storage.crypto import AuthenticationFailed, new_key, open_sealed, seal
 from ..storage.errors import KeyUnavailableError
-from ..storage.keys import get_meta, set_meta
+from ..storage.keys import KeyRing, get_meta, set_meta
 from .errors import DeviceKeyError
 
 PREFIX = "policy.secret."
@@ -108,3 +108,29 @@ def key_id(public_key: bytes) -> str:
 async def device_public_key(store: Store) -> bytes:
     """The device's Ed25519 public key (32 raw bytes), creating the key pair on first use."""
     return (await SigningKey.load(store)).public_bytes
+
+
+async def rewrap_secrets(tx: Tx, ring: KeyRing, new_kid: str) -> int:
+    """Re-wrap every device secret under KEK ``new_kid`` inside ``tx``; returns how many.
+
+    Meant for ``storage.rotate_kek``'s final transaction (next to the DEK
+    re-wrap), so the signing and snapshot keys survive a KEK rotation even
+    when the device is not running during it.
+    """
+    new = ring.get(new_kid)
+    if new is None:
+        raise DeviceKeyError(f"KEK {new_kid[:8]} is not held")
+    rows = await tx.fetchall("SELECT name, value FROM vault.key_meta WHERE name LIKE 'policy.secret.%'")
+    done = 0
+    for full, value in rows:
+        name = str(full)[len(PREFIX) :]
+        kid, _, blob = str(value).partition(":")
+        if kid == new_kid:
+            continue
+        old = ring.get(kid)
+        if old is None:
+            raise DeviceKeyError(f"device {name} key is wrapped under KEK {kid[:8]}, which is not held")
+        secret = _unwrap(old, name, kid, blob)
+        await set_meta(tx, str(full), f"{new_kid}:{seal(new, secret, _aad(name, new_kid)).hex()}")
+        done += 1
+    return done

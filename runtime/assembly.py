@@ -41,6 +41,8 @@ class AssemblyContext:
     started: asyncio.Event
     """Set by the Device once every service has been launched."""
     environ: Mapping[str, str]
+    repair: bool = False
+    """``facegate run --repair``: let the store rebuild after a failed integrity check."""
 
     @property
     def config(self) -> DeviceConfig:
@@ -119,7 +121,25 @@ def add_mqtt(ctx: AssemblyContext, parts: Parts) -> None:
     build(ctx, parts)
 
 
-FACTORIES: list[Factory] = [add_watchdog, add_gpio_and_door, add_mqtt]
+def _subsystem(module: str) -> Factory:
+    """The ``build(ctx, parts)`` factory of a subsystem module, imported on use."""
+
+    def factory(ctx: AssemblyContext, parts: Parts) -> None:
+        build: Factory = importlib.import_module(f"facegate.{module}").build
+        build(ctx, parts)
+
+    factory.__name__ = f"build_{module.replace('.', '_')}"
+    return factory
+
+
+FACTORIES: list[Factory] = [
+    add_watchdog,
+    _subsystem("storage.assembly"),
+    add_gpio_and_door,
+    _subsystem("drivers.camera.assembly"),
+    _subsystem("handlers.recognition.assembly"),
+    add_mqtt,
+]
 """Subsystem factories in start order (resources open and services start in this order)."""
 
 

@@ -61,6 +61,7 @@ class Device:
         assembler: Assembler = assemble,
         handle_signals: bool = True,
         environ: Mapping[str, str] | None = None,
+        repair: bool = False,
     ) -> None:
         self.loaded = loaded
         self.clock: Clock = clock or SystemClock()
@@ -84,6 +85,7 @@ class Device:
         self._assembler = assembler
         self._handle_signals = handle_signals
         self._environ = os.environ if environ is None else environ
+        self._repair = repair
         self._shutdown = asyncio.Event()
         self._force = asyncio.Event()
         self._signals: list[signal.Signals] = []
@@ -124,6 +126,7 @@ class Device:
             health=self.health,
             started=self.started,
             environ=self._environ,
+            repair=self._repair,
         )
         self.parts = self._assembler(ctx)
         self._install_signals()

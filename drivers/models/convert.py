@@ -8,6 +8,12 @@ constant-fold them) and make the spatial input dims symbolic (so the detector
 runs at any multiple of 32). The result is cached as
 ``<cache_dir>/<stem>-<source sha256[:16]>-fp32.onnx``; a cache file whose
 recorded source hash does not match is rebuilt, never trusted.
+
+For recognisers, :func:`optimized_cached` then applies the exact rewrites of
+``optimize.py`` (PRelu -> Max, BN folded into Conv) to that fold and caches
+``<stem>-<hash16>-v<converter>-fp32-opt<optimizer>.onnx``, after checking
+numerically that it computes the same function. The plain fold stays in the
+cache as the reference (OpenCV's path in ``facegate bench`` runs it).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import ModelFileMissing, ModelFormatError
+from .optimize import OPTIMIZER_VERSION, optimize_model
 
 CONVERTER_VERSION = "1"
 """Bumped when the conversion changes, so old cache files are not reused."""
@@ -131,6 +138,19 @@ def converted_path(source: Path, source_hash: str, cache_dir: Path) -> Path:
     return cache_dir / f"{source.stem}-{source_hash[:16]}-v{CONVERTER_VERSION}-fp32.onnx"
 
 
+def _atomic_save(model: onnx.ModelProto, target: Path) -> None:
+    """Write ``model`` to ``target`` via temp file + rename (never half-written)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".convert-", suffix=".onnx")
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def convert_cached(
     source: Path, source_hash: str, cache_dir: Path, *, dynamic_spatial: bool
 ) -> Path:
@@ -154,13 +174,64 @@ def convert_cached(
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         raise ModelFormatError(f"converted {source.name} is not valid ONNX: {exc}") from None
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".convert-", suffix=".onnx")
-    os.close(fd)
+    _atomic_save(model, target)
+    return target
+
+
+def optimized_path(plain: Path) -> Path:
+    """Where the optimised copy of the plain fold ``plain`` lives (same cache, same key)."""
+    return plain.with_name(f"{plain.stem}-opt{OPTIMIZER_VERSION}.onnx")
+
+
+def _probe_inputs(model: onnx.ModelProto) -> list[npt.NDArray[np.float32]]:
+    """Two deterministic image-like inputs (0-255) for the model's first input."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    shape = [d.dim_value if d.dim_value > 0 else (1 if i == 0 else 112)
+             for i, d in enumerate(dims)]
+    rng = np.random.default_rng(20211201)
+    smooth = np.linspace(0.0, 255.0, int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    return [rng.uniform(0.0, 255.0, shape).astype(np.float32), smooth]
+
+
+def _same_function(a: onnx.ModelProto, b: onnx.ModelProto) -> bool:
+    """True when ``a`` and ``b`` give the same first output (to fp32 rounding) on probe inputs."""
+    import onnxruntime as ort  # noqa: PLC0415 - only needed while building a cache file
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 1
+    sa = ort.InferenceSession(a.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sb = ort.InferenceSession(b.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    name = sa.get_inputs()[0].name
+    for x in _probe_inputs(a):
+        ya = np.asarray(sa.run(None, {name: x})[0], np.float64).ravel()
+        yb = np.asarray(sb.run(None, {name: x})[0], np.float64).ravel()
+        scale = max(1e-6, float(np.abs(ya).max()))
+        if ya.shape != yb.shape or float(np.abs(ya - yb).max()) > 1e-4 * scale:
+            return False
+    return True
+
+
+def optimized_cached(plain: Path) -> Path:
+    """The exact-rewrite copy of the plain fold ``plain`` (see ``optimize.py``), cached.
+
+    Falls back to ``plain`` (and caches nothing) when the rewritten graph does
+    not reproduce the plain fold's output on the probe inputs: a rewrite must
+    never change what a model computes.
+    """
+    target = optimized_path(plain)
+    if target.is_file():
+        return target
     try:
-        onnx.save(model, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        reference = onnx.load(str(plain))
+    except Exception as exc:  # noqa: BLE001 - onnx raises bare DecodeError/ValueError variants
+        raise ModelFormatError(f"{plain} is not a readable ONNX model: {exc}") from None
+    model = optimize_model(onnx.load(str(plain)))
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError:
+        return plain
+    if not _same_function(reference, model):
+        return plain
+    _atomic_save(model, target)
     return target

@@ -22,7 +22,10 @@ CROP = 112
 class FaceEmbedder:
     """An embedding model with its id; thread-safe like its onnxruntime session."""
 
-    def __init__(self, session: ort.InferenceSession, spec: ModelSpec) -> None:
+    def __init__(
+        self, session: ort.InferenceSession, spec: ModelSpec, *, model_id: str | None = None
+    ) -> None:
+        """``model_id`` overrides ``spec.model_id`` for a derived build (e.g. the int8 recipe)."""
         if spec.family not in (ModelFamily.SFACE, ModelFamily.ARCFACE):
             raise ModelFormatError(f"{spec.name} is not a recogniser ({spec.family})")
         inp = session.get_inputs()[0]
@@ -35,7 +38,7 @@ class FaceEmbedder:
         self._input = inp.name
         self._batch_fixed = isinstance(shape[0], int) and shape[0] == 1
         self.spec = spec
-        self.model_id = spec.model_id
+        self.model_id = model_id or spec.model_id
         self.dim = int(dim) if dim else self._probe_dim()
 
     def _probe_dim(self) -> int:

@@ -18,10 +18,10 @@ import structlog
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.events import SecurityEvent, SecurityKind
-from .convert import convert_cached
+from .convert import convert_cached, optimized_cached
 from .detector import FaceDetector
 from .embedder import FaceEmbedder
-from .errors import ModelHashMismatch
+from .errors import ModelFormatError, ModelHashMismatch
 from .registry import BUILTIN_DETECTOR, BUILTIN_RECOGNIZER, ModelSpec, verify_pin
 from .session import make_session
 
@@ -47,6 +47,11 @@ class ModelOptions:
     recognizer_threads: int = 2
     detector_input_width: int = 320
     detector_score: float = 0.6
+    recognizer_precision: str = "fp32"
+    """``fp32``: the exact-rewrite fp32 graph (same embeddings and model id as
+    the plain fold). ``int8``: the built-in SFace quantised with the recipe in
+    ``quantize.py``; its model id gains ``+int8r<N>-<ranges hash>``, so
+    templates and calibration tables must be made with it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,10 @@ class LoadedModels:
     embedder: FaceEmbedder
     detector_path: Path
     recognizer_path: Path
+    reference_recognizer_path: Path | None = None
+    """The plain fp32 fold of the recogniser (before the exact rewrites of
+    ``optimize.py``); ``None`` when ``recognizer_path`` is that fold. OpenCV's
+    reference path in ``facegate bench`` runs this file."""
 
     @property
     def model_id(self) -> str:
@@ -74,16 +83,28 @@ def load_models(opts: ModelOptions | None = None) -> LoadedModels:
     verify_pin(opts.detector)
     verify_pin(opts.recognizer)
     det_path = convert_cached(opts.detector.path, opts.detector.sha256, cache, dynamic_spatial=True)
-    rec_path = convert_cached(
+    plain_rec = convert_cached(
         opts.recognizer.path, opts.recognizer.sha256, cache, dynamic_spatial=False
     )
+    rec_path = optimized_cached(plain_rec)
+    model_id = opts.recognizer.model_id
+    if opts.recognizer_precision == "int8":
+        from .quantize import BUILTIN_RANGES, quantize_cached, recipe_tag  # noqa: PLC0415 - pulls in onnxruntime.quantization
+
+        if opts.recognizer != BUILTIN_RECOGNIZER or rec_path == plain_rec:
+            raise ModelFormatError("int8 precision is available for the built-in SFace only")
+        rec_path = quantize_cached(rec_path, BUILTIN_RANGES)
+        model_id = f"{model_id}+{recipe_tag(BUILTIN_RANGES)}"
+    elif opts.recognizer_precision != "fp32":
+        raise ModelFormatError(f"unknown recognizer precision {opts.recognizer_precision!r}")
     detector = FaceDetector(
         make_session(det_path, intra_threads=opts.detector_threads),
         input_width=opts.detector_input_width,
         score_threshold=opts.detector_score,
     )
     embedder = FaceEmbedder(
-        make_session(rec_path, intra_threads=opts.recognizer_threads), opts.recognizer
+        make_session(rec_path, intra_threads=opts.recognizer_threads), opts.recognizer,
+        model_id=model_id,
     )
     _log.info(
         "models.loaded",
@@ -91,7 +112,8 @@ def load_models(opts: ModelOptions | None = None) -> LoadedModels:
         recognizer=embedder.model_id,
         dim=embedder.dim,
     )
-    return LoadedModels(detector, embedder, det_path, rec_path)
+    reference = plain_rec if rec_path != plain_rec else None
+    return LoadedModels(detector, embedder, det_path, rec_path, reference)
 
 
 async def load_models_async(

@@ -48,6 +48,7 @@ def model_options(cfg: RecognitionSection, config_path: Path | None = None) -> M
         recognizer_threads=m.recognizer_threads,
         detector_input_width=m.detector_input_width,
         detector_score=m.detector_score,
+        recognizer_precision=m.recognizer_precision,
     )
 
 
@@ -61,7 +62,7 @@ def threshold_policy(cfg: RecognitionSection, model_id: str) -> ThresholdPolicy:
     """The calibrated policy; a table made for another model is refused."""
     table = CalibrationTable.load(cfg.calibration) if cfg.calibration else None
     if table is None:
-        table = builtin_table()
+        table = builtin_table(model_id)
         if table.model_id != model_id and cfg.threshold is None:
             raise CalibrationError(
                 f"no calibration for model {model_id}: run 'facegate calibrate' and set "

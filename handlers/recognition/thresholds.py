@@ -85,10 +85,20 @@ class CalibrationTable:
 
 
 BUILTIN = Path(__file__).with_name("sface_calibration.json")
+BUILTIN_INT8 = Path(__file__).with_name("sface_int8r1_calibration.json")
+"""The table of the int8 build (``recognizer_precision = "int8"``), same devset."""
 
 
-def builtin_table() -> CalibrationTable:
-    """The SFace table measured on the devset (see docs/performance.md)."""
+def builtin_table(model_id: str | None = None) -> CalibrationTable:
+    """The shipped devset table for ``model_id`` (see docs/performance.md).
+
+    Without ``model_id``, or when no shipped table matches it, the fp32 SFace
+    table (the caller compares its ``model_id`` and refuses a mismatch).
+    """
+    if model_id is not None and BUILTIN_INT8.is_file():
+        table = CalibrationTable.load(BUILTIN_INT8)
+        if table.model_id == model_id:
+            return table
     return CalibrationTable.load(BUILTIN)
 
 

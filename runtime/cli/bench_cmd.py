@@ -28,13 +28,23 @@ def register(sub: Any) -> None:
     p.add_argument("--face", type=Path, default=_DEFAULT_FACE, help="photo with one face")
     p.add_argument("--sizes", default="10k,100k,1m",
                    help="matcher gallery sizes, comma separated (10k,100k,1m)")
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="recogniser build: exact fp32 (default) or the int8 recipe")
+    p.add_argument("--recognizer-threads", type=int, default=2,
+                   help="onnxruntime intra-op threads of the recogniser (default 2, the same "
+                   "budget as OpenCV's cv2.getNumThreads() on this machine)")
     p.add_argument("--skip-pipeline", action="store_true")
     p.add_argument("--skip-matcher", action="store_true")
     p.set_defaults(handler=_bench)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ...drivers.models.loader import load_models  # noqa: PLC0415 - heavy imports only when the command runs
+    import cv2  # noqa: PLC0415 - heavy imports only when the command runs
+
+    from ...drivers.models.loader import (  # noqa: PLC0415 - heavy imports only when the command runs
+        ModelOptions,
+        load_models,
+    )
     from ...handlers.recognition.bench import (  # noqa: PLC0415 - heavy imports only when the command runs
         STAGES,
         bench_matcher,
@@ -46,12 +56,14 @@ def _bench(args: argparse.Namespace) -> int:
     # stdout carries only the report (or the JSON object): logs go to stderr.
     configure_logging(device_id="cli", level="warning", stream=sys.stderr)
     sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
-    if any(s not in _SIZES for s in sizes) or args.frames < 10:
-        print("facegate bench: sizes are 10k, 100k, 1m; frames >= 10", file=sys.stderr)
+    if any(s not in _SIZES for s in sizes) or args.frames < 10 or args.recognizer_threads < 1:
+        print("facegate bench: sizes are 10k, 100k, 1m; frames >= 10; threads >= 1",
+              file=sys.stderr)
         return 2
     result: dict[str, Any] = {"note": "2-core machine shared with other work: numbers are noisy"}
     if not args.skip_pipeline:
-        models = load_models()
+        models = load_models(ModelOptions(recognizer_precision=args.precision,
+                                          recognizer_threads=args.recognizer_threads))
         frames = make_frames(args.face, args.frames)
         bench_pipeline(models, frames[:10])  # warm-up
         pipe = bench_pipeline(models, frames)
@@ -65,6 +77,9 @@ def _bench(args: argparse.Namespace) -> int:
             "opencv_p99_ms": ocv["p99"],
             "ratio_to_opencv": round(total["p50"] / ocv["p50"], 3) if ocv["p50"] else None,
             "stages": pipe.stages,
+            "model_id": models.model_id,
+            "threads": {"detector": 1, "recognizer": args.recognizer_threads,
+                        "opencv": cv2.getNumThreads()},
         })
     if not args.skip_matcher:
         matcher: dict[str, Any] = {}
@@ -79,7 +94,10 @@ def _bench(args: argparse.Namespace) -> int:
         return 0
     print(result["note"])
     if "stages" in result:
-        print(f"\npipeline, 640x480 frame, one face ({args.frames} frames)")
+        th = result["threads"]
+        print(f"\npipeline, 640x480 frame, one face ({args.frames} frames), model "
+              f"{result['model_id']}, threads: detector {th['detector']}, recogniser "
+              f"{th['recognizer']}, OpenCV {th['opencv']}")
         print(f"  {'stage':<8} {'p50 ms':>8} {'p99 ms':>8}")
         for st in STAGES:
             v = result["stages"][st]

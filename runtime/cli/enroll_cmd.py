@@ -3,9 +3,12 @@
 Each sub-folder name is the person's pseudonymous subject id. Every image is
 embedded by the recognition pipeline (one face, quality checks); a person's
 accepted templates are stored in one durable transaction. Every skipped
-image or folder is reported with its reason code. Until the consent registry
-(policy/) supplies the rule, an explicit ``--consent-ref`` is required and is
-recorded in the audit row of each enrolment.
+image or folder is reported with its reason code. Enrolment goes through
+:meth:`facegate.policy.Policy.enrol_subject`: a person without an active
+biometric consent (and age record; guardian consent for a minor) in the
+consent registry is skipped with ``consent_required:<missing>`` before any of
+their images is processed; the registry's consent id is recorded in the
+audit row of each enrolment.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from ...handlers.recognition import ImageRejected, RecognitionEngine
+from ...policy import Policy
+from ...policy.errors import ConsentRequiredError
 from ...storage import Store
 from ...storage.enrolment import check_id
 from ...storage.errors import InvalidInputError
@@ -40,11 +45,6 @@ def register(sub: Any) -> None:
     p = sub.add_parser("enroll", help="enrol faces from a folder of person_id/*.jpg")
     p.add_argument("--from", dest="source", type=Path, required=True, help="folder of person folders")
     p.add_argument("-c", "--config", type=Path, required=True, help="firmware config TOML")
-    p.add_argument(
-        "--consent-ref",
-        required=True,
-        help="reference of the signed biometric consent covering these people",
-    )
     p.add_argument("--actor", default="cli", help="operator id recorded in the audit log")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_enroll)
@@ -75,18 +75,16 @@ def _plan(root: Path, summary: EnrolSummary) -> dict[str, list[Path]]:
     return people
 
 
-async def run_enrolment(
-    root: Path, config: Path, consent_ref: str, *, actor: str, progress: bool
-) -> EnrolSummary:
-    """Embed and enrol every person folder under ``root``; returns what happened."""
-    if not consent_ref.strip():
-        raise InvalidInputError("--consent-ref must not be empty")
+async def run_enrolment(root: Path, config: Path, *, actor: str, progress: bool) -> EnrolSummary:
+    """Embed and enrol every consenting person folder under ``root``; returns what happened."""
     loaded = load_config(config)
     summary = EnrolSummary()
     people = await asyncio.to_thread(_plan, root, summary)
     total = sum(len(v) for v in people.values())
     engine = await RecognitionEngine.create(loaded.config.recognition, config_path=config)
     async with Store.from_config(loaded.config.storage) as store:
+        cfg = loaded.config
+        policy = await Policy(store, cfg.privacy, clock=store.clock, device_id=cfg.device.id).open()
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -96,6 +94,12 @@ async def run_enrolment(
         ) as bar:
             task = bar.add_task("embedding images", total=total)
             for person, images in people.items():
+                try:  # consent first: no face of a non-consenting person is processed
+                    await policy.require_enrolment_consent(person)
+                except ConsentRequiredError as exc:
+                    summary.skipped.append((person + "/", f"consent_required:{exc.missing}"))
+                    bar.advance(task, len(images))
+                    continue
                 vectors = []
                 model_id = engine.model_id
                 for img in images:
@@ -115,10 +119,8 @@ async def run_enrolment(
                     summary.skipped.append((person + "/", "no_usable_image"))
                     continue
                 try:
-                    res = await store.gallery.enroll(
-                        person, np.stack(vectors), model_id, actor=actor, consent_ref=consent_ref
-                    )
-                except InvalidInputError as exc:
+                    res = await policy.enrol_subject(person, np.stack(vectors), model_id, actor=actor)
+                except (InvalidInputError, ConsentRequiredError) as exc:
                     summary.skipped.append((person + "/", f"refused: {exc}"))
                     continue
                 summary.enrolled[person] = len(res.template_ids)
@@ -133,7 +135,6 @@ def _enroll(args: argparse.Namespace) -> int:
         run_enrolment(
             args.source,
             args.config,
-            args.consent_ref,
             actor=args.actor,
             progress=not args.no_progress,
         )

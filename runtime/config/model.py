@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._fields import setting
+from ._fields import FieldError, setting
 from .core import DeviceSection, LifecycleSection, LoggingSection, MqttSection
 from .gpio import GpioSection
 from .hardware import CameraSection
@@ -32,3 +32,7 @@ class DeviceConfig:
     homeassistant: HomeAssistantSection = setting(
         factory=HomeAssistantSection, doc="Home Assistant MQTT discovery."
     )
+
+    def check(self) -> None:
+        if self.recognition.enabled and not self.storage.enabled:
+            raise FieldError("recognition.enabled", "recognition needs [storage] enabled (the gallery)")

@@ -14,6 +14,11 @@ from .secrets import SecretRef
 class StorageSection:
     """The SQLite file, its key-encryption key (KEK) and storage bounds."""
 
+    enabled: bool = setting(
+        True,
+        doc="Open the encrypted store. Off only for a device without a gallery (door and MQTT "
+        "only); recognition needs it.",
+    )
     path: Path = setting(Path("facegate.db"), doc="SQLite database file (WAL beside it).")
     vault_path: Path | None = setting(
         None,

@@ -39,7 +39,7 @@ class ClientOptions:
 
     def new_client(self, will: aiomqtt.Will) -> aiomqtt.Client:
         """A fresh aiomqtt client (one per connection attempt: its futures are single-use)."""
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self.host,
             self.port,
             identifier=self.client_id,
@@ -51,7 +51,12 @@ class ClientOptions:
             clean_session=True if self.protocol is not aiomqtt.ProtocolVersion.V5 else None,
             tls_context=self.tls,
             timeout=self.timeout,
+            # The outbox drain keeps a window of QoS 1 publishes on the wire.
+            max_inflight_messages=256,
         )
+        # aiomqtt warns per publish above this; a full drain window is normal, not a problem.
+        client.pending_calls_threshold = 1024
+        return client
 
 
 def effective_protocol(cfg: MqttSection) -> aiomqtt.ProtocolVersion:

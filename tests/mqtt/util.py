@@ -44,6 +44,8 @@ def write_config(
         if isinstance(value, dict):
             lines.append(f"[mqtt.{key}]")
             lines.extend(f"{k} = {json.dumps(v)}" for k, v in value.items())
+    # MQTT tests run a device without a gallery: no store, no recognition models.
+    lines += ["", "[storage]", "enabled = false", "", "[recognition]", "enabled = false"]
     path = tmp_path / name
     path.write_text("\n".join(lines) + "\n")
     return path

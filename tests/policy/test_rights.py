@@ -10,8 +10,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from facegate.policy import Policy, decrypt_templates, device_public_key, export_subject, verify_export
+from facegate.policy.device_keys import rewrap_secrets
 from facegate.policy.errors import ConsentInputError, ExportVerificationError, SubjectUnknownError
 from facegate.storage import EventClass, KekSource, Store
+from facegate.storage.crypto import new_key
+from facegate.storage.keys import ACTIVE, set_meta
 
 from .conftest import MODEL, consent_adult, embeddings
 
@@ -125,3 +128,19 @@ async def test_rectification_is_audited_and_receipted(policy: Policy) -> None:
         await policy.rectify("X1", actor="dpo", set_attributes={"ethnicity": "x"})
     with pytest.raises(SubjectUnknownError):
         await policy.rectify("nobody", actor="dpo", display_name="N")
+
+
+@pytest.mark.asyncio
+async def test_device_keys_survive_a_kek_change(policy: Policy) -> None:
+    pub = await device_public_key(policy.store)
+    ring = policy.store.keys
+    new_kid = ring.add(new_key())
+    async with policy.store.transaction() as tx:  # what rotate_kek's final step does
+        assert await rewrap_secrets(tx, ring, new_kid) == 1
+        await set_meta(tx, ACTIVE, new_kid)
+    row = await policy.store.db.fetchone(
+        "SELECT value FROM vault.key_meta WHERE name = 'policy.secret.signing'"
+    )
+    assert row is not None and str(row[0]).startswith(new_kid)
+    ring._keks = {new_kid: ring._keks[new_kid]}  # the old KEK is gone after rotation
+    assert await device_public_key(policy.store) == pub

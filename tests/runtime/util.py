@@ -10,7 +10,9 @@ import structlog
 from facegate.runtime.config import LoadedConfig, load_config
 from facegate.runtime.logs import configure_logging
 
-MINIMAL = '[device]\nid = "gate-1"\n'
+# Core tests run a device without a gallery: no store, no recognition models.
+NO_GALLERY = "\n[storage]\nenabled = false\n\n[recognition]\nenabled = false\n"
+MINIMAL = '[device]\nid = "gate-1"\n' + NO_GALLERY
 
 
 def write_config(tmp_path: Path, text: str, name: str = "device.toml") -> Path:

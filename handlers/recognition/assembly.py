@@ -1,0 +1,122 @@
+"""Device wiring of recognition: the engine as a resource, the service, the gallery load.
+
+The engine (models verified, converted and opened off the loop) is created
+when the device's resources open, after the store (``storage.assembly``), so
+a model with the wrong hash stops the device before it serves anyone. The
+decrypted gallery is then loaded into the matcher and the store is attached
+to it, so later enrolments and erasures reach the matcher at once.
+Components: ``recognition`` (:class:`RecognitionHost`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import structlog
+
+from .engine import RecognitionEngine
+from .service import RecognitionService
+
+if TYPE_CHECKING:
+    from ...runtime.assembly import AssemblyContext, Parts
+    from ...storage.store import Store
+
+_log = structlog.get_logger("facegate.recognition")
+
+
+class RecognitionHost:
+    """Owns the engine for the device's lifetime and runs the recognition service.
+
+    Use as a resource (``async with``) and as a Service (``run``). The service
+    is created on the first ``run`` because it needs the loaded engine.
+    """
+
+    def __init__(self, ctx: AssemblyContext, store: Store | None) -> None:
+        self._ctx = ctx
+        self._store = store
+        self._engine: RecognitionEngine | None = None
+        self._ready = asyncio.Event()
+        self.service: RecognitionService | None = None
+
+    @property
+    def name(self) -> str:
+        return "recognition"
+
+    @property
+    def engine(self) -> RecognitionEngine:
+        """The loaded engine; raises RuntimeError before the device's resources are open."""
+        if self._engine is None:
+            raise RuntimeError("recognition engine is not loaded yet")
+        return self._engine
+
+    async def wait_ready(self) -> RecognitionEngine:
+        """Wait until the service subscribes to frames; return the engine."""
+        await self._ready.wait()
+        return self.engine
+
+    async def __aenter__(self) -> RecognitionHost:
+        ctx = self._ctx
+        engine = await RecognitionEngine.create(
+            ctx.config.recognition, bus=ctx.bus, clock=ctx.clock, config_path=ctx.loaded.path
+        )
+        if self._store is not None:
+            report = await self._store.gallery.load_all(engine.matcher, model_id=engine.model_id)
+            self._store.gallery.attach(engine.matcher)
+            _log.info(
+                "recognition.gallery_loaded",
+                template_count=report.templates,
+                subject_count=engine.matcher.subject_count,
+                failures=len(report.failures),
+                other_models=report.other_models,
+            )
+            if report.other_models:
+                _log.warning(
+                    "recognition.reenrolment_required",
+                    other_models=report.other_models,
+                    model_id=engine.model_id,
+                    reason="templates of another model are never compared",
+                )
+        self._engine = engine
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._store is not None:
+            self._store.gallery.attach(None)
+
+    async def run(self) -> None:
+        if self.service is None:
+            self.service = RecognitionService(self.engine, self._ctx.bus, self._ctx.clock)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._mark_ready(self.service), name="recognition.ready")
+            tg.create_task(self.service.run(), name="recognition.frames")
+
+    async def _mark_ready(self, service: RecognitionService) -> None:
+        await service.wait_ready()
+        self._ready.set()
+
+    def health(self) -> dict[str, int | float | str | bool | None]:
+        """Counts only: frames analysed and gallery size."""
+        if self._engine is None:
+            return {"loaded": False}
+        return {
+            "loaded": True,
+            "frames_analysed": self.service.frames_analysed if self.service else 0,
+            "gallery_templates": len(self._engine.matcher),
+            "gallery_subjects": self._engine.matcher.subject_count,
+        }
+
+
+def build(ctx: AssemblyContext, parts: Parts) -> None:
+    """Add the recognition host (resource + service) when recognition is enabled."""
+    if not ctx.config.recognition.enabled:
+        return
+    store = parts.components.get("store")
+    host = RecognitionHost(ctx, store)  # type: ignore[arg-type]  # Store or None, checked by storage.assembly
+    parts.resources.append(host)
+    parts.services.append(host)
+    parts.components["recognition"] = host
+    ctx.health.register("recognition", host.health)

@@ -1,0 +1,81 @@
+"""Device wiring of the privacy policy: opened after the store and recognition.
+
+Add ``_subsystem("policy.assembly")`` to ``runtime.assembly.FACTORIES`` after
+recognition. Registers component ``policy`` (:class:`PolicyHost`, whose
+``policy`` is the :class:`Policy` the MQTT command layer calls) and two
+services: the retention sweeper and the gallery watcher.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .core import Policy
+from .retention import RetentionSweeper
+from .watch import GalleryWatcher
+
+if TYPE_CHECKING:
+    from ..runtime.assembly import AssemblyContext, Parts
+    from ..storage import Store
+
+
+class PolicyHost:
+    """Resource that opens the :class:`Policy` once the store and the matcher exist."""
+
+    def __init__(self, ctx: AssemblyContext, store: Store, recognition: Any | None) -> None:
+        self._ctx = ctx
+        self._store = store
+        self._recognition = recognition
+        self._policy: Policy | None = None
+
+    @property
+    def policy(self) -> Policy:
+        if self._policy is None:
+            raise RuntimeError("policy is not open yet")
+        return self._policy
+
+    async def __aenter__(self) -> PolicyHost:
+        cfg = self._ctx.config
+        sink = self._recognition.engine.matcher if self._recognition is not None else None
+        self._policy = await Policy(
+            self._store, cfg.privacy, clock=self._ctx.clock, sink=sink, device_id=cfg.device.id
+        ).open()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._policy is not None:
+            self._policy.attach(None)
+
+
+class _Deferred:
+    """A service built from the opened policy when the supervisor first runs it."""
+
+    def __init__(self, name: str, host: PolicyHost, kind: type[RetentionSweeper] | type[GalleryWatcher]):
+        self._name = name
+        self._host = host
+        self._kind = kind
+        self.service: RetentionSweeper | GalleryWatcher | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def run(self) -> None:
+        if self.service is None:
+            self.service = self._kind(self._host.policy, clock=self._host.policy.clock)
+        await self.service.run()
+
+
+def build(ctx: AssemblyContext, parts: Parts) -> None:
+    """Add the policy host (resource), the sweeper and the watcher when a store exists."""
+    store = parts.components.get("store")
+    if store is None:
+        return
+    host = PolicyHost(ctx, store, parts.components.get("recognition"))  # type: ignore[arg-type]  # Store, set by storage.assembly
+    parts.resources.append(host)
+    parts.components["policy"] = host
+    parts.services.append(_Deferred("policy.retention", host, RetentionSweeper))
+    parts.services.append(_Deferred("policy.gallery_watch", host, GalleryWatcher))
