@@ -11,6 +11,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ..runtime.events import AccessDecision, Decision
 from .core import Policy
 from .retention import RetentionSweeper
 from .watch import GalleryWatcher
@@ -69,6 +70,28 @@ class _Deferred:
         await self.service.run()
 
 
+class MatchRecorder:
+    """Records each granted match, so template retention counts from the last use.
+
+    Subscribes to :class:`AccessDecision` (never dropped); only the subject id
+    and time are stored, in the subject row the policy owns.
+    """
+
+    def __init__(self, host: PolicyHost, ctx: AssemblyContext) -> None:
+        self._host = host
+        self._bus = ctx.bus
+
+    @property
+    def name(self) -> str:
+        return "policy.match_recorder"
+
+    async def run(self) -> None:
+        async with self._bus.subscribe(AccessDecision, name=self.name, maxsize=1024) as sub:
+            async for decision in sub:
+                if decision.decision is Decision.GRANTED and decision.subject_id:
+                    await self._host.policy.record_match(decision.subject_id, decision.at)
+
+
 def build(ctx: AssemblyContext, parts: Parts) -> None:
     """Add the policy host (resource), the sweeper and the watcher when a store exists."""
     store = parts.components.get("store")
@@ -79,3 +102,4 @@ def build(ctx: AssemblyContext, parts: Parts) -> None:
     parts.components["policy"] = host
     parts.services.append(_Deferred("policy.retention", host, RetentionSweeper))
     parts.services.append(_Deferred("policy.gallery_watch", host, GalleryWatcher))
+    parts.services.append(MatchRecorder(host, ctx))

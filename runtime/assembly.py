@@ -138,6 +138,7 @@ FACTORIES: list[Factory] = [
     add_gpio_and_door,
     _subsystem("drivers.camera.assembly"),
     _subsystem("handlers.recognition.assembly"),
+    _subsystem("policy.assembly"),
     add_mqtt,
 ]
 """Subsystem factories in start order (resources open and services start in this order)."""

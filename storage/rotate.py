@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,6 +152,10 @@ def dek_bytes(ring: KeyRing, sid: str, kid: str, wrapped: bytes) -> bytes:
         raise TamperError(f"subject {sid}: wrapped data key failed authentication", subject_id=sid) from None
 
 
+ExtraRewrap = Callable[[Tx, KeyRing, str], Awaitable[int]]
+"""Re-wrap more KEK-wrapped secrets inside the rotation's final transaction."""
+
+
 async def rotate_kek(
     db_path: Path,
     source: KekSource,
@@ -163,8 +167,14 @@ async def rotate_kek(
     clock: Clock | None = None,
     publish: Publish | None = None,
     actor: str = "cli",
+    rewrap_extra: Sequence[ExtraRewrap] = (),
 ) -> RotationReport:
-    """Re-wrap every DEK under a new KEK (see module doc). Safe to rerun after a crash."""
+    """Re-wrap every DEK under a new KEK (see module doc). Safe to rerun after a crash.
+
+    ``rewrap_extra`` re-wraps other KEK-wrapped secrets (the policy's device
+    signing key, for one) inside the same final transaction that switches the
+    active KEK, so no secret is ever left wrapped only under a retired key.
+    """
     async with Store(db_path, source, clock=clock, publish=publish, register_kek=False) as store:
         ring = store.keys
         active = await get_meta(store.db, ACTIVE)
@@ -204,6 +214,8 @@ async def rotate_kek(
             async with store.transaction() as tx:
                 while await _rewrap(tx, ring, new_id, 1000):
                     pass
+                for extra in rewrap_extra:
+                    await extra(tx, ring, new_id)
                 count = await tx.fetchone("SELECT COUNT(*) FROM vault.subject_keys")
                 await set_meta(tx, ACTIVE, new_id)
                 await set_meta(tx, TARGET, None)

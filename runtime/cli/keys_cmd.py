@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from ...policy.device_keys import rewrap_secrets
 from ...storage import Store, init_kek, kek_source_from_config, rotate_kek
 from ..config import load_config
 
@@ -70,6 +71,7 @@ def _rotate(args: argparse.Namespace) -> int:
                 new_passphrase=new_pass,
                 batch=max(1, args.batch),
                 progress=progress,
+                rewrap_extra=(rewrap_secrets,),
             )
         )
     print(f"rotated KEK {report.old_kek_id[:8]} -> {report.new_kek_id[:8]}: {report.total} subject key(s)")

@@ -15,6 +15,8 @@ from facegate.storage import KekSource, KekSourceKind, Store
 
 from .conftest import RecordingSink
 
+EVIDENCE = "sha256:" + "ab" * 32  # digest of the signed paper form
+
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -54,14 +56,18 @@ def test_bulk_enrolment_reports_every_skip(
             """
         )
     )
-    assert cli_main(["keys", "init", "-c", str(cfg)]) == 0
-    with pytest.raises(SystemExit):  # the consent reference is mandatory
-        cli_main(["enroll", "--from", str(faces), "-c", str(cfg)])
-    code = cli_main(
-        ["enroll", "--from", str(faces), "-c", str(cfg), "--consent-ref", "form-17", "--no-progress"]
-    )
+    c = str(cfg)
+    assert cli_main(["keys", "init", "-c", c]) == 0
+    # Enrolment goes through the policy: each person needs an age record and an
+    # active biometric consent before any of their photos is processed.
+    for sid in ("E100", "E200", "E300"):
+        assert cli_main(["subjects", "age", "-c", c, sid, "--birth-date", "1980-02-02"]) == 0
+        grant = ["subjects", "consent", "grant", "-c", c, sid, "--method", "paper"]
+        assert cli_main([*grant, "--evidence", EVIDENCE, "--activate"]) == 0
+    capsys.readouterr()
+    code = cli_main(["enroll", "--from", str(faces), "-c", c, "--no-progress"])
     out = capsys.readouterr().out
-    assert code == 0
+    assert code == 0, out
     assert "enrolled 2 person(s), 3 template(s)" in out
     for line in (
         "skipped E200/broken.jpg: image_corrupt",
@@ -85,6 +91,9 @@ def test_bulk_enrolment_reports_every_skip(
             np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, rtol=1e-4)
             rows = await st.db.fetchall("SELECT subject_id, detail FROM audit WHERE action = 'enrol'")
             assert {r[0] for r in rows} == {"E100", "E200"}
-            assert all(json.loads(r[1])["consent_ref"] == "form-17" for r in rows)
+            consent_ids = {
+                r[0] for r in await st.db.fetchall("SELECT consent_id FROM consents")
+            }
+            assert all(json.loads(r[1])["consent_ref"] in consent_ids for r in rows)
 
     asyncio.run(check())
