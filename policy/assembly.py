@@ -100,6 +100,22 @@ def build(ctx: AssemblyContext, parts: Parts) -> None:
     host = PolicyHost(ctx, store, parts.components.get("recognition"))  # type: ignore[arg-type]  # Store, set by storage.assembly
     parts.resources.append(host)
     parts.components["policy"] = host
+    _add_command_actions(ctx, parts, host)
     parts.services.append(_Deferred("policy.retention", host, RetentionSweeper))
     parts.services.append(_Deferred("policy.gallery_watch", host, GalleryWatcher))
     parts.services.append(MatchRecorder(host, ctx))
+
+
+def _add_command_actions(ctx: AssemblyContext, parts: Parts, host: PolicyHost) -> None:
+    """Components ``privacy`` (rights verbs over MQTT) and ``keys`` (refuses live rotation)."""
+    from .actions import OfflineKeyRotation, PrivacyActions  # noqa: PLC0415  # command layer loads lazily
+
+    def embedder() -> Any:
+        recognition = parts.components.get("recognition")
+        if recognition is None:
+            return None
+        return recognition.engine.embed_image  # type: ignore[attr-defined]  # RecognitionHost
+
+    parts.components["privacy"] = PrivacyActions(host, embedder)
+    loaded = getattr(ctx, "loaded", None)  # tests pass a duck-typed context
+    parts.components["keys"] = OfflineKeyRotation(getattr(loaded, "path", None))

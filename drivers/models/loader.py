@@ -47,6 +47,8 @@ class ModelOptions:
     recognizer_threads: int = 2
     detector_input_width: int = 320
     detector_score: float = 0.6
+    recognizer_spin: bool = False
+    """Let the recogniser's idle intra-op threads spin (see ``session.make_session``)."""
     recognizer_precision: str = "fp32"
     """``fp32``: the exact-rewrite fp32 graph (same embeddings and model id as
     the plain fold). ``int8``: the built-in SFace quantised with the recipe in
@@ -103,7 +105,9 @@ def load_models(opts: ModelOptions | None = None) -> LoadedModels:
         score_threshold=opts.detector_score,
     )
     embedder = FaceEmbedder(
-        make_session(rec_path, intra_threads=opts.recognizer_threads), opts.recognizer,
+        make_session(rec_path, intra_threads=opts.recognizer_threads,
+                     spin=opts.recognizer_spin),
+        opts.recognizer,
         model_id=model_id,
     )
     _log.info(

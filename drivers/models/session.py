@@ -9,19 +9,24 @@ import onnxruntime as ort
 from .errors import ModelFormatError
 
 
-def make_session(path: Path, *, intra_threads: int) -> ort.InferenceSession:
+def make_session(path: Path, *, intra_threads: int, spin: bool = False) -> ort.InferenceSession:
     """Open ``path`` on the CPU provider with small-device options.
 
-    ``allow_spinning=0`` stops idle worker threads from busy-waiting: with
-    several sessions on 2 cores, spinning threads steal the CPU the other
-    session needs (measured 49 ms -> 28 ms for detect+embed here).
+    ``allow_spinning=0`` (``spin=False``, the default) stops idle worker
+    threads from busy-waiting: with several sessions on 2 cores, spinning
+    threads steal the CPU the other session needs (measured 49 ms -> 28 ms
+    for detect+embed here). ``spin=True`` suits the one multi-threaded
+    session of a dedicated device: it saves the wake-up of the worker thread
+    at each of the ~100 parallel operators of one SFace run (int8 embed
+    4.5 -> 3.4 ms here on an idle machine) but costs CPU while idle and
+    loses when other processes want the cores.
     """
     so = ort.SessionOptions()
     so.intra_op_num_threads = max(1, intra_threads)
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     so.log_severity_level = 3
     try:

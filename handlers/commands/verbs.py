@@ -48,6 +48,16 @@ class Invocation:
 
 Handler = Callable[[Invocation], Awaitable[Result]]
 
+_MISSING = {
+    "licence/install": "licensing is not implemented in this build (no licence component yet)",
+    "open": "this device has no door controller",
+    "lockdown": "this device has no door controller",
+    "release": "this device has no door controller",
+    "keys/rotate": "this device has no key store",
+}
+_PRIVACY = "this device has no store/privacy policy (storage disabled)"
+_MISSING |= {v: _PRIVACY for v in ("enroll", "erase", "export", "withdraw", "rectify")}
+
 
 class VerbTable:
     """verb -> handler; unknown or unbound verbs raise VerbNotAvailable."""
@@ -64,7 +74,8 @@ class VerbTable:
     async def run(self, inv: Invocation) -> Result:
         handler = self._handlers.get(inv.verb)
         if handler is None:
-            raise VerbNotAvailable(f"'{inv.verb}' is not available on this device")
+            why = _MISSING.get(inv.verb, "the part implementing it is not in this build")
+            raise VerbNotAvailable(f"'{inv.verb}' is not available on this device: {why}")
         return await handler(inv)
 
 
@@ -81,17 +92,26 @@ class Door(Protocol):
 
 @runtime_checkable
 class PrivacyActions(Protocol):
-    """Data-subject rights, implemented by the policy layer (component ``privacy``)."""
+    """Data-subject rights, implemented by the policy layer (component ``privacy``).
 
-    async def enroll(self, image: bytes, *, consent_ref: str, subject_id: str | None) -> Result: ...
+    ``actor`` is the verified operator's name (recorded in the audit log, never
+    in an event). Each returns a reply ``result`` of ids and counts only and
+    raises a :class:`~.errors.CommandError` with a stable code on failure
+    (``consent_required``, ``unknown_subject``, ``image_rejected:<reason>``, ...).
+    See :class:`facegate.policy.actions.PrivacyActions`.
+    """
 
-    async def erase(self, subject_id: str, *, reason: str) -> Result: ...
+    async def enroll(
+        self, image: bytes, *, consent_ref: str, subject_id: str | None, actor: str
+    ) -> Result: ...
 
-    async def export(self, subject_id: str) -> Result: ...
+    async def erase(self, subject_id: str, *, reason: str, actor: str) -> Result: ...
 
-    async def withdraw(self, subject_id: str, *, consent_ref: str | None) -> Result: ...
+    async def export(self, subject_id: str, *, recipient_key: bytes | None, actor: str) -> Result: ...
 
-    async def rectify(self, subject_id: str, attributes: Mapping[str, Any]) -> Result: ...
+    async def withdraw(self, subject_id: str, *, consent_ref: str | None, actor: str) -> Result: ...
+
+    async def rectify(self, subject_id: str, attributes: Mapping[str, Any], *, actor: str) -> Result: ...
 
 
 @runtime_checkable
@@ -103,9 +123,9 @@ class LicenceInstaller(Protocol):
 
 @runtime_checkable
 class KeyRotator(Protocol):
-    """Component ``keys``."""
+    """Component ``keys`` (may refuse with ``not_supported_while_running``)."""
 
-    async def rotate(self) -> Result: ...
+    async def rotate(self, *, actor: str) -> Result: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +203,7 @@ def device_verbs(
         rot = keys
 
         async def rotate(inv: Invocation) -> Result:
-            return await rot.rotate()
+            return await rot.rotate(actor=_actor(inv))
 
         table.bind("keys/rotate", rotate)
     return table
@@ -214,24 +234,34 @@ def _bind_door(table: VerbTable, door: Door) -> None:
     table.bind("release", release)
 
 
+def _actor(inv: Invocation) -> str:
+    return inv.operator or "mqtt"
+
+
 def _bind_privacy(table: VerbTable, p: PrivacyActions) -> None:
     async def enroll(inv: Invocation) -> Result:
         image = _b64(str(inv.args["image_b64"]), "image_b64")
         sid = inv.args.get("subject_id")
-        return await p.enroll(image, consent_ref=str(inv.args["consent_ref"]), subject_id=sid)
+        return await p.enroll(
+            image, consent_ref=str(inv.args["consent_ref"]), subject_id=sid, actor=_actor(inv)
+        )
 
     async def erase(inv: Invocation) -> Result:
-        return await p.erase(str(inv.args["subject_id"]), reason=str(inv.args.get("reason", "request")))
+        return await p.erase(
+            str(inv.args["subject_id"]), reason=str(inv.args.get("reason", "request")), actor=_actor(inv)
+        )
 
     async def export(inv: Invocation) -> Result:
-        return await p.export(str(inv.args["subject_id"]))
+        key = inv.args.get("recipient_key_b64")
+        recipient = None if key is None else _b64(str(key), "recipient_key_b64")
+        return await p.export(str(inv.args["subject_id"]), recipient_key=recipient, actor=_actor(inv))
 
     async def withdraw(inv: Invocation) -> Result:
         ref = inv.args.get("consent_ref")
-        return await p.withdraw(str(inv.args["subject_id"]), consent_ref=ref)
+        return await p.withdraw(str(inv.args["subject_id"]), consent_ref=ref, actor=_actor(inv))
 
     async def rectify(inv: Invocation) -> Result:
-        return await p.rectify(str(inv.args["subject_id"]), dict(inv.args["attributes"]))
+        return await p.rectify(str(inv.args["subject_id"]), dict(inv.args["attributes"]), actor=_actor(inv))
 
     for verb, fn in (
         ("enroll", enroll),

@@ -5,7 +5,9 @@ few pixels per frame so caches cannot make repeats free) goes through decode
 (cv2.imdecode), detect, quality, align, embed and a 1:N search against a
 1,000-subject gallery. The same frames then go through OpenCV's own path
 (``cv2.FaceDetectorYN`` at the frame size + ``cv2.FaceRecognizerSF``
-alignCrop/feature, fed the same converted fp32 models).
+alignCrop/feature, fed the plain fp32 fold of the same pinned files, on
+OpenCV's own thread pool of ``cv2.getNumThreads()`` threads, 2 here, the
+same budget as ours: detector 1 thread then recogniser 2 threads).
 
 Matcher: N random unit 128-d templates; probes are mated (an enrolled
 template mixed with noise to cosine ~0.6, like a genuine SFace pair), which

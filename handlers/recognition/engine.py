@@ -49,6 +49,7 @@ def model_options(cfg: RecognitionSection, config_path: Path | None = None) -> M
         detector_input_width=m.detector_input_width,
         detector_score=m.detector_score,
         recognizer_precision=m.recognizer_precision,
+        recognizer_spin=m.recognizer_spin,
     )
 
 

@@ -33,6 +33,8 @@ def register(sub: Any) -> None:
     p.add_argument("--recognizer-threads", type=int, default=2,
                    help="onnxruntime intra-op threads of the recogniser (default 2, the same "
                    "budget as OpenCV's cv2.getNumThreads() on this machine)")
+    p.add_argument("--spin", action="store_true",
+                   help="let the recogniser's idle threads spin (recognizer_spin = true)")
     p.add_argument("--skip-pipeline", action="store_true")
     p.add_argument("--skip-matcher", action="store_true")
     p.set_defaults(handler=_bench)
@@ -63,7 +65,8 @@ def _bench(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {"note": "2-core machine shared with other work: numbers are noisy"}
     if not args.skip_pipeline:
         models = load_models(ModelOptions(recognizer_precision=args.precision,
-                                          recognizer_threads=args.recognizer_threads))
+                                          recognizer_threads=args.recognizer_threads,
+                                          recognizer_spin=args.spin))
         frames = make_frames(args.face, args.frames)
         bench_pipeline(models, frames[:10])  # warm-up
         pipe = bench_pipeline(models, frames)
@@ -79,7 +82,7 @@ def _bench(args: argparse.Namespace) -> int:
             "stages": pipe.stages,
             "model_id": models.model_id,
             "threads": {"detector": 1, "recognizer": args.recognizer_threads,
-                        "opencv": cv2.getNumThreads()},
+                        "recognizer_spin": args.spin, "opencv": cv2.getNumThreads()},
         })
     if not args.skip_matcher:
         matcher: dict[str, Any] = {}
@@ -97,7 +100,8 @@ def _bench(args: argparse.Namespace) -> int:
         th = result["threads"]
         print(f"\npipeline, 640x480 frame, one face ({args.frames} frames), model "
               f"{result['model_id']}, threads: detector {th['detector']}, recogniser "
-              f"{th['recognizer']}, OpenCV {th['opencv']}")
+              f"{th['recognizer']}{' (spinning)' if th['recognizer_spin'] else ''}, "
+              f"OpenCV {th['opencv']}")
         print(f"  {'stage':<8} {'p50 ms':>8} {'p99 ms':>8}")
         for st in STAGES:
             v = result["stages"][st]

@@ -113,20 +113,61 @@ def test_run_stops_cleanly_on_signal(tmp_path: Path, sig: signal.Signals) -> Non
     assert '"device.stopped"' in err
 
 
-def test_demo_prints_online_and_offline(tmp_path: Path) -> None:
+def _demo_config(tmp_path: Path) -> Path:
     demo = (REPO / "firmware-config" / "demo.toml").read_text()
-    port = free_port()
-    cfg = write_config(tmp_path, demo.replace("port = 18830", f"port = {port}"), name="demo.toml")
+    demo = demo.replace("port = 18830", f"port = {free_port()}")
+    # Share the converted-model cache with real demo runs (converted once per checkout).
+    demo = demo.replace('cache_dir = "../var/model-cache"', f'cache_dir = "{REPO / "var" / "model-cache"}"')
+    return write_config(tmp_path, demo, name="demo.toml")
+
+
+def test_demo_prints_online_and_offline(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [FACEGATE, "demo", "--seconds", "3", "--config", str(cfg)],
+        [FACEGATE, "demo", "--seconds", "3", "--no-story", "--config", str(_demo_config(tmp_path))],
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    assert "facegate/v1/demo-gate/status" in out
-    assert '"state":"online"' in out
-    assert '"state":"offline"' in out  # the clean shutdown, seen by the separate client
+    status = [line for line in out.splitlines() if line.startswith("[mqtt] status")]
+    assert any(": online (version" in line for line in status), out
+    assert status[-1].endswith(": offline"), out  # the clean shutdown, seen by the separate client
     assert "stopped (exit 0)" in out
+
+
+def test_demo_tells_the_whole_story_through_mqtt(tmp_path: Path) -> None:
+    """The README's demo: every outcome is printed as the outside MQTT subscriber got it."""
+    proc = subprocess.run(
+        [FACEGATE, "demo", "--seconds", "40", "--config", str(_demo_config(tmp_path))],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+
+    def after(marker: str) -> list[str]:
+        i = next(n for n, line in enumerate(lines) if marker in line)
+        return lines[i + 1 :]
+
+    def first_access(marker: str) -> str:
+        return next(line for line in after(marker) if line.startswith("[mqtt] event/access:"))
+
+    out = proc.stdout
+    assert "[demo] enrolled emp-1001 from an image file" in out
+    assert "enrolment of kid-2001 refused" in out and "guardian" in out
+    assert "[demo] enrolled kid-2001 from an image file" in out  # after the guardian consented
+    assert "enrolment of emp-1003 refused" in out
+    assert "GRANTED reason=match subject=emp-1001" in first_access("a known face, live")
+    assert "UNKNOWN" in first_access("a face nobody enrolled")
+    replay = first_access("a frozen replay")
+    assert "DENIED reason=liveness_still subject=-" in replay
+    assert "GRANTED reason=match subject=kid-2001" in first_access("the enrolled child")
+    assert "kind=erasure subject_id=emp-1001" in out
+    assert "UNKNOWN" in first_access("the withdrawn person again")
+    assert "[mqtt] event/door: kind=unlocked" in out
+    assert "[mqtt] event/security: kind=door_forced" in out
+    assert "stopped (exit 0)" in out
+    # Privacy: names, photo file names and embeddings never reach MQTT.
+    mqtt = "\n".join(line for line in lines if line.startswith("[mqtt]"))
+    assert "obama" not in mqtt.lower() and "Family" not in mqtt and "embedding" not in mqtt
 
 
 def test_demo_default_config_is_the_repo_file() -> None:
