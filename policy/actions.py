@@ -44,9 +44,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ..handlers.commands.errors import CommandRefused, VerbFailed
-from ..storage.errors import InvalidInputError, OutboxFullError
+from ..handlers.recognition.errors import ImageRejected, RecognitionError
+from ..storage.errors import InvalidInputError, OutboxFullError, StorageError
 from .consent import ACCESS_CONTROL
-from .consent_model import ConsentKind, ConsentState
+from .consent_model import ConsentKind
 from .core import ErasureOutcome, Policy
 from .device_keys import key_id
 from .errors import (
@@ -54,6 +55,7 @@ from .errors import (
     ConsentNotFoundError,
     ConsentRequiredError,
     InvalidTransitionError,
+    PolicyError,
     SubjectUnknownError,
 )
 from .images import EmbeddedImage, enrol_images
@@ -67,6 +69,8 @@ _log = structlog.get_logger("facegate.policy.actions")
 Result = dict[str, Any]
 BUNDLE_ALG = "X25519-HKDF-SHA256-AES256GCM"
 _BUNDLE_INFO = b"facegate/export-bundle/v1"
+_MAPPED = (PolicyError, StorageError, RecognitionError)
+"""Errors that become a reply code; anything else is a bug and propagates."""
 
 
 class PolicySource(Protocol):
@@ -131,7 +135,7 @@ class PrivacyActions:
             )
         try:
             res = await enrol_images(policy, sid, [image], embed, actor=actor)
-        except Exception as exc:
+        except _MAPPED as exc:
             raise _mapped(exc) from None
         _log.info("policy.actions.enrolled", subject_id=sid, templates=len(res.template_ids))
         return {
@@ -147,36 +151,37 @@ class PrivacyActions:
     async def erase(self, subject_id: str, *, reason: str, actor: str = "mqtt") -> Result:
         try:
             out = await self._policy.erase_subject(subject_id, actor=actor, reason=reason)
-        except Exception as exc:
+        except _MAPPED as exc:
             raise _mapped(exc) from None
         return _erasure(out.subject_id, out)
 
-    async def withdraw(
-        self, subject_id: str, *, consent_ref: str | None, actor: str = "mqtt"
-    ) -> Result:
+    async def withdraw(self, subject_id: str, *, consent_ref: str | None, actor: str = "mqtt") -> Result:
         policy = self._policy
         try:
             if consent_ref is None:
                 out = await policy.withdraw_subject(subject_id, actor=actor)
                 return _erasure(subject_id, out) | {"withdrawn": "all"}
             consent = await policy.consents.get(consent_ref)
-            if consent.subject_id != subject_id:
-                raise VerbFailed("consent_ref belongs to another subject", code="consent_mismatch")
-            record, erased = await policy.withdraw_consent(consent_ref, actor=actor)
-        except VerbFailed:
-            raise
-        except Exception as exc:
+        except _MAPPED as exc:
             raise _mapped(exc) from None
-        result: Result = {"subject_id": subject_id, "withdrawn": record.consent_id, "erased": erased is not None}
+        if consent.subject_id != subject_id:
+            raise VerbFailed("consent_ref belongs to another subject", code="consent_mismatch")
+        try:
+            record, erased = await policy.withdraw_consent(consent_ref, actor=actor)
+        except _MAPPED as exc:
+            raise _mapped(exc) from None
+        result: Result = {
+            "subject_id": subject_id,
+            "withdrawn": record.consent_id,
+            "erased": erased is not None,
+        }
         if erased is not None:
             result |= _erasure(subject_id, erased)
         return result
 
     # -- rectify ----------------------------------------------------------------------------------
 
-    async def rectify(
-        self, subject_id: str, attributes: Mapping[str, Any], *, actor: str = "mqtt"
-    ) -> Result:
+    async def rectify(self, subject_id: str, attributes: Mapping[str, Any], *, actor: str = "mqtt") -> Result:
         if "display_name" in attributes or "name" in attributes:
             raise CommandRefused(
                 "names are not accepted over MQTT; use `facegate subjects rectify --name`", code="bad_args"
@@ -184,8 +189,10 @@ class PrivacyActions:
         remove = [k for k, v in attributes.items() if v is None]
         update = {k: v for k, v in attributes.items() if v is not None}
         try:
-            await self._policy.rectify(subject_id, actor=actor, set_attributes=update, remove_attributes=remove)
-        except Exception as exc:
+            await self._policy.rectify(
+                subject_id, actor=actor, set_attributes=update, remove_attributes=remove
+            )
+        except _MAPPED as exc:
             raise _mapped(exc) from None
         return {"subject_id": subject_id, "set": len(update), "removed": len(remove)}
 
@@ -196,7 +203,7 @@ class PrivacyActions:
     ) -> Result:
         try:
             bundle = await export_subject(self._policy, subject_id, actor=actor)
-        except Exception as exc:
+        except _MAPPED as exc:
             raise _mapped(exc) from None
         envelope = json.loads(bundle)
         body = json.loads(envelope["payload"])
@@ -256,10 +263,6 @@ def _erasure(subject_id: str, out: ErasureOutcome) -> Result:
 
 def _mapped(exc: Exception) -> Exception:
     """The stable reply code of a policy, storage or recognition error."""
-    from ..handlers.recognition.errors import ImageRejected  # noqa: PLC0415  # recognition is optional
-
-    if isinstance(exc, VerbFailed | CommandRefused):
-        return exc
     if isinstance(exc, ConsentRequiredError):
         return VerbFailed(f"missing consent: {exc.missing}", code="consent_required")
     if isinstance(exc, SubjectUnknownError):
@@ -274,7 +277,7 @@ def _mapped(exc: Exception) -> Exception:
         return CommandRefused(str(exc), code="bad_args")
     if isinstance(exc, OutboxFullError):
         return VerbFailed("the event outbox is full; try again when the broker drains it", code="busy")
-    raise exc
+    return VerbFailed(f"{type(exc).__name__}: {exc}")
 
 
 # -- encrypted export bundles ---------------------------------------------------------------------
@@ -308,7 +311,9 @@ def open_bundle(block: Mapping[str, Any], subject_id: str, private_key: X25519Pr
     """The recipient's side of :func:`seal_bundle`: the signed envelope (check it with verify_export)."""
     eph_pub = base64.b64decode(block["ephemeral_public_key"])
     rpub = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    key = _bundle_key(private_key.exchange(X25519PublicKey.from_public_bytes(eph_pub)), subject_id, eph_pub, rpub)
+    key = _bundle_key(
+        private_key.exchange(X25519PublicKey.from_public_bytes(eph_pub)), subject_id, eph_pub, rpub
+    )
     return AESGCM(key).decrypt(
         base64.b64decode(block["nonce"]), base64.b64decode(block["ciphertext"]), subject_id.encode()
     )

@@ -15,11 +15,12 @@ def make_session(path: Path, *, intra_threads: int, spin: bool = False) -> ort.I
     ``allow_spinning=0`` (``spin=False``, the default) stops idle worker
     threads from busy-waiting: with several sessions on 2 cores, spinning
     threads steal the CPU the other session needs (measured 49 ms -> 28 ms
-    for detect+embed here). ``spin=True`` suits the one multi-threaded
-    session of a dedicated device: it saves the wake-up of the worker thread
-    at each of the ~100 parallel operators of one SFace run (int8 embed
-    4.5 -> 3.4 ms here on an idle machine) but costs CPU while idle and
-    loses when other processes want the cores.
+    for detect+embed here). ``spin=True`` lets the workers spin *within* one
+    ``run`` and stops them when it returns (``session.force_spinning_stop``),
+    so the next session and an idle device do not pay for it: it saves the
+    wake-up of the worker at each of the ~100 parallel operators of one SFace
+    run (int8 embed ~4.5 -> ~3.4 ms here when the cores are free) but loses
+    when other processes want the cores during the run.
     """
     so = ort.SessionOptions()
     so.intra_op_num_threads = max(1, intra_threads)
@@ -27,6 +28,8 @@ def make_session(path: Path, *, intra_threads: int, spin: bool = False) -> ort.I
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    if spin:
+        so.add_session_config_entry("session.force_spinning_stop", "1")
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     so.log_severity_level = 3
     try:

@@ -136,7 +136,8 @@ async def _print_mqtt(device: Device) -> None:
             await client.subscribe(base + "#", qos=1)
             async for message in client.messages:
                 suffix = str(message.topic).removeprefix(base)
-                _say(f"[mqtt] {suffix}{' (retained)' if message.retain else ''}: {describe(suffix, message.payload)}")
+                retained = " (retained)" if message.retain else ""
+                _say(f"[mqtt] {suffix}{retained}: {describe(suffix, message.payload)}")
     # The broker closing at shutdown ends the subscription: that is the normal end.
 
 

@@ -25,6 +25,12 @@ def register(sub: Any) -> None:
         "1 runtime failure or forced shutdown, 2 bad usage or config.",
     )
     p.add_argument("-c", "--config", type=Path, required=True, help="firmware config TOML file")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="start even though the store failed its integrity check: rebuild what can be "
+        "read (raises a security event; nothing readable is dropped)",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -34,14 +40,16 @@ def setup_logging(loaded: LoadedConfig) -> None:
     configure_logging(device_id=cfg.device.id, level=cfg.logging.level, fmt=cfg.logging.format)
 
 
-async def serve(loaded: LoadedConfig, *, seconds: float | None = None, body: Body | None = None) -> int:
+async def serve(
+    loaded: LoadedConfig, *, seconds: float | None = None, body: Body | None = None, repair: bool = False
+) -> int:
     """Run a Device until a signal (or ``seconds``); return the exit code.
 
     ``body`` runs beside the device (the demo uses it) and keeps running while
     the device shuts down, so it can observe the clean ``offline``; it is
     cancelled once the device has stopped.
     """
-    device = Device(loaded)
+    device = Device(loaded, repair=repair)
     extra: asyncio.Future[None] | None = None
     try:
         async with device:
@@ -63,4 +71,4 @@ async def serve(loaded: LoadedConfig, *, seconds: float | None = None, body: Bod
 def _run(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     setup_logging(loaded)
-    return asyncio.run(serve(loaded))
+    return asyncio.run(serve(loaded, repair=args.repair))

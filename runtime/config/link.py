@@ -86,8 +86,15 @@ class HomeAssistantSection:
     discovery_prefix: str = setting("homeassistant", doc="Home Assistant's discovery prefix.")
     lock: bool = setting(
         False,
-        doc="Offer a lock entity. Home Assistant cannot sign commands, so 'unlock' goes to an "
-        "operator bridge (facegate cmd bridge) that signs it; off means no lock entity.",
+        doc="Offer a lock entity. Home Assistant cannot sign commands, so 'unlock' must go "
+        "through an operator bridge that signs it as cmd/open: the lock is published only "
+        "when lock_bridge names that bridge's operator; otherwise it is absent (removed).",
+    )
+    lock_bridge: str = setting(
+        "",
+        doc="Operator name (a key in [commands.operators]) of the bridge that turns Home "
+        "Assistant's UNLOCK on <prefix>/<id>/ha/lock/set into a signed cmd/open. Empty: no bridge, "
+        "so no lock entity.",
     )
 
     def check(self) -> None:

@@ -16,7 +16,6 @@ from ._convert import ConversionError, build_section
 from .model import DeviceConfig
 from .secrets import SecretRef
 
-
 # user:password@ inside any URL-like value (camera RTSP sources, for example).
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 

@@ -55,9 +55,9 @@ class ModelSettings:
     )
     recognizer_spin: bool = setting(
         False,
-        doc="Let the recogniser's idle onnxruntime threads busy-wait (allow_spinning=1): "
-        "~1 ms faster per embedding on a dedicated device, slower when other processes "
-        "compete for the cores.",
+        doc="Let the recogniser's onnxruntime threads busy-wait during one inference "
+        "(allow_spinning=1, stopped when it returns): ~1 ms faster per embedding when the "
+        "cores are free, slower when other processes compete for them.",
     )
     recognizer_precision: Literal["fp32", "int8"] = setting(
         "fp32",

@@ -2,9 +2,12 @@
 
 :class:`DurableEvents` (Service ``mqtt.events``) owns two named tasks:
 
-* ``mqtt.events.sink`` takes AccessDecision, DoorEvent, SecurityEvent and
-  PrivacyEvent from the bus, encodes them (:mod:`.codec`) and appends them to
-  the outbox in one durable transaction per batch, BEFORE anything is sent;
+* ``mqtt.events.sink`` takes AccessDecision, DoorEvent and SecurityEvent
+  from the bus, encodes them (:mod:`.codec`) and appends them to the outbox
+  in one durable transaction per batch, BEFORE anything is sent. PrivacyEvents
+  are NOT taken from the bus: the policy writes each receipt to the outbox in
+  the transaction that made the change (``policy/receipts.py``, topic suffix
+  ``event/privacy``), so they are delivered from there, exactly once per row;
 * ``mqtt.events.drain`` publishes undelivered rows in commit order at QoS 1
   with a window of ``inflight`` messages on the wire, and marks rows
   delivered only after their PUBACK. When a publish fails (connection lost,
@@ -12,7 +15,11 @@
   the oldest undelivered row: delivery is at-least-once, consumers
   de-duplicate by ``event_id``. Rows are written to the socket in commit
   order, so order holds per topic (a resend may repeat, never reorder, what a
-  consumer first saw).
+  consumer first saw). Rows written by other writers (policy receipts, the
+  CLI in another process) carry a topic suffix and may lack ``event_id`` and
+  ``device_id``: the drain completes them deterministically from the row
+  (``event_id`` = the outbox row's id), so a resend is byte-identical. The
+  drain also wakes every ``poll_s`` to pick up rows committed by other processes.
 
 A restart resends whatever was committed and not acknowledged, so a device
 killed mid-publish loses nothing it had committed.
@@ -21,6 +28,7 @@ killed mid-publish loses nothing it had committed.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,11 +39,15 @@ from ...storage.errors import StorageError
 from ...storage.outbox import Outbox, OutboxRecord
 from ..bus import EventBus
 from ..clock import Clock
-from ..events import AccessDecision, Event
-from .codec import EVENT_TYPES, EventCodec
+from ..events import AccessDecision, DoorEvent, Event, SecurityEvent
+from .codec import EventCodec
 from .errors import MqttPublishError
+from .payloads import encode
 
 _log = structlog.get_logger("facegate.mqtt")
+
+SINK_TYPES: tuple[type[Event], ...] = (AccessDecision, DoorEvent, SecurityEvent)
+"""Bus events the sink makes durable (PrivacyEvents are already in the outbox)."""
 
 
 class LinkLike(Protocol):
@@ -78,6 +90,7 @@ class DurableEvents:
         queue: int = 4096,
         name: str = "mqtt.events",
         on_access: Callable[[AccessDecision], None] | None = None,
+        poll_s: float = 2.0,
     ) -> None:
         if inflight < 1 or batch < 1:
             raise ValueError("inflight and batch must be >= 1")
@@ -92,6 +105,7 @@ class DurableEvents:
         self._queue = queue
         self._name = name
         self._on_access = on_access
+        self._poll_s = poll_s
         self._wake = asyncio.Event()
         self._wake.set()  # drain whatever a previous run left behind
         self._subscribed = asyncio.Event()
@@ -124,11 +138,18 @@ class DurableEvents:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._sink(), name=f"{self._name}.sink")
             tg.create_task(self._drain(), name=f"{self._name}.drain")
+            tg.create_task(self._poll(), name=f"{self._name}.poll")
+
+    async def _poll(self) -> None:
+        # Rows committed by another process (a CLI erasure receipt) wake no one here.
+        while True:
+            await self._clock.sleep(self._poll_s)
+            self._wake.set()
 
     # -- bus -> outbox ------------------------------------------------------------------
 
     async def _sink(self) -> None:
-        async with self._bus.subscribe(*EVENT_TYPES, name=self._name, maxsize=self._queue) as sub:
+        async with self._bus.subscribe(*SINK_TYPES, name=self._name, maxsize=self._queue) as sub:
             self._subscribed.set()
             try:
                 while True:
@@ -199,7 +220,7 @@ class DurableEvents:
             window = rows[start : start + self._inflight]
             # Tasks start in creation order, so the packets hit the socket in commit order.
             results = await asyncio.gather(
-                *(self._link.publish_to(r.topic, r.payload, qos=1) for r in window),
+                *(self._link.publish_to(*self.wire(r), qos=1) for r in window),
                 return_exceptions=True,
             )
             for row, result in zip(window, results, strict=True):
@@ -212,6 +233,22 @@ class DurableEvents:
             if failed:
                 break
         return acked, failed
+
+    def wire(self, row: OutboxRecord) -> tuple[str, bytes]:
+        """The topic and payload a row is published with (a pure function of the row)."""
+        if row.topic.startswith(self._base.rsplit("/", 1)[0] + "/"):
+            return row.topic, row.payload  # a full topic (written by the sink)
+        # A suffix written by another writer (policy receipts): complete it.
+        topic = f"{self._base}/{row.topic}"
+        try:
+            body = json.loads(row.payload)
+        except ValueError:
+            return topic, row.payload
+        if not isinstance(body, dict) or ("event_id" in body and "device_id" in body):
+            return topic, row.payload
+        body.setdefault("event_id", row.event_id)
+        body.setdefault("device_id", self._codec.device_id)
+        return topic, encode(body)
 
     async def _next_connection(self, seen: int) -> None:
         """Wait for a connection newer than ``seen``; if the old one stays up, retry soon."""

@@ -6,11 +6,13 @@ after every connect. Every entity's availability is the device's retained
 
 Entities: sensors for the last access decision (``event/access``), the
 licence state (``licence``), link health (``status``) and the outbox backlog
-(``telemetry``); and, when ``homeassistant.lock`` is on, a lock whose state
-follows ``event/door`` (unlocked/locked) and whose commands go to
-``<base>/ha/lock/set``. Home Assistant cannot sign, so that topic is NOT a
-command topic: an operator bridge (``facegate cmd bridge``) holding an
-operator key turns ``UNLOCK`` into a signed ``cmd/open``.
+(``telemetry``); and a lock whose state follows ``event/door``
+(unlocked/locked) and whose commands go to ``<base>/ha/lock/set``, ONLY when
+``homeassistant.lock`` is on AND ``homeassistant.lock_bridge`` names the
+operator bridge: Home Assistant cannot sign, so that topic is NOT a command
+topic; the bridge, holding an operator key, turns ``UNLOCK`` into a signed
+``cmd/open``. Without a bridge the lock config topic gets an empty retained
+payload, which removes a lock discovered earlier: no unsigned unlock path exists.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ class _Link(Protocol):
     def connection_number(self) -> int: ...
     async def wait_connected(self) -> None: ...
     async def publish_to(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None: ...
+
+
+def lock_config_topic(topics: DeviceTopics, prefix: str = "homeassistant") -> str:
+    """The lock entity's discovery topic (also cleared when no bridge is configured)."""
+    return f"{prefix}/lock/facegate_{topics.device_id.replace('-', '_')}/door/config"
 
 
 def discovery_configs(
@@ -96,7 +103,7 @@ def discovery_configs(
         },
     }
     if lock:
-        out[f"{prefix}/lock/{node}/door/config"] = common | {
+        out[lock_config_topic(topics, prefix)] = common | {
             "name": "Door",
             "unique_id": f"{node}_door",
             "command_topic": f"{base}/{LOCK_SET}",
@@ -121,6 +128,8 @@ class HomeAssistantDiscovery:
         self._link = link
         self._clock = clock
         self._configs = discovery_configs(link.topics, link.identity, prefix=prefix, lock=lock)
+        # Without a bridge, make sure no lock discovered earlier survives (empty retained = delete).
+        self._clear = [] if lock else [lock_config_topic(link.topics, prefix)]
         self._name = name
         self.published_for = 0
         """The connection number the configs were last published on."""
@@ -141,6 +150,8 @@ class HomeAssistantDiscovery:
                 try:
                     for topic, config in self._configs.items():
                         await self._link.publish_to(topic, encode(config), qos=1, retain=True)
+                    for topic in self._clear:
+                        await self._link.publish_to(topic, b"", qos=1, retain=True)
                     self.published_for = number
                 except MqttPublishError as exc:
                     _log.debug("mqtt.homeassistant.retry", detail=str(exc))

@@ -165,8 +165,17 @@ def add_link_services(ctx: _Ctx, parts: _Parts, link: MqttLink, metrics: LinkMet
         parts.services.append(commands)
         parts.components["commands"] = commands
     if cfg.homeassistant.discovery:
+        ha_cfg = cfg.homeassistant
+        bridge = ha_cfg.lock_bridge
+        if ha_cfg.lock and not bridge:
+            _log.warning("mqtt.homeassistant.lock_disabled", reason="no lock_bridge: unlock cannot be signed")
+        elif ha_cfg.lock and bridge not in cfg.commands.operators:
+            _log.warning("mqtt.homeassistant.lock_disabled", reason="lock_bridge is not an operator")
         ha = HomeAssistantDiscovery(
-            link, clock=ctx.clock, prefix=cfg.homeassistant.discovery_prefix, lock=cfg.homeassistant.lock
+            link,
+            clock=ctx.clock,
+            prefix=ha_cfg.discovery_prefix,
+            lock=ha_cfg.lock and bool(bridge) and bridge in cfg.commands.operators,
         )
         parts.services.append(ha)
         parts.components["mqtt.homeassistant"] = ha

@@ -64,6 +64,8 @@ class PersistentSubscriber:
         self.topic = topic
         self.ids: list[str] = []
         self.connected = asyncio.Event()
+        self.connects = 0
+        """CONNACKs received so far (a reconnect after a broker kill increments it)."""
         self._changed = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._client = mqtt.Client(
@@ -75,7 +77,12 @@ class PersistentSubscriber:
 
     def _on_connect(self, client: mqtt.Client, *_: object) -> None:
         client.subscribe(self.topic, qos=1)
-        self._loop.call_soon_threadsafe(self.connected.set)
+        self._loop.call_soon_threadsafe(self._connected)
+
+    def _connected(self) -> None:
+        self.connects += 1
+        self.connected.set()
+        self._changed.set()
 
     def _on_message(self, _c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
         event_id = json.loads(m.payload)["event_id"]
@@ -92,6 +99,13 @@ class PersistentSubscriber:
     def stop(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+    async def wait_connects(self, n: int, within: float) -> None:
+        """Wait until the client has connected ``n`` times in all."""
+        async with asyncio.timeout(within):
+            while self.connects < n:
+                self._changed.clear()
+                await self._changed.wait()
 
     async def wait_unique(self, n: int, within: float) -> None:
         async with asyncio.timeout(within):

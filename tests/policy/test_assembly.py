@@ -9,7 +9,9 @@ import pytest
 from facegate.handlers.recognition.matcher import Matcher
 from facegate.policy.assembly import PolicyHost, build
 from facegate.runtime.assembly import Parts
+from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock
+from facegate.runtime.events import AccessDecision, Decision
 from facegate.runtime.config.privacy import PrivacySection
 from facegate.storage import Store
 
@@ -21,7 +23,8 @@ async def test_build_opens_policy_and_runs_sweeper_and_watcher(
     store: Store, clock: ManualClock, matcher: Matcher
 ) -> None:
     cfg = SimpleNamespace(privacy=PrivacySection(), device=SimpleNamespace(id="gate-1"))
-    ctx = SimpleNamespace(config=cfg, clock=clock)
+    bus = EventBus()
+    ctx = SimpleNamespace(config=cfg, clock=clock, bus=bus)
     recognition = SimpleNamespace(engine=SimpleNamespace(matcher=matcher))
     parts = Parts()
     build(ctx, parts)  # type: ignore[arg-type]  # duck-typed context
@@ -29,7 +32,11 @@ async def test_build_opens_policy_and_runs_sweeper_and_watcher(
     parts.components.update(store=store, recognition=recognition)
     build(ctx, parts)  # type: ignore[arg-type]  # duck-typed context
     host = parts.component("policy", PolicyHost)
-    assert [s.name for s in parts.services] == ["policy.retention", "policy.gallery_watch"]
+    assert [s.name for s in parts.services] == [
+        "policy.retention",
+        "policy.gallery_watch",
+        "policy.match_recorder",
+    ]
     async with host:
         await consent_adult(host.policy, "D1")
         emb = embeddings(1, seed=41)
@@ -43,6 +50,22 @@ async def test_build_opens_policy_and_runs_sweeper_and_watcher(
                     break
                 await asyncio.sleep(0)
             await asyncio.wait_for(deferred.service.wait_sweeps(1), 10)  # type: ignore[attr-defined]  # same
+            # A granted decision is recorded as the subject's last match (template retention
+            # counts from it); other decisions are not.
+            def decision(kind: Decision, at: float) -> AccessDecision:
+                return AccessDecision(
+                    at=at, event_id=f"e{at}", decision=kind, reason="match", subject_id="D1",
+                    score=0.8, runner_up=0.1, margin=0.7, threshold=0.4,
+                )
+
+            bus.publish(decision(Decision.DENIED, clock.wall() + 500))
+            bus.publish(decision(Decision.GRANTED, clock.wall() + 100))
+            for _ in range(200):
+                row = await store.db.fetchone("SELECT last_match_at FROM subjects WHERE subject_id = 'D1'")
+                if row and row[0]:
+                    break
+                await asyncio.sleep(0.01)
+            assert row is not None and row[0] == pytest.approx(clock.wall() + 100)
         finally:
             for t in tasks:
                 t.cancel()

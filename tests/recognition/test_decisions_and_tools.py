@@ -159,3 +159,18 @@ def test_bench_cli_json(
                                 "total"}
     assert r["search_10k_recall_at_1"] == 1.0
     assert np.isfinite(r["pipeline_p50_ms"])
+    # The comparison is documented: which build ran, and both thread budgets.
+    assert r["model_id"] == "sface-2021dec@fb143eea"
+    assert r["threads"]["recognizer"] == 2 and r["threads"]["opencv"] >= 1
+
+
+def test_bench_cli_int8_build(
+    capsys: pytest.CaptureFixture[str], model_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(model_cache.parent))
+    args = ["bench", "--json", "--frames", "10", "--skip-matcher", "--precision", "int8",
+            "--spin"]
+    assert main(args) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert "+int8r1-" in r["model_id"] and r["threads"]["recognizer_spin"] is True
+    assert np.isfinite(r["ratio_to_opencv"])

@@ -35,6 +35,7 @@ from facegate.drivers.models.quantize import (
     quantize_cached,
     quantized_path,
 )
+from facegate.drivers.models.session import make_session
 from facegate.handlers.recognition import RecognitionEngine
 from facegate.handlers.recognition.engine import model_options
 from facegate.handlers.recognition.int8_ranges import sample_crops
@@ -238,3 +239,12 @@ def test_target_fmr_doc_states_the_gallery_division() -> None:
     doc = next(f for f in fields(RecognitionSection) if f.name == "target_fmr").metadata
     text = " ".join(str(v) for v in doc.values())
     assert "target_fmr / gallery size" in text and "1:N search" in text
+
+
+def test_spinning_is_bounded_to_one_run(models: LoadedModels) -> None:
+    """``spin=True`` spins only within a run (force_spinning_stop); the default never spins."""
+    quiet = make_session(models.recognizer_path, intra_threads=2).get_session_options()
+    assert quiet.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    busy = make_session(models.recognizer_path, intra_threads=2, spin=True).get_session_options()
+    assert busy.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert busy.get_session_config_entry("session.force_spinning_stop") == "1"
