@@ -11,8 +11,8 @@ from facegate.policy.assembly import PolicyHost, build
 from facegate.runtime.assembly import Parts
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock
-from facegate.runtime.events import AccessDecision, Decision
 from facegate.runtime.config.privacy import PrivacySection
+from facegate.runtime.events import AccessDecision, Decision
 from facegate.storage import Store
 
 from .conftest import MODEL, consent_adult, embeddings, matches
