@@ -62,7 +62,7 @@ from .images import EmbeddedImage, enrol_images
 from .rights import export_subject
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    pass
 
 _log = structlog.get_logger("facegate.policy.actions")
 
@@ -223,32 +223,6 @@ class PrivacyActions:
             return summary
         summary["bundle"] = seal_bundle(bundle, subject_id, recipient_key)
         return summary
-
-
-class OfflineKeyRotation:
-    """Component ``keys``: ``keys/rotate`` is refused while the device runs.
-
-    Why: :func:`facegate.storage.rotate_kek` re-wraps every data key on its own
-    connection and switches the vault's active KEK, while the running
-    :class:`~facegate.storage.Store` keeps its key ring (old KEK) in memory and
-    would wrap the DEK of every later enrolment under the retired key; for
-    env/credential KEKs the new key must also be installed outside the device.
-    Storage offers no live hand-over, so rotation is an offline operation:
-    stop the device, run ``facegate keys rotate -c <config>``
-    (``--new-key-file`` for env/credential KEKs), install the key, start again.
-    """
-
-    def __init__(self, config_path: Path | None) -> None:
-        self._config = str(config_path) if config_path is not None else "<config.toml>"
-
-    async def rotate(self, *, actor: str = "mqtt") -> Result:
-        raise VerbFailed(
-            "KEK rotation cannot run while the device is serving (the live store would keep "
-            "wrapping new data keys under the old KEK): stop the device, then run "
-            f"`facegate keys rotate -c {self._config}` (add --new-key-file for env/credential "
-            "KEKs and install the new key), then start it again",
-            code="not_supported_while_running",
-        )
 
 
 def _erasure(subject_id: str, out: ErasureOutcome) -> Result:

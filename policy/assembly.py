@@ -107,8 +107,9 @@ def build(ctx: AssemblyContext, parts: Parts) -> None:
 
 
 def _add_command_actions(ctx: AssemblyContext, parts: Parts, host: PolicyHost) -> None:
-    """Components ``privacy`` (rights verbs over MQTT) and ``keys`` (refuses live rotation)."""
-    from .actions import OfflineKeyRotation, PrivacyActions  # noqa: PLC0415  # command layer loads lazily
+    """Component ``privacy`` (rights verbs over MQTT); the device signing key joins KEK rotation."""
+    from .actions import PrivacyActions  # noqa: PLC0415  # command layer loads lazily
+    from .device_keys import rewrap_secrets  # noqa: PLC0415  # same
 
     def embedder() -> Any:
         recognition = parts.components.get("recognition")
@@ -117,5 +118,9 @@ def _add_command_actions(ctx: AssemblyContext, parts: Parts, host: PolicyHost) -
         return recognition.engine.embed_image  # type: ignore[attr-defined]  # RecognitionHost
 
     parts.components["privacy"] = PrivacyActions(host, embedder)
-    loaded = getattr(ctx, "loaded", None)  # tests pass a duck-typed context
-    parts.components["keys"] = OfflineKeyRotation(getattr(loaded, "path", None))
+    keys = parts.components.get("keys")
+    extra = getattr(keys, "extra", None)  # storage.assembly.LiveKeyRotation
+    if isinstance(extra, list):
+        # The policy's device secrets are KEK-wrapped too: re-wrap them in the same final
+        # transaction, or a live rotation would strand the export signing key.
+        extra.append(rewrap_secrets)

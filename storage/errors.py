@@ -46,7 +46,14 @@ class KeyUnavailableError(KeyMaterialError):
 
 
 class RotationError(KeyMaterialError):
-    """A key rotation cannot start or continue (missing next key, mismatched ids)."""
+    """A key rotation cannot start or continue (missing next key, mismatched ids).
+
+    ``code`` is a stable machine-readable reason (command replies carry it).
+    """
+
+    def __init__(self, message: str, *, code: str = "rotation_failed") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class TamperError(StorageError):

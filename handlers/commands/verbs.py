@@ -203,7 +203,12 @@ def device_verbs(
         rot = keys
 
         async def rotate(inv: Invocation) -> Result:
-            return await rot.rotate(actor=_actor(inv))
+            from ...storage.errors import RotationError  # noqa: PLC0415  # optional part
+
+            try:
+                return await rot.rotate(actor=_actor(inv))
+            except RotationError as exc:
+                raise VerbFailed(str(exc), code=exc.code) from None
 
         table.bind("keys/rotate", rotate)
     return table
