@@ -14,6 +14,8 @@ Contract (used by the MQTT link)
   ``dropped_telemetry`` and in ``kv_state``). If no telemetry row is left,
   a telemetry append is dropped (counted) and an access/security/privacy/door
   append raises :class:`OutboxFullError`: those are never dropped silently.
+* :meth:`Outbox.delivered_since` lists rows delivered since a wall time
+  (read-only; the link's redelivery window after a broker loss).
 * Delivered rows are purged by :meth:`Outbox.purge_delivered` after their
   retention (policy default 7 days).
 """
@@ -153,6 +155,22 @@ class Outbox:
             "SELECT seq, event_id, topic, klass, payload, created_at FROM outbox "
             "WHERE delivered_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
             (after_seq, limit),
+        )
+        return [
+            OutboxRecord(int(s), str(e), str(t), EventClass(k), bytes(p), float(c))
+            for s, e, t, k, p, c in rows
+        ]
+
+    async def delivered_since(self, since: float, limit: int = 100_000) -> list[OutboxRecord]:
+        """Rows marked delivered at or after wall time ``since``, oldest first (by ``seq``).
+
+        Read-only. The MQTT link republishes these after a reconnect: a broker
+        may acknowledge a message and die before it saved or forwarded it.
+        """
+        rows = await self.db.fetchall(
+            "SELECT seq, event_id, topic, klass, payload, created_at FROM outbox "
+            "WHERE delivered_at IS NOT NULL AND delivered_at >= ? ORDER BY seq LIMIT ?",
+            (since, limit),
         )
         return [
             OutboxRecord(int(s), str(e), str(t), EventClass(k), bytes(p), float(c))

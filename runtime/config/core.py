@@ -84,6 +84,14 @@ class MqttSection:
     reconnect_min_s: float = setting(0.5, doc="First reconnect delay in seconds.", gt=0)
     reconnect_max_s: float = setting(30.0, doc="Cap of the jittered reconnect delay.", gt=0)
     telemetry_interval_s: float = setting(30.0, doc="Seconds between telemetry publishes.", gt=0)
+    redeliver_window_s: float = setting(
+        5.0,
+        doc="After a reconnect, events the broker acknowledged this many seconds before the "
+        "connection was lost are published again (a broker can acknowledge, then die before "
+        "saving). Must exceed the broker's save delay (Mosquitto: autosave_interval); 0 disables.",
+        ge=0,
+        le=3600,
+    )
 
     def check(self) -> None:
         if self.reconnect_max_s < self.reconnect_min_s:

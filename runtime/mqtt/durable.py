@@ -23,6 +23,19 @@
 
 A restart resends whatever was committed and not acknowledged, so a device
 killed mid-publish loses nothing it had committed.
+
+PUBACK is not durability. A broker may acknowledge a message and die before
+it saved it or wrote it to a subscriber (Mosquitto 2.0 acknowledges first and
+autosaves after the loop iteration). So "delivered" is tentative for
+``redeliver_window_s`` seconds: after every reconnect (a new connection after
+a lost one) the drain first republishes, in commit order and before any newer
+row, every row whose PUBACK came at most that long before the old connection
+was lost (:meth:`Outbox.delivered_since`, and rows it republished itself,
+whose fresh acknowledgement restarts their window). A row stays in that set
+until a connection acknowledges it again, however many connections fail in
+between. The window must exceed the broker's save delay; 0 disables it. A
+``mqtt.events.reconnects`` task wakes the drain on every reconnect (the
+link's ``ComponentStateChanged``), so the republish does not wait for new events.
 """
 
 from __future__ import annotations
@@ -39,7 +52,7 @@ from ...storage.errors import StorageError
 from ...storage.outbox import Outbox, OutboxRecord
 from ..bus import EventBus
 from ..clock import Clock
-from ..events import AccessDecision, DoorEvent, Event, SecurityEvent
+from ..events import AccessDecision, ComponentStateChanged, DoorEvent, Event, SecurityEvent
 from .codec import EventCodec
 from .errors import MqttPublishError
 from .payloads import encode
@@ -54,7 +67,12 @@ class LinkLike(Protocol):
     """What the drain needs from :class:`~facegate.runtime.mqtt.MqttLink`."""
 
     @property
+    def name(self) -> str: ...
+
+    @property
     def connection_number(self) -> int: ...
+
+    def lost_at(self, number: int) -> float | None: ...
 
     async def wait_connected(self) -> None: ...
 
@@ -69,6 +87,8 @@ class DurableStats:
     published: int = 0
     append_failures: int = 0
     publish_failures: int = 0
+    redelivered: int = 0
+    """Rows republished (and acknowledged again) inside the redelivery window."""
     last_access_decision: str = ""
     gallery_size: int = 0
 
@@ -91,9 +111,12 @@ class DurableEvents:
         name: str = "mqtt.events",
         on_access: Callable[[AccessDecision], None] | None = None,
         poll_s: float = 2.0,
+        redeliver_window_s: float = 5.0,
     ) -> None:
         if inflight < 1 or batch < 1:
             raise ValueError("inflight and batch must be >= 1")
+        if redeliver_window_s < 0:
+            raise ValueError("redeliver_window_s must be >= 0")
         self._bus = bus
         self._outbox = outbox
         self._link = link
@@ -106,6 +129,11 @@ class DurableEvents:
         self._name = name
         self._on_access = on_access
         self._poll_s = poll_s
+        self._window = redeliver_window_s
+        self._serviced = 0  # the connection the drain last published on (0: none yet)
+        self._last_ack = 0.0  # wall time of the last PUBACK bookkeeping
+        self._redeliver: dict[int, OutboxRecord] = {}  # seq -> row to republish first
+        self._reacked: dict[int, tuple[OutboxRecord, float]] = {}  # republished rows, re-ack time
         self._wake = asyncio.Event()
         self._wake.set()  # drain whatever a previous run left behind
         self._subscribed = asyncio.Event()
@@ -132,6 +160,7 @@ class DurableEvents:
             "events_published": self.stats.published,
             "append_failures": self.stats.append_failures,
             "publish_failures": self.stats.publish_failures,
+            "events_redelivered": self.stats.redelivered,
         }
 
     async def run(self) -> None:
@@ -139,12 +168,23 @@ class DurableEvents:
             tg.create_task(self._sink(), name=f"{self._name}.sink")
             tg.create_task(self._drain(), name=f"{self._name}.drain")
             tg.create_task(self._poll(), name=f"{self._name}.poll")
+            if self._window > 0:
+                tg.create_task(self._reconnects(), name=f"{self._name}.reconnects")
 
     async def _poll(self) -> None:
         # Rows committed by another process (a CLI erasure receipt) wake no one here.
         while True:
             await self._clock.sleep(self._poll_s)
             self._wake.set()
+
+    async def _reconnects(self) -> None:
+        # Wake the drain when the link comes back, so the window is republished now.
+        async with self._bus.subscribe(
+            ComponentStateChanged, name=f"{self._name}.reconnects", maxsize=16
+        ) as sub:
+            async for ev in sub:
+                if ev.component == self._link.name and ev.state == "connected":
+                    self._wake.set()
 
     # -- bus -> outbox ------------------------------------------------------------------
 
@@ -196,6 +236,16 @@ class DurableEvents:
             await self._link.wait_connected()
             connection = self._link.connection_number
             self._wake.clear()
+            if connection != self._serviced:
+                if self._serviced and self._window > 0:
+                    await self._collect_redelivery(self._serviced)
+                self._serviced = connection
+            if self._redeliver:
+                after = 0
+                self._wake.set()  # new rows follow once the window is out
+                if not await self._redeliver_pass():
+                    await self._next_connection(connection)
+                continue
             rows = await self._outbox.pending(self._batch, after_seq=after)
             if not rows:
                 continue
@@ -203,6 +253,7 @@ class DurableEvents:
             acked, failed = await self._send(rows)
             if acked:
                 await self._outbox.mark_delivered([r.event_id for r in acked])
+                self._last_ack = self._clock.wall()
                 self.stats.published += len(acked)
             if failed:
                 self.stats.publish_failures += 1
@@ -211,6 +262,59 @@ class DurableEvents:
                 await self._next_connection(connection)
             else:
                 after = rows[-1].seq
+
+    async def _collect_redelivery(self, lost_connection: int) -> None:
+        """Add every row acknowledged within the window before ``lost_connection`` ended."""
+        lost = self._link.lost_at(lost_connection)
+        if lost is None:  # not recorded (long gone): nothing was acknowledged after the last ack
+            lost = self._last_ack or self._clock.wall()
+        cutoff = lost - self._window
+        rows = await self._outbox.delivered_since(cutoff)
+        for row in rows:
+            self._redeliver.setdefault(row.seq, row)
+        for seq, (row, acked_at) in list(self._reacked.items()):
+            if acked_at >= cutoff:
+                self._redeliver.setdefault(seq, row)
+            del self._reacked[seq]  # either due again now, or outside every later window
+        if self._redeliver:
+            _log.info(
+                "mqtt.events.redeliver",
+                rows=len(self._redeliver),
+                window_s=self._window,
+                backlog=self.backlog,
+            )
+
+    async def _redeliver_pass(self) -> bool:
+        """Republish the window (merged with any older unacknowledged row) in commit order.
+
+        Returns False when a publish failed (the rest stays due for the next connection).
+        """
+        due = sorted(self._redeliver.values(), key=lambda r: r.seq)
+        top = due[-1].seq
+        # An unacknowledged row older than a republished one must keep its place.
+        older = [r for r in await self._outbox.pending(self._batch) if r.seq < top]
+        rows = sorted(due + older, key=lambda r: r.seq)
+        acked, failed = await self._send(rows)
+        now = self._clock.wall()
+        fresh: list[str] = []
+        for row in acked:
+            if self._redeliver.pop(row.seq, None) is not None:
+                self._reacked[row.seq] = (row, now)  # its window restarts with this PUBACK
+                self.stats.redelivered += 1
+            else:
+                fresh.append(row.event_id)
+        if fresh:
+            await self._outbox.mark_delivered(fresh)
+            self.stats.published += len(fresh)
+        if acked:
+            self._last_ack = now
+        for seq, (_, acked_at) in list(self._reacked.items()):
+            if acked_at < now - self._window:
+                del self._reacked[seq]
+        if failed:
+            self.stats.publish_failures += 1
+            _log.info("mqtt.events.resend_pending", unacknowledged=failed, backlog=self.backlog)
+        return not failed
 
     async def _send(self, rows: list[OutboxRecord]) -> tuple[list[OutboxRecord], int]:
         """Publish ``rows`` in order, ``inflight`` at a time; returns (acknowledged, failed count)."""

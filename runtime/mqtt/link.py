@@ -113,6 +113,7 @@ class MqttLink:
         self._sessions = 0
         self._failures = 0
         self._down_since: float | None = None
+        self._lost_at: dict[int, float] = {}
         self._subs: dict[str, tuple[int, MessageHandler]] = {}
         self._telemetry = (
             TelemetryPublisher(self, telemetry, interval_s=telemetry_interval_s, clock=clock)
@@ -192,6 +193,14 @@ class MqttLink:
     def connection_number(self) -> int:
         """How many connections have gone online so far (a resend trigger for the outbox)."""
         return self._sessions
+
+    def lost_at(self, number: int) -> float | None:
+        """Wall time (injected clock) when connection ``number`` was lost, if it went online and ended.
+
+        The outbox uses it to republish what the broker acknowledged just before
+        it vanished (its redelivery window). The last 32 connections are kept.
+        """
+        return self._lost_at.get(number)
 
     async def wait_connected(self) -> None:
         """Return once the link is CONNECTED (immediately if it is)."""
@@ -368,6 +377,9 @@ class MqttLink:
             raise MqttConnectError(f"connection lost: {describe(exc)}") from exc
         finally:
             self._session = None
+            if self._sessions == session.number:  # it went online: remember when it ended
+                self._lost_at[session.number] = self._clock.wall()
+                self._lost_at.pop(session.number - 32, None)
             if not session.lost.done():
                 session.lost.set_result(None)
             # Bound the DISCONNECT handshake; a dead connection returns at once.

@@ -62,6 +62,7 @@ class DurableEventsRunner:
         clock: Clock,
         include_names: bool,
         metrics: LinkMetrics,
+        redeliver_window_s: float = 5.0,
     ) -> None:
         self._link = link
         self._components = components
@@ -69,6 +70,7 @@ class DurableEventsRunner:
         self._clock = clock
         self._include_names = include_names
         self._metrics = metrics
+        self._redeliver_window_s = redeliver_window_s
         self.events: DurableEvents | None = None
 
     @property
@@ -92,6 +94,7 @@ class DurableEventsRunner:
             base_topic=self._link.topics.base,
             clock=self._clock,
             on_access=self._metrics.on_access,
+            redeliver_window_s=self._redeliver_window_s,
         )
         self._metrics.backlog = lambda: outbox.backlog
         await self.events.run()
@@ -157,6 +160,7 @@ def add_link_services(ctx: _Ctx, parts: _Parts, link: MqttLink, metrics: LinkMet
         clock=ctx.clock,
         include_names=cfg.events.include_names,
         metrics=metrics,
+        redeliver_window_s=cfg.mqtt.redeliver_window_s,
     )
     parts.services.extend([events, metrics])
     parts.components["mqtt.events"] = events

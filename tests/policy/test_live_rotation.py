@@ -30,7 +30,8 @@ async def test_live_rotation_keeps_everything_readable(tmp_path: Path, clock: Ma
     source = KekSource(kind=KekSourceKind.FILE, file=key_file)
     rotation = LiveKeyRotation(section, publish=None)
     async with Store(section.path, source, clock=clock) as store:
-        policy = await Policy(store, PrivacySection(), clock=clock, sink=Matcher(MODEL, DIM, threads=1)).open()
+        matcher = Matcher(MODEL, DIM, threads=1)
+        policy = await Policy(store, PrivacySection(), clock=clock, sink=matcher).open()
         rotation.extra.append(rewrap_secrets)  # as policy.assembly wires it
         for i in range(40):
             await consent_adult(policy, f"s{i}")
