@@ -22,8 +22,8 @@ def _error(tmp_path: Path, camera: str) -> ConfigError:
 
 def test_defaults_are_a_simulated_camera(tmp_path: Path) -> None:
     cam = _load(tmp_path, "")
-    assert cam.driver == "simulated"  # type: ignore[attr-defined]
-    assert cam.ir is None  # type: ignore[attr-defined]
+    assert cam.driver == "simulated"
+    assert cam.ir is None
 
 
 def test_opencv_with_every_source_kind(tmp_path: Path) -> None:
@@ -31,15 +31,15 @@ def test_opencv_with_every_source_kind(tmp_path: Path) -> None:
                           ('"rtsp://cam.local/s"', "rtsp://cam.local/s"), ('"clip.avi"', "clip.avi")]:
         cam = _load(tmp_path, f'[camera]\ndriver = "opencv"\nsource = {raw}\nfps = 30\nwidth = 1280\n'
                               'height = 720\nreconnect_base_s = 0.2\nreconnect_cap_s = 5\n')
-        assert cam.source == expected  # type: ignore[attr-defined]
-        assert (cam.fps, cam.width, cam.height) == (30.0, 1280, 720)  # type: ignore[attr-defined]
+        assert cam.source == expected
+        assert (cam.fps, cam.width, cam.height) == (30.0, 1280, 720)
 
 
 def test_ir_subsection(tmp_path: Path) -> None:
     cam = _load(tmp_path, '[camera]\ndriver = "opencv"\nsource = 0\n\n[camera.ir]\nsource = 1\n'
                           "pair_tolerance_s = 0.02\n")
-    assert cam.ir.source == 1  # type: ignore[attr-defined]
-    assert cam.ir.pair_tolerance_s == 0.02  # type: ignore[attr-defined]
+    assert cam.ir.source == 1
+    assert cam.ir.pair_tolerance_s == 0.02
 
 
 @pytest.mark.parametrize(
@@ -68,4 +68,4 @@ def test_invalid_sections_name_the_key(tmp_path: Path, camera: str, key: str) ->
 
 def test_relative_media_paths_follow_the_config_file(tmp_path: Path) -> None:
     cam = _load(tmp_path, '[camera]\nimages = ["faces/a.jpg"]\n')
-    assert cam.images == (tmp_path.resolve() / "faces" / "a.jpg",)  # type: ignore[attr-defined]
+    assert cam.images == (tmp_path.resolve() / "faces" / "a.jpg",)

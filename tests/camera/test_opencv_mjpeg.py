@@ -22,7 +22,7 @@ from .mjpeg_server import MjpegServer
 
 def _drain_states(sub: object) -> list[str]:
     out = []
-    while (ev := sub.get_nowait()) is not None:  # type: ignore[attr-defined]
+    while (ev := sub.get_nowait()) is not None:
         out.append(ev.state)
     return out
 
@@ -165,7 +165,7 @@ async def test_url_credentials_never_reach_logs_or_events(mjpeg_server: MjpegSer
 
 def _collect(sub: object) -> list[ComponentStateChanged]:
     out = []
-    while (ev := sub.get_nowait()) is not None:  # type: ignore[attr-defined]
+    while (ev := sub.get_nowait()) is not None:
         out.append(ev)
     return out
 

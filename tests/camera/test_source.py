@@ -36,7 +36,7 @@ def test_parse_device_file_and_url() -> None:
 @pytest.mark.parametrize("bad", [None, -1, "", "   ", "/dev/sda", True])
 def test_unusable_sources_are_typed_errors(bad: object) -> None:
     with pytest.raises(CameraSourceError):
-        parse_source(bad)  # type: ignore[arg-type]
+        parse_source(bad)
 
 
 def test_redact_url() -> None:
@@ -64,10 +64,10 @@ def test_to_bgr8_converts_grey_bgra_and_16_bit() -> None:
 )
 def test_to_bgr8_rejects_unusable_arrays(bad: object) -> None:
     with pytest.raises(FrameFormatError):
-        to_bgr8(bad)  # type: ignore[arg-type]
+        to_bgr8(bad)
 
 
-def test_decode_image_file_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_decode_image_file_errors(tmp_path) -> None:
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "junk.jpg").write_bytes(b"not an image at all" * 50)
     for name in ["missing.jpg", "empty.jpg", "junk.jpg"]:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
 from facegate.runtime.cli import main
-from facegate.runtime.config import ConfigError, example_toml, load_config, render_effective
+from facegate.runtime.config import (
+    ConfigError,
+    DeviceConfig,
+    SecretRef,
+    example_toml,
+    load_config,
+    render_effective,
+)
 
 from .util import MINIMAL, load_text, write_config
 
@@ -193,11 +202,6 @@ def test_demo_config_is_valid_and_simulated() -> None:
 
 
 def _sections(cls: type, prefix: str = "") -> list[tuple[str, type]]:
-    import dataclasses
-    import typing
-
-    from facegate.runtime.config import SecretRef
-
     found = [(prefix or "<root>", cls)]
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -209,10 +213,6 @@ def _sections(cls: type, prefix: str = "") -> list[tuple[str, type]]:
 
 def test_every_config_field_is_described() -> None:
     """Config is self-documenting: every field of every section carries a description."""
-    import dataclasses
-
-    from facegate.runtime.config import DeviceConfig
-
     sections = _sections(DeviceConfig)
     assert len(sections) >= 10
     undocumented = [

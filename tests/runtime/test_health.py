@@ -29,7 +29,7 @@ async def test_snapshot_contents() -> None:
     sup.add(Idle())
     health = HealthMonitor(clock=clock, bus=bus, supervisor=sup, device_id="gate-1")
     health.register("camera", lambda: {"frames_dropped": 4, "fps": 14.5})
-    health.register("broken", lambda: 1 / 0)  # type: ignore[arg-type,return-value]
+    health.register("broken", lambda: 1 / 0)
     async with sup, bus.subscribe(FrameCaptured, name="recognition", maxsize=1):
         for i in range(3):
             bus.publish(
@@ -46,6 +46,6 @@ async def test_snapshot_contents() -> None:
         "idle": {"state": "running", "restarts": 0, "crashes": 0, "last_error": None, "failing": False}
     }
     assert snap["frames_dropped"] == {"queue:recognition": 2, "camera": 4}
-    assert snap["sources"]["broken"] == {"error": "ZeroDivisionError"}  # type: ignore[index]
+    assert snap["sources"]["broken"] == {"error": "ZeroDivisionError"}
     assert snap["bus_published"] == 4  # 3 frames + the idle service's "running" state change
     assert snap["version"] == "0.1.0"

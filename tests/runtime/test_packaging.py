@@ -40,7 +40,7 @@ def _tree_packages() -> set[str]:
 
 
 def test_every_package_dir_is_listed_in_pyproject() -> None:
-    listed = set(_pyproject()["tool"]["setuptools"]["packages"])  # type: ignore[index]
+    listed = set(_pyproject()["tool"]["setuptools"]["packages"])
     tree = _tree_packages()
     assert tree - listed == set(), "package dirs missing from pyproject [tool.setuptools] packages"
     missing = {p for p in listed if p not in tree}
@@ -48,7 +48,7 @@ def test_every_package_dir_is_listed_in_pyproject() -> None:
 
 
 def test_package_dir_maps_into_the_facegate_namespace() -> None:
-    mapping = _pyproject()["tool"]["setuptools"]["package-dir"]  # type: ignore[index]
+    mapping = _pyproject()["tool"]["setuptools"]["package-dir"]
     assert mapping == {v: k for k, v in ROOTS.items()}
 
 

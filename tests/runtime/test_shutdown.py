@@ -62,7 +62,7 @@ class SlowCleanup:
 def gpio_only(*extra: object) -> Callable[[AssemblyContext], Parts]:
     def assembler(ctx: AssemblyContext) -> Parts:
         parts = assemble(ctx, [add_gpio_and_door])
-        parts.services.extend(extra)  # type: ignore[arg-type]
+        parts.services.extend(extra)
         return parts
 
     return assembler

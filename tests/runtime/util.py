@@ -32,7 +32,7 @@ class CapturedLogs:
 
     def __init__(self, level: str = "info") -> None:
         self.stream = io.StringIO()
-        configure_logging(device_id="gate-1", level=level, fmt="json", stream=self.stream)  # type: ignore[arg-type]
+        configure_logging(device_id="gate-1", level=level, fmt="json", stream=self.stream)
 
     @property
     def text(self) -> str:

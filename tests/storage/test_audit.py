@@ -62,11 +62,11 @@ async def test_details_are_scalar_and_purge_keeps_chain(db_path: Path, kek: KekS
     async with Store(db_path, kek) as st:
         async with st.transaction() as tx:
             with pytest.raises(InvalidInputError):
-                await st.audit(tx, actor="x", action="enrol", detail={"emb": b"\x00" * 16})  # type: ignore[dict-item]
+                await st.audit(tx, actor="x", action="enrol", detail={"emb": b"\x00" * 16})
         for i in range(6):
             async with st.transaction() as tx:
                 await st.audit(tx, actor="op", action="export", detail={"i": i})
-        cutoff = (await st.db.fetchone("SELECT at FROM audit WHERE seq = 4"))[0]  # type: ignore[index]
+        cutoff = (await st.db.fetchone("SELECT at FROM audit WHERE seq = 4"))[0]
         async with st.transaction() as tx:
             assert await purge_before(tx, cutoff) == 3
         async with st.transaction() as tx:

@@ -19,13 +19,13 @@ from .conftest import embeddings, raw
 @pytest.mark.asyncio
 async def test_pragmas_and_schema(store: Store) -> None:
     db = store.db
-    assert (await db.fetchone("PRAGMA main.journal_mode"))[0] == "wal"  # type: ignore[index]
-    assert (await db.fetchone("PRAGMA vault.journal_mode"))[0] == "wal"  # type: ignore[index]
-    assert (await db.fetchone("PRAGMA foreign_keys"))[0] == 1  # type: ignore[index]
-    assert (await db.fetchone("PRAGMA main.secure_delete"))[0] == 1  # type: ignore[index]
-    assert (await db.fetchone("PRAGMA vault.secure_delete"))[0] == 1  # type: ignore[index]
-    assert (await db.fetchone("PRAGMA busy_timeout"))[0] == 5000  # type: ignore[index]
-    assert (await db.fetchone("PRAGMA main.user_version"))[0] == SCHEMA_VERSION  # type: ignore[index]
+    assert (await db.fetchone("PRAGMA main.journal_mode"))[0] == "wal"
+    assert (await db.fetchone("PRAGMA vault.journal_mode"))[0] == "wal"
+    assert (await db.fetchone("PRAGMA foreign_keys"))[0] == 1
+    assert (await db.fetchone("PRAGMA main.secure_delete"))[0] == 1
+    assert (await db.fetchone("PRAGMA vault.secure_delete"))[0] == 1
+    assert (await db.fetchone("PRAGMA busy_timeout"))[0] == 5000
+    assert (await db.fetchone("PRAGMA main.user_version"))[0] == SCHEMA_VERSION
     tables = {r[0] for r in await db.fetchall("SELECT name FROM sqlite_schema WHERE type='table'")}
     assert {"subjects", "templates", "consents", "outbox", "audit", "kv_state"} <= tables
     vault = {r[0] for r in await db.fetchall("SELECT name FROM vault.sqlite_schema WHERE type='table'")}

@@ -81,7 +81,7 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
             asyncio.create_task(watcher.run(), name="gpio"),
         ]
         await settle()
-        yield Rig(clock, bus, gpio, door, sub)  # type: ignore[arg-type]
+        yield Rig(clock, bus, gpio, door, sub)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
