@@ -4,10 +4,10 @@ Public surface: :func:`load_models` / :func:`load_models_async` with
 :class:`ModelOptions`, returning :class:`LoadedModels` (a :class:`FaceDetector`
 and a :class:`FaceEmbedder`); :class:`ModelSpec` / :class:`ModelFamily` for
 user-supplied models; :func:`check_same_model`; the error tree rooted at
-:class:`ModelError`. Recognisers run as an exact fp32 rewrite of the fold
-(``optimize.py``) or, for the built-in SFace with
-``ModelOptions(recognizer_precision="int8")``, the int8 recipe of
-``quantize.py`` (own model id).
+:class:`ModelError`. The built-in SFace runs the int8 recipe of
+``quantize.py`` by default (own model id, ``...:int8r1-<hash>``), or with
+``ModelOptions(recognizer_precision="fp32")`` the exact fp32 rewrite of the
+fold (``optimize.py``); user recognisers always run that fp32 rewrite.
 """
 
 from .detector import Detection, FaceDetector

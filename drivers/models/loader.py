@@ -49,11 +49,13 @@ class ModelOptions:
     detector_score: float = 0.6
     recognizer_spin: bool = False
     """Let the recogniser's idle intra-op threads spin (see ``session.make_session``)."""
-    recognizer_precision: str = "fp32"
-    """``fp32``: the exact-rewrite fp32 graph (same embeddings and model id as
-    the plain fold). ``int8``: the built-in SFace quantised with the recipe in
-    ``quantize.py``; its model id gains ``+int8r<N>-<ranges hash>``, so
-    templates and calibration tables must be made with it."""
+    recognizer_precision: str | None = None
+    """``int8``: the built-in SFace quantised with the recipe in
+    ``quantize.py``; its model id gains ``:int8r<N>-<ranges hash>``, so
+    templates and calibration tables must be made with it. ``fp32``: the
+    exact-rewrite fp32 graph (same embeddings and model id as the plain
+    fold). ``None`` (default): ``int8`` for the built-in SFace (the device
+    default of ``[recognition.models]``), ``fp32`` for a user recogniser."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,8 @@ class LoadedModels:
     """The plain fp32 fold of the recogniser (before the exact rewrites of
     ``optimize.py``); ``None`` when ``recognizer_path`` is that fold. OpenCV's
     reference path in ``facegate bench`` runs this file."""
+    detector_id: str = BUILTIN_DETECTOR.model_id
+    """The detector's id (``<name>@<sha256[:8]>``); it changes with the file."""
 
     @property
     def model_id(self) -> str:
@@ -90,15 +94,19 @@ def load_models(opts: ModelOptions | None = None) -> LoadedModels:
     )
     rec_path = optimized_cached(plain_rec)
     model_id = opts.recognizer.model_id
-    if opts.recognizer_precision == "int8":
+    precision = opts.recognizer_precision
+    if precision is None:
+        precision = "int8" if opts.recognizer == BUILTIN_RECOGNIZER else "fp32"
+    if precision == "int8":
         from .quantize import BUILTIN_RANGES, quantize_cached, recipe_tag  # noqa: PLC0415 - pulls in onnxruntime.quantization
 
         if opts.recognizer != BUILTIN_RECOGNIZER or rec_path == plain_rec:
             raise ModelFormatError("int8 precision is available for the built-in SFace only")
         rec_path = quantize_cached(rec_path, BUILTIN_RANGES)
-        model_id = f"{model_id}+{recipe_tag(BUILTIN_RANGES)}"
-    elif opts.recognizer_precision != "fp32":
-        raise ModelFormatError(f"unknown recognizer precision {opts.recognizer_precision!r}")
+        # ":" not "+": model ids must pass storage's id rule (A-Z a-z 0-9 . _ : @ -).
+        model_id = f"{model_id}:{recipe_tag(BUILTIN_RANGES)}"
+    elif precision != "fp32":
+        raise ModelFormatError(f"unknown recognizer precision {precision!r}")
     detector = FaceDetector(
         make_session(det_path, intra_threads=opts.detector_threads),
         input_width=opts.detector_input_width,
@@ -117,7 +125,8 @@ def load_models(opts: ModelOptions | None = None) -> LoadedModels:
         dim=embedder.dim,
     )
     reference = plain_rec if rec_path != plain_rec else None
-    return LoadedModels(detector, embedder, det_path, rec_path, reference)
+    return LoadedModels(detector, embedder, det_path, rec_path, reference,
+                        detector_id=opts.detector.model_id)
 
 
 async def load_models_async(

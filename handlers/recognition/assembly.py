@@ -77,6 +77,9 @@ class RecognitionHost:
                     other_models=report.other_models,
                     model_id=engine.model_id,
                     reason="templates of another model are never compared",
+                    hint="re-enrol these subjects with this model, or set "
+                    "[recognition.models] recognizer_precision to the build that made them "
+                    "(templates enrolled before int8 became the default are fp32)",
                 )
         self._engine = engine
         return self

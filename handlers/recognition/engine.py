@@ -48,7 +48,8 @@ def model_options(cfg: RecognitionSection, config_path: Path | None = None) -> M
         recognizer_threads=m.recognizer_threads,
         detector_input_width=m.detector_input_width,
         detector_score=m.detector_score,
-        recognizer_precision=m.recognizer_precision,
+        # The int8 recipe exists for the built-in SFace only: a user model runs fp32.
+        recognizer_precision=m.recognizer_precision if m.recognizer_path is None else "fp32",
         recognizer_spin=m.recognizer_spin,
     )
 

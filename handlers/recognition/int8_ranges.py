@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=Path, default=SAMPLES)
     p.add_argument("--cache-dir", type=Path, default=None)
     args = p.parse_args(argv)
-    models = load_models(ModelOptions(cache_dir=args.cache_dir))
+    # Ranges are calibrated on the exact fp32 graph, whatever the device default is.
+    models = load_models(ModelOptions(cache_dir=args.cache_dir, recognizer_precision="fp32"))
     crops = sample_crops(models, args.samples)
     if not crops:
         print(f"no faces found in {args.samples}", file=sys.stderr)

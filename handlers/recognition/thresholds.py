@@ -85,21 +85,23 @@ class CalibrationTable:
 
 
 BUILTIN = Path(__file__).with_name("sface_calibration.json")
+"""The table of the exact fp32 build (``recognizer_precision = "fp32"``)."""
 BUILTIN_INT8 = Path(__file__).with_name("sface_int8r1_calibration.json")
-"""The table of the int8 build (``recognizer_precision = "int8"``), same devset."""
+"""The table of the int8 build (``recognizer_precision = "int8"``, the default), same devset."""
+BUILTIN_TABLES = (BUILTIN_INT8, BUILTIN)
+"""Every shipped table; each names the model id it was measured with."""
 
 
 def builtin_table(model_id: str | None = None) -> CalibrationTable:
-    """The shipped devset table for ``model_id`` (see docs/performance.md).
+    """The shipped devset table measured with ``model_id`` (see docs/performance.md).
 
-    Without ``model_id``, or when no shipped table matches it, the fp32 SFace
-    table (the caller compares its ``model_id`` and refuses a mismatch).
+    Selected by the ``model_id`` recorded inside each table, never by file
+    name or config. Without ``model_id`` the table of the default build
+    (int8); when no shipped table matches, that same default table, whose
+    ``model_id`` the caller compares and refuses on a mismatch.
     """
-    if model_id is not None and BUILTIN_INT8.is_file():
-        table = CalibrationTable.load(BUILTIN_INT8)
-        if table.model_id == model_id:
-            return table
-    return CalibrationTable.load(BUILTIN)
+    tables = [CalibrationTable.load(p) for p in BUILTIN_TABLES]
+    return next((t for t in tables if t.model_id == model_id), tables[0])
 
 
 class ThresholdPolicy:

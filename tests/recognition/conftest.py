@@ -30,8 +30,14 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def models(model_cache: Path) -> LoadedModels:
-    """The built-in pinned YuNet + SFace, converted into a per-session cache."""
+    """The built-in pinned YuNet + SFace as the device runs them by default (int8 SFace)."""
     return load_models(ModelOptions(cache_dir=model_cache))
+
+
+@pytest.fixture(scope="session")
+def fp32_models(model_cache: Path) -> LoadedModels:
+    """The same models with the exact fp32 recogniser (``recognizer_precision = "fp32"``)."""
+    return load_models(ModelOptions(cache_dir=model_cache, recognizer_precision="fp32"))
 
 
 def face_bytes(name: str) -> bytes:

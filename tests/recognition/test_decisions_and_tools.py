@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from facegate.drivers.models import LoadedModels, ModelHashMismatch
+from facegate.drivers.models import BUILTIN_RECOGNIZER, LoadedModels, ModelHashMismatch
 from facegate.drivers.models.convert import sha256_file
 from facegate.handlers.recognition import (
     CalibrationError,
@@ -31,9 +31,9 @@ from onnx import TensorProto, helper
 from .conftest import FACES, face_bgr, place_in_frame
 
 
-def test_threshold_rises_with_gallery_size() -> None:
-    table = builtin_table()
-    assert table.model_id == "sface-2021dec@fb143eea"
+def test_threshold_rises_with_gallery_size(models: LoadedModels) -> None:
+    table = builtin_table(models.model_id)
+    assert table.model_id == models.model_id
     policy = ThresholdPolicy(table, 1e-3)
     t1, t1k, t1m = (policy.threshold(n) for n in (1, 1_000, 1_000_000))
     assert 0.2 < t1 < t1k < t1m <= 0.95
@@ -117,7 +117,7 @@ def test_pad_model_slot(models: LoadedModels, tmp_path: Path) -> None:
 
 def test_calibrate_cli_writes_a_usable_table(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], model_cache: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, models: LoadedModels,
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(model_cache.parent))
     people = {
@@ -141,12 +141,14 @@ def test_calibrate_cli_writes_a_usable_table(
     assert summary["genuine_pairs"] == 10 and summary["impostor_pairs"] == 81
     assert 0 < summary["eer"] < 0.2  # only the mislabelled pair is a genuine miss
     table = CalibrationTable.load(out)
-    assert table.model_id == "sface-2021dec@fb143eea" and len(table.points) >= 2
+    # Without a config, calibrate runs the device's default build.
+    assert table.model_id == models.model_id and len(table.points) >= 2
     assert main(["calibrate", str(tmp_path / "missing")]) == 2
 
 
 def test_bench_cli_json(
-    capsys: pytest.CaptureFixture[str], model_cache: Path, monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], model_cache: Path, monkeypatch: pytest.MonkeyPatch,
+    models: LoadedModels,
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(model_cache.parent))
     args = ["bench", "--json", "--frames", "12", "--sizes", "10k", "--queries", "5"]
@@ -160,17 +162,23 @@ def test_bench_cli_json(
     assert r["search_10k_recall_at_1"] == 1.0
     assert np.isfinite(r["pipeline_p50_ms"])
     # The comparison is documented: which build ran, and both thread budgets.
-    assert r["model_id"] == "sface-2021dec@fb143eea"
+    assert r["model_id"] == models.model_id and r["detector_id"] == models.detector_id
     assert r["threads"]["recognizer"] == 2 and r["threads"]["opencv"] >= 1
+    # Like for like: both totals start from the JPEG bytes, decode included.
+    assert r["compared"]["ours"][0] == r["compared"]["opencv"][0] == "decode"
+    assert set(r["opencv_stages"]) == {"decode", "detect", "align", "embed", "total"}
+    assert r["opencv_stages"]["total"]["p50"] == r["opencv_p50_ms"]
+    assert r["opencv_stages"]["decode"]["p50"] > 0
 
 
-def test_bench_cli_int8_build(
+def test_bench_cli_fp32_build(
     capsys: pytest.CaptureFixture[str], model_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(model_cache.parent))
-    args = ["bench", "--json", "--frames", "10", "--skip-matcher", "--precision", "int8",
+    args = ["bench", "--json", "--frames", "10", "--skip-matcher", "--precision", "fp32",
             "--spin"]
     assert main(args) == 0
     r = json.loads(capsys.readouterr().out)
-    assert "+int8r1-" in r["model_id"] and r["threads"]["recognizer_spin"] is True
+    assert r["model_id"] == BUILTIN_RECOGNIZER.model_id
+    assert r["threads"]["recognizer_spin"] is True
     assert np.isfinite(r["ratio_to_opencv"])

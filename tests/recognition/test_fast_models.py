@@ -42,13 +42,14 @@ from facegate.handlers.recognition.int8_ranges import sample_crops
 from facegate.handlers.recognition.thresholds import builtin_table
 from facegate.runtime.config._convert import build_section
 from facegate.runtime.config.recognition import RecognitionSection
+from facegate.storage.enrolment import check_id
 from onnx import TensorProto, helper, numpy_helper
 
 
 @pytest.fixture(scope="module")
-def crops(models: LoadedModels) -> np.ndarray:
+def crops(fp32_models: LoadedModels) -> np.ndarray:
     """Every adult sample face, aligned, plus a mirrored and a darker copy of each."""
-    base = np.stack(sample_crops(models))
+    base = np.stack(sample_crops(fp32_models))
     assert len(base) >= 30
     darker = (base.astype(np.float32) * 0.7).astype(np.uint8)
     return np.concatenate([base, base[:, :, ::-1], darker])
@@ -56,6 +57,7 @@ def crops(models: LoadedModels) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def int8_models(model_cache: Path) -> LoadedModels:
+    """Explicitly int8 (also the default: ``models`` is the same build)."""
     return load_models(ModelOptions(cache_dir=model_cache, recognizer_precision="int8"))
 
 
@@ -65,9 +67,9 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def _plain_embeddings(models: LoadedModels, crops: np.ndarray) -> np.ndarray:
-    assert models.reference_recognizer_path is not None
-    sess = _session(models.reference_recognizer_path)
+def _plain_embeddings(fp32_models: LoadedModels, crops: np.ndarray) -> np.ndarray:
+    assert fp32_models.reference_recognizer_path is not None
+    sess = _session(fp32_models.reference_recognizer_path)
     rows = [sess.run(None, {"data": np.ascontiguousarray(
         c[..., ::-1].astype(np.float32).transpose(2, 0, 1)[None])})[0][0] for c in crops]
     out = np.stack(rows)
@@ -75,15 +77,15 @@ def _plain_embeddings(models: LoadedModels, crops: np.ndarray) -> np.ndarray:
 
 
 def test_fp32_rewrite_is_exact_and_keeps_the_model_id(
-    models: LoadedModels, crops: np.ndarray
+    fp32_models: LoadedModels, crops: np.ndarray
 ) -> None:
-    assert models.model_id == BUILTIN_RECOGNIZER.model_id  # enrolled templates stay valid
-    assert models.reference_recognizer_path is not None
-    assert models.recognizer_path != models.reference_recognizer_path
-    ops = {n.op_type for n in onnx.load(str(models.recognizer_path)).graph.node}
+    assert fp32_models.model_id == BUILTIN_RECOGNIZER.model_id  # enrolled templates stay valid
+    assert fp32_models.reference_recognizer_path is not None
+    assert fp32_models.recognizer_path != fp32_models.reference_recognizer_path
+    ops = {n.op_type for n in onnx.load(str(fp32_models.recognizer_path)).graph.node}
     assert "PRelu" not in ops and "Max" in ops
-    ours = models.embedder.embed(crops)
-    cos = (ours * _plain_embeddings(models, crops)).sum(axis=1)
+    ours = fp32_models.embedder.embed(crops)
+    cos = (ours * _plain_embeddings(fp32_models, crops)).sum(axis=1)
     assert float(cos.min()) >= 0.99999
 
 
@@ -165,18 +167,20 @@ def test_a_rewrite_that_changes_the_output_is_not_used(
 
 
 def test_int8_embeddings_stay_faithful(
-    models: LoadedModels, int8_models: LoadedModels, crops: np.ndarray
+    fp32_models: LoadedModels, int8_models: LoadedModels, crops: np.ndarray
 ) -> None:
     """The issue's fidelity rule: cosine >= 0.99 against the fp32 fold on the sample faces."""
-    cos = (int8_models.embedder.embed(crops) * _plain_embeddings(models, crops)).sum(axis=1)
+    cos = (int8_models.embedder.embed(crops) * _plain_embeddings(fp32_models, crops)).sum(axis=1)
     assert float(cos.min()) >= 0.99, float(cos.min())
     assert float(cos.mean()) >= 0.995
 
 
-def test_int8_has_its_own_model_id(models: LoadedModels, int8_models: LoadedModels) -> None:
-    assert int8_models.model_id.startswith(BUILTIN_RECOGNIZER.model_id + "+int8r1-")
+def test_int8_has_its_own_model_id(fp32_models: LoadedModels, int8_models: LoadedModels) -> None:
+    assert int8_models.model_id.startswith(BUILTIN_RECOGNIZER.model_id + ":int8r1-")
+    # Every template is stored with its model id: the id must pass the gallery's id rule.
+    assert check_id(int8_models.model_id, "model id") == int8_models.model_id
     with pytest.raises(TemplateModelMismatch):
-        check_same_model(models.model_id, int8_models.model_id)
+        check_same_model(fp32_models.model_id, int8_models.model_id)
     ops = {n.op_type for n in onnx.load(str(int8_models.recognizer_path)).graph.node}
     assert "QuantizeLinear" in ops and "PRelu" not in ops
 
@@ -191,10 +195,10 @@ def test_int8_build_is_deterministic(int8_models: LoadedModels, tmp_path: Path) 
 
 
 def test_shipped_ranges_are_reproducible_from_the_repo_samples(
-    models: LoadedModels, tmp_path: Path
+    fp32_models: LoadedModels, tmp_path: Path
 ) -> None:
     out = tmp_path / "ranges.json"
-    build_ranges(models.recognizer_path, sample_crops(models), out)
+    build_ranges(fp32_models.recognizer_path, sample_crops(fp32_models), out)
     ours = json.loads(out.read_text())["data"]
     shipped = json.loads(BUILTIN_RANGES.read_text())["data"]
     assert ours.keys() == shipped.keys()
@@ -235,16 +239,56 @@ def test_int8_engine_uses_the_shipped_int8_calibration(
     assert builtin_table(BUILTIN_RECOGNIZER.model_id).model_id == BUILTIN_RECOGNIZER.model_id
 
 
+def test_int8_is_the_default_build(
+    models: LoadedModels, int8_models: LoadedModels, fp32_models: LoadedModels,
+    model_cache: Path, tmp_path: Path,
+) -> None:
+    """Default config and default ModelOptions run int8; each build gets its own table."""
+    cfg = RecognitionSection()
+    assert cfg.models.recognizer_precision == "int8"
+    assert models.model_id == int8_models.model_id != fp32_models.model_id
+    engine = RecognitionEngine(cfg, models)
+    assert engine.thresholds.table.model_id == engine.model_id
+    fp32_cfg = build_section(RecognitionSection, {"models": {"recognizer_precision": "fp32"}},
+                             "recognition", Path("/"))
+    assert model_options(fp32_cfg).recognizer_precision == "fp32"
+    fp32_engine = RecognitionEngine(fp32_cfg, fp32_models)
+    assert fp32_engine.thresholds.table.model_id == BUILTIN_RECOGNIZER.model_id
+    # The two devset tables differ (measured per build), and an unknown id gets none.
+    assert engine.thresholds.threshold(1000) != fp32_engine.thresholds.threshold(1000)
+    assert builtin_table("arcface-r100@deadbeef").model_id != "arcface-r100@deadbeef"
+    # A user recogniser runs fp32 under the default config (the recipe is SFace's own).
+    user = build_section(
+        RecognitionSection,
+        {"models": {"recognizer_path": str(tmp_path / "r.onnx"), "recognizer_sha256": "0" * 64}},
+        "recognition", Path("/"),
+    )
+    assert model_options(user).recognizer_precision == "fp32"
+
+
+def test_fp32_templates_in_an_int8_gallery_need_re_enrolment(
+    models: LoadedModels, fp32_models: LoadedModels, crops: np.ndarray
+) -> None:
+    """Templates enrolled before the default changed are refused with a clear message."""
+    engine = RecognitionEngine(RecognitionSection(), models)
+    old = fp32_models.embedder.embed(crops[:1])[0]
+    with pytest.raises(TemplateModelMismatch, match="re-enrolment is required") as err:
+        engine.matcher.add("S-1", "S-1-t1", old, fp32_models.model_id)
+    assert err.value.stored == BUILTIN_RECOGNIZER.model_id
+    assert err.value.current == models.model_id
+    assert engine.matcher.subject_count == 0
+
+
 def test_target_fmr_doc_states_the_gallery_division() -> None:
     doc = next(f for f in fields(RecognitionSection) if f.name == "target_fmr").metadata
     text = " ".join(str(v) for v in doc.values())
     assert "target_fmr / gallery size" in text and "1:N search" in text
 
 
-def test_spinning_is_bounded_to_one_run(models: LoadedModels) -> None:
+def test_spinning_is_bounded_to_one_run(fp32_models: LoadedModels) -> None:
     """``spin=True`` spins only within a run (force_spinning_stop); the default never spins."""
-    quiet = make_session(models.recognizer_path, intra_threads=2).get_session_options()
+    quiet = make_session(fp32_models.recognizer_path, intra_threads=2).get_session_options()
     assert quiet.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    busy = make_session(models.recognizer_path, intra_threads=2, spin=True).get_session_options()
+    busy = make_session(fp32_models.recognizer_path, intra_threads=2, spin=True).get_session_options()
     assert busy.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     assert busy.get_session_config_entry("session.force_spinning_stop") == "1"

@@ -97,11 +97,13 @@ def test_model_mismatch_names_reenrolment() -> None:
         check_same_model("arcface-r50@12345678", "sface-2021dec@fb143eea")
 
 
-def test_embeddings_agree_with_opencv_on_the_same_model(models: LoadedModels) -> None:
+def test_embeddings_agree_with_opencv_on_the_same_model(fp32_models: LoadedModels) -> None:
     """Our preprocessing equals cv2.FaceRecognizerSF's, and so does our alignment.
 
     (Faces touching the image border differ slightly: OpenCV pads black, we replicate.)
+    Run on the exact fp32 build, so the only difference can be preprocessing.
     """
+    models = fp32_models
     rec = cv2.FaceRecognizerSF.create(str(models.recognizer_path), "")
     for name in ("obama.jpg", "Family2-Lady1.jpg", "detection1.jpg"):
         img = face_bgr(name)
