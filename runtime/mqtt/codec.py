@@ -114,7 +114,9 @@ class EventCodec:
             "track_id": ev.track_id,
         }
         if self._names is not None and ev.subject_id is not None:
-            body["name"] = self._names(ev.subject_id)
+            name = self._names(ev.subject_id)
+            if name is not None:  # a subject without a (readable) display name: no field
+                body["name"] = name
         return Encoded(ACCESS, EventClass.ACCESS, ev.event_id, encode(body))
 
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -61,6 +61,12 @@ _log = structlog.get_logger("facegate.mqtt")
 
 SINK_TYPES: tuple[type[Event], ...] = (AccessDecision, DoorEvent, SecurityEvent)
 """Bus events the sink makes durable (PrivacyEvents are already in the outbox)."""
+
+
+class NameSource(Protocol):
+    """Fills the codec's name cache before a batch is encoded (:class:`.names.SubjectNames`)."""
+
+    async def prefetch(self, subject_ids: Iterable[str | None]) -> None: ...
 
 
 class LinkLike(Protocol):
@@ -112,6 +118,7 @@ class DurableEvents:
         on_access: Callable[[AccessDecision], None] | None = None,
         poll_s: float = 2.0,
         redeliver_window_s: float = 5.0,
+        names: NameSource | None = None,
     ) -> None:
         if inflight < 1 or batch < 1:
             raise ValueError("inflight and batch must be >= 1")
@@ -130,6 +137,7 @@ class DurableEvents:
         self._on_access = on_access
         self._poll_s = poll_s
         self._window = redeliver_window_s
+        self._names = names
         self._serviced = 0  # the connection the drain last published on (0: none yet)
         self._last_ack = 0.0  # wall time of the last PUBACK bookkeeping
         self._redeliver: dict[int, OutboxRecord] = {}  # seq -> row to republish first
@@ -201,6 +209,8 @@ class DurableEvents:
                 self._subscribed.clear()
 
     async def _append(self, events: list[Event]) -> None:
+        if self._names is not None:  # the codec resolves names from this cache
+            await self._names.prefetch(e.subject_id for e in events if isinstance(e, AccessDecision))
         encoded = []
         for ev in events:
             if isinstance(ev, AccessDecision):

@@ -8,65 +8,49 @@ device needs:
   retained birth message and re-subscribes after every connect;
 * it keeps a :class:`LinkState` guarded by a lock, logs each change once
   (the first failure and the recovery, never every retry) and publishes a
-  :class:`~facegate.runtime.events.ComponentStateChanged` per change;
+  :class:`~facegate.runtime.events.ComponentStateChanged` per change
+  (:mod:`.state`); it remembers when each connection was lost
+  (:meth:`MqttLink.lost_at`, the outbox's redelivery window);
 * on cancellation (clean shutdown) it publishes the retained ``offline``
   status itself, bounded in time, then disconnects (so the will does not fire).
 
 Publishing never buffers: :meth:`MqttLink.publish` waits for the broker's
 acknowledgement (PUBACK for QoS 1) or raises a :class:`MqttPublishError`.
 The durable outbox (issue 6) owns buffering and resending on top of this.
+
+Neighbours: client options from config in :mod:`.options`, the assembly
+factory :func:`build` in :mod:`.factory` (re-exported here, where
+``runtime/assembly.py`` looks for it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import random
-from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Self
 
 import aiomqtt
 import structlog
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from ..backoff import Backoff
 from ..bus import EventBus
 from ..clock import Clock
 from ..config.loader import LoadedConfig
-from ..events import ComponentStateChanged
 from . import payloads
-from .embedded import EmbeddedBroker
 from .errors import MqttConnectError, MqttNotConnected, MqttPublishError
+from .factory import build
 from .inbound import InboundMessage, MessageHandler, from_aiomqtt
-from .metrics import LinkMetrics
 from .options import ClientOptions, client_options
 from .payloads import Identity
 from .session import Session, describe, guarded, new_future
+from .state import LinkState, StateTracker
 from .telemetry import SnapshotProvider, TelemetryPublisher
 from .topics import DeviceTopics, check_filter, check_topic, filter_matches
 
 _log = structlog.get_logger("facegate.mqtt")
 
 __all__ = ["InboundMessage", "LinkState", "MessageHandler", "MqttLink", "build"]
-
-
-class LinkState(enum.StrEnum):
-    """Connection state of the link (changes are logged and published once)."""
-
-    IDLE = "idle"
-    """Constructed, ``run()`` not started."""
-    CONNECTING = "connecting"
-    """First connection attempt in progress."""
-    CONNECTED = "connected"
-    """Birth published and subscriptions active: publishing works."""
-    RECONNECTING = "reconnecting"
-    """A connect failed or the connection was lost; retrying with backoff."""
-    CLOSING = "closing"
-    """Shutting down: publishing ``offline`` and disconnecting."""
-    CLOSED = "closed"
-    """``run()`` has returned or been cancelled."""
 
 
 class MqttLink:
@@ -106,13 +90,9 @@ class MqttLink:
         self._will = aiomqtt.Will(
             topics.status, payloads.will(identity), qos=1, retain=True
         )
-        self._state = LinkState.IDLE
-        self._state_lock = asyncio.Lock()
-        self._connected = asyncio.Event()
+        self._states = StateTracker(name, clock=clock, bus=bus)
         self._session: Session | None = None
         self._sessions = 0
-        self._failures = 0
-        self._down_since: float | None = None
         self._lost_at: dict[int, float] = {}
         self._subs: dict[str, tuple[int, MessageHandler]] = {}
         self._telemetry = (
@@ -167,7 +147,7 @@ class MqttLink:
     @property
     def state(self) -> LinkState:
         """Current connection state."""
-        return self._state
+        return self._states.state
 
     @property
     def topics(self) -> DeviceTopics:
@@ -204,7 +184,7 @@ class MqttLink:
 
     async def wait_connected(self) -> None:
         """Return once the link is CONNECTED (immediately if it is)."""
-        await self._connected.wait()
+        await self._states.connected.wait()
 
     async def publish(
         self,
@@ -252,9 +232,10 @@ class MqttLink:
         if qos not in (0, 1, 2):
             raise ValueError(f"qos must be 0, 1 or 2, not {qos!r}")
         session = self._session
-        if session is None or self._state is not LinkState.CONNECTED:
-            raise MqttNotConnected(f"not connected (state {self._state.value})")
-        props = self._publish_properties(response_topic, correlation_data)
+        state = self._states.state
+        if session is None or state is not LinkState.CONNECTED:
+            raise MqttNotConnected(f"not connected (state {state.value})")
+        props = self._options.publish_properties(response_topic, correlation_data)
         await guarded(
             session,
             session.client.publish(
@@ -271,7 +252,7 @@ class MqttLink:
         check_filter(topic_filter)
         self._subs[topic_filter] = (qos, handler)
         session = self._session
-        if session is not None and self._state is LinkState.CONNECTED:
+        if session is not None and self._states.state is LinkState.CONNECTED:
             await guarded(session, session.client.subscribe(topic_filter, qos))
 
     async def unsubscribe(self, topic_filter: str) -> None:
@@ -279,7 +260,7 @@ class MqttLink:
         if self._subs.pop(topic_filter, None) is None:
             return
         session = self._session
-        if session is not None and self._state is LinkState.CONNECTED:
+        if session is not None and self._states.state is LinkState.CONNECTED:
             await guarded(session, session.client.unsubscribe(topic_filter))
 
     async def run(self) -> None:
@@ -290,7 +271,7 @@ class MqttLink:
                 if self._telemetry is not None:
                     tg.create_task(self._telemetry.run(), name=f"{self._name}.telemetry")
         finally:
-            await self._set_state(LinkState.CLOSED)
+            await self._states.set(LinkState.CLOSED)
 
     async def __aenter__(self) -> Self:
         if self._runner is not None:
@@ -314,36 +295,9 @@ class MqttLink:
 
     # -- connection machinery -----------------------------------------------------------
 
-    async def _set_state(self, new: LinkState, detail: str = "") -> None:
-        async with self._state_lock:
-            old = self._state
-            if old is new:
-                return
-            self._state = new
-            if new is LinkState.CONNECTED:
-                self._connected.set()
-            else:
-                self._connected.clear()
-            fields: dict[str, Any] = {"component": self._name, "old": old.value, "new": new.value}
-            if detail:
-                fields["detail"] = detail
-            if new is LinkState.RECONNECTING:
-                _log.warning("mqtt.link.state", **fields)
-            elif new is LinkState.CONNECTED and old is LinkState.RECONNECTING:
-                down = self._clock.monotonic() - (self._down_since or self._clock.monotonic())
-                _log.info("mqtt.link.state", attempts=self._failures, down_s=round(down, 3), **fields)
-            else:
-                _log.info("mqtt.link.state", **fields)
-            if self._bus is not None:
-                self._bus.publish(
-                    ComponentStateChanged(
-                        at=self._clock.wall(), component=self._name, state=new.value, detail=detail
-                    )
-                )
-
     async def _connection_loop(self) -> None:
-        self._failures = 0
-        await self._set_state(LinkState.CONNECTING)
+        self._states.failures = 0
+        await self._states.set(LinkState.CONNECTING)
         while True:
             try:
                 await self._connect_once()
@@ -351,12 +305,11 @@ class MqttLink:
                 detail = str(exc)
             else:  # pragma: no cover - _connect_once only ends by raising
                 detail = "connection ended"
-            self._failures += 1
-            if self._state is not LinkState.RECONNECTING:
-                self._down_since = self._clock.monotonic()
-                await self._set_state(LinkState.RECONNECTING, detail)
+            await self._states.failed(detail)
             delay = self._backoff.next_delay()
-            _log.debug("mqtt.link.retry", attempt=self._failures, delay_s=round(delay, 3), detail=detail)
+            _log.debug(
+                "mqtt.link.retry", attempt=self._states.failures, delay_s=round(delay, 3), detail=detail
+            )
             await self._clock.sleep(delay)
 
     async def _connect_once(self) -> None:
@@ -413,8 +366,7 @@ class MqttLink:
             await guarded(session, session.client.subscribe(wanted))
         self._sessions = session.number
         self._backoff.reset()
-        await self._set_state(LinkState.CONNECTED, f"session {session.number}")
-        self._failures = 0
+        await self._states.set(LinkState.CONNECTED, f"session {session.number}")
 
     async def _pump(self, session: Session) -> None:
         try:
@@ -438,76 +390,12 @@ class MqttLink:
 
     async def _say_offline(self, session: Session) -> None:
         """Clean shutdown: publish the retained offline status, bounded in time."""
-        if self._state is not LinkState.CONNECTED:
+        if self._states.state is not LinkState.CONNECTED:
             return
-        await self._set_state(LinkState.CLOSING, "shutdown")
+        await self._states.set(LinkState.CLOSING, "shutdown")
         body = payloads.offline(self._identity, at=self._clock.wall())
         try:
             async with asyncio.timeout(self._offline_timeout):
                 await session.client.publish(self._topics.status, body, qos=1, retain=True)
         except (aiomqtt.MqttError, TimeoutError) as exc:
             _log.warning("mqtt.link.offline_not_confirmed", detail=describe(exc))
-
-    def _publish_properties(
-        self, response_topic: str | None, correlation_data: bytes | None
-    ) -> Properties | None:
-        if self._options.protocol is not aiomqtt.ProtocolVersion.V5:
-            return None
-        if response_topic is None and correlation_data is None:
-            return None
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho leaves __init__ unannotated
-        if response_topic is not None:
-            props.ResponseTopic = check_topic(response_topic)
-        if correlation_data is not None:
-            props.CorrelationData = correlation_data
-        return props
-
-
-class _Health(Protocol):
-    def snapshot(self) -> dict[str, object]: ...
-
-
-class _AssemblyContext(Protocol):
-    """The part of ``facegate.runtime.assembly.AssemblyContext`` that :func:`build` uses."""
-
-    @property
-    def loaded(self) -> LoadedConfig: ...
-    @property
-    def clock(self) -> Clock: ...
-    @property
-    def bus(self) -> EventBus: ...
-    @property
-    def health(self) -> _Health: ...
-
-
-class _Parts(Protocol):
-    """The part of ``facegate.runtime.assembly.Parts`` that :func:`build` fills."""
-
-    services: list[Any]
-    resources: list[AbstractAsyncContextManager[Any]]
-    components: dict[str, object]
-
-
-def build(ctx: _AssemblyContext, parts: _Parts) -> None:
-    """Assembly factory: the embedded broker (a resource, when configured), the link and its services.
-
-    The broker is a resource so it opens before and closes after every
-    service: the link's clean ``offline`` still reaches it at shutdown.
-    Registers components ``mqtt`` (the link) and ``mqtt.broker``; then
-    :func:`facegate.runtime.mqtt.services.add_link_services` adds durable
-    events, commands, metrics and Home Assistant discovery.
-    """
-    from .services import add_link_services  # noqa: PLC0415  # services import handlers lazily
-
-    cfg = ctx.loaded.config.mqtt
-    if cfg.broker == "embedded":
-        broker = EmbeddedBroker(cfg.host, cfg.port)
-        parts.resources.append(broker)
-        parts.components["mqtt.broker"] = broker
-    metrics = LinkMetrics(ctx.bus, ctx.clock)
-    link = MqttLink.from_config(
-        ctx.loaded, clock=ctx.clock, bus=ctx.bus, telemetry=metrics.telemetry(ctx.health.snapshot)
-    )
-    parts.services.append(link)
-    parts.components["mqtt"] = link
-    add_link_services(ctx, parts, link, metrics)

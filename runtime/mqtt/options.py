@@ -10,9 +10,12 @@ import ssl
 from dataclasses import dataclass
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from ..config.core import MqttSection, TlsSection
 from .errors import MqttTlsConfigError
+from .topics import check_topic
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -57,6 +60,24 @@ class ClientOptions:
         # aiomqtt warns per publish above this; a full drain window is normal, not a problem.
         client.pending_calls_threshold = 1024
         return client
+
+    def publish_properties(
+        self, response_topic: str | None, correlation_data: bytes | None
+    ) -> Properties | None:
+        """MQTT 5 PUBLISH properties for a reply; None under 3.1.1 (the payload carries them there).
+
+        Raises MqttTopicError for an invalid ``response_topic``.
+        """
+        if self.protocol is not aiomqtt.ProtocolVersion.V5:
+            return None
+        if response_topic is None and correlation_data is None:
+            return None
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho leaves __init__ unannotated
+        if response_topic is not None:
+            props.ResponseTopic = check_topic(response_topic)
+        if correlation_data is not None:
+            props.CorrelationData = correlation_data
+        return props
 
 
 def effective_protocol(cfg: MqttSection) -> aiomqtt.ProtocolVersion:

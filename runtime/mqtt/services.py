@@ -7,7 +7,8 @@ their issues). A missing part is logged once and its feature stays off:
 
 * ``mqtt.events`` (:class:`~.durable.DurableEvents`) needs component ``store``
   (a :class:`facegate.storage.Store`); without it events are NOT durable and
-  the device says so at start;
+  the device says so at start. With ``events.include_names`` it also runs
+  :class:`~.names.SubjectNames` over the store's gallery (task ``mqtt.names``);
 * ``commands`` (:class:`facegate.handlers.commands.CommandService`) when
   ``commands.enabled``; nonces persist in the store's key-value table;
 * ``mqtt.metrics`` (fps, stage latencies for telemetry);
@@ -30,6 +31,7 @@ from .durable import DurableEvents
 from .homeassistant import HomeAssistantDiscovery
 from .link import MqttLink
 from .metrics import LinkMetrics
+from .names import SubjectNames
 
 _log = structlog.get_logger("facegate.mqtt")
 
@@ -72,6 +74,7 @@ class DurableEventsRunner:
         self._metrics = metrics
         self._redeliver_window_s = redeliver_window_s
         self.events: DurableEvents | None = None
+        self.names: SubjectNames | None = None
 
     @property
     def name(self) -> str:
@@ -84,8 +87,12 @@ class DurableEventsRunner:
             _log.error("mqtt.events_not_durable", reason="no 'store' component: events are not published")
             await asyncio.Event().wait()
             return
-        # Names are never looked up here: a resolver must come from the policy layer.
-        codec = EventCodec(self._link.topics.device_id, include_names=self._include_names)
+        names = self._names(store)
+        codec = EventCodec(
+            self._link.topics.device_id,
+            include_names=names is not None,
+            names=names.get if names is not None else None,
+        )
         self.events = DurableEvents(
             bus=self._bus,
             outbox=outbox,
@@ -95,9 +102,24 @@ class DurableEventsRunner:
             clock=self._clock,
             on_access=self._metrics.on_access,
             redeliver_window_s=self._redeliver_window_s,
+            names=names,
         )
         self._metrics.backlog = lambda: outbox.backlog
-        await self.events.run()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.events.run(), name="mqtt.events.pipeline")
+            if names is not None:
+                tg.create_task(names.run(), name=names.name)
+
+    def _names(self, store: Any) -> SubjectNames | None:
+        """The display-name cache over the store's gallery, when ``events.include_names`` is on."""
+        if not self._include_names:
+            return None
+        gallery = getattr(store, "gallery", None)
+        if gallery is None:
+            _log.warning("mqtt.events.names_unavailable", reason="the store has no gallery")
+            return None
+        self.names = SubjectNames(gallery, clock=self._clock, bus=self._bus)
+        return self.names
 
 
 class CommandsRunner:

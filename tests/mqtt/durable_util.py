@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -56,13 +56,15 @@ class PersistentSubscriber:
     It is paho in its own thread: paho runs ``on_message`` BEFORE it sends the
     PUBACK, so nothing the broker considers delivered can be lost inside the
     consumer (aiomqtt acknowledges on receipt and drops its queue on disconnect).
-    ``ids`` keeps every event id in arrival order (duplicates included).
+    ``ids`` keeps every event id in arrival order (duplicates included), and
+    ``messages`` every ``(topic, body)`` likewise.
     """
 
     def __init__(self, broker: BrokerHandle, topic: str, *, client_id: str = "consumer") -> None:
         self.broker = broker
         self.topic = topic
         self.ids: list[str] = []
+        self.messages: list[tuple[str, dict[str, object]]] = []
         self.connected = asyncio.Event()
         self.connects = 0
         """CONNACKs received so far (a reconnect after a broker kill increments it)."""
@@ -85,11 +87,12 @@ class PersistentSubscriber:
         self._changed.set()
 
     def _on_message(self, _c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
-        event_id = json.loads(m.payload)["event_id"]
-        self._loop.call_soon_threadsafe(self._add, event_id)
+        body = json.loads(m.payload)
+        self._loop.call_soon_threadsafe(self._add, m.topic, body)
 
-    def _add(self, event_id: str) -> None:
-        self.ids.append(event_id)
+    def _add(self, topic: str, body: dict[str, object]) -> None:
+        self.ids.append(str(body["event_id"]))
+        self.messages.append((topic, body))
         self._changed.set()
 
     def start(self) -> None:
@@ -108,8 +111,15 @@ class PersistentSubscriber:
                 await self._changed.wait()
 
     async def wait_unique(self, n: int, within: float) -> None:
+        await self.wait_until(lambda: len(set(self.ids)) >= n, within)
+
+    async def wait_unique_access(self, n: int, within: float) -> None:
+        """Wait for ``n`` distinct ``ev-*`` ids (the access events of :func:`access`)."""
+        await self.wait_until(lambda: len({i for i in self.ids if i.startswith("ev-")}) >= n, within)
+
+    async def wait_until(self, condition: Callable[[], bool], within: float) -> None:
         async with asyncio.timeout(within):
-            while len(set(self.ids)) < n:
+            while not condition():
                 self._changed.clear()
                 await self._changed.wait()
 
