@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from ..bus import EventBus
 from ..clock import Clock
-from ..config import DeviceConfig, LoadedConfig
+from ..config import DeviceConfig
 from .codec import EventCodec
 from .durable import DurableEvents
 from .homeassistant import HomeAssistantDiscovery
@@ -33,23 +33,10 @@ from .link import MqttLink
 from .metrics import LinkMetrics
 from .names import SubjectNames
 
+if TYPE_CHECKING:
+    from .factory import AssemblyContext, AssemblyParts
+
 _log = structlog.get_logger("facegate.mqtt")
-
-
-class _Ctx(Protocol):
-    @property
-    def loaded(self) -> LoadedConfig: ...
-    @property
-    def clock(self) -> Clock: ...
-    @property
-    def bus(self) -> EventBus: ...
-    @property
-    def health(self) -> Any: ...
-
-
-class _Parts(Protocol):
-    services: list[Any]
-    components: dict[str, object]
 
 
 class DurableEventsRunner:
@@ -172,7 +159,9 @@ class CommandsRunner:
         await self.service.run()
 
 
-def add_link_services(ctx: _Ctx, parts: _Parts, link: MqttLink, metrics: LinkMetrics) -> None:
+def add_link_services(
+    ctx: AssemblyContext, parts: AssemblyParts, link: MqttLink, metrics: LinkMetrics
+) -> None:
     """Add ``mqtt.events``, ``mqtt.metrics``, ``commands`` and ``mqtt.homeassistant``."""
     cfg = ctx.loaded.config
     events = DurableEventsRunner(
