@@ -15,6 +15,7 @@ import onnxruntime as ort
 
 from .errors import InferenceError, ModelFormatError
 from .registry import ModelFamily, ModelSpec
+from .spin import AdaptiveSpin
 
 CROP = 112
 
@@ -23,7 +24,7 @@ class FaceEmbedder:
     """An embedding model with its id; thread-safe like its onnxruntime session."""
 
     def __init__(
-        self, session: ort.InferenceSession, spec: ModelSpec, *, model_id: str | None = None
+        self, session: ort.InferenceSession | AdaptiveSpin, spec: ModelSpec, *, model_id: str | None = None
     ) -> None:
         """``model_id`` overrides ``spec.model_id`` for a derived build (e.g. the int8 recipe)."""
         if spec.family not in (ModelFamily.SFACE, ModelFamily.ARCFACE):

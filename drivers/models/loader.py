@@ -12,6 +12,7 @@ import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import structlog
 
@@ -24,6 +25,7 @@ from .embedder import FaceEmbedder
 from .errors import ModelFormatError, ModelHashMismatch
 from .registry import BUILTIN_DETECTOR, BUILTIN_RECOGNIZER, ModelSpec, verify_pin
 from .session import make_session
+from .spin import AdaptiveSpin
 
 _log = structlog.get_logger("facegate.models")
 
@@ -47,8 +49,9 @@ class ModelOptions:
     recognizer_threads: int = 2
     detector_input_width: int = 320
     detector_score: float = 0.6
-    recognizer_spin: bool = False
-    """Let the recogniser's idle intra-op threads spin (see ``session.make_session``)."""
+    recognizer_spin: Literal["auto", "on", "off"] = "auto"
+    """Recogniser threads busy-wait within a run: always, never, or per run by measured
+    latency (``auto``, :class:`~.spin.AdaptiveSpin`)."""
     recognizer_precision: str | None = None
     """``int8``: the built-in SFace quantised with the recipe in
     ``quantize.py``; its model id gains ``:int8r<N>-<ranges hash>``, so
@@ -112,12 +115,15 @@ def load_models(opts: ModelOptions | None = None) -> LoadedModels:
         input_width=opts.detector_input_width,
         score_threshold=opts.detector_score,
     )
-    embedder = FaceEmbedder(
-        make_session(rec_path, intra_threads=opts.recognizer_threads,
-                     spin=opts.recognizer_spin),
-        opts.recognizer,
-        model_id=model_id,
-    )
+    threads = opts.recognizer_threads
+    if opts.recognizer_spin == "auto":
+        session: Any = AdaptiveSpin(
+            make_session(rec_path, intra_threads=threads, spin=False),
+            make_session(rec_path, intra_threads=threads, spin=True),
+        )
+    else:
+        session = make_session(rec_path, intra_threads=threads, spin=opts.recognizer_spin == "on")
+    embedder = FaceEmbedder(session, opts.recognizer, model_id=model_id)
     _log.info(
         "models.loaded",
         detector=opts.detector.model_id,

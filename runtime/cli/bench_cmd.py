@@ -35,8 +35,9 @@ def register(sub: Any) -> None:
     p.add_argument("--recognizer-threads", type=int, default=2,
                    help="onnxruntime intra-op threads of the recogniser (default 2, the same "
                    "budget as OpenCV's cv2.getNumThreads() on this machine)")
-    p.add_argument("--spin", action="store_true",
-                   help="let the recogniser's idle threads spin (recognizer_spin = true)")
+    p.add_argument("--spin", choices=("auto", "on", "off"), default=ModelSettings().recognizer_spin,
+                   help="recogniser threads busy-wait within a run: auto (the device default: "
+                   "per run by measured latency), on or off (recognizer_spin)")
     p.add_argument("--skip-pipeline", action="store_true")
     p.add_argument("--skip-matcher", action="store_true")
     p.set_defaults(handler=_bench)
@@ -111,7 +112,7 @@ def _bench(args: argparse.Namespace) -> int:
         th = result["threads"]
         print(f"\npipeline, 640x480 frame, one face ({args.frames} frames), model "
               f"{result['model_id']}, threads: detector {th['detector']}, recogniser "
-              f"{th['recognizer']}{' (spinning)' if th['recognizer_spin'] else ''}, "
+              f"{th['recognizer']} (spin {th['recognizer_spin']}), "
               f"OpenCV {th['opencv']}")
         print(f"  {'stage':<8} {'p50 ms':>8} {'p99 ms':>8}")
         for st in STAGES:

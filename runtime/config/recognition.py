@@ -53,11 +53,12 @@ class ModelSettings:
     recognizer_threads: int = setting(
         2, doc="onnxruntime intra-op threads, recogniser.", ge=1, le=16
     )
-    recognizer_spin: bool = setting(
-        False,
+    recognizer_spin: Literal["auto", "on", "off"] = setting(
+        "auto",
         doc="Let the recogniser's onnxruntime threads busy-wait during one inference "
         "(allow_spinning=1, stopped when it returns): ~1 ms faster per embedding when the "
-        "cores are free, slower when other processes compete for them.",
+        "cores are free, slower when other processes compete for them. 'auto' keeps both "
+        "kinds of session and routes each run to the one with the lower recent latency.",
     )
     recognizer_precision: Literal["fp32", "int8"] = setting(
         "int8",
