@@ -8,6 +8,7 @@ services: the retention sweeper and the gallery watcher.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +93,17 @@ class MatchRecorder:
                     await self._host.policy.record_match(decision.subject_id, decision.at)
 
 
+def _snapshot_sink(host: PolicyHost) -> Callable[[AccessDecision, bytes], Awaitable[None]]:
+    from .snapshots import put_snapshot  # noqa: PLC0415  # only when snapshots are on
+
+    async def sink(decision: AccessDecision, crop: bytes) -> None:
+        await put_snapshot(
+            host.policy, decision_id=decision.event_id, subject_id=decision.subject_id, image=crop
+        )
+
+    return sink
+
+
 def build(ctx: AssemblyContext, parts: Parts) -> None:
     """Add the policy host (resource), the sweeper and the watcher when a store exists."""
     store = parts.components.get("store")
@@ -104,6 +116,11 @@ def build(ctx: AssemblyContext, parts: Parts) -> None:
     parts.services.append(_Deferred("policy.retention", host, RetentionSweeper))
     parts.services.append(_Deferred("policy.gallery_watch", host, GalleryWatcher))
     parts.services.append(MatchRecorder(host, ctx))
+    recognition = parts.components.get("recognition")
+    if ctx.config.privacy.decision_snapshots and recognition is not None:
+        # The policy alone decides that face crops are kept: only then does recognition
+        # get a sink, and every crop is sealed and kept at most snapshot_hours.
+        recognition.snapshot_sink = _snapshot_sink(host)  # type: ignore[attr-defined]  # RecognitionHost
 
 
 def _add_command_actions(ctx: AssemblyContext, parts: Parts, host: PolicyHost) -> None:

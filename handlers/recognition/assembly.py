@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from .engine import RecognitionEngine
-from .service import RecognitionService
+from .service import RecognitionService, SnapshotSink
 
 if TYPE_CHECKING:
     from ...runtime.assembly import AssemblyContext, Parts
@@ -39,6 +39,8 @@ class RecognitionHost:
         self._engine: RecognitionEngine | None = None
         self._ready = asyncio.Event()
         self.service: RecognitionService | None = None
+        self.snapshot_sink: SnapshotSink | None = None
+        """Installed by the privacy policy when decision snapshots are on (never otherwise)."""
 
     @property
     def name(self) -> str:
@@ -92,7 +94,9 @@ class RecognitionHost:
 
     async def run(self) -> None:
         if self.service is None:
-            self.service = RecognitionService(self.engine, self._ctx.bus, self._ctx.clock)
+            self.service = RecognitionService(
+                self.engine, self._ctx.bus, self._ctx.clock, snapshot_sink=self.snapshot_sink
+            )
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._mark_ready(self.service), name="recognition.ready")
             tg.create_task(self.service.run(), name="recognition.frames")

@@ -12,17 +12,39 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Awaitable, Callable
 
+import cv2
+import numpy as np
+import numpy.typing as npt
 import structlog
 
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
+from ...runtime.errors import FacegateError
 from ...runtime.events import AccessDecision, FrameCaptured
 from .decision import DecisionEngine
 from .engine import RecognitionEngine
 from .pipeline import FrameAnalysis
 
 _log = structlog.get_logger("facegate.recognition")
+
+SnapshotSink = Callable[[AccessDecision, bytes], Awaitable[None]]
+"""Receives the JPEG face crop of the frame that produced a decision. Only the
+privacy policy installs one, and only when ``privacy.decision_snapshots`` is on."""
+
+
+def face_crop_jpeg(image: npt.NDArray[np.uint8], box: tuple[float, float, float, float]) -> bytes:
+    """The face box (with a 20% margin) of ``image`` as JPEG bytes. Blocking: run off the loop."""
+    x, y, w, h = box
+    mx, my = 0.2 * w, 0.2 * h
+    height, width = image.shape[:2]
+    x0, y0 = max(0, int(x - mx)), max(0, int(y - my))
+    x1, y1 = min(width, int(x + w + mx)), min(height, int(y + h + my))
+    ok, buf = cv2.imencode(".jpg", image[y0:y1, x0:x1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise ValueError("JPEG encoding of the face crop failed")
+    return bytes(buf)
 
 
 class RecognitionService:
@@ -36,8 +58,10 @@ class RecognitionService:
         *,
         name: str = "recognition",
         tick_s: float = 0.1,
+        snapshot_sink: SnapshotSink | None = None,
     ) -> None:
         self._engine = engine
+        self._snapshot_sink = snapshot_sink
         self._bus = bus
         self._clock = clock
         self._name = name
@@ -78,7 +102,25 @@ class RecognitionService:
                 )
                 self.frames_analysed += 1
                 self.reasons[str(analysis.reason)] += 1
-                self._publish(self.decider.observe(analysis, ev.monotonic, self._clock.wall()))
+                decisions = self.decider.observe(analysis, ev.monotonic, self._clock.wall())
+                self._publish(decisions)
+                if decisions and self._snapshot_sink is not None and analysis.target is not None:
+                    await self._snapshot(decisions, ev.image, analysis.target.box)
+
+    async def _snapshot(
+        self,
+        decisions: list[AccessDecision],
+        image: npt.NDArray[np.uint8],
+        box: tuple[float, float, float, float],
+    ) -> None:
+        assert self._snapshot_sink is not None
+        crop = await asyncio.to_thread(face_crop_jpeg, image, box)
+        for decision in decisions:
+            try:
+                await self._snapshot_sink(decision, crop)
+            except FacegateError as exc:
+                # A snapshot is optional evidence: losing one must not stop recognition.
+                _log.warning("recognition.snapshot_failed", error=type(exc).__name__)
 
     async def _deadlines(self) -> None:
         while True:

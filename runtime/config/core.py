@@ -27,11 +27,6 @@ class DeviceSection:
 
     id: str = setting(doc="Device id: lowercase letters, digits, '-' and '_'; used in MQTT topics.")
     site: str = setting("", doc="Free-text site or building name, reported in the birth message.")
-    kiosk_hardware: bool = setting(
-        True,
-        doc="True on dedicated kiosk/gate hardware. Device identifiers (machine-id, MAC) are "
-        "collected for licence binding only when true, never when embedded in a phone app.",
-    )
 
     def check(self) -> None:
         if not _DEVICE_ID.match(self.id):
