@@ -17,7 +17,6 @@ visible in :meth:`Supervisor.status` for health telemetry.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import threading
 from collections.abc import Iterable
@@ -182,10 +181,12 @@ class Supervisor:
         if not tasks:
             return []
         # The deadline is fixed now, not when the timer task first runs.
-        timer = asyncio.ensure_future(self._sleep_until(self._clock.monotonic() + budget_s))
+        timer = asyncio.create_task(
+            self._sleep_until(self._clock.monotonic() + budget_s), name="supervisor.stop.budget"
+        )
         stops: set[asyncio.Future[None]] = {timer}
         if abort is not None:
-            stops.add(asyncio.ensure_future(_wait_event(abort)))
+            stops.add(asyncio.create_task(_wait_event(abort), name="supervisor.stop.abort"))
         pending: set[asyncio.Future[None]] = set(tasks)
         try:
             while pending and not any(f.done() for f in stops):
@@ -196,9 +197,9 @@ class Supervisor:
         finally:
             for f in stops:
                 f.cancel()
-            for f in stops:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await f
+            # asyncio.wait, not `suppress(CancelledError): await f`: that would also
+            # swallow a cancellation of the caller arriving while the helpers unwind.
+            await asyncio.wait(stops)
         return sorted(t.get_name() for t in tasks if not t.done())
 
     async def _sleep_until(self, deadline: float) -> None:

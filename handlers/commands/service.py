@@ -31,12 +31,13 @@ import structlog
 
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock, utc_iso
+from ...runtime.errors import FacegateError
 from ...runtime.events import SecurityEvent, SecurityKind
 from ...runtime.mqtt import InboundMessage, MqttPublishError
 from ...runtime.mqtt.payloads import encode
 from ...runtime.mqtt.topics import DeviceTopics, check_topic
 from .auth import Verifier
-from .errors import CommandError, CommandRefused
+from .errors import CommandError, CommandRefused, VerbFailed
 from .schema import VERBS, first_error, schema_name
 from .verbs import Invocation, VerbTable
 
@@ -186,8 +187,17 @@ class CommandService:
             result = await self._verbs.run(inv)
         except CommandError as exc:
             return self._refused(exc, topic_verb, env)
+        except FacegateError as exc:
+            # A part's own typed failure (GPIO, storage, ...): reply 'failed' instead of
+            # crashing the worker (which loses the reply and restarts the service). Its
+            # text may carry personal data, so only the type goes out.
+            failed = VerbFailed(f"{type(exc).__name__} while running the verb")
+            _log.warning("commands.verb_error", verb=topic_verb[:64], error_type=type(exc).__name__)
+            return self._refused(failed, topic_verb, env)
         self.stats.executed += 1
-        _log.info("commands.executed", verb=inv.verb, operator=operator)
+        # The operator's label may be a person's name: it goes to the audit log (accountability),
+        # never to the device log.
+        _log.info("commands.executed", verb=inv.verb)
         return Outcome(inv.verb, True, "ok", "done", result, _corr(env), _str(env.get("reply_to")))
 
     def _parse(self, msg: InboundMessage) -> dict[str, Any]:

@@ -207,10 +207,19 @@ class DoorController:
 
     def _pulse(self, cause: str) -> None:
         assert self._tg is not None
+        # The relock timer is started before the relay moves: while run() is exiting
+        # its TaskGroup refuses new tasks, and a relay released without a timer would
+        # stay unlocked until the safe state (and the caller would get a RuntimeError).
+        timer = self._relock_after()
+        try:
+            relock = self._tg.create_task(timer, name="door.relock")
+        except RuntimeError:
+            timer.close()
+            raise DoorNotRunningError("door controller is stopping") from None
         self._cancel_relock()
+        self._relock = relock
         self.counters["unlocks"] += 1
         self._set_relay(True, cause)
-        self._relock = self._tg.create_task(self._relock_after(), name="door.relock")
 
     async def _relock_after(self) -> None:
         await self._clock.sleep(self._cfg.unlock_s)

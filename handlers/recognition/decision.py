@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import itertools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,11 +68,20 @@ class DecisionEngine:
         stillness: StillnessCheck | None,
         *,
         model_id: str,
+        enrolled: Callable[[str], bool] | None = None,
     ) -> None:
+        """``enrolled(subject_id)`` says whether the subject is still in the matcher *now*.
+
+        A frame's search may have run (in a worker thread) before a concurrent
+        ``remove_subject``; votes for a subject no longer enrolled are discarded
+        when the decision is taken, so an erased subject is never granted after
+        its removal returned.
+        """
         self.settings = settings
         self.thresholds = thresholds
         self.stillness = stillness
         self.model_id = model_id
+        self._enrolled = enrolled
         self._track: _Track | None = None
         self._ids = itertools.count(1)
 
@@ -146,6 +156,8 @@ class DecisionEngine:
             assert res is not None
             best, second = res.best, res.runner_up
             margin = best.score - (second.score if second else -1.0) if best else 0.0
+            if best is not None and self._enrolled is not None and not self._enrolled(best.subject_id):
+                continue  # searched before the subject was removed: a stale vote, never a grant
             if best is not None and best.score >= threshold and margin >= s.min_margin:
                 votes[best.subject_id].append(o)
             else:

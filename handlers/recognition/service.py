@@ -67,7 +67,8 @@ class RecognitionService:
         self._name = name
         self._tick_s = tick_s
         self.decider = DecisionEngine(
-            engine.cfg.decision, engine.thresholds, engine.stillness, model_id=engine.model_id
+            engine.cfg.decision, engine.thresholds, engine.stillness, model_id=engine.model_id,
+            enrolled=engine.matcher.has_subject,
         )
         self.frames_analysed = 0
         self.reasons: collections.Counter[str] = collections.Counter()

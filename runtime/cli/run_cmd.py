@@ -50,11 +50,11 @@ async def serve(
     cancelled once the device has stopped.
     """
     device = Device(loaded, repair=repair)
-    extra: asyncio.Future[None] | None = None
+    extra: asyncio.Task[None] | None = None
     try:
         async with device:
             if body is not None:
-                extra = asyncio.ensure_future(body(device))
+                extra = asyncio.create_task(_as_coro(body(device)), name="run.body")
             try:
                 await asyncio.wait_for(device.wait_shutdown(), seconds)
             except TimeoutError:
@@ -66,6 +66,10 @@ async def serve(
             extra.cancel()
             await asyncio.gather(extra, return_exceptions=True)
     return 0
+
+
+async def _as_coro(awaitable: Awaitable[None]) -> None:
+    await awaitable
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import types
 import typing
 from pathlib import Path
@@ -107,6 +108,10 @@ def convert_value(tp: Any, raw: Any, key: str, base_dir: Path) -> Any:  # noqa: 
     if tp is float:
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             raise ConversionError(key, f"expected a number, got {raw!r}")
+        # TOML allows nan and inf; nan passes every bound check (all comparisons are
+        # False), so a timing such as gpio.unlock_s = nan would load silently.
+        if not math.isfinite(raw):
+            raise ConversionError(key, f"expected a finite number, got {raw!r}")
         return float(raw)
     if tp is str:
         if not isinstance(raw, str):

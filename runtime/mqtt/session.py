@@ -33,7 +33,7 @@ async def guarded(session: Session, call: Coroutine[Any, Any, T]) -> T:
     if session.lost.done():
         call.close()
         raise MqttNotConnected("connection lost")
-    task = asyncio.ensure_future(call)
+    task = asyncio.get_running_loop().create_task(call, name=f"mqtt.session{session.number}.call")
     try:
         await asyncio.wait((task, session.lost), return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:

@@ -47,6 +47,13 @@ def error_of(tmp_path: Path, text: str) -> ConfigError:
         (MINIMAL + "[mqtt]\nport = 70000\n", "mqtt.port", "must be <= 65535"),
         (MINIMAL + "[gpio]\nunlock_s = 0\n", "gpio.unlock_s", "must be > 0"),
         (MINIMAL + "[gpio]\nunlock_s = 61\n", "gpio.unlock_s", "must be <= 60"),
+        (MINIMAL + "[gpio]\nunlock_s = nan\n", "gpio.unlock_s", "expected a finite number"),
+        (MINIMAL + "[gpio]\nheld_open_s = inf\n", "gpio.held_open_s", "expected a finite number"),
+        (
+            MINIMAL + "[lifecycle]\nshutdown_grace_s = nan\n",
+            "lifecycle.shutdown_grace_s",
+            "expected a finite number",
+        ),
         (MINIMAL + "[lifecycle]\nshutdown_grace_s = -1\n", "lifecycle.shutdown_grace_s", "> 0"),
         ('[device]\nsite = "x"\n', "device.id", "is required"),
         ('[device]\nid = "Gate 1"\n', "device.id", "not a valid device id"),

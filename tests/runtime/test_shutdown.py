@@ -255,3 +255,27 @@ async def test_second_shutdown_request_forces_without_waiting(tmp_path: Path) ->
         await asyncio.wait_for(task, 2)
     assert clock.monotonic() == 1000.0  # no budget was waited for
     assert slow.relay_at_second_cancel is False
+
+
+@pytest.mark.asyncio
+async def test_serve_runs_its_body_as_a_named_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facegate.runtime.cli import run_cmd  # noqa: PLC0415  # the module under test
+
+    loaded = load_text(tmp_path, CONFIG.format(safe="locked"))
+
+    def device(cfg: object, **kw: object) -> Device:
+        return Device(loaded, assembler=gpio_only(), handle_signals=False)
+
+    monkeypatch.setattr(run_cmd, "Device", device)
+    seen: list[str] = []
+
+    async def body(dev: Device) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        seen.append(task.get_name())
+        dev.request_shutdown("body done")
+
+    assert await run_cmd.serve(loaded, body=body) == 0
+    assert seen == ["run.body"]

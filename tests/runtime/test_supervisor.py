@@ -223,3 +223,62 @@ async def test_stop_reports_tasks_that_outlive_the_budget() -> None:
         assert await stopping == ["stubborn"]
         sup.cancel_all()  # the forced path: interrupts the stuck cleanup
     assert sup.status()["stubborn"].state is ServiceState.STOPPED
+
+
+def _stop_timer() -> asyncio.Task[object] | None:
+    for t in asyncio.all_tasks():
+        if getattr(t.get_coro(), "__qualname__", "") == "Supervisor._sleep_until":
+            return t
+    return None
+
+
+@pytest.mark.asyncio
+async def test_stop_helpers_are_named_tasks() -> None:
+    clock = ManualClock()
+    abort = asyncio.Event()
+    release = asyncio.Event()
+
+    class Stubborn:
+        name = "stubborn"
+
+        async def run(self) -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await release.wait()
+
+    sup = Supervisor(clock=clock)
+    sup.add(Stubborn())
+    async with sup:
+        await settle()
+        stopping = asyncio.create_task(sup.stop(5.0, abort=abort), name="test.stopping")
+        await settle()
+        me = asyncio.current_task()
+        unnamed = sorted(
+            t.get_name() for t in asyncio.all_tasks() if t is not me and t.get_name().startswith("Task-")
+        )
+        assert unnamed == []
+        abort.set()
+        assert await stopping == ["stubborn"]
+        release.set()
+
+
+@pytest.mark.asyncio
+async def test_cancelling_stop_during_its_cleanup_is_not_swallowed() -> None:
+    """stop() reaps its timer in a finally; a cancel arriving then must still propagate."""
+    clock = ManualClock()
+    sup = Supervisor(clock=clock)
+    sup.add(Flaky(0, name="polite"))
+    async with sup:
+        await settle()
+        stopping = asyncio.create_task(sup.stop(5.0), name="test.stopping")
+        for _ in range(50):
+            await asyncio.sleep(0)
+            timer = _stop_timer()
+            if timer is not None and timer.cancelling() and not timer.done():
+                break
+        else:
+            pytest.fail("stop() never reached its cleanup")
+        stopping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopping

@@ -218,3 +218,33 @@ async def test_crash_exit_enters_safe_state() -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
         assert gpio.level(RELAY) is False
+
+
+@pytest.mark.asyncio
+async def test_remote_open_while_the_controller_stops_is_refused_and_never_unlocks() -> None:
+    """open() racing run()'s exit (its TaskGroup is cancelling the held-open timer).
+
+    The controller still looks running, but no relock timer can be started any
+    more: the command must get the typed DoorNotRunningError and the relay must
+    not be energised (before the fix: a bare RuntimeError after unlocking).
+    """
+    clock = ManualClock()
+    bus = EventBus()
+    section = GpioSection(relay_line=RELAY, door_sensor_line=SENSOR, safe_state="locked")
+    gpio = build_driver(section, clock)
+    assert isinstance(gpio, SimulatedGpio)
+    door = DoorController(section, gpio, bus, clock)
+    async with gpio:
+        gpio.drive_input(SENSOR, True)  # door open at start: a held-open timer task is pending
+        task = asyncio.create_task(door.run(), name="door")
+        await settle()
+        task.cancel()
+        await asyncio.sleep(0)  # run() is now inside its TaskGroup's exit, awaiting the timer
+        assert not task.done()
+        with pytest.raises(DoorNotRunningError):
+            await door.open("late")
+        assert gpio.actuations(RELAY) == 0
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert gpio.level(RELAY) is False
+        assert gpio.actuations(RELAY) == 0
