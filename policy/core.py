@@ -93,10 +93,24 @@ class Policy:
         self.store.gallery.attach(sink)
 
     async def open(self) -> Policy:
-        """Create the policy tables if missing; refuse a torn-down device."""
+        """Create the policy tables if missing; refuse a torn-down device.
+
+        With a sink attached (the matcher, already filled by ``Gallery.load_all``),
+        every subject that is no longer permitted (consent expired or withdrawn
+        while the device was off, no age record, unguarded minor) is removed from
+        it before this returns: it must not match in the window before the
+        retention sweeper's first sweep erases it.
+        """
         if await self.store.kv.get(DESTROYED_KEY) is not None:
             raise DeviceDestroyedError("this device was destroyed; re-provision it before use")
         await ensure_schema(self.store)
+        if self.sink is not None:
+            async with self.lock:
+                for sid in await self.store.gallery.subject_ids():
+                    try:
+                        await self.consents.check_enrolment(sid, ACCESS_CONTROL)
+                    except ConsentRequiredError:
+                        await _maybe_await(self.sink.remove_subject(sid))
         return self
 
     # -- enrolment -----------------------------------------------------------
@@ -290,8 +304,8 @@ class Policy:
                     consent_id, ConsentState.WITHDRAWN, actor=actor, reason="withdrawn"
                 )
             except BaseException:
-                if detach:  # nothing changed (or cancelled): put the subject back
-                    await asyncio.shield(self.reload(sid))
+                if detach:  # nothing changed (or cancelled): put the subject back if still permitted
+                    await asyncio.shield(self._reload_if_permitted(sid, before.purpose))
                 raise
             if not detach:
                 return record, None
@@ -301,6 +315,15 @@ class Policy:
                 return record, await self.erase_locked(sid, actor=actor, reason="consent_withdrawn")
             await self.reload(sid)
             return record, None
+
+    async def _reload_if_permitted(self, subject_id: str, purpose: str) -> None:
+        # A cancellation can land while the (shielded) COMMIT runs: the withdrawal is then
+        # durable although transition() raised. Read the committed state before reloading.
+        try:
+            await self.consents.check_enrolment(subject_id, purpose)
+        except ConsentRequiredError:
+            return  # stays unmatchable; the sweeper completes the erasure
+        await self.reload(subject_id)
 
     async def reload(self, subject_id: str) -> None:
         """Put a still-permitted subject back into the matcher (decrypting its templates)."""

@@ -65,7 +65,8 @@ async def device_secret(store: Store, name: str, *, create: bool = True) -> byte
         kid, _, blob = value.partition(":")
         kek = store.keys.get(kid)
         if kek is None:
-            await store.keys.refresh()
+            # Inside our transaction the database lock is held: refresh must read through tx.
+            await store.keys.refresh(tx)
             kek = store.keys.get(kid)
         if kek is None:
             raise DeviceKeyError(

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import io
 import json
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ import pytest
 import pytest_asyncio
 from facegate.drivers.models import LoadedModels
 from facegate.handlers.recognition import RecognitionEngine, RecognitionService
+from facegate.handlers.recognition.pipeline import FrameAnalysis
 from facegate.runtime.bus import EventBus, Subscription
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.config.recognition import DecisionSettings, RecognitionSection
@@ -203,3 +205,37 @@ async def test_decisions_and_logs_carry_no_biometric_data(models: LoadedModels) 
     for word in ("obama", "biden", "Dad", "Mom"):
         assert word not in text
     assert f"{probe[0]:.4f}" not in text and f"{probe[1]:.4f}" not in text
+
+
+@pytest.mark.asyncio
+async def test_subject_removed_while_its_frame_is_in_flight_is_not_granted(rig: Rig) -> None:
+    """remove_subject returning means no later grant, even from a search that ran before it.
+
+    The frame's search ran in the worker thread before the removal; its analysis
+    (and the two earlier votes) reached the decision engine after remove_subject returned.
+    """
+    frames = live("obama3.jpg")
+    assert await rig.show(frames, 2) == []  # two votes for S-001, k = 3 not reached yet
+    real = rig.engine.pipeline.analyse
+    searched, release = threading.Event(), threading.Event()
+
+    def held(image: np.ndarray, ir: np.ndarray | None = None, **kw: bool) -> FrameAnalysis:
+        out = real(image, ir, **kw)
+        searched.set()  # the matcher was searched while S-001 was still enrolled
+        release.wait(10)
+        return out
+
+    rig.engine.pipeline.analyse = held  # type: ignore[method-assign]  # hold one frame in flight
+    before = rig.service.frames_analysed
+    rig.seq += 1
+    rig.bus.publish(frame_event(next(frames), rig.seq, rig.clock.monotonic(), rig.clock.wall()))
+    assert await asyncio.to_thread(searched.wait, 10)
+    assert rig.engine.matcher.remove_subject("S-001") == 1  # erasure: unmatchable on return
+    release.set()
+    for _ in range(2000):
+        if rig.service.frames_analysed > before:
+            break
+        await asyncio.sleep(0.005)
+    assert rig.service.frames_analysed > before
+    got = rig.drain()
+    assert not [d for d in got if d.decision is Decision.GRANTED], got
