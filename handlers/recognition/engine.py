@@ -17,6 +17,7 @@ from ...drivers.models.registry import (
     BUILTIN_RECOGNIZER,
     ModelFamily,
     ModelSpec,
+    check_same_model,
 )
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
@@ -90,7 +91,10 @@ class RecognitionEngine:
         self.cfg = cfg
         self.models = models
         self.model_id = models.model_id
-        self.matcher = matcher or Matcher(models.model_id, models.embedder.dim)
+        # "is None", not "or": an empty matcher is falsy (len 0) but must still be used.
+        self.matcher = matcher if matcher is not None else Matcher(models.model_id, models.embedder.dim)
+        # Templates of another model are never compared: refuse a matcher built for one.
+        check_same_model(self.matcher.model_id, models.model_id)
         self.thresholds = threshold_policy(cfg, models.model_id)
         lv = cfg.liveness
         checks: list[FrameCheck] = []

@@ -6,7 +6,14 @@ import threading
 
 import numpy as np
 import pytest
-from facegate.handlers.recognition import GalleryError, Matcher, TemplateModelMismatch
+from facegate.drivers.models.loader import LoadedModels
+from facegate.handlers.recognition import (
+    GalleryError,
+    Matcher,
+    RecognitionEngine,
+    TemplateModelMismatch,
+)
+from facegate.runtime.config.recognition import RecognitionSection
 
 MID = "sface-2021dec@fb143eea"
 
@@ -138,3 +145,10 @@ def test_removed_subject_is_unmatchable_once_remove_returns(int8_min_rows: int) 
         t.join()
     assert errors == []
     assert len(m) == 2300 and m.subject_count == 2300
+
+
+def test_engine_refuses_a_matcher_built_for_another_model(models: LoadedModels) -> None:
+    """Templates of another model are never compared, even through a mis-wired matcher."""
+    other = Matcher("arcface-r100@deadbeef", models.embedder.dim)
+    with pytest.raises(TemplateModelMismatch, match="re-enrol"):
+        RecognitionEngine(RecognitionSection(), models, matcher=other)
