@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-pytest_plugins = ["tests.fixtures.brokers"]
+pytest_plugins = ["tests.fixtures.brokers", "tests.fixtures.stores"]
 
 DATA = Path(__file__).parent / "data"
 

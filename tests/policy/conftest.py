@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
 
@@ -15,12 +14,8 @@ from facegate.handlers.recognition.matcher import Matcher
 from facegate.policy import ConsentKind, ConsentMethod, Guardian, Policy
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.config.privacy import PrivacySection
-from facegate.runtime.events import Event
-from facegate.storage import KekSource, KekSourceKind, Store
-from facegate.storage.crypto import new_key
-from facegate.storage.kek import encode_key
+from facegate.storage import Store
 
-KEK_ENV = "FACEGATE_POLICY_TEST_KEK"
 MODEL = "sface-2021dec"
 DIM = 128
 DAY = 86_400.0
@@ -43,10 +38,6 @@ def privacy_events(payloads: list[bytes]) -> list[dict[str, object]]:
     return [json.loads(p) for p in payloads]
 
 
-@pytest.fixture
-def kek(monkeypatch: pytest.MonkeyPatch) -> KekSource:
-    monkeypatch.setenv(KEK_ENV, encode_key(new_key()))
-    return KekSource(kind=KekSourceKind.ENV, env=KEK_ENV)
 
 
 @pytest.fixture
@@ -54,14 +45,8 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "policy.db"
 
 
-@pytest.fixture
-def events() -> list[Event]:
-    return []
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 @pytest.fixture
@@ -74,12 +59,6 @@ def matcher() -> Matcher:
     return Matcher(MODEL, DIM, threads=1)
 
 
-@pytest_asyncio.fixture
-async def store(
-    db_path: Path, kek: KekSource, events: list[Event], clock: ManualClock
-) -> AsyncIterator[Store]:
-    async with Store(db_path, kek, clock=clock, publish=events.append) as st:
-        yield st
 
 
 @pytest_asyncio.fixture

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
-import pytest_asyncio
-from facegate.runtime.clock import ManualClock
-from facegate.runtime.events import Event
-from facegate.storage import KekSource, KekSourceKind, Store
-from facegate.storage.crypto import new_key
-from facegate.storage.kek import encode_key
 
-KEK_ENV = "FACEGATE_TEST_KEK"
+from ..fixtures.stores import KEK_ENV  # noqa: F401 -- re-exported for the storage tests
 
 
 def raw(path: Path) -> bytes:
@@ -69,15 +63,8 @@ class RecordingSink:
         return {s for s, _ in self.rows}
 
 
-@pytest.fixture
-def kek_bytes() -> bytes:
-    return new_key()
 
 
-@pytest.fixture
-def kek(monkeypatch: pytest.MonkeyPatch, kek_bytes: bytes) -> KekSource:
-    monkeypatch.setenv(KEK_ENV, encode_key(kek_bytes))
-    return KekSource(kind=KekSourceKind.ENV, env=KEK_ENV)
 
 
 @pytest.fixture
@@ -85,19 +72,6 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "gallery.db"
 
 
-@pytest.fixture
-def events() -> list[Event]:
-    return []
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
-
-@pytest_asyncio.fixture
-async def store(
-    db_path: Path, kek: KekSource, events: list[Event], clock: ManualClock
-) -> AsyncIterator[Store]:
-    async with Store(db_path, kek, clock=clock, publish=events.append) as st:
-        yield st
