@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import configparser
-import importlib.metadata
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
 import zipfile
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ROOTS = {
@@ -50,34 +46,6 @@ def test_every_package_dir_is_listed_in_pyproject() -> None:
 def test_package_dir_maps_into_the_facegate_namespace() -> None:
     mapping = _pyproject()["tool"]["setuptools"]["package-dir"]
     assert mapping == {v: k for k, v in ROOTS.items()}
-
-
-def _setuptools_major() -> int:
-    try:
-        return int(importlib.metadata.version("setuptools").split(".")[0])
-    except importlib.metadata.PackageNotFoundError:
-        return 0
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    src = tmp_path_factory.mktemp("src")
-    ignore = shutil.ignore_patterns(
-        ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".mypy_cache",
-        ".ruff_cache", ".pytest_cache", ".typecheck", ".model-cache", "tests", "*.db*",
-    )
-    shutil.copytree(REPO, src / "facegate", ignore=ignore, symlinks=True)
-    out = tmp_path_factory.mktemp("dist")
-    # Build offline with the venv's setuptools when it is recent enough for the SPDX
-    # licence string; otherwise let `build` make its isolated environment.
-    flags = ["--no-isolation", "--skip-dependency-check"] if _setuptools_major() >= 77 else []
-    proc = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", *flags, "--outdir", str(out), str(src / "facegate")],
-        capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (whl,) = out.glob("facegate-*.whl")
-    return whl
 
 
 def test_wheel_has_only_the_facegate_namespace_at_top_level(wheel: Path) -> None:
