@@ -17,6 +17,7 @@ ROOTS = {
     "drivers": "facegate.drivers",
     "policy": "facegate.policy",
     "storage": "facegate.storage",
+    "testing": "facegate.testing",
 }
 
 
@@ -52,7 +53,7 @@ def test_wheel_has_only_the_facegate_namespace_at_top_level(wheel: Path) -> None
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/", 1)[0] for n in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"facegate"}
-    for forbidden in ("runtime", "storage", "policy", "handlers", "drivers", "tests"):
+    for forbidden in ("runtime", "storage", "policy", "handlers", "drivers", "testing", "tests"):
         assert forbidden not in top
     packages = {n.rsplit("/", 1)[0].replace("/", ".") for n in names if n.endswith("/__init__.py")}
     assert _tree_packages() <= packages

@@ -100,3 +100,23 @@ def test_installed_wheel_enrols_with_the_default_config(wheel_venv: WheelVenv, t
         proc = wheel_venv.run(*argv, timeout=240)
         assert proc.returncode == 0, f"{argv}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
     assert "1 template(s)" in proc.stdout
+
+
+def docs_example() -> str:
+    """The complete example of docs/testing.md (the python block after its marker)."""
+    text = (REPO / "docs" / "testing.md").read_text(encoding="utf-8")
+    after = text.split("<!-- example: test_gate_controller.py -->", 1)[1]
+    return after.split("```python\n", 1)[1].split("\n```", 1)[0] + "\n"
+
+
+@pytest.mark.timeout(900)
+def test_docs_testing_example_passes_in_a_new_project(wheel_venv: WheelVenv, tmp_path: Path) -> None:
+    """docs/testing.md's example, copied into a folder that has only the installed wheel."""
+    project = tmp_path / "gate-controller"
+    project.mkdir()
+    (project / "test_gate_controller.py").write_text(docs_example())
+    proc = wheel_venv.run("python", "-m", "pytest", "-v", "-p", "no:cacheprovider", cwd=project, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-5000:]
+    assert "facegate.testing: mqtt_broker = " in out  # the plugin loaded from the entry point
+    assert "3 passed" in out
