@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .broker import TestBroker, TestBrokerError, open_test_broker
+    from .broker import BrokerInfo, BrokerStartError, open_test_broker
     from .clock import SimClock
     from .device import SimDevice, SimOptions
     from .parts import Door, Pulse, Relay
     from .probe import MqttProbe, ProbeError, Received, open_probe
 
 _WHERE = {
-    "TestBroker": "broker", "TestBrokerError": "broker", "open_test_broker": "broker",
+    "BrokerInfo": "broker", "BrokerStartError": "broker", "open_test_broker": "broker",
     "SimClock": "clock", "SimDevice": "device", "SimOptions": "device",
     "Door": "parts", "Pulse": "parts", "Relay": "parts",
     "MqttProbe": "probe", "ProbeError": "probe", "Received": "probe", "open_probe": "probe",
@@ -36,6 +36,17 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Door", "MqttProbe", "ProbeError", "Pulse", "Received", "Relay", "SimClock", "SimDevice",
-    "SimOptions", "TestBroker", "TestBrokerError", "open_probe", "open_test_broker",
+    "BrokerInfo",
+    "BrokerStartError",
+    "Door",
+    "MqttProbe",
+    "ProbeError",
+    "Pulse",
+    "Received",
+    "Relay",
+    "SimClock",
+    "SimDevice",
+    "SimOptions",
+    "open_probe",
+    "open_test_broker",
 ]

@@ -1,6 +1,6 @@
 """Brokers for tests: a real Mosquitto on a free loopback port, or the embedded amqtt broker.
 
-:func:`open_test_broker` yields a :class:`TestBroker`: Mosquitto when its
+:func:`open_test_broker` yields a :class:`BrokerInfo`: Mosquitto when its
 binary is installed (MQTT 5 and 3.1.1), otherwise facegate's embedded broker
 (MQTT 3.1.1 only). Both are async context managers and stop on exit.
 """
@@ -23,11 +23,11 @@ HOST = "127.0.0.1"
 BrokerChoice = Literal["auto", "mosquitto", "embedded"]
 
 
-class TestBrokerError(RuntimeError):
+class BrokerStartError(RuntimeError):
     """A test broker could not be started."""
 
 
-class TestBroker(Protocol):
+class BrokerInfo(Protocol):
     """What a test needs to know about a running broker."""
 
     @property
@@ -103,12 +103,12 @@ class MosquittoProcess:
             if self._proc.poll() is not None:
                 log = self.log_file.read_text() if self.log_file.exists() else ""
                 code = self._proc.returncode
-                raise TestBrokerError(f"mosquitto exited at start (code {code}): {log[-1000:]}")
+                raise BrokerStartError(f"mosquitto exited at start (code {code}): {log[-1000:]}")
             if _port_open(self.port):
                 return
             time.sleep(0.02)
         self.stop()
-        raise TestBrokerError(f"mosquitto did not listen on port {self.port} within {timeout}s")
+        raise BrokerStartError(f"mosquitto did not listen on port {self.port} within {timeout}s")
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -129,7 +129,7 @@ class MosquittoProcess:
         await asyncio.to_thread(self.stop)
 
 
-class EmbeddedTestBroker:
+class EmbeddedMqttBroker:
     """facegate's in-process amqtt broker on a free port (MQTT 3.1.1)."""
 
     kind = "embedded"
@@ -140,7 +140,7 @@ class EmbeddedTestBroker:
         self.port = free_port()
         self._broker: object | None = None
 
-    async def __aenter__(self) -> EmbeddedTestBroker:
+    async def __aenter__(self) -> EmbeddedMqttBroker:
         from ..runtime.mqtt import EmbeddedBroker  # noqa: PLC0415  # amqtt only when this broker is used
 
         broker = EmbeddedBroker(self.host, self.port)
@@ -157,14 +157,14 @@ class EmbeddedTestBroker:
 
 
 @contextlib.asynccontextmanager
-async def open_test_broker(workdir: Path, prefer: BrokerChoice = "auto") -> AsyncIterator[TestBroker]:
+async def open_test_broker(workdir: Path, prefer: BrokerChoice = "auto") -> AsyncIterator[BrokerInfo]:
     """Start the broker :func:`broker_choice` picks; stop it on exit."""
     if broker_choice(prefer) == "mosquitto":
         binary = mosquitto_binary()
         if binary is None:
-            raise TestBrokerError("mosquitto is not installed (apt-get install mosquitto)")
+            raise BrokerStartError("mosquitto is not installed (apt-get install mosquitto)")
         async with MosquittoProcess(binary, workdir) as broker:
             yield broker
     else:
-        async with EmbeddedTestBroker() as embedded:
+        async with EmbeddedMqttBroker() as embedded:
             yield embedded

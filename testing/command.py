@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..handlers.commands import envelope
 from ..runtime.clock import Clock
-from .broker import TestBroker
+from .broker import BrokerInfo
 
 
 class CommandClient:
@@ -23,7 +23,7 @@ class CommandClient:
     """
 
     def __init__(
-        self, broker: TestBroker, prefix: str, device_id: str, *, key: Ed25519PrivateKey, operator: str,
+        self, broker: BrokerInfo, prefix: str, device_id: str, *, key: Ed25519PrivateKey, operator: str,
         clock: Clock,
     ) -> None:
         self._broker, self._prefix, self._device = broker, prefix, device_id

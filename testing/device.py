@@ -32,7 +32,7 @@ from ..runtime.config import load_config
 from ..runtime.device import Device
 from ..storage.crypto import new_key
 from ..storage.kek import write_key_file
-from .broker import TestBroker
+from .broker import BrokerInfo
 from .clock import SimClock
 from .command import CommandClient
 from .parts import Door, Relay
@@ -60,7 +60,7 @@ class SimOptions:
     that ``extra_config`` points at)."""
 
 
-def _config(opts: SimOptions, broker: TestBroker, folder: Path, operator_pub: str) -> str:
+def _config(opts: SimOptions, broker: BrokerInfo, folder: Path, operator_pub: str) -> str:
     cache = opts.model_cache or default_cache_dir()
     recognition = (
         f'[recognition]\nenabled = true\n\n[recognition.models]\ncache_dir = "{cache}"\n'
@@ -122,7 +122,7 @@ class SimDevice:
     :attr:`clock`, :attr:`relay`, :attr:`door`, :attr:`operator_key`.
     """
 
-    def __init__(self, broker: TestBroker, folder: Path, options: SimOptions | None = None) -> None:
+    def __init__(self, broker: BrokerInfo, folder: Path, options: SimOptions | None = None) -> None:
         self.broker = broker
         self.folder = folder
         self.options = options or SimOptions()
@@ -158,10 +158,6 @@ class SimDevice:
         try:
             self._device = await self._stack.enter_async_context(_running(device))
             await self._wait_ready()
-            self._commands = await self._stack.enter_async_context(
-                CommandClient(self.broker, opts.topic_prefix, opts.device_id, key=self.operator_key,
-                              operator=OPERATOR, clock=self.clock)
-            )
         except BaseException:
             await self._stack.aclose()
             raise
@@ -174,6 +170,7 @@ class SimDevice:
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
         self._device = None
+        self._commands = None
 
     async def _wait_ready(self) -> None:
         parts = self.device.parts.components
@@ -258,8 +255,14 @@ class SimDevice:
 
     async def command(self, verb: str, timeout: float = 60.0, **args: Any) -> dict[str, Any]:
         """Send ``verb`` signed by the test operator key over MQTT; return the parsed reply."""
-        if self._commands is None:
+        if self._device is None:
             raise RuntimeError("the simulated device is not running")
+        if self._commands is None:  # connected on first use: a fleet of devices needs none
+            opts = self.options
+            self._commands = await self._stack.enter_async_context(
+                CommandClient(self.broker, opts.topic_prefix, opts.device_id, key=self.operator_key,
+                              operator=OPERATOR, clock=self.clock)
+            )
         return await self._commands.call(verb, args, timeout=timeout)
 
 

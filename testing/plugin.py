@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .broker import BrokerChoice, TestBroker
+    from .broker import BrokerChoice, BrokerInfo
     from .device import SimDevice, SimOptions
     from .probe import MqttProbe
 
@@ -60,7 +60,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 class SimDeviceFactory:
     """Starts more simulated devices on the test's broker; all stop when the test ends."""
 
-    def __init__(self, broker: TestBroker, folder: Path, stack: AsyncExitStack) -> None:
+    def __init__(self, broker: BrokerInfo, folder: Path, stack: AsyncExitStack) -> None:
         self._broker, self._folder, self._stack = broker, folder, stack
         self.devices: list[SimDevice] = []
 
@@ -78,7 +78,7 @@ class SimDeviceFactory:
 if pytest_asyncio is not None:
 
     @pytest_asyncio.fixture
-    async def mqtt_broker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TestBroker]:
+    async def mqtt_broker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BrokerInfo]:
         """A broker for this test (see the module docstring)."""
         from .broker import open_test_broker  # noqa: PLC0415  # keeps plugin import light
 
@@ -86,7 +86,7 @@ if pytest_asyncio is not None:
             yield broker
 
     @pytest_asyncio.fixture
-    async def mqtt_probe(mqtt_broker: TestBroker) -> AsyncIterator[MqttProbe]:
+    async def mqtt_probe(mqtt_broker: BrokerInfo) -> AsyncIterator[MqttProbe]:
         """An outside subscriber on ``facegate/v1/#`` of the test's broker."""
         from .probe import open_probe  # noqa: PLC0415  # keeps plugin import light
 
@@ -94,7 +94,7 @@ if pytest_asyncio is not None:
             yield probe
 
     @pytest_asyncio.fixture
-    async def sim_device_factory(mqtt_broker: TestBroker, tmp_path: Path) -> AsyncIterator[SimDeviceFactory]:
+    async def sim_device_factory(mqtt_broker: BrokerInfo, tmp_path: Path) -> AsyncIterator[SimDeviceFactory]:
         """Make simulated devices on the test's broker; they stop at the end of the test."""
         async with AsyncExitStack() as stack:
             yield SimDeviceFactory(mqtt_broker, tmp_path / "devices", stack)

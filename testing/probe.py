@@ -5,8 +5,8 @@ and validates each payload that has a schema (``event/*``, ``status``,
 ``telemetry``, ``licence``) against the device's JSON schemas. A test asks:
 
 * ``await probe.expect("event/access", decision="granted", timeout=30)``: the
-  next matching message (already received since the last ``mark()`` or
-  arriving later), parsed and schema-checked;
+  first matching message not yet returned (received since the last ``mark()``
+  or arriving later), parsed and schema-checked;
 * ``await probe.never("event/door", kind="unlocked", within=1)``: fails if one
   arrives (or already arrived since the mark) within the window.
 """
@@ -59,6 +59,7 @@ class MqttProbe:
         self.messages: list[Received] = []
         self.schema_errors: list[str] = []
         self._mark = 0
+        self._consumed: set[int] = set()
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -114,6 +115,8 @@ class MqttProbe:
 
     def _find(self, start: int, suffix: str, device: str | None, fields: dict[str, Any]) -> int | None:
         for i in range(start, len(self.messages)):
+            if i in self._consumed:
+                continue
             m = self.messages[i]
             if m.suffix != suffix or (device is not None and m.device_id != device):
                 continue
@@ -130,7 +133,7 @@ class MqttProbe:
     ) -> dict[str, Any]:
         """The first message on ``suffix`` (since the mark) whose payload has ``fields``.
 
-        Consumes it: the next ``expect`` looks after it. Raises :class:`ProbeError`
+        Consumes it: later calls skip it. Raises :class:`ProbeError`
         on timeout or when the payload breaks its schema.
         """
         try:
@@ -140,7 +143,7 @@ class MqttProbe:
         except TimeoutError:
             seen = [m.suffix for m in self.messages[self._mark:]]
             raise ProbeError(f"no {suffix} with {fields} within {timeout}s; since the mark: {seen}") from None
-        self._mark = i + 1
+        self._consumed.add(i)
         msg = self.messages[i]
         name = schema_name(suffix)
         body: dict[str, Any] = msg.json()

@@ -33,6 +33,9 @@ COMMANDS: dict[str, Command] = {
     "keys": Command("keys_cmd", "create, check or rotate the storage key-encryption key"),
     "operator": Command("cmd_cmd", "operator key pairs for signed commands"),
     "run": Command("run_cmd", "run the device from a firmware config file"),
+    "simulate": Command(
+        "simulate_cmd", "run a fleet of simulated devices on a broker (scripted faces and doors)"
+    ),
     "subjects": Command(
         "subjects_cmd", "consent, export, rectification and erasure of enrolled people"
     ),
