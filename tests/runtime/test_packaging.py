@@ -17,7 +17,7 @@ ROOTS = {
     "drivers": "facegate.drivers",
     "policy": "facegate.policy",
     "storage": "facegate.storage",
-    "testing": "facegate.testing",
+    "runtime/testing": "facegate.testing",  # nested: its own import root, not facegate.runtime.testing
 }
 
 
@@ -28,7 +28,10 @@ def _pyproject() -> dict[str, object]:
 def _tree_packages() -> set[str]:
     found = set()
     for folder, dotted in ROOTS.items():
+        nested = [REPO / other for other in ROOTS if other != folder and other.startswith(folder + "/")]
         for init in (REPO / folder).rglob("__init__.py"):
+            if any(init.is_relative_to(n) for n in nested):
+                continue  # mapped under its own name
             rel = init.parent.relative_to(REPO / folder)
             if "__pycache__" in rel.parts:
                 continue
@@ -55,6 +58,8 @@ def test_wheel_has_only_the_facegate_namespace_at_top_level(wheel: Path) -> None
     assert {t for t in top if not t.endswith(".dist-info")} == {"facegate"}
     for forbidden in ("runtime", "storage", "policy", "handlers", "drivers", "testing", "tests"):
         assert forbidden not in top
+    assert "facegate/testing/plugin.py" in names
+    assert not any(n.startswith("facegate/runtime/testing/") for n in names)
     packages = {n.rsplit("/", 1)[0].replace("/", ".") for n in names if n.endswith("/__init__.py")}
     assert _tree_packages() <= packages
     assert "facegate/runtime/py.typed" in names

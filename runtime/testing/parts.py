@@ -1,11 +1,67 @@
-"""Typed views of a simulated device's hardware: the lock relay and the door contact."""
+"""The one place facegate.testing reaches into a device's internals, and typed views of its hardware.
+
+Everything that knows how a :class:`Device` holds its parts (today
+``device.parts.components[...]``) is in the functions at the top of this
+module; the rest of the plugin only sees typed objects. The lock relay and the
+door contact are :class:`Relay` and :class:`Door`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
+from ..drivers.camera import SimulatedCamera
 from ..drivers.gpio import SimulatedGpio
+from ..policy import Policy
+from ..runtime.device import Device
+
+
+def camera(device: Device) -> SimulatedCamera:
+    """The device's simulated camera (a device under test must use ``driver = "simulated"``)."""
+    cam = device.parts.components["camera"]
+    if not isinstance(cam, SimulatedCamera):
+        raise TypeError("the device's camera is not simulated")
+    return cam
+
+
+def gpio(device: Device) -> SimulatedGpio:
+    """The device's simulated GPIO lines."""
+    lines = device.parts.components["gpio"]
+    if not isinstance(lines, SimulatedGpio):
+        raise TypeError("the device's GPIO is not simulated")
+    return lines
+
+
+def policy(device: Device) -> Policy:
+    """The consent/retention policy over the device's store."""
+    host: Any = device.parts.components["policy"]
+    found = host.policy
+    assert isinstance(found, Policy)
+    return found
+
+
+async def embedder(device: Device) -> Callable[[bytes], Awaitable[Any]]:
+    """The recognition engine's image embedder, once the models are loaded."""
+    recognition: Any = device.parts.components["recognition"]
+    engine = await recognition.wait_ready()
+    embed: Callable[[bytes], Awaitable[Any]] = engine.embed_image
+    return embed
+
+
+async def wait_ready(device: Device) -> None:
+    """Until signed commands are subscribed and the recognition models are loaded (when present)."""
+    components = device.parts.components
+    commands: Any = components.get("commands")
+    if commands is not None:
+        while commands.service is None:  # noqa: ASYNC110  # built when the service first runs
+            await asyncio.sleep(0.02)
+        await commands.service.wait_ready()
+    recognition: Any = components.get("recognition")
+    if recognition is not None:
+        await recognition.wait_ready()
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,8 @@ class MqttProbe:
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self.lost: str | None = None
+        """Why the probe's own connection ended (its broker went away), or None."""
 
     async def __aenter__(self) -> MqttProbe:
         self._task = asyncio.create_task(self._run(), name="facegate.testing.probe")
@@ -83,13 +85,19 @@ class MqttProbe:
                 await task
 
     async def _run(self) -> None:
-        async with aiomqtt.Client(
-            self.host, self.port, protocol=self._version, identifier=f"facegate-probe-{id(self):x}"
-        ) as client:
-            await client.subscribe(f"{self.prefix}/#", qos=1)
-            self._subscribed.set()
-            async for message in client.messages:
-                await self._record(str(message.topic), message.payload, bool(message.retain))
+        try:
+            async with aiomqtt.Client(
+                self.host, self.port, protocol=self._version, identifier=f"facegate-probe-{id(self):x}"
+            ) as client:
+                await client.subscribe(f"{self.prefix}/#", qos=1)
+                self._subscribed.set()
+                async for message in client.messages:
+                    await self._record(str(message.topic), message.payload, bool(message.retain))
+        except aiomqtt.MqttError as exc:
+            if not self._subscribed.is_set():
+                raise
+            # The broker went away (a test may kill it): keep what was recorded.
+            self.lost = str(exc)
 
     async def _record(self, topic: str, payload: Any, retain: bool) -> None:
         raw = bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload).encode()

@@ -32,6 +32,7 @@ from ..runtime.config import load_config
 from ..runtime.device import Device
 from ..storage.crypto import new_key
 from ..storage.kek import write_key_file
+from . import parts as internals
 from .broker import BrokerInfo
 from .clock import SimClock
 from .command import CommandClient
@@ -51,6 +52,9 @@ class SimOptions:
     fps: float = 15.0
     unlock_s: float = 1.0
     recognition: bool = True
+    mqtt_hosts: tuple[str, ...] = ()
+    """Several broker endpoints ``HOST:PORT`` (``mqtt.hosts``: failover); empty: the test broker only."""
+    telemetry_interval_s: float = 60.0
     model_cache: Path | None = None
     """Converted-model cache (default: the user cache, shared between runs)."""
     extra_config: str = ""
@@ -62,6 +66,7 @@ class SimOptions:
 
 def _config(opts: SimOptions, broker: BrokerInfo, folder: Path, operator_pub: str) -> str:
     cache = opts.model_cache or default_cache_dir()
+    hosts = "hosts = [" + ", ".join(f'"{h}"' for h in opts.mqtt_hosts) + "]\n" if opts.mqtt_hosts else ""
     recognition = (
         f'[recognition]\nenabled = true\n\n[recognition.models]\ncache_dir = "{cache}"\n'
         if opts.recognition else "[recognition]\nenabled = false\n"
@@ -80,8 +85,8 @@ topic_prefix = "{opts.topic_prefix}"
 keepalive = 5
 reconnect_min_s = 0.05
 reconnect_max_s = 0.5
-telemetry_interval_s = 60.0
-
+telemetry_interval_s = {opts.telemetry_interval_s}
+{hosts}
 [lifecycle]
 watchdog = false
 shutdown_grace_s = 5.0
@@ -173,38 +178,23 @@ class SimDevice:
         self._commands = None
 
     async def _wait_ready(self) -> None:
-        parts = self.device.parts.components
         async with asyncio.timeout(300):  # the first run converts the models
             await self.device.started.wait()
-            commands: Any = parts.get("commands")
-            if commands is not None:
-                while commands.service is None:  # noqa: ASYNC110  # built when the service first runs
-                    await asyncio.sleep(0.02)
-                await commands.service.wait_ready()
-            recognition: Any = parts.get("recognition")
-            if recognition is not None:
-                await recognition.wait_ready()
+            await internals.wait_ready(self.device)
 
     # ---- typed handles ------------------------------------------------------------------
 
     @property
     def camera(self) -> SimulatedCamera:
-        camera = self.device.parts.components["camera"]
-        assert isinstance(camera, SimulatedCamera)
-        return camera
+        return internals.camera(self.device)
 
     @property
     def gpio(self) -> SimulatedGpio:
-        gpio = self.device.parts.components["gpio"]
-        assert isinstance(gpio, SimulatedGpio)
-        return gpio
+        return internals.gpio(self.device)
 
     @property
     def policy(self) -> Policy:
-        host: Any = self.device.parts.components["policy"]
-        policy = host.policy
-        assert isinstance(policy, Policy)
-        return policy
+        return internals.policy(self.device)
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -234,9 +224,8 @@ class SimDevice:
             )
         items = [images] if isinstance(images, Path | str | bytes) else list(images)
         data = [await asyncio.to_thread(_read, item) for item in items]
-        recognition: Any = self.device.parts.components["recognition"]
-        engine = await recognition.wait_ready()
-        result = await enrol_images(policy, subject, data, engine.embed_image, actor="test")
+        embed = await internals.embedder(self.device)
+        result = await enrol_images(policy, subject, data, embed, actor="test")
         return len(result.template_ids)
 
     async def show_face(self, image: ImageLike | np.ndarray[Any, Any], *, frames: int = 30,
