@@ -97,7 +97,7 @@ class FleetStats:
         }
 
 
-def _decision(dev: SimDevice, kind: Decision, subject: str | None) -> AccessDecision:
+def scripted_decision(dev: SimDevice, kind: Decision, subject: str | None) -> AccessDecision:
     live = StageResult(name="stillness", passed=kind is not Decision.DENIED,
                        reason="ok" if kind is not Decision.DENIED else "liveness_still")
     score = {Decision.GRANTED: 0.72, Decision.UNKNOWN: 0.08, Decision.DENIED: 0.7}.get(kind, 0.0)
@@ -117,15 +117,15 @@ async def _script(dev: SimDevice, rng: random.Random, rate: float, stats: FleetS
         stats.scenes += 1
         r = rng.random()
         if r < 0.6:
-            bus.publish(_decision(dev, Decision.GRANTED, f"emp-{rng.randrange(1000, 1050)}"))
+            bus.publish(scripted_decision(dev, Decision.GRANTED, f"emp-{rng.randrange(1000, 1050)}"))
             await asyncio.sleep(0.3)
             await dev.door.open()
             await asyncio.sleep(1.0)
             await dev.door.close()
         elif r < 0.85:
-            bus.publish(_decision(dev, Decision.UNKNOWN, None))
+            bus.publish(scripted_decision(dev, Decision.UNKNOWN, None))
         elif r < 0.97:
-            bus.publish(_decision(dev, Decision.DENIED, None))
+            bus.publish(scripted_decision(dev, Decision.DENIED, None))
         else:  # forced door
             await dev.door.open()
             await asyncio.sleep(1.0)
