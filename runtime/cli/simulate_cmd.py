@@ -37,6 +37,11 @@ def register(sub: Any) -> None:
     p.add_argument("--rate", type=float, default=0.2, help="scenes per second per device (default 0.2)")
     p.add_argument("--seconds", type=float, default=60.0, help="how long to play (default 60)")
     p.add_argument("--seed", type=int, default=1, help="seed of the scripted streams")
+    p.add_argument("--broker-loss-every", type=float, default=0.0, metavar="S",
+                   help="fault: each device loses its broker connection every S seconds on average "
+                   "(0: never)")
+    p.add_argument("--broker-loss-for", type=float, default=3.0, metavar="S",
+                   help="how long each broker loss lasts (default 3 s)")
     p.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_simulate)
@@ -63,6 +68,9 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.rate <= 0 or not math.isfinite(args.rate) or args.seconds <= 0:
         print("facegate: --rate and --seconds must be > 0", file=sys.stderr)
         return EXIT_USAGE
+    if args.broker_loss_every < 0 or args.broker_loss_for <= 0:
+        print("facegate: --broker-loss-every must be >= 0 and --broker-loss-for > 0", file=sys.stderr)
+        return EXIT_USAGE
     summary = _split(args) if args.procs > 1 else _one(args)
     if args.json:
         print(json.dumps(summary))
@@ -80,7 +88,8 @@ def _one(args: argparse.Namespace) -> dict[str, Any]:
     host, port = args.broker
     broker = ExternalBroker(host, port, args.protocol)
     opts = FleetOptions(devices=args.devices, first=args.first, rate=args.rate, seconds=args.seconds,
-                        seed=args.seed + args.first)
+                        seed=args.seed + args.first, broker_loss_every_s=args.broker_loss_every,
+                        broker_loss_s=args.broker_loss_for)
     with tempfile.TemporaryDirectory(prefix="facegate-fleet-") as tmp:
         stats = asyncio.run(run_fleet(broker, Path(tmp), opts))
     return stats.summary()
@@ -95,7 +104,9 @@ def _split(args: argparse.Namespace) -> dict[str, Any]:
     for n in share:
         argv = [sys.executable, "-m", "facegate.runtime.cli", "simulate", "--devices", str(n),
                 "--broker", f"{host}:{port}", "--protocol", args.protocol, "--rate", str(args.rate),
-                "--seconds", str(args.seconds), "--seed", str(args.seed), "--first", str(first), "--json"]
+                "--seconds", str(args.seconds), "--seed", str(args.seed), "--first", str(first), "--json",
+                "--broker-loss-every", str(args.broker_loss_every),
+                "--broker-loss-for", str(args.broker_loss_for)]
         procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))  # noqa: S603  # ourselves
         first += n
     parts = []
@@ -110,6 +121,7 @@ def _split(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": max(p["seconds"] for p in parts),
         "start_s": max(p["start_s"] for p in parts),
         "scenes": sum(p["scenes"] for p in parts),
+        "broker_losses": sum(p["broker_losses"] for p in parts),
         "events": sum(p["events"] for p in parts),
         "events_per_s": round(sum(p["events_per_s"] for p in parts), 1),
         "e2e_ms_p50": max((p["e2e_ms_p50"] or 0) for p in parts),

@@ -9,7 +9,10 @@ closes), a stranger (unknown), a photo held up (denied, liveness) and now and
 then a forced door. Decisions enter at the device's event bus, where the
 recognition pipeline would put them: running the ONNX models for hundreds of
 devices in one process would measure the models, not the fleet. Everything
-downstream (door handler, GPIO, outbox, MQTT) is the real device.
+downstream (door handler, GPIO, outbox, MQTT) is the real device. With
+``broker_loss_every_s`` each device reaches the broker through its own
+:class:`~.netfault.LossyLink`, whose uplink dies now and then: the device
+reconnects with its backoff and its outbox delivers what it held.
 
 A collector subscribes to ``<prefix>/+/event/#`` like a fleet manager would and
 measures events/s and end-to-end latency (payload ``at`` to receipt).
@@ -29,13 +32,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import aiomqtt
 
 from ..runtime.events import AccessDecision, Decision, StageResult
 from .broker import BrokerInfo
 from .device import SimDevice, SimOptions
+from .netfault import LossyLink
 
 THRESHOLD = 0.39
 
@@ -46,7 +50,8 @@ class ExternalBroker:
 
     host: str
     port: int
-    protocol: Literal["5", "3.1.1"] = "3.1.1"
+    protocol: str = "3.1.1"
+    """``"5"`` or ``"3.1.1"``."""
     kind: str = "external"
 
 
@@ -63,6 +68,10 @@ class FleetOptions:
     seed: int = 1
     prefix: str = "facegate/v1"
     start_concurrency: int = 8
+    broker_loss_every_s: float = 0.0
+    """Mean seconds between broker losses per device (its uplink cut for ``broker_loss_s``);
+    0: none. Each device connects through its own :class:`~.netfault.LossyLink`."""
+    broker_loss_s: float = 3.0
 
 
 @dataclass
@@ -75,6 +84,9 @@ class FleetStats:
     measure_from: float = float("inf")
     """Wall time the scripted period began: earlier events (start-up) are not counted."""
     scenes: int = 0
+    broker_losses: int = 0
+    sent_access: list[str] = field(default_factory=list)
+    """Event ids of every scripted access decision, in order (to check nothing was lost)."""
     received: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
 
@@ -87,6 +99,7 @@ class FleetStats:
             "seconds": round(self.seconds, 1),
             "start_s": round(self.start_s, 1),
             "scenes": self.scenes,
+            "broker_losses": self.broker_losses,
             "events": total,
             "by_topic": dict(sorted(self.received.items())),
             "events_per_s": round(total / self.seconds, 1) if self.seconds else 0.0,
@@ -116,20 +129,30 @@ async def _script(dev: SimDevice, rng: random.Random, rate: float, stats: FleetS
         await asyncio.sleep(rng.expovariate(rate))
         stats.scenes += 1
         r = rng.random()
-        if r < 0.6:
-            bus.publish(scripted_decision(dev, Decision.GRANTED, f"emp-{rng.randrange(1000, 1050)}"))
+        kind = (Decision.GRANTED if r < 0.6 else Decision.UNKNOWN if r < 0.85
+                else Decision.DENIED if r < 0.97 else None)
+        if kind is None:  # a forced door
+            await dev.door.open()
+            await asyncio.sleep(1.0)
+            await dev.door.close()
+            continue
+        subject = f"emp-{rng.randrange(1000, 1050)}" if kind is Decision.GRANTED else None
+        event = scripted_decision(dev, kind, subject)
+        stats.sent_access.append(event.event_id)
+        bus.publish(event)
+        if kind is Decision.GRANTED:  # the person walks through
             await asyncio.sleep(0.3)
             await dev.door.open()
             await asyncio.sleep(1.0)
             await dev.door.close()
-        elif r < 0.85:
-            bus.publish(scripted_decision(dev, Decision.UNKNOWN, None))
-        elif r < 0.97:
-            bus.publish(scripted_decision(dev, Decision.DENIED, None))
-        else:  # forced door
-            await dev.door.open()
-            await asyncio.sleep(1.0)
-            await dev.door.close()
+
+
+async def _losses(link: LossyLink, rng: random.Random, opts: FleetOptions, stats: FleetStats) -> None:
+    """Now and then, this device's uplink dies for ``broker_loss_s`` (the outbox holds its events)."""
+    while True:
+        await asyncio.sleep(rng.expovariate(1.0 / opts.broker_loss_every_s))
+        stats.broker_losses += 1
+        await link.cut(opts.broker_loss_s)
 
 
 @contextlib.asynccontextmanager
@@ -179,8 +202,15 @@ async def run_fleet(broker: BrokerInfo, folder: Path, opts: FleetOptions) -> Fle
         devices: list[SimDevice] = []
         gate = asyncio.Semaphore(opts.start_concurrency)
 
+        links: list[LossyLink] = []
+
         async def start(i: int) -> SimDevice:
-            dev = SimDevice(broker, folder / f"sim-{i:04d}", SimOptions(
+            via: BrokerInfo = broker
+            if opts.broker_loss_every_s > 0:
+                link = await stack.enter_async_context(LossyLink(broker.host, broker.port))
+                links.append(link)
+                via = ExternalBroker(link.host, link.port, broker.protocol)
+            dev = SimDevice(via, folder / f"sim-{i:04d}", SimOptions(
                 device_id=f"sim-{i:04d}", site="fleet", topic_prefix=opts.prefix, recognition=False,
                 unlock_s=2.0,
             ))
@@ -202,9 +232,12 @@ async def run_fleet(broker: BrokerInfo, folder: Path, opts: FleetOptions) -> Fle
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(_script(d, random.Random(rng.random()), opts.rate, stats),
                                     name=f"fleet.script.{d.id}") for d in devices]
+            tasks += [tg.create_task(_losses(link, random.Random(rng.random()), opts, stats),
+                                     name=f"fleet.faults.{n}") for n, link in enumerate(links)]
             await asyncio.sleep(opts.seconds)
             for t in tasks:
                 t.cancel()
-        await asyncio.sleep(1.0)  # the last events leave the outboxes
+        # The last events leave the outboxes (after a cut uplink came back and reconnected).
+        await asyncio.sleep(1.0 + (opts.broker_loss_s + 1.0 if links else 0.0))
         stats.seconds = time.monotonic() - t1
     return stats
