@@ -52,7 +52,8 @@ def main() -> int:
     print(f"CPU: {cpu_model()} ({os.cpu_count()} cores), load average before: {os.getloadavg()}")
     print(f"rate {args.rate} scenes/s/device, {args.seconds:.0f} s per size, --procs {args.procs}")
     header = ("N", "start_s", "events/s", "p50_ms", "p95_ms", "sim_cpu_s", "sim_cpu%", "mosq_cpu_s",
-              "rss_MB", "rss/dev_MB", "load1")
+              "rss_MB", "rss/dev_MB", "+MB/dev", "load1")
+    first: tuple[int, float] | None = None
     print("  ".join(f"{h:>10}" for h in header))
     for n in (int(x) for x in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix="facegate-bench-fleet-") as tmp:
@@ -75,8 +76,13 @@ def main() -> int:
             continue
         s = json.loads(out.stdout.strip().splitlines()[-1])
         cpu_pct = 100 * s["cpu_s"] / (s["seconds"] + s["start_s"])
+        # Marginal memory per device against the first size (the interpreter and libraries
+        # are paid once per process).
+        marginal = "-" if first is None or n == first[0] else round(
+            (s["max_rss_mb"] - first[1]) / (n - first[0]), 2)
+        first = first or (n, s["max_rss_mb"])
         row = (n, s["start_s"], s["events_per_s"], s["e2e_ms_p50"], s["e2e_ms_p95"], s["cpu_s"],
-               round(cpu_pct), round(mosq, 1), s["max_rss_mb"], round(s["max_rss_mb"] / n, 2),
+               round(cpu_pct), round(mosq, 1), s["max_rss_mb"], round(s["max_rss_mb"] / n, 2), marginal,
                round(os.getloadavg()[0], 1))
         print("  ".join(f"{v!s:>10}" for v in row), flush=True)
     return 0
