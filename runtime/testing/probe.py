@@ -45,7 +45,12 @@ class Received:
 
 
 def schema_name(suffix: str) -> str | None:
-    """The schema of a topic suffix (``event/access`` -> ``event_access``), if there is one."""
+    """The schema of what a device publishes on ``suffix`` (``event/access`` -> ``event_access``).
+
+    None for topics without one, and for ``cmd/...`` (operators' envelopes, not device output).
+    """
+    if suffix.startswith("cmd/"):
+        return None
     name = suffix.replace("/", "_")
     return name if name in all_schemas() else None
 
