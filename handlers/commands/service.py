@@ -25,7 +25,10 @@ queue; when that is full the sender gets ``busy`` (at most
 
 Replies go to the MQTT 5 response topic (with its correlation data), else to
 the envelope's ``reply_to`` (MQTT 3.1.1; ``correlation_id`` echoed), else to
-``<prefix>/<device id>/reply``. A reply topic inside the facegate tree other
+``<prefix>/<device id>/reply``. A command that did not authenticate is answered
+only inside the device's own ``reply`` subtree (its requested topic when it lies
+there, else ``<prefix>/<device id>/reply``): an unauthenticated sender cannot
+make the device publish on a topic of its choosing. A reply topic inside the facegate tree other
 than a device's ``reply`` subtree is refused (``bad_reply_to``) so a command
 cannot make the device publish on its own event or status topics.
 """
@@ -104,6 +107,8 @@ class Outcome:
     result: dict[str, Any]
     correlation_id: str | None
     reply_to: str | None
+    authenticated: bool = False
+    """False: the reply goes only into this device's own reply subtree (no reflection)."""
 
 
 class CommandService:
@@ -233,33 +238,33 @@ class CommandService:
     async def handle(self, msg: InboundMessage) -> Outcome:
         """Run one message through the pipeline; never raises (except cancellation)."""
         topic_verb = msg.topic.removeprefix(f"{self._topics.base}/cmd/")
-        seen: list[dict[str, Any]] = []  # the parsed envelope, once there is one
+        seen: list[dict[str, Any]] = []  # the parsed envelope, then {} once authenticated
         try:
             inv, result = await self._pipeline(msg, topic_verb, seen)
         except CommandError as exc:
-            return self._refused(exc, topic_verb, _first(seen))
+            return self._refused(exc, topic_verb, _first(seen), authenticated=len(seen) > 1)
         except RecursionError:
             too_deep = CommandRefused("the command is nested too deeply", code="too_deep")
-            return self._refused(too_deep, topic_verb, _first(seen))
+            return self._refused(too_deep, topic_verb, _first(seen), authenticated=len(seen) > 1)
         except FacegateError as exc:
             # A part's own typed failure (GPIO, storage, ...): reply 'failed' instead of
             # crashing the worker (which loses the reply and restarts the service). Its
             # text may carry personal data, so only the type goes out.
             failed = VerbFailed(f"{type(exc).__name__} while running the verb")
             _log.warning("commands.verb_error", verb=topic_verb[:64], error_type=type(exc).__name__)
-            return self._refused(failed, topic_verb, _first(seen))
+            return self._refused(failed, topic_verb, _first(seen), authenticated=len(seen) > 1)
         except Exception as exc:  # noqa: BLE001  # one bad message must never crash the worker (issue 10.3)
             # Unexpected: reply 'internal' and raise COMMAND_REJECTED; the type only
             # (the text may carry personal data). CancelledError is not an Exception.
             _log.error("commands.internal_error", verb=topic_verb[:64], error_type=type(exc).__name__)
             internal = CommandRefused("the command could not be processed", code="internal")
-            return self._refused(internal, topic_verb, _first(seen))
+            return self._refused(internal, topic_verb, _first(seen), authenticated=len(seen) > 1)
         env = seen[0]
         self.stats.executed += 1
         # The operator's label may be a person's name: it goes to the audit log (accountability),
         # never to the device log.
         _log.info("commands.executed", verb=inv.verb)
-        return Outcome(inv.verb, True, "ok", "done", result, _corr(env), _str(env.get("reply_to")))
+        return Outcome(inv.verb, True, "ok", "done", result, _corr(env), _str(env.get("reply_to")), True)
 
     async def _pipeline(
         self, msg: InboundMessage, topic_verb: str, seen: list[dict[str, Any]]
@@ -276,6 +281,7 @@ class CommandService:
             self._verifier.check_device(env)
         else:
             operator = await self._verifier.authenticate(env)
+            seen.append({})  # authenticated: its reply topic may be honoured
         problem = first_error(schema_name(env["verb"]), env["args"])
         if problem is not None:
             raise CommandRefused(f"args {problem}", code="bad_args")
@@ -316,10 +322,16 @@ class CommandService:
         except ValueError:
             raise CommandRefused("reply_to is not a valid publish topic", code="bad_reply_to") from None
         prefix = self._topics.prefix + "/"
-        if topic.startswith(prefix) and not topic.startswith(f"{self._topics.base}/{REPLY}"):
+        if topic.startswith(prefix) and not self._own_reply(topic):
             raise CommandRefused("reply_to may not point into the device topic tree", code="bad_reply_to")
 
-    def _refused(self, exc: CommandError, topic_verb: str, env: dict[str, Any] | None) -> Outcome:
+    def _own_reply(self, topic: str) -> bool:
+        own = f"{self._topics.base}/{REPLY}"
+        return topic == own or topic.startswith(own + "/")
+
+    def _refused(
+        self, exc: CommandError, topic_verb: str, env: dict[str, Any] | None, *, authenticated: bool = False
+    ) -> Outcome:
         verb = env.get("verb") if env is not None else None
         verb_text = verb if isinstance(verb, str) else None
         if exc.refusal:
@@ -339,7 +351,7 @@ class CommandService:
         reply_to = _str(env.get("reply_to")) if env is not None else None
         if exc.code == "bad_reply_to":
             reply_to = None
-        return Outcome(verb_text, False, exc.code, str(exc), {}, _corr(env), reply_to)
+        return Outcome(verb_text, False, exc.code, str(exc), {}, _corr(env), reply_to, authenticated)
 
     async def _reply(self, msg: InboundMessage, outcome: Outcome) -> None:
         body: dict[str, Any] = {
@@ -352,12 +364,15 @@ class CommandService:
             "at": utc_iso(self._clock.wall()),
             "result": outcome.result,
         }
-        topic = f"{self._topics.base}/{REPLY}"
-        correlation = None
+        own = f"{self._topics.base}/{REPLY}"
+        topic, correlation = own, msg.correlation_data
         if msg.response_topic is not None and outcome.code != "bad_reply_to":
-            topic, correlation = msg.response_topic, msg.correlation_data
+            topic = msg.response_topic
         elif outcome.reply_to is not None:
             topic = outcome.reply_to
+        if not outcome.authenticated and not self._own_reply(topic):
+            # Unauthenticated: never reflect to a topic the sender chose (issue 10.9).
+            topic = own
         try:
             await self._link.publish_to(topic, encode(body), qos=1, correlation_data=correlation)
         except MqttPublishError as exc:

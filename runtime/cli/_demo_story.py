@@ -75,24 +75,41 @@ class Story:
         for sid, photo, born in ADULTS:
             await self.policy.record_age(sid, actor="demo", birth_date=born)
             await consents.grant(
-                subject_id=sid, kind=ConsentKind.BIOMETRIC, method=ConsentMethod.KIOSK,
-                evidence_digest=_evidence(f"form:{sid}"), actor="demo", activate=True,
+                subject_id=sid,
+                kind=ConsentKind.BIOMETRIC,
+                method=ConsentMethod.KIOSK,
+                evidence_digest=_evidence(f"form:{sid}"),
+                actor="demo",
+                activate=True,
             )
             await self._enrol_photo(engine, sid, photo)
         sid, photo, born = CHILD
         await self.policy.record_age(sid, actor="demo", birth_date=born)
         await consents.grant(
-            subject_id=sid, kind=ConsentKind.BIOMETRIC, method=ConsentMethod.PAPER,
-            evidence_digest=_evidence(f"form:{sid}"), actor="demo", activate=True,
+            subject_id=sid,
+            kind=ConsentKind.BIOMETRIC,
+            method=ConsentMethod.PAPER,
+            evidence_digest=_evidence(f"form:{sid}"),
+            actor="demo",
+            activate=True,
         )
-        self.say(f"[demo] {sid} is under {self.device.config.privacy.minor_age}: "
-                 "without a guardian's consent enrolment must be refused")
+        self.say(
+            f"[demo] {sid} is under {self.device.config.privacy.minor_age}: "
+            "without a guardian's consent enrolment must be refused"
+        )
         await self._enrol_photo(engine, sid, photo)
         await consents.grant(
-            subject_id=sid, kind=ConsentKind.GUARDIAN, method=ConsentMethod.PAPER,
-            evidence_digest=_evidence(f"guardian:{sid}"), actor="demo", activate=True,
-            guardian=Guardian(guardian_id="emp-1009", relationship="parent",
-                              evidence_digest=_evidence(f"guardian-form:{sid}")),
+            subject_id=sid,
+            kind=ConsentKind.GUARDIAN,
+            method=ConsentMethod.PAPER,
+            evidence_digest=_evidence(f"guardian:{sid}"),
+            actor="demo",
+            activate=True,
+            guardian=Guardian(
+                guardian_id="emp-1009",
+                relationship="parent",
+                evidence_digest=_evidence(f"guardian-form:{sid}"),
+            ),
         )
         self.say(f"[demo] guardian consent for {sid} recorded")
         await self._enrol_photo(engine, sid, photo)

@@ -22,10 +22,20 @@ def register(sub: Any) -> None:
         "recognition.calibration.",
     )
     p.add_argument("dir", type=Path, help="folder of person sub-folders of images")
-    p.add_argument("-o", "--output", type=Path, default=Path("calibration.json"),
-                   help="calibration table to write (default: calibration.json)")
-    p.add_argument("-c", "--config", type=Path, default=None,
-                   help="device config (model selection and cache); default built-in models")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("calibration.json"),
+        help="calibration table to write (default: calibration.json)",
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=None,
+        help="device config (model selection and cache); default built-in models",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(handler=_calibrate)
 
@@ -74,12 +84,13 @@ def _calibrate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"model_id": models.model_id, **s}))
         return 0
-    print(f"model {models.model_id}: {data.identities} identities, {data.images} images "
-          f"({data.failed} without a usable face)")
+    print(
+        f"model {models.model_id}: {data.identities} identities, {data.images} images "
+        f"({data.failed} without a usable face)"
+    )
     print(f"genuine pairs {stats.genuine.size}, impostor pairs {stats.impostor_sorted.size}")
     for f in REPORT_FMRS:
-        print(f"  FMR {f:g}: threshold {s[f'threshold@{f:g}']:.4f}  "
-              f"FNMR {100 * s[f'fnmr@{f:g}']:.2f}%")
+        print(f"  FMR {f:g}: threshold {s[f'threshold@{f:g}']:.4f}  FNMR {100 * s[f'fnmr@{f:g}']:.2f}%")
     print(f"  EER {100 * s['eer']:.2f}% at threshold {s['eer_threshold']:.4f}")
     print(f"calibration table written to {args.output}")
     return 0

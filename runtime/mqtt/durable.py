@@ -36,12 +36,20 @@ until a connection acknowledges it again, however many connections fail in
 between. The window must exceed the broker's save delay; 0 disables it. A
 ``mqtt.events.reconnects`` task wakes the drain on every reconnect (the
 link's ``ComponentStateChanged``), so the republish does not wait for new events.
+
+A publish the broker REFUSES (MQTT 5 PUBACK reason >= 0x80, e.g. 0x87 not
+authorized by its ACL: :class:`~.errors.MqttPublishRefused`) is not a
+delivery: the row stays pending, the link raises its refused-publish alarm
+(:mod:`.refusals`), and the drain retries from the oldest pending row with a
+capped, jittered backoff (0.5 s .. 30 s) on the same connection until the
+broker accepts it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -50,11 +58,12 @@ import structlog
 
 from ...storage.errors import StorageError
 from ...storage.outbox import Outbox, OutboxRecord
+from ..backoff import Backoff
 from ..bus import EventBus
 from ..clock import Clock
 from ..events import AccessDecision, ComponentStateChanged, DoorEvent, Event, SecurityEvent
 from .codec import EventCodec
-from .errors import MqttPublishError
+from .errors import MqttPublishError, MqttPublishRefused
 from .payloads import encode
 
 _log = structlog.get_logger("facegate.mqtt")
@@ -142,6 +151,8 @@ class DurableEvents:
         self._last_ack = 0.0  # wall time of the last PUBACK bookkeeping
         self._redeliver: dict[int, OutboxRecord] = {}  # seq -> row to republish first
         self._reacked: dict[int, tuple[OutboxRecord, float]] = {}  # republished rows, re-ack time
+        self._refusing = False  # the last failed send had a refusal (not a lost connection)
+        self._refusal_backoff = Backoff(base=0.5, cap=30.0, rng=random.Random())
         self._wake = asyncio.Event()
         self._wake.set()  # drain whatever a previous run left behind
         self._subscribed = asyncio.Event()
@@ -340,6 +351,9 @@ class DurableEvents:
             for row, result in zip(window, results, strict=True):
                 if result is None:
                     acked.append(row)
+                elif isinstance(result, MqttPublishRefused):
+                    failed += 1
+                    self._refusing = True
                 elif isinstance(result, MqttPublishError):
                     failed += 1
                 elif isinstance(result, BaseException):
@@ -365,7 +379,18 @@ class DurableEvents:
         return topic, encode(body)
 
     async def _next_connection(self, seen: int) -> None:
-        """Wait for a connection newer than ``seen``; if the old one stays up, retry soon."""
+        """Wait for a connection newer than ``seen``; if the old one stays up, retry soon.
+
+        After a refusal the connection is fine and the broker said no: back off
+        (capped, jittered) before trying the same rows again.
+        """
+        if self._refusing:
+            self._refusing = False
+            await self._clock.sleep(self._refusal_backoff.next_delay())
+            await self._link.wait_connected()
+            self._wake.set()
+            return
+        self._refusal_backoff.reset()
         # The link notices a dead connection a moment after a publish fails, so a
         # still-CONNECTED state here is usually stale: poll briefly before resending.
         for _ in range(20):
