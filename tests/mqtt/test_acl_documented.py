@@ -108,12 +108,13 @@ async def test_documented_acl_device_fleet_reader_and_operator(
             recognition=False,
             extra="[homeassistant]\ndiscovery = true\nlock = true\n",
         )
+        pw = tmp_path / "dev.pw"
         text = cfg.read_text().replace(
-            'protocol = "5"\n',
-            f'protocol = "{protocol}"\nusername = "gate-1"\npassword = {{ file = "{tmp_path / "dev.pw"}" }}\n',
+            'protocol = "5"\n', f'protocol = "{protocol}"\nusername = "gate-1"\npassword = {{ file = "{pw}" }}\n'
         )
         cfg.write_text(text)
-        fleet_filters = Fleet("facegate/v1").filters() + [
+        fleet_filters = [
+            *Fleet("facegate/v1").filters(),
             "facegate/v1/+/event/#",
             "facegate/v1/+/cmd/#",
             "facegate/v1/+/reply/#",
