@@ -110,7 +110,8 @@ async def test_documented_acl_device_fleet_reader_and_operator(
         )
         pw = tmp_path / "dev.pw"
         text = cfg.read_text().replace(
-            'protocol = "5"\n', f'protocol = "{protocol}"\nusername = "gate-1"\npassword = {{ file = "{pw}" }}\n'
+            'protocol = "5"\n',
+            f'protocol = "{protocol}"\nusername = "gate-1"\npassword = {{ file = "{pw}" }}\n',
         )
         cfg.write_text(text)
         fleet_filters = [
