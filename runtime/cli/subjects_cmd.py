@@ -31,6 +31,7 @@ from ...policy import (
     verify_export,
 )
 from ...storage import Store
+from ...storage.filemodes import write_private
 from ..clock import SystemClock, utc_iso
 from ..config import LoadedConfig, load_config
 
@@ -221,7 +222,7 @@ def _export(args: argparse.Namespace) -> int:
             include_templates=args.templates,
             recipient_public_key=key,
         )
-        args.out.write_bytes(data)
+        write_private(args.out, data)  # 0600 whatever the umask: it holds personal data
         print(f"export written to {args.out} (verify with the device public key)")
         return 0
 
