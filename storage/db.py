@@ -150,7 +150,8 @@ class Database:
             for path in (self.path, self.vault_path):
                 await asyncio.to_thread(private_file, path)
         except OSError as exc:
-            raise DatabaseError(f"cannot create database {exc.filename or self.path}: {exc.strerror}") from None
+            where = exc.filename or self.path
+            raise DatabaseError(f"cannot create database {where}: {exc.strerror}") from None
         try:
             self._conn = await aiosqlite.connect(str(self.path), isolation_level=None)
         except sqlite3.Error as exc:

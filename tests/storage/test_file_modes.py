@@ -24,7 +24,7 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=timeout,
-        preexec_fn=lambda: os.umask(0o022),  # noqa: PLW1509  # the point: a permissive umask, no threads here
+        preexec_fn=lambda: os.umask(0o022),  # the point: a permissive umask, no threads here
         check=False,
     )
 
