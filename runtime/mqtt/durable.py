@@ -57,7 +57,7 @@ from typing import Protocol
 import structlog
 
 from ...storage.errors import StorageError
-from ...storage.outbox import Outbox, OutboxRecord
+from ...storage.outbox import EventClass, Outbox, OutboxRecord
 from ..backoff import Backoff
 from ..bus import EventBus
 from ..clock import Clock
@@ -73,9 +73,11 @@ SINK_TYPES: tuple[type[Event], ...] = (AccessDecision, DoorEvent, SecurityEvent)
 
 
 class NameSource(Protocol):
-    """Fills the codec's name cache before a batch is encoded (:class:`.names.SubjectNames`)."""
+    """Display names added at publish time (:class:`.names.SubjectNames`): prefetch, then get."""
 
     async def prefetch(self, subject_ids: Iterable[str | None]) -> None: ...
+
+    def get(self, subject_id: str) -> str | None: ...
 
 
 class LinkLike(Protocol):
@@ -220,8 +222,6 @@ class DurableEvents:
                 self._subscribed.clear()
 
     async def _append(self, events: list[Event]) -> None:
-        if self._names is not None:  # the codec resolves names from this cache
-            await self._names.prefetch(e.subject_id for e in events if isinstance(e, AccessDecision))
         encoded = []
         for ev in events:
             if isinstance(ev, AccessDecision):
@@ -343,6 +343,8 @@ class DurableEvents:
         failed = 0
         for start in range(0, len(rows), self._inflight):
             window = rows[start : start + self._inflight]
+            if self._names is not None:  # names are added at publish time, never stored
+                await self._names.prefetch(_subject(r) for r in window if r.klass is EventClass.ACCESS)
             # Tasks start in creation order, so the packets hit the socket in commit order.
             results = await asyncio.gather(
                 *(self._link.publish_to(*self.wire(r), qos=1) for r in window),
@@ -363,8 +365,11 @@ class DurableEvents:
         return acked, failed
 
     def wire(self, row: OutboxRecord) -> tuple[str, bytes]:
-        """The topic and payload a row is published with (a pure function of the row)."""
+        """The topic and payload a row is published with (a function of the row, plus the
+        subject's current display name on ``event/access`` when names are on)."""
         if row.topic.startswith(self._base.rsplit("/", 1)[0] + "/"):
+            if self._names is not None and row.klass is EventClass.ACCESS:
+                return row.topic, self._with_name(row.payload)
             return row.topic, row.payload  # a full topic (written by the sink)
         # A suffix written by another writer (policy receipts): complete it.
         topic = f"{self._base}/{row.topic}"
@@ -377,6 +382,19 @@ class DurableEvents:
         body.setdefault("event_id", row.event_id)
         body.setdefault("device_id", self._codec.device_id)
         return topic, encode(body)
+
+    def _with_name(self, payload: bytes) -> bytes:
+        assert self._names is not None
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            return payload
+        sid = body.get("subject_id") if isinstance(body, dict) else None
+        name = self._names.get(sid) if isinstance(sid, str) else None
+        if name is None:  # unknown, erased or nameless: no field
+            return payload
+        body["name"] = name
+        return encode(body)
 
     async def _next_connection(self, seen: int) -> None:
         """Wait for a connection newer than ``seen``; if the old one stays up, retry soon.
@@ -399,3 +417,13 @@ class DurableEvents:
             await self._clock.sleep(0.025)
         await self._link.wait_connected()
         self._wake.set()
+
+
+def _subject(row: OutboxRecord) -> str | None:
+    """The subject id of an access row (None when absent or unreadable)."""
+    try:
+        body = json.loads(row.payload)
+    except ValueError:
+        return None
+    sid = body.get("subject_id") if isinstance(body, dict) else None
+    return sid if isinstance(sid, str) else None
