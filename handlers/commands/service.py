@@ -374,7 +374,10 @@ class CommandService:
             # Unauthenticated: never reflect to a topic the sender chose (issue 10.9).
             topic = own
         try:
-            await self._link.publish_to(topic, encode(body), qos=1, correlation_data=correlation)
+            # QoS 0 for a command that did not authenticate: a flood of junk must not make
+            # the worker wait for a PUBACK per refusal (best effort is all a stranger gets).
+            qos = 1 if outcome.authenticated else 0
+            await self._link.publish_to(topic, encode(body), qos=qos, correlation_data=correlation)
         except MqttPublishError as exc:
             self.stats.replies_lost += 1
             _log.warning("commands.reply_lost", verb=outcome.verb, detail=str(exc))
