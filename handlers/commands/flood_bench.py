@@ -74,13 +74,15 @@ def _hostile(key: Ed25519PrivateKey) -> list[tuple[str, bytes]]:
     ]
 
 
-async def _run(port: int, rate: float, seconds: float) -> dict[str, object]:
+async def _run(port: int, rate: float, seconds: float) -> dict[str, object]:  # noqa: PLR0915  # one linear benchmark script
     alice = Ed25519PrivateKey.generate()
     pub = base64.b64encode(alice.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "device.toml"
-        cfg.write_text(f'[device]\nid = "gate-1"\n[mqtt]\nbroker = "external"\nport = {port}\n'
-                       'reconnect_min_s = 0.05\nreconnect_max_s = 0.2\n')  # fmt: skip
+        cfg.write_text(
+            f'[device]\nid = "gate-1"\n[mqtt]\nbroker = "external"\nport = {port}\n'
+            "reconnect_min_s = 0.05\nreconnect_max_s = 0.2\n"
+        )
         clock, bus = SystemClock(), EventBus()
         link = MqttLink.from_config(load_config(cfg), clock=clock, bus=bus)
         gpio = build_driver(GpioSection(), clock)
@@ -89,8 +91,11 @@ async def _run(port: int, rate: float, seconds: float) -> dict[str, object]:
             door = DoorController(GpioSection(), gpio, bus, clock)
             svc = await build_command_service(
                 CommandsSection(operators={"alice": pub}, window_s=60.0, max_payload_bytes=2_000_000),
-                link, components={"door": door}, bus=bus, clock=clock,
-            )  # fmt: skip
+                link,
+                components={"door": door},
+                bus=bus,
+                clock=clock,
+            )
             tasks = [
                 tg.create_task(door.run(), name="bench.door"),
                 tg.create_task(svc.run(), name="bench.cmd"),
@@ -107,9 +112,15 @@ async def _run(port: int, rate: float, seconds: float) -> dict[str, object]:
                 # The attacker is another process (as it would be): it does not share this loop.
                 nonlocal sent
                 proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "facegate.handlers.commands.flood_bench", "--attacker",
-                    str(port), str(rate), str(seconds), stdout=asyncio.subprocess.PIPE,
-                )  # fmt: skip
+                    sys.executable,
+                    "-m",
+                    "facegate.handlers.commands.flood_bench",
+                    "--attacker",
+                    str(port),
+                    str(rate),
+                    str(seconds),
+                    stdout=asyncio.subprocess.PIPE,
+                )
                 out, _ = await proc.communicate()
                 sent = int(out.decode().strip() or 0)
 
@@ -122,21 +133,28 @@ async def _run(port: int, rate: float, seconds: float) -> dict[str, object]:
                         n += 1
                         for verb in ("lockdown", "release"):
                             while True:  # a 'release' may meet a full queue ('busy'): retry it
-                                env = envelope.build(verb, {}, device_id="gate-1", ts_ms=int(time.time() * 1000),
-                                                     operator="alice", key=alice, reply_to=f"{BASE}/reply/op/{n}",
-                                                     correlation_id=f"{verb}-{n}")  # fmt: skip
+                                env = envelope.build(
+                                    verb,
+                                    {},
+                                    device_id="gate-1",
+                                    ts_ms=int(time.time() * 1000),
+                                    operator="alice",
+                                    key=alice,
+                                    reply_to=f"{BASE}/reply/op/{n}",
+                                    correlation_id=f"{verb}-{n}",
+                                )
                                 t0 = time.monotonic()
                                 await op.publish(f"{BASE}/cmd/{verb}", envelope.encode(env), qos=1)
                                 if verb == "lockdown":
-                                    while not door.locked_down:
+                                    while not door.locked_down:  # noqa: ASYNC110  # measuring the state itself, at 1 ms resolution
                                         await asyncio.sleep(0.001)
                                     lock_ms.append((time.monotonic() - t0) * 1000)
                                 body = b""
-                                # A 'busy' refusal is not sent to a reply topic the sender chose: give up after 3 s.
+                                # 'busy' goes to the device's own reply topic: give up after 3 s.
                                 with contextlib.suppress(TimeoutError):
                                     async with asyncio.timeout(3.0 if verb == "release" else 60.0):
                                         async for m in op.messages:
-                                            body = bytes(m.payload)  # type: ignore[arg-type]  # bytes payload
+                                            body = bytes(m.payload)
                                             if f'"correlation_id":"{verb}-{n}"'.encode() in body:
                                                 break
                                 if verb == "lockdown":
@@ -151,12 +169,18 @@ async def _run(port: int, rate: float, seconds: float) -> dict[str, object]:
                 t.cancel()
     s = svc.stats
     return {
-        "rate": rate, "sent": sent, "lockdowns": len(lock_ms),
-        "lock_p50_ms": statistics.median(lock_ms) if lock_ms else None, "lock_max_ms": max(lock_ms, default=None),
+        "rate": rate,
+        "sent": sent,
+        "lockdowns": len(lock_ms),
+        "lock_p50_ms": statistics.median(lock_ms) if lock_ms else None,
+        "lock_max_ms": max(lock_ms, default=None),
         "reply_p50_ms": statistics.median(reply_ms) if reply_ms else None,
         "reply_max_ms": max(reply_ms, default=None),
-        "refused": sum(s.refused.values()), "failed": s.failed, "busy_dropped": s.busy_dropped, "urgent": s.urgent,
-    }  # fmt: skip
+        "refused": sum(s.refused.values()),
+        "failed": s.failed,
+        "busy_dropped": s.busy_dropped,
+        "urgent": s.urgent,
+    }
 
 
 async def _attack(port: int, rate: float, seconds: float) -> int:
@@ -195,7 +219,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             conf = Path(tmp) / "m.conf"
             conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmessage_size_limit 0\n")
-            broker = subprocess.Popen(
+            broker = subprocess.Popen(  # noqa: S603  # the local mosquitto binary, our own config
                 [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
             try:
