@@ -98,6 +98,7 @@ class SecurityKind(enum.StrEnum):
     DOOR_FORCED = "door_forced"
     MODEL_REJECTED = "model_rejected"
     BUS_OVERFLOW = "bus_overflow"
+    FIRE_RELEASE = "fire_release"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -70,11 +70,12 @@ def test_driver_from_config_starts_relay_in_safe_state() -> None:
     fail_secure = build_driver(GpioSection(relay_line=2, door_sensor_line=3), clock)
     assert isinstance(fail_secure, SimulatedGpio)
     assert fail_secure.outputs == {2: False} and fail_secure.inputs == (3,)
-    fail_safe_low = build_driver(
-        GpioSection(relay_line=2, safe_state="unlocked", relay_active_high=False), clock
-    )
-    assert fail_safe_low.outputs == {2: False}
-    assert relay_level(GpioSection(relay_active_high=False), unlocked=False) is True
+    fail_safe = build_driver(GpioSection(relay_line=2, lock_type="fail_safe"), clock)
+    assert fail_safe.outputs == {2: False}  # de-energised: the maglock is released
+    assert relay_level(GpioSection(lock_type="fail_safe"), unlocked=False) is True
+    assert relay_level(GpioSection(lock_type="fail_secure"), unlocked=True) is True
+    no_relay = build_driver(GpioSection(relay="none", door_sensor_line=3), clock)
+    assert no_relay.outputs == {} and no_relay.inputs == (3,)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("gpiod") is None, reason="optional gpiod extra missing")
