@@ -61,7 +61,7 @@ async def test_pulse_thread_ends_a_pulse_while_the_loop_is_blocked() -> None:
     gpio = SimulatedGpio(outputs={RELAY: False}, inputs=[], clock=SystemClock())
     async with gpio:
         gpio.pulse(RELAY, True, 0.2)
-        time.sleep(0.6)  # the loop is blocked: only the driver's thread can end the pulse
+        time.sleep(0.6)  # noqa: ASYNC251  # the loop is blocked: only the driver thread ends it
         assert gpio.level(RELAY) is False
         on, off = gpio.output_changes
         assert abs((off.monotonic - on.monotonic) - 0.2) < TOLERANCE_S
@@ -83,7 +83,7 @@ class LoopStaller:
             async for ev in sub:
                 if ev.kind is DoorKind.UNLOCKED:
                     start = time.monotonic()
-                    time.sleep(self._stall_s)  # deliberately blocking: the fault under test
+                    time.sleep(self._stall_s)  # noqa: ASYNC251  # deliberately blocking: the fault under test
                     self.stalls.append((start, time.monotonic()))
                 elif ev.kind is DoorKind.LOCKED:
                     self.locked.set()
