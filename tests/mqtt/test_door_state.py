@@ -52,6 +52,8 @@ async def test_door_state_is_retained_and_ha_sees_door_and_fire(
         await obs.wait_for(state_is(door="open"), within=30)
         gpio.drive_input(FIRE, True)
         await obs.wait_for(state_is(fire="active", lock="unlocked"), within=30)
+        ha_service = device.parts.components["mqtt.homeassistant"]
+        await until(lambda: getattr(ha_service, "published_for", 0) > 0, within=30)
     for seen in obs.messages:
         assert seen.retain or seen.topic == STATE
         assert set(seen.json()) == {"lock", "door", "fire", "lockdown"}  # no identifiers
