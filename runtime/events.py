@@ -84,6 +84,8 @@ class AccessDecision(Event):
     """Which tracked face this decides (per-process counter; not an identity)."""
     decision_ms: float = 0.0
     """Time from the track's first frame to this decision."""
+    schedule: str | None = None
+    """The access schedule that refused it (reason ``outside_schedule``), else None."""
 
 
 class SecurityKind(enum.StrEnum):

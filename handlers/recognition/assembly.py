@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from .engine import RecognitionEngine
-from .service import RecognitionService, SnapshotSink
+from .service import Authorise, RecognitionService, SnapshotSink
 
 if TYPE_CHECKING:
     from ...runtime.assembly import AssemblyContext, Parts
@@ -95,11 +95,24 @@ class RecognitionHost:
     async def run(self) -> None:
         if self.service is None:
             self.service = RecognitionService(
-                self.engine, self._ctx.bus, self._ctx.clock, snapshot_sink=self.snapshot_sink
+                self.engine,
+                self._ctx.bus,
+                self._ctx.clock,
+                snapshot_sink=self.snapshot_sink,
+                authorise=self._authoriser(),
             )
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._mark_ready(self.service), name="recognition.ready")
             tg.create_task(self.service.run(), name="recognition.frames")
+
+    def _authoriser(self) -> Authorise | None:
+        """Validity dates and schedules (handlers/access) when ``access.enabled``."""
+        section = self._ctx.config.access
+        if not section.enabled or self._store is None:
+            return None
+        from ..access import Authoriser, store_lookup  # noqa: PLC0415  # optional part
+
+        return Authoriser(section, store_lookup(self._store)).authorise
 
     async def _mark_ready(self, service: RecognitionService) -> None:
         await service.wait_ready()

@@ -1,0 +1,11 @@
+"""Authorisation after identification: validity dates, weekly schedules and holidays.
+
+Public surface: :class:`Authoriser`, :class:`Schedule`, :func:`store_lookup`.
+"""
+
+from __future__ import annotations
+
+from .authoriser import Authoriser, Verdict, store_lookup
+from .schedule import Schedule, ScheduleError, parse_window
+
+__all__ = ["Authoriser", "Schedule", "ScheduleError", "Verdict", "parse_window", "store_lookup"]
