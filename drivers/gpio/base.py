@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar, Self
 
+from ...runtime.clock import SystemClock
 from ...runtime.events import Event, Overflow
 from .errors import (
     GpioClosedError,
@@ -37,6 +38,9 @@ from .errors import (
     LineHeldError,
 )
 from .pulse import LineOwner
+
+PULSE_SPIN_S = 0.03
+"""The pulse thread spins the last 30 ms before a pulse ends (see LineOwner._spin)."""
 
 __all__ = [
     "GpioClosedError",
@@ -104,7 +108,17 @@ class GpioDriver(abc.ABC):
             if lock.input_line not in self.inputs or lock.output_line not in self.outputs:
                 raise GpioLineError(f"interlock {lock} needs a claimed input and output")
         self.interlocks: tuple[Interlock, ...] = tuple(interlocks)
-        self._lines = LineOwner(self._write_line, self._line_clock, name=type(self).__name__)
+        self._lines = LineOwner(
+            self._write_line, self._line_clock, name=type(self).__name__, spin_s=self._spin_s()
+        )
+
+    def _spin_s(self) -> float:
+        """How long before a pulse's end the pulse thread stops sleeping and spins.
+
+        Non-zero only for real time (:class:`SystemClock`): with a manual test
+        clock, time does not pass while spinning.
+        """
+        return PULSE_SPIN_S if isinstance(getattr(self, "_clock", None), SystemClock) else 0.0
 
     @abc.abstractmethod
     def _write_line(self, line: int, high: bool) -> None:

@@ -16,6 +16,7 @@ stay deterministic.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,10 +39,18 @@ class _Pending:
 class LineOwner:
     """Serialises writes to output lines and ends pulses from its own thread."""
 
-    def __init__(self, write: Writer, monotonic: Callable[[], float], *, name: str = "gpio") -> None:
+    def __init__(
+        self,
+        write: Writer,
+        monotonic: Callable[[], float],
+        *,
+        name: str = "gpio",
+        spin_s: float = 0.0,
+    ) -> None:
         self._write = write
         self._monotonic = monotonic
         self._name = name
+        self._spin_s = spin_s
         self._cond = threading.Condition()
         self._pending: dict[int, _Pending] = {}
         self._held: dict[int, bool] = {}
@@ -97,8 +106,11 @@ class LineOwner:
         with self._cond:
             if line in self._held:
                 raise LineHeldError(f"line {line} is held (fire release)")
+            # The deadline is taken before the write: a preemption in between can only
+            # shorten the pulse, never stretch it.
+            deadline = self._monotonic() + seconds
             self._write(line, level)
-            self._pending[line] = _Pending(self._monotonic() + seconds, not level)
+            self._pending[line] = _Pending(deadline, not level)
             self._cond.notify_all()
 
     def hold(self, line: int, level: bool) -> None:
@@ -145,14 +157,32 @@ class LineOwner:
         return nearest
 
     def _run(self) -> None:
+        _raise_priority()
         with self._cond:
             while not self._stopping:
                 if self._poll is not None:
                     self._safe_poll(self._poll)
                 wait = self._expire_locked()
+                if wait is not None and wait <= self._spin_s:
+                    self._spin(wait)
+                    continue
                 # Capped so that a clock without listeners is still re-read now and then.
                 cap = self._poll_s
-                self._cond.wait(cap if wait is None else min(wait, cap))
+                self._cond.wait(cap if wait is None else min(wait - self._spin_s, cap))
+
+    def _spin(self, wait: float) -> None:
+        """Busy-wait the last ``spin_s`` before a deadline, without holding the lock.
+
+        Waking from a sleep on a loaded CPU can take tens of milliseconds; a thread
+        that is already running ends the pulse on time. Only for real-time clocks.
+        """
+        deadline = self._monotonic() + wait
+        self._cond.release()
+        try:
+            while self._monotonic() < deadline and not self._stopping:
+                pass
+        finally:
+            self._cond.acquire()
 
     def _safe_poll(self, poll: Callable[[], None]) -> None:
         try:
@@ -165,3 +195,19 @@ class LineOwner:
             self._write(line, level)
         except Exception:  # noqa: BLE001  # the pulse thread must survive a failed write
             _log.exception("gpio.pulse_end_failed", line=line)
+
+
+PULSE_THREAD_NICE = -10
+"""Niceness asked for the pulse thread: a loaded CPU must not delay a pulse's end."""
+
+
+def _raise_priority() -> None:
+    """Run the pulse thread at a higher priority when the process may (CAP_SYS_NICE or root).
+
+    Without the right the thread keeps the process's priority; the pulse still
+    ends, only with more scheduling latency on a loaded CPU (docs/gate.md).
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PULSE_THREAD_NICE)
+    except (PermissionError, OSError, AttributeError):
+        _log.debug("gpio.pulse_priority_unchanged")
