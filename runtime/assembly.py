@@ -99,7 +99,11 @@ def add_gpio_and_door(ctx: AssemblyContext, parts: Parts) -> None:
     if input_lines(section):
         parts.services.append(
             GpioInputWatcher(
-                driver, ctx.bus, ctx.clock, min_pulse_s=section.input_min_pulse_ms / 1000
+                driver,
+                ctx.bus,
+                ctx.clock,
+                min_pulse_s=section.input_min_pulse_ms / 1000,
+                immediate=[i.input_line for i in driver.interlocks],
             )
         )
     door = DoorController(section, driver, ctx.bus, ctx.clock)

@@ -10,6 +10,7 @@ time of the original edge.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
@@ -32,12 +33,16 @@ class GpioInputWatcher:
         *,
         name: str = "gpio",
         min_pulse_s: float = 0.0,
+        immediate: Collection[int] = (),
     ) -> None:
         self._driver = driver
         self._bus = bus
         self._clock = clock
         self._name = name
         self._min_pulse_s = min_pulse_s
+        # Lines an interlock acts on inside the driver (fire): the driver latches on any
+        # active level at once, so the events must not hide a short pulse from the controller.
+        self._immediate = frozenset(immediate)
         self._pending: dict[int, asyncio.Task[None]] = {}
         self.ignored = 0
         """Input pulses shorter than the minimum, dropped."""
@@ -55,7 +60,7 @@ class GpioInputWatcher:
             self._pending.clear()
 
     def _edge(self, tg: asyncio.TaskGroup, edge: LineEdge) -> None:
-        if self._min_pulse_s <= 0:
+        if self._min_pulse_s <= 0 or edge.line in self._immediate:
             self._publish(edge)
             return
         pending = self._pending.pop(edge.line, None)

@@ -50,7 +50,13 @@ async def rig_for(
         initial_inputs=initial,
     )
     door = DoorController(section, gpio, bus, clock)
-    watcher = GpioInputWatcher(gpio, bus, clock, min_pulse_s=section.input_min_pulse_ms / 1000)
+    watcher = GpioInputWatcher(
+        gpio,
+        bus,
+        clock,
+        min_pulse_s=section.input_min_pulse_ms / 1000,
+        immediate=[i.input_line for i in gpio.interlocks],
+    )
     async with gpio, bus.subscribe(DoorEvent, SecurityEvent, name="t", maxsize=64) as sub:
         tasks = [
             asyncio.create_task(door.run(), name="door"),
@@ -187,6 +193,22 @@ async def test_fire_release_with_the_loop_stalled() -> None:
                 break
             await asyncio.sleep(0.01)
         assert rig.kinds() == ["fire_release", "security:fire_release"]
+
+
+@pytest.mark.asyncio
+async def test_a_short_fire_pulse_latches_and_is_reported_not_debounced_away() -> None:
+    async with rig_for(fire_line=FIRE, input_min_pulse_ms=100) as rig:
+        rig.gpio.drive_input(FIRE, True)
+        await settle()
+        await rig.clock.advance(0.01)  # 10 ms: below the minimum pulse of other inputs
+        rig.gpio.drive_input(FIRE, False)
+        await settle()
+        await rig.clock.advance(1.0)
+        assert rig.gpio.level(RELAY) is True  # the driver latched it
+        assert rig.door.fire_state is FireState.LATCHED  # and the controller knows
+        assert rig.kinds() == ["fire_release", "security:fire_release"]
+        rig.door.release("operator")
+        assert rig.gpio.level(RELAY) is False
 
 
 # -- precedence ----------------------------------------------------------------------
