@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from facegate.drivers.gpio import SimulatedGpio
+from facegate.handlers.commands import first_error
 from facegate.handlers.door import DoorController
 from facegate.runtime.clock import SystemClock
 from facegate.runtime.config import load_config
@@ -57,6 +58,7 @@ async def test_door_state_is_retained_and_ha_sees_door_and_fire(
     for seen in obs.messages:
         assert seen.retain or seen.topic == STATE
         assert set(seen.json()) == {"lock", "door", "fire", "lockdown"}  # no identifiers
+        assert first_error("door_state", seen.json()) is None
     # A subscriber that starts later (Home Assistant after its restart) gets the last state.
     async with observe(mosquitto, STATE, client_id="ha-late") as late:
         last = await late.wait_for(lambda s: s.topic == STATE, within=10)

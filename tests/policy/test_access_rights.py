@@ -8,6 +8,7 @@ import json
 
 import pytest
 from facegate.handlers.access import Authoriser, store_lookup
+from facegate.handlers.commands import first_error
 from facegate.handlers.recognition.matcher import Matcher
 from facegate.policy import Policy, sweep
 from facegate.runtime.clock import ManualClock
@@ -62,6 +63,7 @@ async def test_validity_and_schedule_are_enforced_in_the_match_path(policy: Poli
     body = json.loads(EventCodec("gate-1").encode(out).payload)
     assert body["decision"] == "denied" and body["schedule"] == "office"
     assert body["reason"] == "outside_schedule"
+    assert first_error("event_access", body) is None
     assert auth.refused == {"not_valid_yet": 1, "expired": 1, "outside_schedule": 2}
 
 
