@@ -211,7 +211,13 @@ class DoorController:
         fire = self._cfg.fire_line
         if fire is not None and fire_active(self._cfg, self._driver.read_input(fire)):
             self._fire_input(active=True)
-        elif self._has_relay and not self._driver.held(self._cfg.relay_line):
+        elif self._has_relay and self._driver.held(self._cfg.relay_line):
+            # The driver latched a fire release before this controller started: keep it
+            # released and wait for the reset.
+            self._fire.input_changed(True)
+            self._fire.input_changed(False)
+            self._unlocked = True
+        elif self._has_relay:
             # Normal operation is locked, whatever the safe state is.
             self._set_relay(False, "start")
         sensor = self._cfg.door_sensor_line

@@ -177,6 +177,26 @@ async def test_fire_input_active_at_start_up_releases_before_the_loop_runs() -> 
 
 
 @pytest.mark.asyncio
+async def test_fire_latched_in_the_driver_before_the_controller_starts_waits_for_reset() -> None:
+    clock = ManualClock()
+    section = GpioSection(relay_line=RELAY, fire_line=FIRE)
+    built = build_driver(section, clock)
+    assert isinstance(built, SimulatedGpio)
+    bus = EventBus()
+    async with built:
+        built.drive_input(FIRE, True)  # alarm and clear while no controller runs
+        built.drive_input(FIRE, False)
+        door = DoorController(section, built, bus, clock)
+        task = asyncio.create_task(door.run(), name="door")
+        await settle()
+        assert built.level(RELAY) is True and door.fire_state is FireState.LATCHED
+        door.release("operator")
+        assert built.level(RELAY) is False and door.fire_state is FireState.NORMAL
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.asyncio
 async def test_fire_release_with_the_loop_stalled() -> None:
     async with rig_for(clock=SystemClock(), fire_line=FIRE, input_min_pulse_ms=0) as rig:
         seen: list[bool] = []
