@@ -101,6 +101,7 @@ class SecurityKind(enum.StrEnum):
     MODEL_REJECTED = "model_rejected"
     BUS_OVERFLOW = "bus_overflow"
     FIRE_RELEASE = "fire_release"
+    ANTI_PASSBACK = "anti_passback"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -6,6 +6,16 @@ Public surface: :class:`Authoriser`, :class:`Schedule`, :func:`store_lookup`.
 from __future__ import annotations
 
 from .authoriser import Authoriser, Verdict, store_lookup
+from .passback import AntiPassback, PeerPassages
 from .schedule import Schedule, ScheduleError, parse_window
 
-__all__ = ["Authoriser", "Schedule", "ScheduleError", "Verdict", "parse_window", "store_lookup"]
+__all__ = [
+    "AntiPassback",
+    "Authoriser",
+    "PeerPassages",
+    "Schedule",
+    "ScheduleError",
+    "Verdict",
+    "parse_window",
+    "store_lookup",
+]

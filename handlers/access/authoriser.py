@@ -10,6 +10,8 @@ trail all see the same final answer:
 - the subject's ``access_group`` attribute (else ``access.default_group``)
   names a schedule; outside it -> ``DENIED outside_schedule`` with the
   schedule's name in the event;
+- anti-passback (``access.anti_passback``, see :mod:`.passback`): a repeated
+  direction -> ``DENIED anti_passback`` (hard) or a SecurityEvent (soft);
 - the subject's rights cannot be read in time (store stalled or failing) ->
   ``DENIED rights_unavailable`` (fail closed).
 
@@ -28,8 +30,10 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from ...runtime.bus import EventBus
 from ...runtime.config.access import AccessSection
 from ...runtime.events import AccessDecision, Decision
+from .passback import AntiPassback
 from .schedule import Schedule
 
 _log = structlog.get_logger("facegate.access")
@@ -70,10 +74,18 @@ class Authoriser:
     """Checks validity and schedules for GRANTED decisions (see module docstring)."""
 
     def __init__(
-        self, section: AccessSection, lookup: RightsLookup, *, lookup_timeout_s: float = 2.0
+        self,
+        section: AccessSection,
+        lookup: RightsLookup,
+        *,
+        lookup_timeout_s: float = 2.0,
+        passback: AntiPassback | None = None,
+        bus: EventBus | None = None,
     ) -> None:
         self._cfg = section
         self._lookup = lookup
+        self._passback = passback
+        self._bus = bus
         self._timeout = lookup_timeout_s
         self._tz = ZoneInfo(section.timezone)
         self._schedules = {
@@ -113,7 +125,22 @@ class Authoriser:
             _log.warning("access.rights_failed", error_type=type(exc).__name__)
             return self._deny(decision, Verdict("rights_unavailable"))
         verdict = self.verdict(attrs or {}, decision.at)
+        if verdict is None:
+            verdict = self._anti_passback(decision.subject_id)
         return decision if verdict is None else self._deny(decision, verdict)
+
+    def _anti_passback(self, subject_id: str) -> Verdict | None:
+        """Check and record this passage (None: it may pass)."""
+        direction = self._cfg.direction
+        if self._passback is None or direction == "none":
+            return None
+        if self._passback.repeats(subject_id, direction):
+            if self._passback.mode == "hard":
+                return Verdict("anti_passback")
+            if self._bus is not None:
+                self._passback.violation(self._bus, subject_id, direction)
+        self._passback.record(subject_id, direction)
+        return None
 
     def _deny(self, decision: AccessDecision, verdict: Verdict) -> AccessDecision:
         self.refused[verdict.reason] = self.refused.get(verdict.reason, 0) + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._fields import FieldError, setting
@@ -45,6 +46,23 @@ class AccessSection:
         "not limited by a schedule.",
     )
 
+    direction: Literal["none", "entry", "exit"] = setting(
+        "none", doc="Direction of this device's camera, for anti-passback."
+    )
+    anti_passback: Literal["off", "hard", "soft"] = setting(
+        "off",
+        doc="Passages must alternate entry/exit: 'hard' denies a repeated direction (DENIED "
+        "anti_passback), 'soft' grants it and raises event/security anti_passback.",
+    )
+    anti_passback_timeout_s: float = setting(
+        3600.0, doc="After this long without a passage a subject starts fresh.", gt=0
+    )
+    peers: dict[str, str] = setting(
+        factory=dict,
+        doc="The site's other readers: device id -> 'entry' or 'exit'; their GRANTED "
+        "event/access messages (over MQTT) count as passages.",
+    )
+
     def check(self) -> None:
         from ...handlers.access.schedule import (  # noqa: PLC0415  # config must not import handlers at load
             Schedule,
@@ -63,5 +81,10 @@ class AccessSection:
         for group, sched_name in self.groups.items():
             if sched_name not in self.schedules:
                 raise FieldError(f"groups.{group}", f"no schedule named {sched_name!r}")
+        if self.anti_passback != "off" and self.direction == "none":
+            raise FieldError("direction", "anti_passback needs this camera's direction (entry/exit)")
+        for peer, way in self.peers.items():
+            if way not in ("entry", "exit"):
+                raise FieldError(f"peers.{peer}", f"direction must be 'entry' or 'exit', got {way!r}")
         if self.default_group is not None and self.default_group not in self.groups:
             raise FieldError("default_group", f"no group named {self.default_group!r}")

@@ -3,17 +3,19 @@ and the retention sweep erasing subjects whose validity ended (visitor passes)."
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
 import pytest
-from facegate.handlers.access import Authoriser, store_lookup
+from facegate.handlers.access import AntiPassback, Authoriser, store_lookup
 from facegate.handlers.commands import first_error
 from facegate.handlers.recognition.matcher import Matcher
 from facegate.policy import Policy, sweep
+from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.config.access import AccessSection, ScheduleSection
-from facegate.runtime.events import AccessDecision, Decision
+from facegate.runtime.events import AccessDecision, Decision, SecurityEvent, SecurityKind
 from facegate.runtime.mqtt.codec import EventCodec
 
 from .conftest import DAY, MODEL, consent_adult, embeddings
@@ -80,3 +82,33 @@ async def test_sweep_erases_subjects_whose_validity_ended(
     report = await sweep(policy)
     assert report.counts["erased_validity_ended"] == 1
     assert not matcher.has_subject("VIS") and matcher.has_subject("EMP")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+async def test_anti_passback_per_direction_with_timeout(
+    policy: Policy, clock: ManualClock, mode: str
+) -> None:
+    await enrol(policy, "A1", 6)
+    section = dataclasses.replace(
+        SECTION, direction="entry", anti_passback=mode, anti_passback_timeout_s=600.0
+    )
+    bus = EventBus()
+    passback = AntiPassback(mode, 600.0, clock)  # type: ignore[arg-type]  # parametrised literal
+    auth = Authoriser(section, store_lookup(policy.store), passback=passback, bus=bus)
+    now = berlin(2026, 12, 9, 12, 0)
+    async with bus.subscribe(SecurityEvent, name="t", maxsize=8) as alarms:
+        assert (await auth.authorise(granted("A1", now))).decision is Decision.GRANTED
+        second = await auth.authorise(granted("A1", now))  # entry again, no exit
+        if mode == "hard":
+            assert (second.decision, second.reason) == (Decision.DENIED, "anti_passback")
+            assert alarms.get_nowait() is None
+        else:
+            assert second.decision is Decision.GRANTED
+            alarm = alarms.get_nowait()
+            assert alarm is not None and alarm.kind is SecurityKind.ANTI_PASSBACK
+            assert alarm.subject_id == "A1"
+        passback.record("A1", "exit")  # the exit reader (a peer) saw them leave
+        assert (await auth.authorise(granted("A1", now))).decision is Decision.GRANTED
+        await clock.advance(600.0)  # the timeout resets the state
+        assert (await auth.authorise(granted("A1", now))).decision is Decision.GRANTED
