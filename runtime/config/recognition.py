@@ -150,6 +150,33 @@ class DecisionSettings:
 
 
 @dataclass(frozen=True)
+class FusionSettings:
+    """Landmark refinement, view fusion and face selection (handlers/recognition/fusion.py)."""
+
+    refine: bool = setting(
+        True,
+        doc="Second detector pass on a crop around the selected face, scaled so the face is "
+        "refine_face_px wide: landmarks as precise as a large full-frame pass at a fraction "
+        "of its cost. Off: the coarse pass's landmarks are used.",
+    )
+    refine_face_px: float = setting(
+        112.0, doc="Face width (px) at the detector in the refinement pass.", ge=48, le=320
+    )
+    flip: bool = setting(
+        True,
+        doc="Embed the aligned face and its mirror image in one batch and average the two "
+        "(enrolment and gate alike); costs one more recogniser row per frame.",
+    )
+    ambiguous_area: float = setting(
+        0.5,
+        doc="At the gate, a second face in the ROI with at least this fraction of the target "
+        "face's area makes the frame ambiguous (refused as many_faces) instead of guessed.",
+        gt=0,
+        le=1,
+    )
+
+
+@dataclass(frozen=True)
 class RecognitionSection:
     """Face detection, quality, liveness, matching and the decision rule."""
 
@@ -183,6 +210,9 @@ class RecognitionSection:
     quality: QualitySettings = setting(factory=QualitySettings, doc="Quality gate.")
     liveness: LivenessSettings = setting(factory=LivenessSettings, doc="Liveness checks.")
     decision: DecisionSettings = setting(factory=DecisionSettings, doc="Multi-frame decision.")
+    fusion: FusionSettings = setting(
+        factory=FusionSettings, doc="Landmark refinement, view fusion, face selection."
+    )
 
     def check(self) -> None:
         x, y, w, h = self.roi
