@@ -171,12 +171,13 @@ def _png(img: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _two_faces(main_px: int, other_px: int) -> np.ndarray:
-    canvas = np.full((600, 900, 3), 120, np.uint8)
+def _two_faces(main_px: int, other_px: int, *, width: int = 900) -> np.ndarray:
+    canvas = np.full((600, width, 3), 120, np.uint8)
     a = cv2.resize(face_bgr("obama.jpg"), (main_px, round(main_px * 1.25)))
     b = cv2.resize(face_bgr("biden.jpg"), (other_px, round(other_px * 1.25)))
     canvas[50 : 50 + a.shape[0], 80 : 80 + a.shape[1]] = a
-    canvas[100 : 100 + b.shape[0], 600 : 600 + b.shape[1]] = b
+    x = width - 20 - b.shape[1]
+    canvas[80 : 80 + b.shape[0], x : x + b.shape[1]] = b
     return canvas
 
 
@@ -196,8 +197,11 @@ def test_gate_picks_the_subject_in_the_central_roi_not_the_larger_bystander(
     models: LoadedModels,
 ) -> None:
     eng = RecognitionEngine(RecognitionSection(roi=(0.0, 0.0, 0.5, 1.0)), models)
-    frame = np.ascontiguousarray(cv2.resize(_two_faces(220, 300), (640, 480)))
+    frame = _two_faces(300, 400, width=1000)
     out = eng.pipeline.analyse(frame, search=False)
     assert out.reason is Reason.OK and out.target is not None
-    assert out.target.center[0] < 320  # the subject on the left, not the bigger face
+    assert out.target.center[0] < 500  # the subject on the left, not the bigger face
+    whole = RecognitionEngine(RecognitionSection(), models).pipeline.analyse(frame, search=False)
+    # Over the whole frame the two faces are too close in size: refused, never guessed.
+    assert whole.reason is Reason.MANY_FACES and whole.target is None
     assert "refine" in out.latency_ms
