@@ -183,8 +183,8 @@ def refine_detection(
     if crop.size == 0:
         return det
     if pad_l or pad_t or pad_r or pad_b:
-        crop = cv2.copyMakeBorder(crop, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_CONSTANT,
-                                  value=(0, 0, 0))
+        crop = np.asarray(cv2.copyMakeBorder(crop, pad_t, pad_b, pad_l, pad_r,
+                                             cv2.BORDER_CONSTANT, value=(0, 0, 0)), np.uint8)
     f = face_px * context / float(crop.shape[1])
     size = max(32, round(crop.shape[1] * f))
     interp = cv2.INTER_AREA if f < 1.0 else cv2.INTER_LINEAR

@@ -96,9 +96,8 @@ def _nearest_centre(faces: list[Detection], width: int, height: int) -> Detectio
 
 
 def analyse_image(
-    models: LoadedModels, bgr: npt.NDArray[np.uint8], label: int,
-    rule: SelectionRule, enrol_rule: SelectionRule, limits: QualityLimits,
-    face_px: float,
+    models: LoadedModels, bgr: npt.NDArray[np.uint8], label: int, *, rule: SelectionRule,
+    enrol_rule: SelectionRule, limits: QualityLimits, face_px: float,
 ) -> dict[str, Sample]:
     """Every configuration of :data:`CONFIGS` for one decoded image. Blocking."""
     framed, pad, w, h = prepare(bgr)
@@ -153,7 +152,8 @@ def collect(
         label = names.setdefault(person, len(names))
         try:
             bgr = decode_image(path.read_bytes(), max_bytes=50_000_000, max_pixels=50_000_000)
-            per = analyse_image(models, bgr, label, rule, enrol_rule, lim, face_px)
+            per = analyse_image(models, bgr, label, rule=rule, enrol_rule=enrol_rule,
+                                limits=lim, face_px=face_px)
         except (ImageRejected, OSError):
             per = {c: Sample(label, Reason.IMAGE_CORRUPT, Reason.IMAGE_CORRUPT) for c in CONFIGS}
         for c in CONFIGS:

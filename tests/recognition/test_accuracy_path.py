@@ -6,6 +6,7 @@ selection rule.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import cv2
@@ -96,7 +97,7 @@ def test_yaw_estimate_does_not_saturate_and_frontal_samples_read_frontal(
 ) -> None:
     # The old asin form read 45 deg as ~90 deg; the estimate is monotonic to 70 deg.
     ests = [estimate_pose(_project(y))[0] for y in range(0, 75, 5)]
-    assert all(b > a for a, b in zip(ests, ests[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(ests))
     assert ests[-1] < 85.0
     for name in ("obama.jpg", "biden.jpg", "Family1-Mom1.jpg"):
         bgr = face_bgr(name)
