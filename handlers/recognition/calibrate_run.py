@@ -119,7 +119,7 @@ def _row(name: str, precision: str, samples: list[Sample], dim: int, identities:
 
 def run_calibration(
     cfg: RecognitionSection, root: Path, *, config_path: Path | None = None,
-    compare: bool = False, open_set: bool = False, every: int = 1,
+    compare: bool = False, open_set: bool = False, reference: bool = False, every: int = 1,
     progress: Callable[[int, int], None] | None = None,
     base_options: ModelOptions | None = None,
 ) -> CalibrationReport:
@@ -154,7 +154,7 @@ def run_calibration(
                 if open_set:
                     policy = ThresholdPolicy(table, cfg.target_fmr, fixed=cfg.threshold)
                     report.open_set = run_open_set(got.samples[name], policy)
-    if compare and first_models is not None:
+    if (compare or reference) and first_models is not None:
         ref = collect_reference(first_models, root, every=every, progress=progress)
         ident = len({s.label for s in ref})
         row, _ = _row("reference", "fp32", ref, first_models.embedder.dim, ident, gated=False)

@@ -71,7 +71,8 @@ def embed_options(cfg: RecognitionSection) -> EmbedOptions:
 
 def selection_rule(cfg: RecognitionSection) -> SelectionRule:
     """The gate's face selection rule from ``roi`` and ``[recognition.fusion]``."""
-    return SelectionRule(roi=cfg.roi, min_face_px=GATE_RULE.min_face_px,
+    return SelectionRule(roi=cfg.roi, central=cfg.fusion.central_roi,
+                         min_face_px=GATE_RULE.min_face_px,
                          ambiguous_area=cfg.fusion.ambiguous_area)
 
 

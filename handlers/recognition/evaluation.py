@@ -3,7 +3,7 @@
 Each image of ``DIR/<person>/*`` gets the same preparation as before (small
 crops upscaled, a 50 % black border so tight crops are detected) and then
 goes through the device's own path (:func:`~.facepath.locate` pieces): the
-coarse detector pass, the selection rule (``selection.py``) with the ROI
+coarse detector pass, the selection rule (``selection.py``) with its regions
 mapped onto the original image, landmark refinement, the quality gate and
 view fusion (``fusion.py``). One pass yields every configuration that is
 compared, so they see identical detections:
@@ -83,11 +83,13 @@ def prepare(bgr: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint8], int, int
 
 
 def framed_rule(rule: SelectionRule, pad: int, w: int, h: int) -> SelectionRule:
-    """``rule`` with its ROI (fractions of the original image) mapped into the framed one."""
+    """``rule`` with its regions (fractions of the original image) mapped into the framed one."""
     fw, fh = w + 2 * pad, h + 2 * pad
-    x, y, rw, rh = rule.roi
-    roi = ((pad + x * w) / fw, (pad + y * h) / fh, rw * w / fw, rh * h / fh)
-    return dataclasses.replace(rule, roi=roi)
+
+    def mapped(r: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        return ((pad + r[0] * w) / fw, (pad + r[1] * h) / fh, r[2] * w / fw, r[3] * h / fh)
+
+    return dataclasses.replace(rule, roi=mapped(rule.roi), central=mapped(rule.central))
 
 
 def _nearest_centre(faces: list[Detection], width: int, height: int) -> Detection:

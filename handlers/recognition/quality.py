@@ -39,7 +39,7 @@ class QualityLimits:
 
     min_face_px: int = 60
     min_sharpness: float = 25.0
-    max_yaw_deg: float = 35.0
+    max_yaw_deg: float = 50.0
     max_pitch_deg: float = 30.0
     min_brightness: float = 40.0
     max_brightness: float = 225.0

@@ -31,6 +31,8 @@ def register(sub: Any) -> None:
     p.add_argument("--compare", action="store_true",
                    help="also measure the other recogniser precision (fp32/int8) and the plain "
                    "model run the reference way (OpenCV YuNet 640 px letterbox + SFace fp32)")
+    p.add_argument("--reference", action="store_true",
+                   help="also measure the plain model run the reference way (part of --compare)")
     p.add_argument("--open-set", action="store_true",
                    help="also run the open-set 1:N benchmark (first image enrolled, the rest "
                    "probed, a third of the identities held out as strangers)")
@@ -65,6 +67,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     try:
         report = run_calibration(
             cfg, root, config_path=config_path, compare=args.compare, open_set=args.open_set,
+            reference=args.reference or args.compare,
             every=args.every, progress=progress, base_options=ModelOptions(),
         )
     except CalibrationError as exc:

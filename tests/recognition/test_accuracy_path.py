@@ -19,6 +19,7 @@ from facegate.handlers.recognition.fusion import EmbedOptions, embed_face
 from facegate.handlers.recognition.quality import estimate_pose
 from facegate.handlers.recognition.selection import (
     ENROL_RULE,
+    FULL_FRAME,
     GATE_RULE,
     SelectionRule,
     select_face,
@@ -26,6 +27,8 @@ from facegate.handlers.recognition.selection import (
 from facegate.runtime.config.recognition import RecognitionSection
 
 from .conftest import face_bgr
+
+WHOLE = SelectionRule(roi=FULL_FRAME, central=FULL_FRAME)  # no centre preference
 
 
 def _det(cx: float, cy: float, side: float) -> Detection:
@@ -40,14 +43,15 @@ def test_selection_takes_the_largest_face_in_the_roi_and_ignores_a_bigger_bystan
     subject, bystander = _det(320, 240, 120), _det(600, 240, 200)
     sel = select_face([bystander, subject], 640, 480, central)
     assert sel.reason is Reason.OK and sel.face is subject
+    assert select_face([bystander, subject], 640, 480, GATE_RULE).face is subject
     # Without a central ROI the larger bystander would be the target.
-    assert select_face([bystander, subject], 640, 480, GATE_RULE).face is bystander
+    assert select_face([bystander, subject], 640, 480, WHOLE).face is bystander
 
 
 def test_selection_refuses_two_faces_of_similar_size_but_not_a_small_background_face() -> None:
     a, b, small = _det(250, 240, 120), _det(400, 240, 110), _det(500, 100, 60)
     assert select_face([a, b], 640, 480, GATE_RULE).reason is Reason.MANY_FACES
-    sel = select_face([a, small], 640, 480, GATE_RULE)
+    sel = select_face([a, small], 640, 480, WHOLE)
     assert sel.face is a and sel.candidates == 2
     # Enrolment tolerates a larger background face than the gate does.
     c = _det(450, 240, 90)  # area ratio 0.56
@@ -66,6 +70,10 @@ def test_selection_reasons_for_no_face_outside_roi_and_too_small() -> None:
     assert sel.reason is Reason.OK and sel.candidates == 1
     with pytest.raises(ValueError):
         SelectionRule(ambiguous_area=0.0)
+    # Nobody in the central region: an off-centre face is still served.
+    off = _det(80, 80, 100)
+    assert select_face([off], 640, 480, GATE_RULE).face is off
+    assert select_face([off], 640, 480, ENROL_RULE).face is off
 
 
 # ---- yaw estimate agrees with the pose of a 3-D face --------------------------------
@@ -202,7 +210,8 @@ def test_gate_picks_the_subject_in_the_central_roi_not_the_larger_bystander(
     out = eng.pipeline.analyse(frame, search=False)
     assert out.reason is Reason.OK and out.target is not None
     assert out.target.center[0] < 500  # the subject on the left, not the bigger face
-    whole = RecognitionEngine(RecognitionSection(), models).pipeline.analyse(frame, search=False)
+    whole_cfg = RecognitionSection(roi=(0.0, 0.0, 1.0, 1.0))
+    whole = RecognitionEngine(whole_cfg, models).pipeline.analyse(frame, search=False)
     # Over the whole frame the two faces are too close in size: refused, never guessed.
     assert whole.reason is Reason.MANY_FACES and whole.target is None
     assert "refine" in out.latency_ms
