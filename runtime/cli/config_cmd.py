@@ -14,7 +14,9 @@ def register(sub: Any) -> None:
     """Add the ``config`` command group."""
     p = sub.add_parser("config", help="validate or document firmware config files")
     cmds = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    check = cmds.add_parser("check", help="validate FILE and print the effective config with secrets masked")
+    check = cmds.add_parser(
+        "check", help="validate FILE and print the effective config with secrets masked"
+    )
     check.add_argument("file", type=Path, help="firmware config TOML file")
     check.set_defaults(handler=_check)
     ex = cmds.add_parser("example", help="print a config with every option documented")
