@@ -106,7 +106,7 @@ def discovery_configs(
             "entity_category": "diagnostic",
             "state_class": "measurement",
         },
-        f"{prefix}/binary_sensor/{node}/door_contact/config": common
+        f"{prefix}/binary_sensor/{at}/door_contact/config": common
         | {
             "name": "Door contact",
             "unique_id": f"{node}_door_contact",
@@ -114,7 +114,7 @@ def discovery_configs(
             "state_topic": f"{base}/door/state",
             "value_template": "{{ 'ON' if value_json.door == 'open' else 'OFF' }}",
         },
-        f"{prefix}/binary_sensor/{node}/fire/config": common
+        f"{prefix}/binary_sensor/{at}/fire/config": common
         | {
             "name": "Fire release",
             "unique_id": f"{node}_fire",
