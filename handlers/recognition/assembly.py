@@ -11,6 +11,7 @@ Components: ``recognition`` (:class:`RecognitionHost`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,9 @@ class RecognitionHost:
         self.service: RecognitionService | None = None
         self.snapshot_sink: SnapshotSink | None = None
         """Installed by the privacy policy when decision snapshots are on (never otherwise)."""
+        self.gate: Callable[[], bool] | None = None
+        """Installed by the licence: False means frames are not analysed and no template is read."""
+        self._gallery_deferred = False
 
     @property
     def name(self) -> str:
@@ -63,6 +67,15 @@ class RecognitionHost:
         engine = await RecognitionEngine.create(
             ctx.config.recognition, bus=ctx.bus, clock=ctx.clock, config_path=ctx.loaded.path
         )
+        if self._store is not None and self.gate is not None and not self.gate():
+            self._gallery_deferred = True
+            _log.warning("recognition.gallery_deferred", reason="no usable licence: no template is read")
+        elif self._store is not None:
+            await self._load_gallery(engine)
+        self._engine = engine
+        return self
+
+    async def _load_gallery(self, engine: RecognitionEngine) -> None:
         if self._store is not None:
             report = await self._store.gallery.load_all(engine.matcher, model_id=engine.model_id)
             self._store.gallery.attach(engine.matcher)
@@ -83,8 +96,6 @@ class RecognitionHost:
                     "[recognition.models] recognizer_precision to the build that made them "
                     "(templates enrolled before int8 became the default are fp32)",
                 )
-        self._engine = engine
-        return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -95,11 +106,22 @@ class RecognitionHost:
     async def run(self) -> None:
         if self.service is None:
             self.service = RecognitionService(
-                self.engine, self._ctx.bus, self._ctx.clock, snapshot_sink=self.snapshot_sink
+                self.engine, self._ctx.bus, self._ctx.clock, snapshot_sink=self.snapshot_sink,
+                gate=self.gate,
             )
         async with asyncio.TaskGroup() as tg:
+            if self._gallery_deferred:
+                tg.create_task(self._deferred_gallery(), name="recognition.gallery_deferred")
             tg.create_task(self._mark_ready(self.service), name="recognition.ready")
             tg.create_task(self.service.run(), name="recognition.frames")
+
+    async def _deferred_gallery(self) -> None:
+        """Load the gallery once a licence makes recognition usable (never before)."""
+        gate = self.gate
+        while gate is not None and not gate():
+            await self._ctx.clock.sleep(0.5)
+        self._gallery_deferred = False
+        await self._load_gallery(self.engine)
 
     async def _mark_ready(self, service: RecognitionService) -> None:
         await service.wait_ready()

@@ -8,6 +8,7 @@ from ._fields import FieldError, setting
 from .core import DeviceSection, LifecycleSection, LoggingSection, MqttSection
 from .gpio import GpioSection
 from .hardware import CameraSection
+from .licence import LicenceSection
 from .link import CommandsSection, EventsSection, HomeAssistantSection
 from .privacy import PrivacySection
 from .recognition import RecognitionSection
@@ -32,7 +33,10 @@ class DeviceConfig:
     homeassistant: HomeAssistantSection = setting(
         factory=HomeAssistantSection, doc="Home Assistant MQTT discovery."
     )
+    licence: LicenceSection = setting(factory=LicenceSection, doc="Device-bound licence.")
 
     def check(self) -> None:
         if self.recognition.enabled and not self.storage.enabled:
             raise FieldError("recognition.enabled", "recognition needs [storage] enabled (the gallery)")
+        if self.licence.enabled and not self.storage.enabled:
+            raise FieldError("licence.enabled", "the licence needs [storage] enabled (clock, install id)")
