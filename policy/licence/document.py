@@ -208,11 +208,15 @@ def issue_test_licence(
     kind: str = "fingerprint",
     grace_days: int = 7,
 ) -> bytes:
-    """A signed licence for ``fingerprint`` (tests, simulated devices and the demo)."""
+    """A signed licence for ``fingerprint`` (tests, simulated devices and the demo).
+
+    Valid from a day before ``now`` (a simulated clock may lag) for ``days`` after ``now``.
+    """
     body = make_body(
         binding=(kind, fingerprint),
         now=now,
-        days=days,
+        not_before=now - DAY,
+        days=days + 1,
         features=features,
         customer="test",
         grace_days=grace_days,
