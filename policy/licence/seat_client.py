@@ -95,7 +95,8 @@ class SeatClient:
 
     async def _apply(self, reply: Mapping[str, Any]) -> None:
         result = str(reply.get("result"))
-        if result != self.last_result:
+        changed = result != self.last_result
+        if changed:
             _log.info("licence.seat", result=result)
         self.last_result = result
         self._manager.seat = {"result": result, "lease_expires": reply.get("lease_expires")}
@@ -109,5 +110,6 @@ class SeatClient:
             await self._manager.apply_lease(
                 None, override=(LicenceState.REVOKED, "the licence service revoked this device")
             )
-        else:
+        elif changed:
             _log.warning("licence.seat_error", detail=str(reply.get("detail", ""))[:200])
+            await self._manager.check()
