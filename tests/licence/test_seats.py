@@ -59,7 +59,7 @@ class SeatServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(  # noqa: S603  # our own CLI with test paths
+        self.proc = subprocess.Popen(  # our own CLI with test paths
             [sys.executable, "-m", "facegate.runtime.cli", "licence", "serve", "--pool", str(self.pool),
              "--key", str(self.key_file), "--db", str(self.db), "--vendor-key", self.vendor,
              "--broker", f"{self.broker.host}:{self.broker.port}", "--lease-s", "60",
@@ -73,7 +73,7 @@ class SeatServer:
         self.proc.wait(timeout=30)
 
     def seats_cli(self, *args: str) -> str:
-        out = subprocess.run(  # noqa: S603  # our own CLI
+        out = subprocess.run(  # our own CLI
             [sys.executable, "-m", "facegate.runtime.cli", "licence", "seats", "--db", str(self.db), *args],
             check=True, capture_output=True, timeout=60,
         )
@@ -81,7 +81,9 @@ class SeatServer:
 
 
 @contextlib.asynccontextmanager
-async def run_device(tmp: Path, broker: MosquittoBroker, vendor: Ed25519PrivateKey, name: str) -> AsyncIterator[Device]:
+async def run_device(
+    tmp: Path, broker: MosquittoBroker, vendor: Ed25519PrivateKey, name: str
+) -> AsyncIterator[Device]:
     folder = tmp / name
     folder.mkdir()
     root = write_identifiers(folder / "root", serial=f"SN-{name}", machine=f"machine-{name}")
