@@ -26,9 +26,9 @@ from facegate.policy.licence import issue_test_licence
 from facegate.runtime.config import load_config
 from facegate.runtime.device import Device
 
-from ..fixtures.brokers import MosquittoBroker, mosquitto_client
-from ..mqtt.device_util import FACES, KEK_ENV, Operator, device_config, fresh_kek, signed
-from ..mqtt.util import observe
+from ...fixtures.brokers import MosquittoBroker, mosquitto_client
+from ...mqtt.device_util import FACES, KEK_ENV, Operator, device_config, fresh_kek, signed
+from ...mqtt.util import observe
 from .conftest import MACHINE, MODEL, SERIAL, b64pub, write_identifiers
 
 pytestmark = pytest.mark.mosquitto

@@ -29,9 +29,9 @@ from facegate.policy.licence.document import DAY, key_id, public_bytes, trust_li
 from facegate.runtime.config import load_config
 from facegate.runtime.device import Device
 
-from ..fixtures.brokers import MosquittoBroker
-from ..mqtt.device_util import KEK_ENV, device_config, fresh_kek
-from ..mqtt.util import observe
+from ...fixtures.brokers import MosquittoBroker
+from ...mqtt.device_util import KEK_ENV, device_config, fresh_kek
+from ...mqtt.util import observe
 from .conftest import b64pub, write_identifiers
 
 pytestmark = pytest.mark.mosquitto
@@ -107,6 +107,10 @@ vendor = "{b64pub(vendor)}"
         dev.request_shutdown("test over")
 
 
+def is_summary(seen: Any) -> bool:
+    return bool(seen.topic == f"{PREFIX}/summary")
+
+
 def licence_of(dev: Device) -> Any:
     return dev.parts.components["licence"]
 
@@ -127,7 +131,7 @@ async def test_seats_no_seat_revoke_reuse_kill9_and_cut_off(
     server.start()
     try:
         async with (
-            observe(mosquitto, f"{PREFIX}/summary", client_id="fleet-view") as obs,
+            observe(mosquitto, f"{PREFIX}/#", client_id="fleet-view") as obs,
             run_device(tmp_path, mosquitto, vendor, "gate-1") as d1,
             run_device(tmp_path, mosquitto, vendor, "gate-2") as d2,
         ):
@@ -137,7 +141,7 @@ async def test_seats_no_seat_revoke_reuse_kill9_and_cut_off(
             async with run_device(tmp_path, mosquitto, vendor, "gate-3") as d3:
                 await until_state(d3, LicenceState.NO_SEAT)
                 assert not licence_of(d3).recognition_allowed()
-                full = await obs.wait_for(lambda s: s.json()["seats_used"] == 2, within=30)
+                full = await obs.wait_for(lambda s: is_summary(s) and s.json()["seats_used"] == 2, within=30)
                 assert full.retain or full.json()["seats_total"] == 2
 
                 # Revoke gate-1: it loses recognition within one renewal, gate-3 takes the seat.
@@ -151,7 +155,7 @@ async def test_seats_no_seat_revoke_reuse_kill9_and_cut_off(
                 server.kill()
                 server.start()
                 mark = len(obs.messages)
-                again = await obs.wait_for(lambda s: not s.retain, within=60, start=mark)
+                again = await obs.wait_for(lambda s: is_summary(s) and not s.retain, within=60, start=mark)
                 table = {d["fingerprint"]: d["state"] for d in again.json()["devices"]}
                 assert table[fp1] == "revoked" and again.json()["seats_used"] == 2
                 assert table[licence_of(d3).fingerprint.value] == "active"
@@ -178,6 +182,9 @@ async def test_seats_no_seat_revoke_reuse_kill9_and_cut_off(
                 assert at(end + 2 * DAY - 1) is LicenceState.GRACE
                 assert at(end + 2 * DAY + 1) is LicenceState.EXPIRED
                 assert base64.b64decode(b64pub(vendor))  # the lease chains to the vendor key
+        # The only device data that goes to the service: the fingerprint hash (rule R43).
+        requests = [m.json() for m in obs.messages if m.topic == f"{PREFIX}/request"]
+        assert requests and all(set(r) == {"op", "fingerprint", "corr"} for r in requests)
     finally:
         if server.proc is not None and server.proc.poll() is None:
             server.kill()

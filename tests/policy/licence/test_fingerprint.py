@@ -100,6 +100,7 @@ async def test_kiosk_mode_never_logs_or_stores_a_raw_identifier(
     write_identifiers(tmp_path / "root")
     async with LicenceManager(section(tmp_path, vendor), store=store, bus=EventBus(), clock=clock) as m:
         assert any(p.endswith("etc/machine-id") for p in opened)  # kiosk mode does read them
+        assert not [p for p in opened if "os-release" in p or p.endswith(("/proc/version", "/etc/issue"))]
         await m.install(issue_test_licence(vendor, m.fingerprint.value, now=clock.wall()))
         assert m.status.state is LicenceState.VALID
         payload = repr(status_payload(m.status, clock.wall()))
