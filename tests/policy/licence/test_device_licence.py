@@ -23,6 +23,7 @@ import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from facegate.handlers.commands import first_error
 from facegate.policy.licence import issue_test_licence
+from facegate.runtime.cli.fleet_cmd import Fleet
 from facegate.runtime.config import load_config
 from facegate.runtime.device import Device
 
@@ -159,6 +160,11 @@ async def test_licence_enforced_installed_over_signed_mqtt_and_reported(
             while recognition.service.frames_analysed < 3:  # noqa: ASYNC110  # a counter
                 await asyncio.sleep(0.05)
 
+    # fleet watch folds the same retained topic into its licence column.
+    fleet = Fleet("facegate/v1")
+    for m in obs.messages:
+        fleet.update(m.topic, m.payload, 0.0)
+    assert fleet.rows["gate-1"].licence.startswith("valid ("), fleet.rows
     for m in obs.messages:
         if "/cmd/" in m.topic:
             continue
