@@ -277,6 +277,17 @@ class LicenceManager:
         await self.check()
 
 
+async def enrolment_licence(cfg: LicenceSection, store: Store) -> LicenceManager | None:
+    """For offline enrolment (CLI): the evaluated licence, or None when the licence is off.
+
+    The manager holds no resource after evaluation, so it needs no closing.
+    """
+    if not cfg.enabled:
+        return None
+    manager = LicenceManager(cfg, store=store, bus=EventBus(), clock=store.clock)
+    return await manager.__aenter__()
+
+
 def _fields(status: LicenceStatus) -> dict[str, Any]:
     return {name: getattr(status, name) for name in LicenceStatus.__slots__}
 

@@ -140,7 +140,11 @@ async def _device(config: Path, action: str, blob: bytes | None = None) -> dict[
     from ...runtime.config import load_config  # noqa: PLC0415
     from ...storage import Store  # noqa: PLC0415
 
+    from ..logs import configure_logging  # noqa: PLC0415
+
     cfg = load_config(config).config
+    # stdout carries only the answer (scripts read the fingerprint); warnings go to stderr.
+    configure_logging(device_id=cfg.device.id, level="warning")
     clock = SystemClock()
     store = Store.from_config(cfg.storage, clock=clock, register_kek=False)
     async with store, LicenceManager(cfg.licence, store=store, bus=EventBus(), clock=clock) as manager:
