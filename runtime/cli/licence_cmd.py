@@ -139,7 +139,6 @@ async def _device(config: Path, action: str, blob: bytes | None = None) -> dict[
     from ...runtime.clock import SystemClock  # noqa: PLC0415
     from ...runtime.config import load_config  # noqa: PLC0415
     from ...storage import Store  # noqa: PLC0415
-
     from ..logs import configure_logging  # noqa: PLC0415
 
     cfg = load_config(config).config
