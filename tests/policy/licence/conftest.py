@@ -26,8 +26,14 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "licence.db"
 
 
-def write_identifiers(root: Path, *, serial: str | None = SERIAL, machine: str | None = MACHINE,
-                      model: str | None = MODEL, device_tree: bool = False) -> Path:
+def write_identifiers(
+    root: Path,
+    *,
+    serial: str | None = SERIAL,
+    machine: str | None = MACHINE,
+    model: str | None = MODEL,
+    device_tree: bool = False,
+) -> Path:
     """Kiosk identifier files under ``root`` (DMI, or device-tree for an ARM board)."""
     files = {
         ("proc/device-tree/serial-number" if device_tree else "sys/class/dmi/id/product_serial"): serial,

@@ -35,6 +35,7 @@ from .conftest import MACHINE, MODEL, SERIAL, b64pub, write_identifiers
 pytestmark = pytest.mark.mosquitto
 ALICE = Ed25519PrivateKey.generate()
 VENDOR = Ed25519PrivateKey.generate()
+EXIT = 22
 
 
 @pytest.fixture(scope="session")
@@ -61,8 +62,16 @@ async def device(
     tmp_path: Path, mosquitto: MosquittoBroker, licence_model_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Device]:
     monkeypatch.setenv(KEK_ENV, fresh_kek())
-    path = device_config(tmp_path, mosquitto, operators={"alice": ALICE}, cache_dir=licence_model_cache,
-                         extra=licence_toml(tmp_path))
+    path = device_config(
+        tmp_path,
+        mosquitto,
+        operators={"alice": ALICE},
+        cache_dir=licence_model_cache,
+        extra=licence_toml(tmp_path),
+    )
+    path.write_text(
+        path.read_text().replace("relay_line = 17\n", f"relay_line = 17\nexit_button_line = {EXIT}\n")
+    )
     async with Device(load_config(path), handle_signals=False) as dev:
         commands: Any = dev.parts.components["commands"]
         async with asyncio.timeout(120):
@@ -91,8 +100,18 @@ async def retained_licence(mosquitto: MosquittoBroker, state: str) -> dict[str, 
     async with asyncio.timeout(60):
         while body.get("state") != state:
             proc = await asyncio.create_subprocess_exec(
-                sub, "-h", mosquitto.host, "-p", str(mosquitto.port), "-t", "facegate/v1/gate-1/licence",
-                "-C", "1", "-W", "5", stdout=subprocess.PIPE,
+                sub,
+                "-h",
+                mosquitto.host,
+                "-p",
+                str(mosquitto.port),
+                "-t",
+                "facegate/v1/gate-1/licence",
+                "-C",
+                "1",
+                "-W",
+                "5",
+                stdout=subprocess.PIPE,
             )
             out, _ = await proc.communicate()
             body = json.loads(out) if out.strip() else {}
@@ -125,6 +144,20 @@ async def test_licence_enforced_installed_over_signed_mqtt_and_reported(
         assert reply["ok"] is False and reply["code"] == "licence_required", reply
         reply = await operator.call("open", {})
         assert reply["ok"] is True, reply
+        await obs.wait_for(
+            lambda s: s.topic.endswith("event/door") and s.json()["kind"] == "unlocked", within=30
+        )
+        await asyncio.sleep(1.5)  # unlock_s = 1: the relay locks again
+        mark = len(obs.messages)
+        device.parts.components["gpio"].drive_input(EXIT, True)  # type: ignore[attr-defined]  # SimulatedGpio
+        await obs.wait_for(
+            lambda s: s.topic.endswith("event/door") and s.json()["kind"] == "exit_request",
+            within=30,
+            start=mark,
+        )
+        await obs.wait_for(
+            lambda s: s.topic.endswith("event/door") and s.json()["kind"] == "unlocked", within=30, start=mark
+        )
 
         # licence/install needs an operator's signature.
         good = issue_test_licence(VENDOR, fp, now=device.clock.wall(), features={"max_subjects": 10})

@@ -92,8 +92,13 @@ def _store_files(folder: Path) -> list[str]:
 
 @pytest.mark.asyncio
 async def test_kiosk_mode_never_logs_or_stores_a_raw_identifier(
-    tmp_path: Path, db_path: Path, store: Store, clock: ManualClock, vendor: Ed25519PrivateKey,
-    capsys: pytest.CaptureFixture[str], opened: list[str],
+    tmp_path: Path,
+    db_path: Path,
+    store: Store,
+    clock: ManualClock,
+    vendor: Ed25519PrivateKey,
+    capsys: pytest.CaptureFixture[str],
+    opened: list[str],
 ) -> None:
     from facegate.policy.licence import issue_test_licence, status_payload  # noqa: PLC0415
 

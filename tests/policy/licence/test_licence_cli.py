@@ -79,8 +79,27 @@ def test_vendor_and_device_tooling(tmp_path: Path, capsys: pytest.CaptureFixture
     assert json.loads(capsys.readouterr().out)["state"] == "missing"
 
     lic = tmp_path / "gate.licence"
-    assert main(["licence", "issue", "--key", str(key), "--fingerprint", fp, "--days", "30",
-                 "--feature", "max_subjects=5", "--feature", "liveness_model=pad", "--out", str(lic)]) == 0
+    assert (
+        main(
+            [
+                "licence",
+                "issue",
+                "--key",
+                str(key),
+                "--fingerprint",
+                fp,
+                "--days",
+                "30",
+                "--feature",
+                "max_subjects=5",
+                "--feature",
+                "liveness_model=pad",
+                "--out",
+                str(lic),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["licence", "inspect", str(lic), "--trust", public]) == 0
     shown = capsys.readouterr().out
@@ -94,14 +113,44 @@ def test_vendor_and_device_tooling(tmp_path: Path, capsys: pytest.CaptureFixture
 
     # A licence for another device, and one from a key the device does not trust: refused by state.
     other = tmp_path / "other.licence"
-    assert main(["licence", "issue", "--key", str(key), "--fingerprint", "ab" * 32, "--days", "30",
-                 "--out", str(other)]) == 0
+    assert (
+        main(
+            [
+                "licence",
+                "issue",
+                "--key",
+                str(key),
+                "--fingerprint",
+                "ab" * 32,
+                "--days",
+                "30",
+                "--out",
+                str(other),
+            ]
+        )
+        == 0
+    )
     assert main(["licence", "install", str(other), "-c", c]) == 1
     assert "wrong_device" in capsys.readouterr().err
     rogue_key, _ = _vendor(tmp_path, capsys, name="rogue")
     rogue = tmp_path / "rogue.licence"
-    assert main(["licence", "issue", "--key", str(rogue_key), "--fingerprint", fp, "--days", "30",
-                 "--out", str(rogue)]) == 0
+    assert (
+        main(
+            [
+                "licence",
+                "issue",
+                "--key",
+                str(rogue_key),
+                "--fingerprint",
+                fp,
+                "--days",
+                "30",
+                "--out",
+                str(rogue),
+            ]
+        )
+        == 0
+    )
     assert main(["licence", "inspect", str(rogue), "--trust", public]) == 1
     assert main(["licence", "install", str(rogue), "-c", c]) == 1
     assert "untrusted_key" in capsys.readouterr().err
@@ -112,8 +161,23 @@ def test_vendor_and_device_tooling(tmp_path: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert "nope.licence" in err and "Traceback" not in err
     assert main(["licence", "issue", "--key", str(key), "--fingerprint", "xyz", "--days", "1"]) == 2
-    assert main(["licence", "issue", "--key", str(key), "--fingerprint", fp, "--days", "1",
-                 "--feature", "novalue"]) == 2
+    assert (
+        main(
+            [
+                "licence",
+                "issue",
+                "--key",
+                str(key),
+                "--fingerprint",
+                fp,
+                "--days",
+                "1",
+                "--feature",
+                "novalue",
+            ]
+        )
+        == 2
+    )
 
 
 def test_cli_enrolment_refused_without_a_usable_licence(

@@ -64,8 +64,9 @@ def tamper_signature(blob: bytes) -> bytes:
 
 
 @pytest.mark.asyncio
-async def test_missing_then_valid_install(manager: tuple[LicenceManager, Recorder], vendor: Ed25519PrivateKey,
-                                          clock: ManualClock) -> None:
+async def test_missing_then_valid_install(
+    manager: tuple[LicenceManager, Recorder], vendor: Ed25519PrivateKey, clock: ManualClock
+) -> None:
     m, rec = manager
     assert m.status.state is LicenceState.MISSING and not m.recognition_allowed()
     with pytest.raises(LicenceRequired) as info:
@@ -93,8 +94,11 @@ async def test_missing_then_valid_install(manager: tuple[LicenceManager, Recorde
     ],
 )
 async def test_each_tamper_is_refused_with_its_state_and_a_security_event(
-    manager: tuple[LicenceManager, Recorder], vendor: Ed25519PrivateKey, clock: ManualClock,
-    case: str, state: LicenceState,
+    manager: tuple[LicenceManager, Recorder],
+    vendor: Ed25519PrivateKey,
+    clock: ManualClock,
+    case: str,
+    state: LicenceState,
 ) -> None:
     m, rec = manager
     good = issue_test_licence(vendor, m.fingerprint.value, now=clock.wall())
@@ -102,8 +106,9 @@ async def test_each_tamper_is_refused_with_its_state_and_a_security_event(
     bad = {
         "payload": lambda: tamper_body(good),
         "signature": lambda: tamper_signature(good),
-        "untrusted": lambda: issue_test_licence(Ed25519PrivateKey.generate(), m.fingerprint.value,
-                                                now=clock.wall()),
+        "untrusted": lambda: issue_test_licence(
+            Ed25519PrivateKey.generate(), m.fingerprint.value, now=clock.wall()
+        ),
         "other_device": lambda: issue_test_licence(vendor, "ab" * 32, now=clock.wall()),
     }[case]()
     # Over the install path: refused with the state as the code, the old licence stays in force.
@@ -126,16 +131,26 @@ async def test_not_yet_valid_valid_grace_expired_by_the_clock(
 ) -> None:
     m, _ = manager
     start = clock.wall() + DAY
-    body = make_body(binding=("fingerprint", m.fingerprint.value), now=clock.wall(), not_before=start,
-                     days=10, grace_days=3)
+    body = make_body(
+        binding=("fingerprint", m.fingerprint.value),
+        now=clock.wall(),
+        not_before=start,
+        days=10,
+        grace_days=3,
+    )
     await m.install(sign(body, vendor))
     assert m.status.state is LicenceState.NOT_YET_VALID and not m.recognition_allowed()
     seen = []
     for offset in (DAY + 1, 11 * DAY - 1, 11 * DAY + 1, 14 * DAY - 1, 14 * DAY + 1):
         clock.set_wall(start - DAY + offset)
         seen.append((await m.check()).state)
-    assert seen == [LicenceState.VALID, LicenceState.VALID, LicenceState.GRACE, LicenceState.GRACE,
-                    LicenceState.EXPIRED]
+    assert seen == [
+        LicenceState.VALID,
+        LicenceState.VALID,
+        LicenceState.GRACE,
+        LicenceState.GRACE,
+        LicenceState.EXPIRED,
+    ]
     assert not m.recognition_allowed()
 
 
@@ -172,3 +187,19 @@ async def test_kill_mid_install_leaves_the_previous_licence(
     # A kill -9 between writing the temporary file and the rename leaves only the temp file.
     (m.path.parent / f".{m.path.name}.4242.tmp").write_bytes(b'{"body": {"truncat')
     assert (await m.check()).licence_id == json.loads(old)["body"]["licence_id"]
+
+
+@pytest.mark.asyncio
+async def test_max_cameras_is_checked_at_start(
+    tmp_path: Path, store: Store, clock: ManualClock, vendor: Ed25519PrivateKey
+) -> None:
+    write_identifiers(tmp_path / "root")
+    cfg = section(tmp_path, vendor)
+    async with LicenceManager(cfg, store=store, bus=EventBus(), clock=clock) as probe:
+        blob = issue_test_licence(
+            vendor, probe.fingerprint.value, now=clock.wall(), features={"max_cameras": 1}
+        )
+        await probe.install(blob)
+        assert probe.recognition_allowed()  # one camera
+    async with LicenceManager(cfg, store=store, bus=EventBus(), clock=clock, cameras=2) as two:
+        assert two.status.state is LicenceState.VALID and not two.recognition_allowed()

@@ -48,8 +48,12 @@ class SeatServer:
         self.key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
         self.key_file.chmod(0o600)
         body = make_body(
-            binding=("pool", key_id(public_bytes(key))), now=time.time(), days=365, grace_days=2,
-            features={"max_subjects": 100}, customer="fleet",
+            binding=("pool", key_id(public_bytes(key))),
+            now=time.time(),
+            days=365,
+            grace_days=2,
+            features={"max_subjects": 100},
+            customer="fleet",
             extra={"seats": seats, "service_key": b64pub(key)},
         )
         self.pool = tmp / "pool.licence"
@@ -60,10 +64,27 @@ class SeatServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(  # our own CLI with test paths
-            [sys.executable, "-m", "facegate.runtime.cli", "licence", "serve", "--pool", str(self.pool),
-             "--key", str(self.key_file), "--db", str(self.db), "--vendor-key", self.vendor,
-             "--broker", f"{self.broker.host}:{self.broker.port}", "--lease-s", "60",
-             "--client-id", f"lic-svc-{os.getpid()}"],
+            [
+                sys.executable,
+                "-m",
+                "facegate.runtime.cli",
+                "licence",
+                "serve",
+                "--pool",
+                str(self.pool),
+                "--key",
+                str(self.key_file),
+                "--db",
+                str(self.db),
+                "--vendor-key",
+                self.vendor,
+                "--broker",
+                f"{self.broker.host}:{self.broker.port}",
+                "--lease-s",
+                "60",
+                "--client-id",
+                f"lic-svc-{os.getpid()}",
+            ],
             stdout=subprocess.DEVNULL,
         )
 
@@ -75,7 +96,9 @@ class SeatServer:
     def seats_cli(self, *args: str) -> str:
         out = subprocess.run(  # our own CLI
             [sys.executable, "-m", "facegate.runtime.cli", "licence", "seats", "--db", str(self.db), *args],
-            check=True, capture_output=True, timeout=60,
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
         return out.stdout.decode()
 
@@ -100,8 +123,9 @@ check_interval_s = 0.5
 [licence.vendor_keys]
 vendor = "{b64pub(vendor)}"
 """
-    path = device_config(folder, broker, operators={}, cache_dir=None, recognition=False,
-                         device_id=name, extra=extra)
+    path = device_config(
+        folder, broker, operators={}, cache_dir=None, recognition=False, device_id=name, extra=extra
+    )
     async with Device(load_config(path), handle_signals=False) as dev:
         yield dev
         dev.request_shutdown("test over")
@@ -174,8 +198,9 @@ async def test_seats_no_seat_revoke_reuse_kill9_and_cut_off(
                 end = json.loads(lease)["body"]["not_after"]
 
                 def at(t: float) -> LicenceState:
-                    return evaluate(lease, trusted=trusted, fingerprint=fp, now=t, high_water=0,
-                                    tolerance_s=600).state
+                    return evaluate(
+                        lease, trusted=trusted, fingerprint=fp, now=t, high_water=0, tolerance_s=600
+                    ).state
 
                 assert at(end - 1) is LicenceState.VALID
                 assert at(end + 1) is LicenceState.GRACE  # renewal overdue: grace days of the pool
