@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS seats (
     state TEXT NOT NULL CHECK (state IN ('active', 'revoked')),
     activated_at REAL NOT NULL,
     lease_expires REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    extended_until REAL NOT NULL DEFAULT 0
 )
 """
 
@@ -89,7 +90,9 @@ class SeatTable:
         c = self._conn
         c.execute("BEGIN IMMEDIATE")
         try:
-            row = c.execute("SELECT state, lease_expires FROM seats WHERE fingerprint = ?", (fp,)).fetchone()
+            row = c.execute(
+                "SELECT state, lease_expires, extended_until FROM seats WHERE fingerprint = ?", (fp,)
+            ).fetchone()
             if row is not None and row[0] == "revoked":
                 c.execute("COMMIT")
                 return "revoked", 0.0
@@ -97,7 +100,7 @@ class SeatTable:
             if not holds and self.used(now, grace_s) >= seats:
                 c.execute("COMMIT")
                 return "no_seat", 0.0
-            expires = now + lease_s
+            expires = max(now + lease_s, float(row[2]) if row is not None else 0.0)
             c.execute(
                 "INSERT INTO seats(fingerprint, state, activated_at, lease_expires, updated_at) "
                 "VALUES (?, 'active', ?, ?, ?) ON CONFLICT(fingerprint) DO UPDATE SET "
@@ -118,6 +121,13 @@ class SeatTable:
             n = self._conn.execute(
                 "UPDATE seats SET state = ?, updated_at = ? WHERE fingerprint = ?", (state, now, fp)
             ).rowcount
+        return n > 0
+
+    def extend(self, fp: str, until: float, now: float) -> bool:
+        """Leases of ``fp`` run at least until ``until`` (a longer offline period); False if unknown."""
+        n = self._conn.execute(
+            "UPDATE seats SET extended_until = ?, updated_at = ? WHERE fingerprint = ?", (until, now, fp)
+        ).rowcount
         return n > 0
 
     def rows(self) -> list[tuple[str, str, float]]:
@@ -174,7 +184,7 @@ class SeatService:
             body = make_body(
                 binding=("lease", fp),
                 now=now,
-                days=self.lease_s / DAY,
+                days=(expires - now) / DAY,
                 features=self.pool.features,
                 customer=str(self.pool.body["customer"]),
                 grace_days=self.pool.grace_days,

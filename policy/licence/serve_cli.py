@@ -39,8 +39,9 @@ def register_serve(cmds: Any) -> None:
     srv.set_defaults(handler=_serve)
     seats = cmds.add_parser("seats", help="(fleet) list, revoke or release devices in a seat table")
     seats.add_argument("--db", type=Path, required=True, help="seat table of 'licence serve'")
-    seats.add_argument("action", choices=("list", "revoke", "release"))
-    seats.add_argument("fingerprint", nargs="?", help="device fingerprint hash (revoke/release)")
+    seats.add_argument("action", choices=("list", "revoke", "release", "extend"))
+    seats.add_argument("fingerprint", nargs="?", help="device fingerprint hash (revoke/release/extend)")
+    seats.add_argument("--days", type=float, default=30.0, help="extend: leases run at least N days from now")
     seats.set_defaults(handler=_seats)
 
 
@@ -114,8 +115,12 @@ def _seats(args: argparse.Namespace) -> int:
         if not args.fingerprint:
             print("facegate: revoke/release need a fingerprint", file=sys.stderr)
             return 2
-        found = table.set_state(args.fingerprint, "revoked" if args.action == "revoke" else None, time.time())
-        print(f"{args.action}d" if found else "no such device in the seat table")
+        now = time.time()
+        if args.action == "extend":
+            found = table.extend(args.fingerprint, now + args.days * 86_400, now)
+        else:
+            found = table.set_state(args.fingerprint, "revoked" if args.action == "revoke" else None, now)
+        print(f"{args.action.removesuffix('e')}ed" if found else "no such device in the seat table")
         return 0 if found else 1
     finally:
         table.close()
