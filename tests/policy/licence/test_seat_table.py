@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from facegate.handlers.commands import first_error
 from facegate.policy.licence import Fingerprint, LicenceState, evaluate, make_body, parse, sign
 from facegate.policy.licence.document import DAY, key_id, public_bytes, trust_list
 from facegate.policy.licence.seats import SeatService, SeatTable
@@ -37,6 +38,8 @@ def test_seats_revoke_release_extend_lapse(tmp_path: Path, vendor: Ed25519Privat
     assert ask(A)["result"] == "granted" and ask(B)["result"] == "granted"
     assert ask(C)["result"] == "no_seat"
     assert ask(A, "renew")["result"] == "granted"  # a holder always renews
+    assert first_error("licence_seat_reply", ask(A)) is None
+    assert first_error("licence_seat_summary", svc.summary()) is None
     lease = str(ask(A)["lease"]).encode()
     fp = Fingerprint(mode="kiosk", value=A, slots=("serial",))
     status = evaluate(

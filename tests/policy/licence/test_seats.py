@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from facegate.handlers.commands import first_error
 from facegate.policy.licence import LicenceState, evaluate, make_body, sign
 from facegate.policy.licence.document import DAY, key_id, public_bytes, trust_list
 from facegate.runtime.config import load_config
@@ -210,6 +211,9 @@ async def test_seats_no_seat_revoke_reuse_kill9_and_cut_off(
         # The only device data that goes to the service: the fingerprint hash (rule R43).
         requests = [m.json() for m in obs.messages if m.topic == f"{PREFIX}/request"]
         assert requests and all(set(r) == {"op", "fingerprint", "corr"} for r in requests)
+        for m in obs.messages:
+            kind = m.topic.removeprefix(PREFIX + "/").split("/")[0]
+            assert first_error(f"licence_seat_{kind}", m.json()) is None, (m.topic, m.payload[:200])
     finally:
         if server.proc is not None and server.proc.poll() is None:
             server.kill()
