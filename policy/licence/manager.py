@@ -131,6 +131,9 @@ class LicenceManager:
             )
         t1 = time.perf_counter()
         await self._guard.load()
+        if self._guard.unreadable:
+            _log.error("licence.clock_mark_unreadable", effect="rollback detection restarts from now")
+            self._security(LicenceState.CLOCK_ROLLBACK, "the sealed clock mark does not authenticate")
         await self.check()
         t2 = time.perf_counter()
         self.timings_ms = {"fingerprint_ms": (t1 - t0) * 1e3, "evaluate_ms": (t2 - t1) * 1e3}

@@ -203,3 +203,21 @@ async def test_max_cameras_is_checked_at_start(
         assert probe.recognition_allowed()  # one camera
     async with LicenceManager(cfg, store=store, bus=EventBus(), clock=clock, cameras=2) as two:
         assert two.status.state is LicenceState.VALID and not two.recognition_allowed()
+
+
+@pytest.mark.asyncio
+async def test_an_edited_clock_mark_is_a_security_event(
+    tmp_path: Path, store: Store, clock: ManualClock, vendor: Ed25519PrivateKey
+) -> None:
+    write_identifiers(tmp_path / "root")
+    cfg = section(tmp_path, vendor)
+    async with LicenceManager(cfg, store=store, bus=EventBus(), clock=clock):
+        pass
+    sealed = await store.kv.get(KV_KEY)
+    assert sealed is not None
+    await store.kv.set(KV_KEY, ("00" if sealed[:2] != "00" else "11") + sealed[2:])
+    bus = EventBus()
+    rec = Recorder(bus)
+    async with LicenceManager(cfg, store=store, bus=bus, clock=clock):
+        pass
+    assert [e.kind for e in rec.security] == [SecurityKind.CLOCK_ROLLBACK]
