@@ -45,6 +45,8 @@ class RecognitionHost:
         self.gate: Callable[[], bool] | None = None
         """Installed by the licence: False means frames are not analysed and no template is read."""
         self._gallery_deferred = False
+        self.gallery_loaded = asyncio.Event()
+        """Set once the stored gallery is in the matcher (enrolment waits for it after a deferral)."""
 
     @property
     def name(self) -> str:
@@ -70,12 +72,16 @@ class RecognitionHost:
         if self._store is not None and self.gate is not None and not self.gate():
             self._gallery_deferred = True
             _log.warning("recognition.gallery_deferred", reason="no usable licence: no template is read")
-        elif self._store is not None:
+        else:
             await self._load_gallery(engine)
         self._engine = engine
         return self
 
     async def _load_gallery(self, engine: RecognitionEngine) -> None:
+        await self._load_templates(engine)
+        self.gallery_loaded.set()
+
+    async def _load_templates(self, engine: RecognitionEngine) -> None:
         if self._store is not None:
             report = await self._store.gallery.load_all(engine.matcher, model_id=engine.model_id)
             self._store.gallery.attach(engine.matcher)

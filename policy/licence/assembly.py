@@ -13,8 +13,11 @@ Placed in ``runtime.assembly.FACTORIES`` after ``policy.assembly``. When ``[lice
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
+from ...runtime.clock import Clock
+from .errors import LicenceRequired
 from .manager import LicenceManager
 from .report import LicenceReporter
 from .seat_client import SeatClient
@@ -51,4 +54,34 @@ def build(ctx: AssemblyContext, parts: Parts) -> None:
         recognition.gate = manager.recognition_allowed  # type: ignore[attr-defined]  # RecognitionHost
     privacy = parts.components.get("privacy")
     if privacy is not None:
-        privacy.licence = manager  # type: ignore[attr-defined]  # policy.actions.PrivacyActions
+        loaded = getattr(recognition, "gallery_loaded", None)
+        privacy.licence = EnrolmentGate(manager, loaded, clock=ctx.clock)  # type: ignore[attr-defined]  # PrivacyActions
+
+
+class EnrolmentGate:
+    """The privacy actions' licence check; after a licence arrives, waits for the deferred gallery.
+
+    Without the wait, an enrolment made in the moment between a licence install and the
+    gallery load would be stored but not reach the live matcher.
+    """
+
+    def __init__(
+        self, manager: LicenceManager, gallery_loaded: asyncio.Event | None, *, clock: Clock
+    ) -> None:
+        self._manager = manager
+        self._loaded = gallery_loaded
+        self._clock = clock
+
+    async def admit_enrolment(self, subject_id: str | None) -> None:
+        await self._manager.admit_enrolment(subject_id)
+        if self._loaded is None or self._loaded.is_set():
+            return
+        waiter = asyncio.create_task(self._loaded.wait(), name="licence.enrol.gallery_wait")
+        timer = asyncio.create_task(self._clock.sleep(30.0), name="licence.enrol.gallery_timeout")
+        try:
+            await asyncio.wait({waiter, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            timer.cancel()
+        if not self._loaded.is_set():
+            raise LicenceRequired("the gallery is still loading after the licence arrived", code="not_ready")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import subprocess
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ from ...mqtt.util import observe
 from .conftest import MACHINE, MODEL, SERIAL, b64pub, write_identifiers
 
 pytestmark = pytest.mark.mosquitto
+EVIDENCE = "sha256:" + hashlib.sha256(b"signed consent form").hexdigest()
 ALICE = Ed25519PrivateKey.generate()
 VENDOR = Ed25519PrivateKey.generate()
 EXIT = 22
@@ -89,6 +91,17 @@ async def operator(mosquitto: MosquittoBroker) -> AsyncIterator[Operator]:
     async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="op-lic") as client:
         await client.subscribe("ops/e2e", qos=1)
         yield Operator(client, ALICE, "alice")
+
+
+async def grant_consent(policy: Any, subject_id: str) -> str:
+    from facegate.policy import AgeBand, ConsentKind, ConsentMethod  # noqa: PLC0415  # short import list
+
+    await policy.consents.record_age(subject_id, birth_date=None, age_band=AgeBand("18_plus"), actor="kiosk")
+    record = await policy.consents.grant(
+        subject_id=subject_id, kind=ConsentKind.BIOMETRIC, method=ConsentMethod.KIOSK,
+        evidence_digest=EVIDENCE, actor="kiosk", activate=True,
+    )
+    return str(record.consent_id)
 
 
 async def retained_licence(mosquitto: MosquittoBroker, state: str) -> dict[str, Any]:
@@ -187,11 +200,20 @@ async def test_licence_enforced_installed_over_signed_mqtt_and_reported(
         assert valid["features"] == {"max_subjects": 10} and valid["days_left"] > 29
         assert first_error("licence", valid) is None
 
-        # With a licence the gallery is loaded and frames are analysed.
-        await camera.show(FACES / "obama2.jpg", frames=15, jitter=True)
-        async with asyncio.timeout(60):
-            while recognition.service.frames_analysed < 3:  # noqa: ASYNC110  # a counter
-                await asyncio.sleep(0.05)
+        # With a licence: the deferred gallery loads, enrolment works, the face is recognised.
+        policy = device.parts.components["policy"].policy  # type: ignore[attr-defined]  # PolicyHost
+        consent = await grant_consent(policy, "emp-7")
+        reply = await operator.call("enroll", {"image_b64": image, "consent_ref": consent})
+        assert reply["ok"] is True, reply
+        assert recognition.gallery_loaded.is_set() and recognition.engine.matcher.subject_count == 1
+        mark = len(obs.messages)
+        await camera.show(FACES / "obama2.jpg", frames=30, jitter=True)
+        granted = await obs.wait_for(
+            lambda s: s.topic.endswith("event/access") and s.json()["decision"] == "granted",
+            within=60,
+            start=mark,
+        )
+        assert granted.json()["subject_id"] == "emp-7"
 
     # fleet watch folds the same retained topic into its licence column.
     fleet = Fleet("facegate/v1")
