@@ -135,7 +135,7 @@ async def retained_licence(mosquitto: MosquittoBroker, state: str) -> dict[str, 
 
 @pytest.mark.asyncio
 async def test_licence_enforced_installed_over_signed_mqtt_and_reported(
-    device: Device, operator: Operator, mosquitto: MosquittoBroker
+    device: Device, operator: Operator, mosquitto: MosquittoBroker, capfd: pytest.CaptureFixture[str]
 ) -> None:
     recognition: Any = device.parts.components["recognition"]
     camera: Any = device.parts.components["camera"]
@@ -220,8 +220,12 @@ async def test_licence_enforced_installed_over_signed_mqtt_and_reported(
     for m in obs.messages:
         fleet.update(m.topic, m.payload, 0.0)
     assert fleet.rows["gate-1"].licence.startswith("valid ("), fleet.rows
+    logs = capfd.readouterr()
+    assert "licence.state" in logs.out + logs.err  # the device's log lines are in this capture
     for m in obs.messages:
         if "/cmd/" in m.topic:
             continue
         for raw in (SERIAL, MACHINE, MODEL):
             assert raw.encode() not in m.payload, m.topic
+    for raw in (SERIAL, MACHINE, MODEL):
+        assert raw not in logs.out + logs.err
