@@ -221,3 +221,35 @@ async def test_an_edited_clock_mark_is_a_security_event(
     async with LicenceManager(cfg, store=store, bus=bus, clock=clock):
         pass
     assert [e.kind for e in rec.security] == [SecurityKind.CLOCK_ROLLBACK]
+
+
+def test_kill_9_during_installs_always_leaves_a_whole_licence(
+    tmp_path: Path, vendor: Ed25519PrivateKey
+) -> None:
+    """A real process replacing the licence in a loop is SIGKILLed; the file is always one whole licence."""
+    import signal  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    a = issue_test_licence(vendor, "a" * 64, now=0.0, features={"pad": "x" * 20_000})
+    b = issue_test_licence(vendor, "b" * 64, now=0.0, features={"pad": "y" * 20_000})
+    (tmp_path / "a").write_bytes(a)
+    (tmp_path / "b").write_bytes(b)
+    target = tmp_path / "device.licence"
+    target.write_bytes(a)
+    script = (
+        "import sys; from pathlib import Path; from facegate.policy.licence.files import write_atomic\n"
+        "d = Path(sys.argv[1]); blobs = [(d / 'a').read_bytes(), (d / 'b').read_bytes()]\n"
+        "print('go', flush=True)\n"
+        "i = 0\n"
+        "while True:\n"
+        "    write_atomic(d / 'device.licence', blobs[i % 2]); i += 1\n"
+    )
+    for round_ in range(5):
+        proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stdout.readline() == b"go\n"
+        time.sleep(0.05 + 0.03 * round_)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert target.read_bytes() in (a, b)
