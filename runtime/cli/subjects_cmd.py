@@ -196,6 +196,11 @@ def _enrol(args: argparse.Namespace) -> int:
     images = [p.read_bytes() for p in args.image]
 
     async def body(policy: Policy) -> int:
+        from ...policy.licence.manager import enrolment_licence  # noqa: PLC0415  # only when enrolling
+
+        licence = await enrolment_licence(loaded.config.licence, policy.store)
+        if licence is not None:
+            await licence.admit_enrolment(args.subject)  # LicenceRequired: a clear error, exit 1
         await policy.require_enrolment_consent(args.subject)  # before loading any model
         engine = await RecognitionEngine.create(loaded.config.recognition, config_path=loaded.path)
         res = await enrol_images(
