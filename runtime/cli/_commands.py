@@ -30,7 +30,9 @@ COMMANDS: dict[str, Command] = {
     "destroy": Command("destroy_cmd", "crypto-shred and delete every subject, the keys and the KEK"),
     "enroll": Command("enroll_cmd", "enrol faces from a folder of person_id/*.jpg"),
     "fleet": Command("fleet_cmd", "watch the devices on a broker"),
+    "gpio": Command("gpio_cmd", "GPIO helpers (safe state after the service stopped)"),
     "keys": Command("keys_cmd", "create, check or rotate the storage key-encryption key"),
+    "licence": Command("licence_cmd", "device-bound licence: fingerprint, issue, install, status, seats"),
     "operator": Command("cmd_cmd", "operator key pairs for signed commands"),
     "run": Command("run_cmd", "run the device from a firmware config file"),
     "simulate": Command(

@@ -14,6 +14,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ..config.core import MqttSection, TlsSection, parse_endpoint
+from .checked import CheckedClient
 from .errors import MqttTlsConfigError
 from .topics import check_topic
 
@@ -51,7 +52,7 @@ class ClientOptions:
     def new_client(self, will: aiomqtt.Will, endpoint: tuple[str, int] | None = None) -> aiomqtt.Client:
         """A fresh aiomqtt client (one per connection attempt: its futures are single-use)."""
         host, port = endpoint or (self.host, self.port)
-        client = aiomqtt.Client(
+        client = CheckedClient(
             host,
             port,
             identifier=self.client_id,
