@@ -28,6 +28,7 @@ from ..drivers.camera import SimulatedCamera
 from ..drivers.gpio import SimulatedGpio
 from ..drivers.models import default_cache_dir
 from ..policy import AgeBand, ConsentKind, ConsentMethod, Policy, enrol_images
+from ..policy.licence.demo import issue_demo_licence
 from ..runtime.config import load_config
 from ..runtime.device import Device
 from ..storage.crypto import new_key
@@ -52,6 +53,8 @@ class SimOptions:
     fps: float = 15.0
     unlock_s: float = 1.0
     recognition: bool = True
+    licence: bool = True
+    """Install a valid test licence (a throw-away vendor key signs it; ``app`` binding)."""
     mqtt_hosts: tuple[str, ...] = ()
     """Several broker endpoints ``HOST:PORT`` (``mqtt.hosts``: failover); empty: the test broker only."""
     telemetry_interval_s: float = 60.0
@@ -101,7 +104,7 @@ fps = {opts.fps}
 [gpio]
 driver = "simulated"
 relay_line = 17
-safe_state = "locked"
+lock_type = "fail_secure"
 unlock_s = {opts.unlock_s}
 door_sensor_line = 27
 exit_button_line = 22
@@ -159,6 +162,8 @@ class SimDevice:
         kek = self.folder / "facegate.kek"
         if not kek.exists():  # a fresh random key-encryption key, 0600, for this device's store
             await asyncio.to_thread(write_key_file, kek, new_key())
+        if opts.licence:
+            loaded = await issue_demo_licence(loaded, self.folder)
         device = Device(loaded, clock=self.clock, handle_signals=False)
         try:
             self._device = await self._stack.enter_async_context(_running(device))

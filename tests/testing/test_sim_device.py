@@ -61,6 +61,8 @@ async def test_enrolment_without_consent_is_refused(sim_device: SimDevice) -> No
 
 @pytest.mark.asyncio
 async def test_signed_command_and_forced_door(sim_device: SimDevice, mqtt_probe: MqttProbe) -> None:
+    licence = await mqtt_probe.expect("licence", state="valid", timeout=30)  # the test licence
+    assert licence["expires"]
     reply = await sim_device.command("ping")
     assert reply["ok"] is True, reply
     await sim_device.door.open()
