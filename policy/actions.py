@@ -60,6 +60,7 @@ from .errors import (
 )
 from .images import EmbeddedImage, enrol_images
 from .rights import export_subject
+from .rights_actions import RightsActions
 
 if TYPE_CHECKING:
     pass
@@ -87,7 +88,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-class PrivacyActions:
+class PrivacyActions(RightsActions):
     """Component ``privacy``: the rights verbs over one device's policy (see module docstring).
 
     ``embedder`` returns the image embedder (``RecognitionEngine.embed_image``)

@@ -27,14 +27,14 @@ import structlog
 from ..runtime.clock import Clock
 from ..runtime.config.privacy import PrivacySection
 from ..runtime.events import PrivacyKind
-from ..storage import EnrolResult, ErasureReceipt, Store, TemplateSink, Tx, uuid7_str
+from ..storage import EnrolResult, ErasureReceipt, Store, TemplateSink, Tx, rights_state, uuid7_str
 from ..storage.crypto import seal, subject_aad
 from ..storage.errors import SubjectNotFoundError
 from . import receipts
 from .collection import AttrValue, check_attributes, check_display_name
 from .consent import ACCESS_CONTROL, ConsentRegistry
 from .consent_model import AgeBand, ConsentKind, ConsentRecord, ConsentState
-from .errors import ConsentRequiredError, DeviceDestroyedError, SubjectUnknownError
+from .errors import ConsentRequiredError, DeviceDestroyedError, SubjectRestrictedError, SubjectUnknownError
 from .schema import ensure_schema
 
 _log = structlog.get_logger("facegate.policy")
@@ -64,6 +64,8 @@ class ErasureOutcome:
     consents_withdrawn: int
     unmatchable_s: float
     total_s: float
+    deferred: bool = False
+    """A legal hold kept the data: the subject is unmatchable, the erasure runs when it lapses."""
 
 
 class Policy:
@@ -104,12 +106,14 @@ class Policy:
         if await self.store.kv.get(DESTROYED_KEY) is not None:
             raise DeviceDestroyedError("this device was destroyed; re-provision it before use")
         await ensure_schema(self.store)
+        from . import reconsent, restriction  # noqa: PLC0415  # they import this module
+
+        await reconsent.note_notice(self)
         if self.sink is not None:
             async with self.lock:
                 for sid in await self.store.gallery.subject_ids():
-                    try:
-                        await self.consents.check_enrolment(sid, ACCESS_CONTROL)
-                    except ConsentRequiredError:
+                    # Not permitted, restricted, erasure held, or re-consent overdue.
+                    if await restriction.why_unmatchable(self, sid) is not None:
                         await _maybe_await(self.sink.remove_subject(sid))
         return self
 
@@ -165,6 +169,8 @@ class Policy:
                 await self.consents.record_age(sid, birth_date=birth, age_band=band, actor=actor)
             for item in items:  # fail fast, before any data key is created
                 await self.consents.check_enrolment(item.subject_id, purpose)
+                if await rights_state.restricted_at(self.store.db, item.subject_id) is not None:
+                    raise SubjectRestrictedError(f"subject {item.subject_id} restricted processing")
             for item in items:
                 await gallery.prepare_subject(item.subject_id)
             done: list[tuple[EnrolResult, Any]] = []
@@ -327,7 +333,9 @@ class Policy:
 
     async def reload(self, subject_id: str) -> None:
         """Put a still-permitted subject back into the matcher (decrypting its templates)."""
-        if self.sink is None:
+        from .restriction import why_unmatchable  # noqa: PLC0415  # it imports this module
+
+        if self.sink is None or await why_unmatchable(self, subject_id) is not None:
             return
         rec = await self.store.gallery.get(subject_id, include_embeddings=True)
         live = [t for t in rec.templates if not t.quarantined]
@@ -384,9 +392,18 @@ class Policy:
                             rec.consent_id, ConsentState.WITHDRAWN, actor=actor, reason=reason, tx=tx
                         )
                         withdrawn += 1
+        if await self.is_enrolled(subject_id):
+            from . import holds  # noqa: PLC0415  # it imports this module
+
+            async with self.store.transaction() as tx:
+                if await holds.is_held(self, subject_id, tx=tx):
+                    await holds.defer(self, tx, subject_id, actor=actor, reason=reason, withdrawn=withdrawn)
+                    total = self.clock.monotonic() - t0
+                    return ErasureOutcome(subject_id, None, withdrawn, t_unmatchable, total, deferred=True)
 
         async def in_tx(tx: Tx, receipt: ErasureReceipt) -> None:
             await tx.execute("DELETE FROM policy_age WHERE subject_id = ?", (subject_id,))
+            await rights_state.forget_subject(tx, subject_id)
             snaps = await tx.execute("DELETE FROM policy_snapshots WHERE subject_id = ?", (subject_id,))
             await receipts.emit(
                 self.store,

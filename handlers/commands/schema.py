@@ -25,6 +25,10 @@ VERBS = (
     "licence/install",
     "keys/rotate",
     "ping",
+    "restrict",
+    "unrestrict",
+    "hold",
+    "hold/release",
 )
 """Every command verb (the topic suffix after ``cmd/``)."""
 

@@ -84,6 +84,9 @@ def register(sub: Any) -> None:
     c.set_defaults(handler=_enrol)
     _register_rights(cmds)
     _register_consent(cmds)
+    from ._rights_cli import register_rights  # noqa: PLC0415  # restriction, legal hold, re-consent
+
+    register_rights(cmds, _common, _run, _actor)
 
 
 def _register_rights(cmds: Any) -> None:

@@ -67,6 +67,23 @@ class RetentionSection:
 
 
 @dataclass(frozen=True)
+class NoticePolicy:
+    """What a privacy-notice version means for consents given under earlier notices."""
+
+    require_reconsent: bool = setting(
+        False,
+        doc="A material change: consents given before this notice took effect on the device stop "
+        "permitting matching after the grace period, until the person consents again.",
+    )
+    grace_days: int = setting(
+        30,
+        doc="Days after the notice takes effect during which older consents still permit matching.",
+        ge=0,
+        le=365,
+    )
+
+
+@dataclass(frozen=True)
 class PrivacySection:
     """Consent, minors, snapshots and retention."""
 
@@ -85,3 +102,8 @@ class PrivacySection:
         "persisted).",
     )
     retention: RetentionSection = setting(factory=RetentionSection, doc="Retention per class.")
+    notices: dict[str, NoticePolicy] = setting(
+        factory=dict,
+        doc="Per notice version policy, e.g. [privacy.notices.\"2\"] require_reconsent = true "
+        "(only the entry of the current notice_version applies).",
+    )
