@@ -217,6 +217,7 @@ class PrivacyActions(RightsActions):
             "consents": len(body["consents"]),
             "templates": (body["enrolment"] or {}).get("template_count", 0),
             "access_events": len(body["access_history"]),
+            "restricted": bool(body["subject"]["processing"]["restricted"]),
         }
         if recipient_key is None:
             summary["bundle"] = None
@@ -233,6 +234,7 @@ def _erasure(subject_id: str, out: ErasureOutcome) -> Result:
         "templates_erased": 0 if out.receipt is None else int(out.receipt.templates),
         "consents_withdrawn": int(out.consents_withdrawn),
         "unmatchable_ms": round(float(out.unmatchable_s) * 1e3, 3),
+        "deferred": out.deferred,
     }
 
 

@@ -392,7 +392,7 @@ class Policy:
                             rec.consent_id, ConsentState.WITHDRAWN, actor=actor, reason=reason, tx=tx
                         )
                         withdrawn += 1
-        if await self.is_enrolled(subject_id):
+        if await self.is_enrolled(subject_id) or await self.consents.age(subject_id) is not None:
             from . import holds  # noqa: PLC0415  # it imports this module
 
             async with self.store.transaction() as tx:

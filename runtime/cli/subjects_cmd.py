@@ -302,6 +302,9 @@ def _erase(args: argparse.Namespace) -> int:
             out = await policy.withdraw_subject(args.subject, actor=_actor(args))
         else:
             out = await policy.erase_subject(args.subject, actor=_actor(args))
+        if out.deferred:
+            print(f"erasure of {args.subject} deferred: a legal hold keeps the data (unmatchable meanwhile)")
+            return 0
         templates = out.receipt.templates if out.receipt else 0
         receipt = out.receipt.receipt_id if out.receipt else "-"
         print(

@@ -11,6 +11,7 @@ from facegate.policy import (
     ConsentKind,
     ConsentMethod,
     ConsentState,
+    GalleryWatcher,
     Policy,
     export_subject,
     holds,
@@ -22,7 +23,7 @@ from facegate.policy.errors import ConsentInputError, HoldNotFoundError, Subject
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.config.privacy import NoticePolicy, PrivacySection
 from facegate.runtime.events import Event, PrivacyEvent, PrivacyKind
-from facegate.storage import Store, verify_chain
+from facegate.storage import KekSource, Store, verify_chain
 
 from .conftest import DAY, EVIDENCE, MODEL, consent_adult, embeddings, matches
 
@@ -224,3 +225,22 @@ def test_reconsent_config_is_per_version(tmp_path: Path) -> None:
     cfg.write_text('[device]\nid = "g"\n[privacy.notices."3"]\nrequire_reconsnt = true\n')
     with pytest.raises(Exception, match="require_reconsnt"):
         load_config(cfg)
+
+
+@pytest.mark.asyncio
+async def test_cli_restriction_reaches_the_device_matcher_within_one_poll(
+    policy: Policy, matcher: Matcher, kek: KekSource, clock: ManualClock
+) -> None:
+    watcher = GalleryWatcher(policy, clock=clock)
+    emb = embeddings(1, seed=61)
+    await consent_adult(policy, "C1")
+    await policy.enrol_subject("C1", emb, MODEL, actor="device")
+    assert await watcher.poll() == 0  # baseline
+    async with Store(policy.store.db.path, kek, clock=clock) as other:  # stands in for the CLI process
+        cli = await Policy(other, policy.privacy, clock=clock).open()
+        await restriction.restrict(cli, "C1", actor="cli")
+    assert await watcher.poll() == 1 and not matches(matcher, "C1", emb[0])
+    async with Store(policy.store.db.path, kek, clock=clock) as other:
+        cli = await Policy(other, policy.privacy, clock=clock).open()
+        await restriction.unrestrict(cli, "C1", actor="cli")
+    assert await watcher.poll() == 1 and matches(matcher, "C1", emb[0])
