@@ -94,7 +94,8 @@ def add_gpio_and_door(ctx: AssemblyContext, parts: Parts) -> None:
     driver = build_driver(section, ctx.clock)
     parts.resources.append(driver)
     parts.components["gpio"] = driver
-    if section.door_sensor_line is not None or section.exit_button_line is not None:
+    watched = (section.door_sensor_line, section.exit_button_line, section.tamper_line)
+    if any(line is not None for line in watched):
         parts.services.append(GpioInputWatcher(driver, ctx.bus, ctx.clock))
     door = DoorController(section, driver, ctx.bus, ctx.clock)
     parts.services.append(door)

@@ -33,6 +33,7 @@ def build_driver(section: GpioSection, clock: Clock) -> GpioDriver:
     """The configured driver with the relay starting in its safe state."""
     outputs = {section.relay_line: relay_level(section, unlocked=section.safe_state == "unlocked")}
     inputs = [x for x in (section.door_sensor_line, section.exit_button_line) if x is not None]
+    inputs += [] if section.tamper_line is None else [section.tamper_line]  # enclosure switch (policy)
     if section.driver == "gpiod":
         return GpiodGpio(
             chip=section.chip,

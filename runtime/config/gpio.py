@@ -40,9 +40,15 @@ class GpioSection:
         True, doc="Relock as soon as the door closes after an opening, not only at unlock_s."
     )
     held_open_s: float = setting(30.0, doc="Door open longer than this raises 'held_open'.", gt=0)
+    tamper_line: int | None = setting(
+        None, doc="Input line of the enclosure tamper switch (optional; raises 'enclosure_open').", ge=0
+    )
+    tamper_open_high: bool = setting(True, doc="True if the tamper switch reads high when opened.")
 
     def check(self) -> None:
         lines = [self.relay_line, self.door_sensor_line, self.exit_button_line]
         used = [x for x in lines if x is not None]
         if len(used) != len(set(used)):
             raise FieldError("relay_line", "relay, door sensor and exit button need distinct lines")
+        if self.tamper_line is not None and self.tamper_line in used:
+            raise FieldError("tamper_line", "the tamper switch needs its own line")

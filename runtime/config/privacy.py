@@ -7,6 +7,7 @@ same text appears in docs/privacy.md and ``facegate config example``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ._fields import FieldError, setting
 
@@ -83,6 +84,35 @@ class NoticePolicy:
     )
 
 
+INCIDENT_KINDS = (
+    "tamper",
+    "enclosure_open",
+    "decrypt_failure",
+    "integrity_failure",
+    "licence_tamper",
+    "clock_rollback",
+    "command_rejected",
+    "door_forced",
+    "model_rejected",
+    "bus_overflow",
+)
+"""Security incident kinds (event/security kinds; ``enclosure_open`` is a tamper from the GPIO switch)."""
+
+
+@dataclass(frozen=True)
+class IncidentRule:
+    """Severity and response of one security incident kind (see docs/incidents.md)."""
+
+    severity: Literal["info", "warning", "critical"] = setting(
+        "warning", doc="How urgent: 'info', 'warning' or 'critical' (published with the incident)."
+    )
+    response: Literal["notify", "lockdown", "shred_kek"] = setting(
+        "notify",
+        doc="'notify' only; 'lockdown' keeps the door locked until a signed release; 'shred_kek' "
+        "destroys the key vault (crypto-shreds the whole gallery; enclosure_open only, for kiosks).",
+    )
+
+
 @dataclass(frozen=True)
 class PrivacySection:
     """Consent, minors, snapshots and retention."""
@@ -107,3 +137,16 @@ class PrivacySection:
         doc="Per notice version policy, e.g. [privacy.notices.\"2\"] require_reconsent = true "
         "(only the entry of the current notice_version applies).",
     )
+    incidents: dict[str, IncidentRule] = setting(
+        factory=dict,
+        doc="Per incident kind overrides of the built-in severity/response table, e.g. "
+        "[privacy.incidents.enclosure_open] response = \"shred_kek\" on a kiosk.",
+    )
+
+    def check(self) -> None:
+        for kind, rule in self.incidents.items():
+            if kind not in INCIDENT_KINDS:
+                known = ", ".join(INCIDENT_KINDS)
+                raise FieldError(f"incidents.{kind}", f"unknown incident kind; one of {known}")
+            if rule.response == "shred_kek" and kind != "enclosure_open":
+                raise FieldError(f"incidents.{kind}.response", "shred_kek is only allowed for enclosure_open")
