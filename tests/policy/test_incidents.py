@@ -26,9 +26,9 @@ from facegate.storage import Store
 from facegate.storage.errors import KekSourceError
 
 from ..fixtures.brokers import MosquittoBroker
-from .device_util import KEK_ENV, device_config, fresh_kek
-from .test_device_e2e import _assert_private, grant_consent
-from .util import Observer, observe
+from ..mqtt.device_util import KEK_ENV, device_config, fresh_kek
+from ..mqtt.test_device_e2e import _assert_private, grant_consent
+from ..mqtt.util import Observer, observe
 
 pytestmark = pytest.mark.mosquitto
 OPS = Ed25519PrivateKey.generate()

@@ -24,9 +24,9 @@ from facegate.runtime.config import load_config
 from facegate.runtime.device import Device
 
 from ..fixtures.brokers import MosquittoBroker
-from .device_util import KEK_ENV, Operator, device_config, fresh_kek
-from .test_device_e2e import _assert_private, grant_consent
-from .util import Observer, observe
+from ..mqtt.device_util import KEK_ENV, Operator, device_config, fresh_kek
+from ..mqtt.test_device_e2e import _assert_private, grant_consent
+from ..mqtt.util import Observer, observe
 
 pytestmark = pytest.mark.mosquitto
 DPO = Ed25519PrivateKey.generate()
