@@ -117,6 +117,7 @@ def build(ctx: AssemblyContext, parts: Parts) -> None:
     parts.services.append(_Deferred("policy.gallery_watch", host, GalleryWatcher))
     parts.services.append(MatchRecorder(host, ctx))
     _add_incidents(ctx, parts, host)
+    _add_remote_destroy(ctx, parts, host)
     recognition = parts.components.get("recognition")
     if ctx.config.privacy.decision_snapshots and recognition is not None:
         # The policy alone decides that face crops are kept: only then does recognition
@@ -152,6 +153,20 @@ def _add_incidents(ctx: AssemblyContext, parts: Parts, host: PolicyHost) -> None
                 ctx.bus, ctx.clock, gpio, line=section.tamper_line, open_high=section.tamper_open_high
             )
         )
+
+
+def _add_remote_destroy(ctx: AssemblyContext, parts: Parts, host: PolicyHost) -> None:
+    """Component ``teardown``: the two-signature remote ``destroy`` verb."""
+    from ..storage import kek_source_from_config  # noqa: PLC0415  # storage is present here
+    from .remote_destroy import RemoteDestroy  # noqa: PLC0415  # command layer loads lazily
+
+    parts.components["teardown"] = RemoteDestroy(
+        lambda: host.policy,
+        device_id=ctx.config.device.id,
+        operators=ctx.config.commands.operators,
+        kek=kek_source_from_config(ctx.config.storage),
+        link=lambda: parts.components.get("mqtt"),  # added after the policy (runtime.assembly)
+    )
 
 
 def _add_command_actions(ctx: AssemblyContext, parts: Parts, host: PolicyHost) -> None:

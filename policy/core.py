@@ -45,6 +45,21 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
+async def _check_processing(policy: Policy, subject_id: str) -> None:
+    """Enrolment refused for a restricted subject, a pending erasure, or an overdue re-consent."""
+    from .restriction import why_unmatchable  # noqa: PLC0415  # it imports this module
+
+    why = await why_unmatchable(policy, subject_id)
+    if why == "restricted":
+        raise SubjectRestrictedError(f"subject {subject_id} restricted processing")
+    if why == "erasure_deferred":
+        raise SubjectRestrictedError(f"an erasure of {subject_id} is pending behind a legal hold")
+    if why == "reconsent_required":
+        raise ConsentRequiredError(
+            subject_id, f"reconsent:{ACCESS_CONTROL}", "consent predates the current privacy notice"
+        )
+
+
 @dataclass(frozen=True)
 class EnrolItem:
     """One subject of a bulk import."""
@@ -169,8 +184,7 @@ class Policy:
                 await self.consents.record_age(sid, birth_date=birth, age_band=band, actor=actor)
             for item in items:  # fail fast, before any data key is created
                 await self.consents.check_enrolment(item.subject_id, purpose)
-                if await rights_state.restricted_at(self.store.db, item.subject_id) is not None:
-                    raise SubjectRestrictedError(f"subject {item.subject_id} restricted processing")
+                await _check_processing(self, item.subject_id)
             for item in items:
                 await gallery.prepare_subject(item.subject_id)
             done: list[tuple[EnrolResult, Any]] = []

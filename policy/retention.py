@@ -181,11 +181,12 @@ async def next_deadline(policy: Policy) -> float | None:
         due.append(float(row[1]) + ret.template_idle_s)
     if row[2] is not None:
         due.append(float(row[2]) + ret.snapshot_hours * 3600.0)
-    extra = (await holds.next_expiry(policy), await reconsent.deadline(policy))
+    due += [d for d in (await holds.next_expiry(policy), await reconsent.deadline(policy)) if d is not None]
+    # A deadline still past after a sweep is data a legal hold keeps (or a failed erasure):
+    # waking for it every second would spin; the hold's own expiry is the deadline that matters.
     now = policy.clock.wall()
-    due += [d for d in extra if d is not None and d > now]
-    due += [d for d in extra[:1] if d is not None and d <= now]  # an overdue lapse: sweep soon
-    return min(due) if due else None
+    future = [d for d in due if d > now]
+    return min(future) if future else None
 
 
 class RetentionSweeper:

@@ -29,6 +29,7 @@ VERBS = (
     "unrestrict",
     "hold",
     "hold/release",
+    "destroy",
 )
 """Every command verb (the topic suffix after ``cmd/``)."""
 

@@ -57,7 +57,7 @@ _MISSING = {
 }
 _PRIVACY = "this device has no store/privacy policy (storage disabled)"
 _MISSING |= {v: _PRIVACY for v in ("enroll", "erase", "export", "withdraw", "rectify")}
-_MISSING |= {v: _PRIVACY for v in ("restrict", "unrestrict", "hold", "hold/release")}
+_MISSING |= {v: _PRIVACY for v in ("restrict", "unrestrict", "hold", "hold/release", "destroy")}
 
 
 class VerbTable:
@@ -192,6 +192,7 @@ def device_verbs(
     if isinstance(privacy, PrivacyActions):
         _bind_privacy(table, privacy)
     bind_rights(table, components)
+    bind_destroy(table, components)
     licence = components.get("licence")
     if isinstance(licence, LicenceInstaller):
         lic = licence
@@ -326,3 +327,23 @@ def bind_rights(table: VerbTable, components: Mapping[str, object]) -> None:
         ("hold/release", release),
     ):
         table.bind(verb, fn)
+
+
+@runtime_checkable
+class Decommissioner(Protocol):
+    """Component ``teardown``: remote ``destroy`` with two operator signatures (policy.remote_destroy)."""
+
+    async def destroy(self, *, operator: str | None, nonce: str, args: Mapping[str, Any]) -> Result: ...
+
+
+def bind_destroy(table: VerbTable, components: Mapping[str, object]) -> None:
+    """Bind ``destroy`` when the policy's teardown component is present."""
+    d = components.get("teardown")
+    if not isinstance(d, Decommissioner):
+        return
+    teardown = d
+
+    async def destroy(inv: Invocation) -> Result:
+        return await teardown.destroy(operator=inv.operator, nonce=inv.nonce, args=inv.args)
+
+    table.bind("destroy", destroy)
