@@ -244,3 +244,11 @@ async def test_cli_restriction_reaches_the_device_matcher_within_one_poll(
         cli = await Policy(other, policy.privacy, clock=clock).open()
         await restriction.unrestrict(cli, "C1", actor="cli")
     assert await watcher.poll() == 1 and matches(matcher, "C1", emb[0])
+
+
+def test_rights_bench_runs_and_prints_its_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    from facegate.policy import rights_bench  # noqa: PLC0415
+
+    assert rights_bench.main(["--subjects", "20", "--rounds", "3", "--tamper-rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "restrict-to-unmatchable over 20 subjects" in out and "vault shredded" in out
