@@ -172,15 +172,17 @@ class EventBus:
             return
         sub.overflow_reported = True
         self._raising = True
+        incident = SecurityEvent(
+            at=event.at,
+            kind=SecurityKind.BUS_OVERFLOW,
+            detail=f"subscriber {sub.name} lost a {type(event).__name__}",
+            source="bus",
+        )
         try:
-            self.publish(
-                SecurityEvent(
-                    at=event.at,
-                    kind=SecurityKind.BUS_OVERFLOW,
-                    detail=f"subscriber {sub.name} lost a {type(event).__name__}",
-                    source="bus",
-                )
-            )
+            self.published += 1
+            for other in self._subs:  # not to the full subscriber itself: it would only refuse it
+                if other is not sub and isinstance(incident, other.types):
+                    other._offer(incident)
         finally:
             self._raising = False
 
