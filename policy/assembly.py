@@ -131,7 +131,8 @@ def _add_incidents(ctx: AssemblyContext, parts: Parts, host: PolicyHost) -> None
     from .incidents import IncidentResponder, TamperInput  # noqa: PLC0415  # loads with the device
     from .teardown import destroy  # noqa: PLC0415  # same
 
-    kek = kek_source_from_config(ctx.config.storage)
+    storage = getattr(ctx.config, "storage", None)
+    kek = None if storage is None else kek_source_from_config(storage)
 
     async def shred(incident_id: str) -> None:
         await destroy(host.policy, actor=f"incident:{incident_id}", kek=kek)
@@ -146,8 +147,8 @@ def _add_incidents(ctx: AssemblyContext, parts: Parts, host: PolicyHost) -> None
     )
     parts.services.append(responder)
     parts.components["incidents"] = responder
-    gpio, section = parts.components.get("gpio"), ctx.config.gpio
-    if gpio is not None and section.tamper_line is not None:
+    gpio, section = parts.components.get("gpio"), getattr(ctx.config, "gpio", None)
+    if gpio is not None and section is not None and section.tamper_line is not None:
         parts.services.append(
             TamperInput(
                 ctx.bus, ctx.clock, gpio, line=section.tamper_line, open_high=section.tamper_open_high
@@ -160,11 +161,12 @@ def _add_remote_destroy(ctx: AssemblyContext, parts: Parts, host: PolicyHost) ->
     from ..storage import kek_source_from_config  # noqa: PLC0415  # storage is present here
     from .remote_destroy import RemoteDestroy  # noqa: PLC0415  # command layer loads lazily
 
+    commands, storage = getattr(ctx.config, "commands", None), getattr(ctx.config, "storage", None)
     parts.components["teardown"] = RemoteDestroy(
         lambda: host.policy,
         device_id=ctx.config.device.id,
-        operators=ctx.config.commands.operators,
-        kek=kek_source_from_config(ctx.config.storage),
+        operators={} if commands is None else commands.operators,
+        kek=None if storage is None else kek_source_from_config(storage),
         link=lambda: parts.components.get("mqtt"),  # added after the policy (runtime.assembly)
     )
 
