@@ -56,6 +56,7 @@ from .errors import (
     ConsentRequiredError,
     InvalidTransitionError,
     PolicyError,
+    SubjectRestrictedError,
     SubjectUnknownError,
 )
 from .images import EmbeddedImage, enrol_images
@@ -246,6 +247,8 @@ def _mapped(exc: Exception) -> Exception:
         return VerbFailed("the subject is not known to this device", code="unknown_subject")
     if isinstance(exc, ConsentNotFoundError):
         return VerbFailed("consent_ref names no consent on this device", code="unknown_consent")
+    if isinstance(exc, SubjectRestrictedError):
+        return VerbFailed(str(exc), code="restricted")
     if isinstance(exc, InvalidTransitionError):
         return VerbFailed(str(exc), code="invalid_transition")
     if isinstance(exc, ImageRejected):

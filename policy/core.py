@@ -277,6 +277,8 @@ class Policy:
         check_display_name(display_name)
         check_attributes(set_attributes)
         async with self.lock:
+            if await rights_state.restricted_at(self.store.db, subject_id) is not None:
+                raise SubjectRestrictedError(f"subject {subject_id} restricted processing")
             try:
                 rec = await self.store.gallery.get(subject_id)
             except SubjectNotFoundError:

@@ -55,9 +55,11 @@ async def test_restrict_is_unmatchable_before_return_kept_exported_and_reversibl
     # Never reloaded while restricted (e.g. by the watcher or a consent change).
     await policy.reload("R1")
     assert not matches(matcher, "R1", emb[0])
-    # Excluded from further processing: enrolment refused.
+    # Excluded from further processing: enrolment and rectification refused.
     with pytest.raises(SubjectRestrictedError):
         await policy.enrol_subject("R1", embeddings(1, seed=22), MODEL, actor="op")
+    with pytest.raises(SubjectRestrictedError):
+        await policy.rectify("R1", actor="op", set_attributes={"department": "ops"})
     # Visible in the export.
     body = json.loads(json.loads(await export_subject(policy, "R1", actor="dpo"))["payload"])
     assert body["subject"]["processing"]["restricted"] is True

@@ -90,6 +90,8 @@ async def test_restrict_and_legal_hold_over_signed_mqtt(
         assert (await operator.call("restrict", {"subject_id": "nobody"}))["code"] == "unknown_subject"
         reply = await operator.call("restrict", {"subject_id": "emp-1", "reason": "Free text!"})
         assert reply["ok"] is False and reply["code"] == "bad_args", reply
+        reply = await operator.call("rectify", {"subject_id": "emp-1", "attributes": {"department": "ops"}})
+        assert reply["ok"] is False and reply["code"] == "restricted", reply
         reply = await operator.call("unrestrict", {"subject_id": "emp-1"})
         assert reply["ok"] and reply["result"]["changed"] is True, reply
 
