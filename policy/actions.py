@@ -175,7 +175,7 @@ class PrivacyActions(RightsActions):
         result: Result = {
             "subject_id": subject_id,
             "withdrawn": record.consent_id,
-            "erased": erased is not None,
+            "erased": erased is not None and not erased.deferred,
         }
         if erased is not None:
             result |= _erasure(subject_id, erased)
