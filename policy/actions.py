@@ -60,6 +60,7 @@ from .errors import (
     SubjectUnknownError,
 )
 from .images import EmbeddedImage, enrol_images
+from .licence.errors import LicenceRequired
 from .rights import export_subject
 from .rights_actions import RightsActions
 
@@ -89,6 +90,12 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+class EnrolmentGate(Protocol):
+    """The licence's enrolment check (facegate.policy.licence.LicenceManager)."""
+
+    async def admit_enrolment(self, subject_id: str | None) -> None: ...
+
+
 class PrivacyActions(RightsActions):
     """Component ``privacy``: the rights verbs over one device's policy (see module docstring).
 
@@ -100,6 +107,8 @@ class PrivacyActions(RightsActions):
     def __init__(self, source: PolicySource, embedder: Callable[[], Embedder | None]) -> None:
         self._source = source
         self._embedder = embedder
+        self.licence: EnrolmentGate | None = None
+        """Set by the licence wiring: enrolment needs a usable licence and respects max_subjects."""
 
     @property
     def _policy(self) -> Policy:
@@ -117,6 +126,11 @@ class PrivacyActions(RightsActions):
         embed = self._embedder()
         if embed is None:
             raise VerbFailed("this device has no recognition engine to enrol with", code="not_available")
+        if self.licence is not None:
+            try:
+                await self.licence.admit_enrolment(subject_id)
+            except LicenceRequired as exc:
+                raise VerbFailed(str(exc), code=exc.code) from None
         try:
             consent = await policy.consents.get(consent_ref)
         except ConsentNotFoundError:

@@ -36,6 +36,7 @@ from .consent import ACCESS_CONTROL, ConsentRegistry
 from .consent_model import AgeBand, ConsentKind, ConsentRecord, ConsentState
 from .errors import ConsentRequiredError, DeviceDestroyedError, SubjectRestrictedError, SubjectUnknownError
 from .schema import ensure_schema
+from .scrub import scrub_subject
 
 _log = structlog.get_logger("facegate.policy")
 DESTROYED_KEY = "policy.destroyed_at"
@@ -418,6 +419,7 @@ class Policy:
                     return ErasureOutcome(subject_id, None, withdrawn, t_unmatchable, total, deferred=True)
 
         async def in_tx(tx: Tx, receipt: ErasureReceipt) -> None:
+            await scrub_subject(tx, subject_id)  # before the receipt: that one must name it
             await tx.execute("DELETE FROM policy_age WHERE subject_id = ?", (subject_id,))
             await rights_state.forget_subject(tx, subject_id)
             snaps = await tx.execute("DELETE FROM policy_snapshots WHERE subject_id = ?", (subject_id,))

@@ -57,6 +57,9 @@ DEFAULT_RULES: dict[str, IncidentRule] = {
     "door_forced": IncidentRule(severity="critical", response="notify"),
     "model_rejected": IncidentRule(severity="critical", response="notify"),
     "bus_overflow": IncidentRule(severity="warning", response="notify"),
+    "fire_release": IncidentRule(severity="critical", response="notify"),
+    "anti_passback": IncidentRule(severity="info", response="notify"),
+    "publish_refused": IncidentRule(severity="warning", response="notify"),
 }
 
 

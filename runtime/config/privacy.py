@@ -95,6 +95,9 @@ INCIDENT_KINDS = (
     "door_forced",
     "model_rejected",
     "bus_overflow",
+    "fire_release",
+    "anti_passback",
+    "publish_refused",
 )
 """Security incident kinds (event/security kinds; ``enclosure_open`` is a tamper from the GPIO switch)."""
 
@@ -148,5 +151,7 @@ class PrivacySection:
             if kind not in INCIDENT_KINDS:
                 known = ", ".join(INCIDENT_KINDS)
                 raise FieldError(f"incidents.{kind}", f"unknown incident kind; one of {known}")
+            if rule.response == "lockdown" and kind == "fire_release":
+                raise FieldError(f"incidents.{kind}.response", "a fire release must never lock the door down")
             if rule.response == "shred_kek" and kind != "enclosure_open":
                 raise FieldError(f"incidents.{kind}.response", "shred_kek is only allowed for enclosure_open")

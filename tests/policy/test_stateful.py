@@ -289,7 +289,7 @@ class PolicyMachine(RuleBasedStateMachine):
         db = self.store.db
         if report.counts.get("device_hold") or report.counts.get("deferred_held"):
             event("sweep kept held data")
-            return  # a legal hold keeps data past its retention (R28)
+            return  # a legal hold keeps data past its retention (R51)
         assert self.run(
             db.fetchone("SELECT COUNT(*) FROM consents WHERE state = 'active' AND expires_at <= ?", (now,))
         ) == (0,)
