@@ -385,8 +385,12 @@ class MqttLink:
                 raise first from None
             raise
 
+    decommissioned = False
+    """Set by a remote ``destroy``: the status topic is left empty (no birth, no offline status)."""
+
     async def _go_online(self, session: Session) -> None:
         birth = payloads.birth(self._identity, connected_at=self._clock.wall())
+        birth = b"" if self.decommissioned else birth
         try:
             await guarded(
                 session, session.client.publish(self._topics.status, birth, qos=1, retain=True)
@@ -426,6 +430,7 @@ class MqttLink:
             return
         await self._states.set(LinkState.CLOSING, "shutdown")
         body = payloads.offline(self._identity, at=self._clock.wall())
+        body = b"" if self.decommissioned else body  # empty retained = deleted
         try:
             async with asyncio.timeout(self._offline_timeout):
                 await session.client.publish(self._topics.status, body, qos=1, retain=True)
