@@ -36,6 +36,7 @@ from .consent import ACCESS_CONTROL, ConsentRegistry
 from .consent_model import AgeBand, ConsentKind, ConsentRecord, ConsentState
 from .errors import ConsentRequiredError, DeviceDestroyedError, SubjectUnknownError
 from .schema import ensure_schema
+from .startup import unpermitted_subjects
 
 _log = structlog.get_logger("facegate.policy")
 DESTROYED_KEY = "policy.destroyed_at"
@@ -106,10 +107,13 @@ class Policy:
         await ensure_schema(self.store)
         if self.sink is not None:
             async with self.lock:
-                for sid in await self.store.gallery.subject_ids():
-                    try:
-                        await self.consents.check_enrolment(sid, ACCESS_CONTROL)
-                    except ConsentRequiredError:
+                # One set query for the whole gallery, not a round trip per subject.
+                doomed = await unpermitted_subjects(self.store, self.privacy, ACCESS_CONTROL)
+                remove_many = getattr(self.sink, "remove_subjects", None)
+                if remove_many is not None:
+                    await _maybe_await(remove_many(doomed))
+                else:
+                    for sid in doomed:
                         await _maybe_await(self.sink.remove_subject(sid))
         return self
 
