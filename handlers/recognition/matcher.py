@@ -40,11 +40,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
-from onnx import TensorProto, helper
 
 from ...drivers.models.registry import check_same_model
 from .errors import GalleryError
+from .scan import Int8Scan
 
 BLOCK = 256
 BLOCKS_KEPT = 16
@@ -84,28 +83,6 @@ class SearchResult:
         return self.matches[1] if len(self.matches) > 1 else None
 
 
-def _int8_session(threads: int) -> ort.InferenceSession:
-    node = helper.make_node("MatMulInteger", ["A", "B", "azp"], ["Y"])
-    graph = helper.make_graph(
-        [node],
-        "gallery_scan",
-        [
-            helper.make_tensor_value_info("A", TensorProto.UINT8, ["N", "D"]),
-            helper.make_tensor_value_info("B", TensorProto.INT8, ["D", 1]),
-        ],
-        [helper.make_tensor_value_info("Y", TensorProto.INT32, ["N", 1])],
-        initializer=[helper.make_tensor("azp", TensorProto.UINT8, [], [128])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-    model.ir_version = 10
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-
-
 class Matcher:
     """1:N search over templates of one model (see module docstring)."""
 
@@ -117,6 +94,7 @@ class Matcher:
         int8_min_rows: int = 16_384,
         threads: int = 2,
         initial_capacity: int = 1024,
+        prepack: bool = True,
     ) -> None:
         if dim < 1:
             raise ValueError("dim must be positive")
@@ -139,7 +117,7 @@ class Matcher:
         self._sid_rows = np.zeros(0, np.int32)
         self._sid_free: list[int] = []
         self._subjects = 0
-        self._session: ort.InferenceSession | None = None
+        self._scan = Int8Scan(threads, prepack=prepack)
 
     @staticmethod
     def _round_cap(n: int) -> int:
@@ -191,6 +169,13 @@ class Matcher:
         assert name is not None
         return name
 
+    @property
+    def kernel(self) -> str:
+        """The scan that runs at the current size on this CPU (reported by the benches)."""
+        if self._n < self.int8_min_rows:
+            return "float32 BLAS GEMV, exact"
+        return f"{self._scan.kernel} + float32 re-rank of {CANDIDATES}+ rows"
+
     # -- mutation ---------------------------------------------------------
     def _normalised(self, emb: npt.NDArray[np.floating], rows: int) -> npt.NDArray[np.float32]:
         arr = np.asarray(emb, dtype=np.float32).reshape(rows, -1)
@@ -207,14 +192,15 @@ class Matcher:
         q = np.clip(np.rint(arr * self._qscale), -127, 127).astype(np.int8)
         return np.asarray(q.view(np.uint8) ^ np.uint8(0x80), dtype=np.uint8)
 
-    def _ensure(self, rows: int) -> None:
+    def _ensure(self, rows: int, *, exact: bool = False) -> None:
         need = self._n + rows
         cap = self._f32.shape[0]
         if need <= cap:
             return
-        new_cap = self._round_cap(max(need, cap * 2))
+        new_cap = self._round_cap(need if exact else max(need, cap * 2))
+        # np.zeros/np.empty map fresh pages lazily: only rows written cost memory.
         f32 = np.zeros((new_cap, self.dim), np.float32)
-        q8 = np.full((new_cap, self.dim), 128, np.uint8)
+        q8 = np.empty((new_cap, self.dim), np.uint8)
         row_sid = np.full(new_cap, _NO_SUBJECT, np.int32)
         f32[: self._n] = self._f32[: self._n]
         q8[: self._n] = self._q8[: self._n]
@@ -243,26 +229,50 @@ class Matcher:
             return
         arr = self._normalised(embeddings, n)
         q = self._quantise(arr)
+        tids = list(template_ids)
         with self._lock:
-            seen: set[str] = set()
-            for tid in template_ids:
-                if tid in self._template_row or tid in seen:
-                    raise GalleryError(f"template {tid} is already enrolled")
-                seen.add(tid)
+            if len(set(tids)) != n or not self._template_row.keys().isdisjoint(tids):
+                dup = next(t for i, t in enumerate(tids) if t in self._template_row or t in tids[:i])
+                raise GalleryError(f"template {dup} is already enrolled")
             self._ensure(n)
             start = self._n
             self._f32[start : start + n] = arr
             self._q8[start : start + n] = q
-            for i, (sid, tid) in enumerate(zip(subject_ids, template_ids, strict=True)):
-                idx = self._subject_index(sid)
-                self._sid_rows[idx] += 1
-                self._row_sid[start + i] = idx
-                self._row_template.append(tid)
-                self._template_row[tid] = start + i
+            # Vectorised bookkeeping: one dict lookup per distinct subject, no per-row numpy writes.
+            last: str | None = None
+            idx = -1
+            rows_sid = np.empty(n, np.int32)
+            for i, sid in enumerate(subject_ids):
+                if sid != last:
+                    last, idx = sid, self._subject_index(sid)
+                rows_sid[i] = idx
+            self._row_sid[start : start + n] = rows_sid
+            np.add.at(self._sid_rows, rows_sid, 1)
+            self._row_template.extend(tids)
+            self._template_row.update(zip(tids, range(start, start + n), strict=True))
             self._n = start + n
+            self._repack()
+
+    def _repack(self) -> None:
+        if self._n >= self.int8_min_rows:
+            self._scan.refresh(self._q8, self._n)
+        else:
+            self._scan.clear()
+
+    def reserve(self, rows: int) -> None:
+        """Allocate room for ``rows`` more templates at once (the start-up load knows its size).
+
+        Growing by doubling during a load holds the old and the new matrices at
+        the same time; one exact allocation keeps peak memory at the gallery's size.
+        """
+        if rows > 0:
+            with self._lock:
+                self._ensure(rows, exact=True)
 
     def _remove_row(self, row: int) -> None:
         last = self._n - 1
+        self._scan.invalidate(row)
+        self._scan.invalidate(last)
         self._drop_row_of(int(self._row_sid[row]))
         del self._template_row[self._row_template[row]]
         if row != last:
@@ -288,6 +298,7 @@ class Matcher:
             for row in rows.tolist():
                 # Descending order: a swapped-in last row is never one still to remove.
                 self._remove_row(row)
+            self._repack()
             return int(rows.size)
 
     def remove_subjects(self, subject_ids: Iterable[str]) -> int:
@@ -319,12 +330,14 @@ class Matcher:
             for tid in gone:
                 del self._template_row[tid]
             first = int(np.argmax(drop))  # rows before the first dropped one kept their index
+            self._scan.invalidate_from(first)
             for row in range(first, write):
                 self._template_row[self._row_template[row]] = row
             for idx in idxs:
                 self._sid_rows[idx] = 1
                 self._drop_row_of(idx)
             self._n = write
+            self._repack()
             return n - write
 
     def remove_template(self, template_id: str) -> bool:
@@ -334,6 +347,7 @@ class Matcher:
             if row is None:
                 return False
             self._remove_row(row)
+            self._repack()
             return True
 
     def clear(self) -> None:
@@ -350,6 +364,7 @@ class Matcher:
             self._sid_rows[:] = 0
             self._sid_free.clear()
             self._subjects = 0
+            self._scan.clear()
 
     # -- search -----------------------------------------------------------
     def _kept_blocks(self, block_max: npt.NDArray[np.int32], y2: npt.NDArray[np.int32],
@@ -373,11 +388,10 @@ class Matcher:
             scanned = min(nb, scanned * 4)
 
     def _candidates(self, q: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.intp]:
-        if self._session is None:
-            self._session = _int8_session(self._threads)
         padded = self._round_cap(self._n)
-        qi = np.clip(np.rint(q * self._qscale), -127, 127).astype(np.int8).reshape(-1, 1)
-        y = self._session.run(None, {"A": self._q8[:padded], "B": qi})[0].reshape(-1)
+        qi = np.clip(np.rint(q * self._qscale), -127, 127).astype(np.int8)
+        self._q8[self._n : padded] = 128  # the block's tail scores 0 (rows past n may be unwritten)
+        y = self._scan.scores(self._q8, padded, qi)
         y2 = y.reshape(-1, BLOCK)
         blocks = self._kept_blocks(y2.max(axis=1), y2, k)
         rows = (blocks[:, None] * BLOCK + np.arange(BLOCK)).ravel()
