@@ -42,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ...drivers.models.registry import check_same_model
+from .cpu import has_vnni
 from .errors import GalleryError
 from .scan import Int8Scan
 
@@ -94,7 +95,7 @@ class Matcher:
         int8_min_rows: int = 16_384,
         threads: int = 2,
         initial_capacity: int = 1024,
-        prepack: bool = True,
+        prepack: bool | None = None,
     ) -> None:
         if dim < 1:
             raise ValueError("dim must be positive")
@@ -117,7 +118,9 @@ class Matcher:
         self._sid_rows = np.zeros(0, np.int32)
         self._sid_free: list[int] = []
         self._subjects = 0
-        self._scan = Int8Scan(threads, prepack=prepack)
+        # Kernel chosen at run time (scan.py): prepacked segments where int8 dot products
+        # have no native instruction (AVX2 without VNNI), the dynamic kernel otherwise.
+        self._scan = Int8Scan(threads, prepack=(not has_vnni()) if prepack is None else prepack)
 
     @staticmethod
     def _round_cap(n: int) -> int:

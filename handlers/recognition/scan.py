@@ -12,6 +12,14 @@ Kernels (chosen at run time, reported by :attr:`Int8Scan.kernel`):
   (N x d times d x 1). Used for the tail of rows not yet in a full segment and
   for segments changed since they were packed (until they are re-packed).
 
+The matcher picks ``prepacked`` when the CPU has no VNNI (``cpu.has_vnni``):
+there the dynamic kernel is compute-bound (13-18 ms at 1M rows on a Zen 3
+core). Cost: each packed segment holds onnxruntime's packed copy and session
+state, ~20 MB RSS per 32,768 rows measured (5x the 4 MB of int8 data), so a
+100k gallery pays ~60-70 MB for a ~3x faster scan, and above
+``PREPACK_MAX_ROWS`` nothing is packed (a 1M gallery would need ~640 MB).
+With VNNI the dynamic kernel is used and nothing extra is held.
+
 Segments are re-packed by the owner (the matcher) under its lock right after
 a mutation (:meth:`Int8Scan.refresh`): appends pack new full segments, a
 removal re-packs the one or two segments it touched.
@@ -27,6 +35,9 @@ from onnx import TensorProto, helper, numpy_helper
 from .cpu import has_vnni
 
 SEGMENT = 32_768
+#: Above this many rows nothing is packed: packing costs ~5x the int8 data in RSS
+#: (measured), which a 1M gallery cannot afford within 1 GB.
+PREPACK_MAX_ROWS = 262_144
 
 
 def _options(threads: int) -> ort.SessionOptions:
@@ -34,6 +45,9 @@ def _options(threads: int) -> ort.SessionOptions:
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # One tiny node per session: an arena or memory pattern would only hold memory.
+    so.enable_cpu_mem_arena = False
+    so.enable_mem_pattern = False
     so.log_severity_level = 3
     return so
 
@@ -84,7 +98,7 @@ class Int8Scan:
     @property
     def kernel(self) -> str:
         isa = "VNNI" if has_vnni() else "AVX2, no VNNI"
-        if self._prepack:
+        if self._prepack and self._segments:
             return f"onnxruntime MatMulInteger u8s8, prepacked {SEGMENT}-row segments ({isa})"
         return f"onnxruntime MatMulInteger u8s8, dynamic ({isa})"
 
@@ -108,7 +122,8 @@ class Int8Scan:
 
     def refresh(self, q8: npt.NDArray[np.uint8], n: int) -> None:
         """Pack every full segment of the first ``n`` rows that is missing or changed."""
-        if not self._prepack:
+        if not self._prepack or n > PREPACK_MAX_ROWS:
+            self._segments.clear()
             return
         self.truncate(n)
         full = n // SEGMENT

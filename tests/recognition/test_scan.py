@@ -25,7 +25,7 @@ def test_prepacked_segments_score_exactly_like_the_dynamic_kernel() -> None:
     rng = np.random.default_rng(20)
     n = 2 * SEGMENT + 5000  # two packed segments and a dynamic tail
     x = _unit(rng, n)
-    m = Matcher(MID, 128, int8_min_rows=1_000, threads=1)
+    m = Matcher(MID, 128, int8_min_rows=1_000, threads=1, prepack=True)
     m.add_batch([f"s{i // 4}" for i in range(n)], [f"t{i}" for i in range(n)], x, MID)
     reference = Int8Scan(1, prepack=False)
     assert m._scan.packed_segments == 2
