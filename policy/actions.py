@@ -59,6 +59,7 @@ from .errors import (
     SubjectUnknownError,
 )
 from .images import EmbeddedImage, enrol_images
+from .licence.errors import LicenceRequired
 from .rights import export_subject
 
 if TYPE_CHECKING:
@@ -87,6 +88,12 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+class EnrolmentGate(Protocol):
+    """The licence's enrolment check (facegate.policy.licence.LicenceManager)."""
+
+    async def admit_enrolment(self, subject_id: str | None) -> None: ...
+
+
 class PrivacyActions:
     """Component ``privacy``: the rights verbs over one device's policy (see module docstring).
 
@@ -98,6 +105,8 @@ class PrivacyActions:
     def __init__(self, source: PolicySource, embedder: Callable[[], Embedder | None]) -> None:
         self._source = source
         self._embedder = embedder
+        self.licence: EnrolmentGate | None = None
+        """Set by the licence wiring: enrolment needs a usable licence and respects max_subjects."""
 
     @property
     def _policy(self) -> Policy:
@@ -115,6 +124,11 @@ class PrivacyActions:
         embed = self._embedder()
         if embed is None:
             raise VerbFailed("this device has no recognition engine to enrol with", code="not_available")
+        if self.licence is not None:
+            try:
+                await self.licence.admit_enrolment(subject_id)
+            except LicenceRequired as exc:
+                raise VerbFailed(str(exc), code=exc.code) from None
         try:
             consent = await policy.consents.get(consent_ref)
         except ConsentNotFoundError:

@@ -36,6 +36,7 @@ from .consent import ACCESS_CONTROL, ConsentRegistry
 from .consent_model import AgeBand, ConsentKind, ConsentRecord, ConsentState
 from .errors import ConsentRequiredError, DeviceDestroyedError, SubjectUnknownError
 from .schema import ensure_schema
+from .scrub import scrub_subject
 from .startup import unpermitted_subjects
 
 _log = structlog.get_logger("facegate.policy")
@@ -390,6 +391,7 @@ class Policy:
                         withdrawn += 1
 
         async def in_tx(tx: Tx, receipt: ErasureReceipt) -> None:
+            await scrub_subject(tx, subject_id)  # before the receipt: that one must name it
             await tx.execute("DELETE FROM policy_age WHERE subject_id = ?", (subject_id,))
             snaps = await tx.execute("DELETE FROM policy_snapshots WHERE subject_id = ?", (subject_id,))
             await receipts.emit(

@@ -6,8 +6,10 @@ after every connect. Every entity's availability is the device's retained
 
 Entities: sensors for the last access decision (``event/access``), the
 licence state (``licence``), link health (``status``) and the outbox backlog
-(``telemetry``); and a lock whose state follows ``event/door``
-(unlocked/locked) and whose commands go to ``<base>/ha/lock/set``, ONLY when
+(``telemetry``); binary sensors for the door contact (device_class door) and
+the fire release (device_class safety) from the retained ``door/state``; and a
+lock whose state follows the retained ``door/state`` (unlocked/locked) and
+whose commands go to ``<base>/ha/lock/set``, ONLY when
 ``homeassistant.lock`` is on AND ``homeassistant.lock_bridge`` names the
 operator bridge: Home Assistant cannot sign, so that topic is NOT a command
 topic; the bridge, holding an operator key, turns ``UNLOCK`` into a signed
@@ -44,14 +46,17 @@ class _Link(Protocol):
 
 def lock_config_topic(topics: DeviceTopics, prefix: str = "homeassistant") -> str:
     """The lock entity's discovery topic (also cleared when no bridge is configured)."""
-    return f"{prefix}/lock/facegate_{topics.device_id.replace('-', '_')}/door/config"
+    # The node id keeps the device id verbatim ('-' is valid in a discovery node id), so the
+    # documented ACL line 'pattern write homeassistant/+/facegate_%u/#' matches (issue 10.8).
+    return f"{prefix}/lock/facegate_{topics.device_id}/door/config"
 
 
 def discovery_configs(
     topics: DeviceTopics, identity: Identity, *, prefix: str = "homeassistant", lock: bool = False
 ) -> dict[str, dict[str, Any]]:
     """topic -> discovery config payload for every entity of one device."""
-    node = f"facegate_{topics.device_id.replace('-', '_')}"
+    node = f"facegate_{topics.device_id.replace('-', '_')}"  # unique ids: unchanged (stable entities)
+    at = f"facegate_{topics.device_id}"  # topic node id: verbatim, as the ACL pattern expects
     device = {
         "identifiers": [f"facegate-{topics.device_id}"],
         "name": f"facegate {topics.device_id}",
@@ -68,7 +73,7 @@ def discovery_configs(
     }
     base = topics.base
     out: dict[str, dict[str, Any]] = {
-        f"{prefix}/sensor/{node}/last_access/config": common
+        f"{prefix}/sensor/{at}/last_access/config": common
         | {
             "name": "Last access decision",
             "unique_id": f"{node}_last_access",
@@ -77,14 +82,14 @@ def discovery_configs(
             "json_attributes_topic": f"{base}/event/access",
             "json_attributes_template": "{{ {'reason': value_json.reason, 'at': value_json.at} | tojson }}",
         },
-        f"{prefix}/sensor/{node}/licence/config": common
+        f"{prefix}/sensor/{at}/licence/config": common
         | {
             "name": "Licence",
             "unique_id": f"{node}_licence",
             "state_topic": f"{base}/licence",
             "value_template": "{{ value_json.state }}",
         },
-        f"{prefix}/sensor/{node}/health/config": common
+        f"{prefix}/sensor/{at}/health/config": common
         | {
             "name": "Health",
             "unique_id": f"{node}_health",
@@ -92,7 +97,7 @@ def discovery_configs(
             "value_template": "{{ value_json.state }}",
             "entity_category": "diagnostic",
         },
-        f"{prefix}/sensor/{node}/outbox_backlog/config": common
+        f"{prefix}/sensor/{at}/outbox_backlog/config": common
         | {
             "name": "Event backlog",
             "unique_id": f"{node}_outbox_backlog",
@@ -100,6 +105,22 @@ def discovery_configs(
             "value_template": "{{ value_json.outbox_backlog | default(0) }}",
             "entity_category": "diagnostic",
             "state_class": "measurement",
+        },
+        f"{prefix}/binary_sensor/{at}/door_contact/config": common
+        | {
+            "name": "Door contact",
+            "unique_id": f"{node}_door_contact",
+            "device_class": "door",
+            "state_topic": f"{base}/door/state",
+            "value_template": "{{ 'ON' if value_json.door == 'open' else 'OFF' }}",
+        },
+        f"{prefix}/binary_sensor/{at}/fire/config": common
+        | {
+            "name": "Fire release",
+            "unique_id": f"{node}_fire",
+            "device_class": "safety",
+            "state_topic": f"{base}/door/state",
+            "value_template": "{{ 'OFF' if value_json.fire == 'normal' else 'ON' }}",
         },
     }
     if lock:
@@ -109,9 +130,9 @@ def discovery_configs(
             "command_topic": f"{base}/{LOCK_SET}",
             "payload_unlock": "UNLOCK",
             "payload_lock": "LOCK",
-            "state_topic": f"{base}/event/door",
-            "value_template": "{% if value_json.kind == 'unlocked' %}UNLOCKED"
-            "{% elif value_json.kind == 'locked' %}LOCKED{% endif %}",
+            # The retained door/state topic: HA knows the lock state after its own restart.
+            "state_topic": f"{base}/door/state",
+            "value_template": "{{ value_json.lock | upper }}",
             "state_unlocked": "UNLOCKED",
             "state_locked": "LOCKED",
             "optimistic": False,
