@@ -37,6 +37,7 @@ from .consent_model import AgeBand, ConsentKind, ConsentRecord, ConsentState
 from .errors import ConsentRequiredError, DeviceDestroyedError, SubjectRestrictedError, SubjectUnknownError
 from .schema import ensure_schema
 from .scrub import scrub_subject
+from .startup import unpermitted_subjects
 
 _log = structlog.get_logger("facegate.policy")
 DESTROYED_KEY = "policy.destroyed_at"
@@ -122,14 +123,22 @@ class Policy:
         if await self.store.kv.get(DESTROYED_KEY) is not None:
             raise DeviceDestroyedError("this device was destroyed; re-provision it before use")
         await ensure_schema(self.store)
-        from . import reconsent, restriction  # noqa: PLC0415  # they import this module
+        from . import reconsent  # noqa: PLC0415  # it imports this module
 
         await reconsent.note_notice(self)
         if self.sink is not None:
             async with self.lock:
-                for sid in await self.store.gallery.subject_ids():
-                    # Not permitted, restricted, erasure held, or re-consent overdue.
-                    if await restriction.why_unmatchable(self, sid) is not None:
+                # Set operations over the whole gallery, not a round trip per subject:
+                # not permitted, restricted, erasure held, or re-consent overdue.
+                doomed = set(await unpermitted_subjects(self.store, self.privacy, ACCESS_CONTROL))
+                doomed.update(await rights_state.restricted_ids(self.store.db))
+                doomed.update(sid for sid, _ in await rights_state.pending_erasures(self.store.db))
+                doomed.update((await reconsent.status(self)).lapsed)
+                remove_many = getattr(self.sink, "remove_subjects", None)
+                if remove_many is not None:
+                    await _maybe_await(remove_many(sorted(doomed)))
+                else:
+                    for sid in sorted(doomed):
                         await _maybe_await(self.sink.remove_subject(sid))
         return self
 
