@@ -59,7 +59,12 @@ def test_every_module_importing_onnxruntime_is_in_a_package_that_disables_teleme
     )
     env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
     out = subprocess.run(
-        [sys.executable, "-c", spy, *importers], env=env, capture_output=True, text=True, timeout=300, check=True
+        [sys.executable, "-c", spy, *importers],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     ).stdout
     seen = out.rsplit("SEEN", 1)[1].strip()
     assert seen.startswith("['1'") and "None" not in seen, (importers, seen)
