@@ -56,11 +56,13 @@ from .errors import (
     ConsentRequiredError,
     InvalidTransitionError,
     PolicyError,
+    SubjectRestrictedError,
     SubjectUnknownError,
 )
 from .images import EmbeddedImage, enrol_images
 from .licence.errors import LicenceRequired
 from .rights import export_subject
+from .rights_actions import RightsActions
 
 if TYPE_CHECKING:
     pass
@@ -94,7 +96,7 @@ class EnrolmentGate(Protocol):
     async def admit_enrolment(self, subject_id: str | None) -> None: ...
 
 
-class PrivacyActions:
+class PrivacyActions(RightsActions):
     """Component ``privacy``: the rights verbs over one device's policy (see module docstring).
 
     ``embedder`` returns the image embedder (``RecognitionEngine.embed_image``)
@@ -187,7 +189,7 @@ class PrivacyActions:
         result: Result = {
             "subject_id": subject_id,
             "withdrawn": record.consent_id,
-            "erased": erased is not None,
+            "erased": erased is not None and not erased.deferred,
         }
         if erased is not None:
             result |= _erasure(subject_id, erased)
@@ -230,6 +232,7 @@ class PrivacyActions:
             "consents": len(body["consents"]),
             "templates": (body["enrolment"] or {}).get("template_count", 0),
             "access_events": len(body["access_history"]),
+            "restricted": bool(body["subject"]["processing"]["restricted"]),
         }
         if recipient_key is None:
             summary["bundle"] = None
@@ -246,6 +249,7 @@ def _erasure(subject_id: str, out: ErasureOutcome) -> Result:
         "templates_erased": 0 if out.receipt is None else int(out.receipt.templates),
         "consents_withdrawn": int(out.consents_withdrawn),
         "unmatchable_ms": round(float(out.unmatchable_s) * 1e3, 3),
+        "deferred": out.deferred,
     }
 
 
@@ -257,6 +261,8 @@ def _mapped(exc: Exception) -> Exception:
         return VerbFailed("the subject is not known to this device", code="unknown_subject")
     if isinstance(exc, ConsentNotFoundError):
         return VerbFailed("consent_ref names no consent on this device", code="unknown_consent")
+    if isinstance(exc, SubjectRestrictedError):
+        return VerbFailed(str(exc), code="restricted")
     if isinstance(exc, InvalidTransitionError):
         return VerbFailed(str(exc), code="invalid_transition")
     if isinstance(exc, ImageRejected):
