@@ -15,7 +15,9 @@ import pytest
 from facegate.drivers.models import LoadedModels
 from facegate.drivers.models.detector import Detection, refine_detection
 from facegate.handlers.recognition import ImageRejected, Reason, RecognitionEngine
+from facegate.handlers.recognition.evaluation import Sample, gate_report
 from facegate.handlers.recognition.fusion import EmbedOptions, embed_face
+from facegate.handlers.recognition.openset import run_open_set
 from facegate.handlers.recognition.quality import estimate_pose
 from facegate.handlers.recognition.selection import (
     ENROL_RULE,
@@ -24,6 +26,7 @@ from facegate.handlers.recognition.selection import (
     SelectionRule,
     select_face,
 )
+from facegate.handlers.recognition.thresholds import CalibrationTable, ThresholdPolicy
 from facegate.runtime.config.recognition import RecognitionSection
 
 from .conftest import face_bgr
@@ -225,10 +228,6 @@ def _unit(v: list[float]) -> np.ndarray:
 
 
 def test_open_set_counts_fte_fnir_and_strangers_at_the_device_threshold() -> None:
-    from facegate.handlers.recognition.evaluation import Sample, gate_report
-    from facegate.handlers.recognition.openset import run_open_set
-    from facegate.handlers.recognition.thresholds import CalibrationTable, ThresholdPolicy
-
     ok = Reason.OK
     # Identities 0..5 (labels sorted); 2 and 5 are strangers (every third).
     axes = [np.eye(8, dtype=np.float32)[i] for i in range(6)]
