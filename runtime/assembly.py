@@ -87,15 +87,25 @@ def add_watchdog(ctx: AssemblyContext, parts: Parts) -> None:
 def add_gpio_and_door(ctx: AssemblyContext, parts: Parts) -> None:
     """The GPIO driver (a resource), its input watcher and the door controller."""
     # Imported here so the runtime core does not import drivers/handlers at module load.
-    from ..drivers.gpio import GpioInputWatcher, build_driver  # noqa: PLC0415  # see above
+    from ..drivers.gpio import GpioInputWatcher, build_driver, input_lines  # noqa: PLC0415  # see above
     from ..handlers.door import DoorController  # noqa: PLC0415  # see above
 
     section = ctx.config.gpio
     driver = build_driver(section, ctx.clock)
-    parts.resources.append(driver)
+    # First resource of all: the outputs reach their safe state before anything else
+    # (storage, camera, broker) is opened, and are released last.
+    parts.resources.insert(0, driver)
     parts.components["gpio"] = driver
-    if section.door_sensor_line is not None or section.exit_button_line is not None:
-        parts.services.append(GpioInputWatcher(driver, ctx.bus, ctx.clock))
+    if input_lines(section):
+        parts.services.append(
+            GpioInputWatcher(
+                driver,
+                ctx.bus,
+                ctx.clock,
+                min_pulse_s=section.input_min_pulse_ms / 1000,
+                immediate=[i.input_line for i in driver.interlocks],
+            )
+        )
     door = DoorController(section, driver, ctx.bus, ctx.clock)
     parts.services.append(door)
     parts.safe_outputs.append(door)

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 import structlog
 
 from .engine import RecognitionEngine
-from .service import RecognitionService, SnapshotSink
+from .service import Authorise, RecognitionService, SnapshotSink
 
 if TYPE_CHECKING:
     from ...runtime.assembly import AssemblyContext, Parts
     from ...storage.store import Store
+    from ..access import AntiPassback
 
 _log = structlog.get_logger("facegate.recognition")
 
@@ -32,6 +33,9 @@ class RecognitionHost:
     Use as a resource (``async with``) and as a Service (``run``). The service
     is created on the first ``run`` because it needs the loaded engine.
     """
+
+    passback: AntiPassback | None = None
+    """Anti-passback state shared with the peer follower (``access.anti_passback``)."""
 
     def __init__(self, ctx: AssemblyContext, store: Store | None) -> None:
         self._ctx = ctx
@@ -95,11 +99,26 @@ class RecognitionHost:
     async def run(self) -> None:
         if self.service is None:
             self.service = RecognitionService(
-                self.engine, self._ctx.bus, self._ctx.clock, snapshot_sink=self.snapshot_sink
+                self.engine,
+                self._ctx.bus,
+                self._ctx.clock,
+                snapshot_sink=self.snapshot_sink,
+                authorise=self._authoriser(),
             )
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._mark_ready(self.service), name="recognition.ready")
             tg.create_task(self.service.run(), name="recognition.frames")
+
+    def _authoriser(self) -> Authorise | None:
+        """Validity dates and schedules (handlers/access) when ``access.enabled``."""
+        section = self._ctx.config.access
+        if not section.enabled or self._store is None:
+            return None
+        from ..access import Authoriser, store_lookup  # noqa: PLC0415  # optional part
+
+        return Authoriser(
+            section, store_lookup(self._store), passback=self.passback, bus=self._ctx.bus
+        ).authorise
 
     async def _mark_ready(self, service: RecognitionService) -> None:
         await service.wait_ready()
@@ -126,4 +145,11 @@ def build(ctx: AssemblyContext, parts: Parts) -> None:
     parts.resources.append(host)
     parts.services.append(host)
     parts.components["recognition"] = host
+    access = ctx.config.access
+    if access.enabled and access.anti_passback != "off":
+        from ..access import AntiPassback, PeerPassages  # noqa: PLC0415  # optional part
+
+        host.passback = AntiPassback(access.anti_passback, access.anti_passback_timeout_s, ctx.clock)
+        parts.components["access.passback"] = host.passback
+        parts.services.append(PeerPassages(host.passback, access.peers, parts.components))
     ctx.health.register("recognition", host.health)

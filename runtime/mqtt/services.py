@@ -12,7 +12,8 @@ their issues). A missing part is logged once and its feature stays off:
 * ``commands`` (:class:`facegate.handlers.commands.CommandService`) when
   ``commands.enabled``; nonces persist in the store's key-value table;
 * ``mqtt.metrics`` (fps, stage latencies for telemetry);
-* ``mqtt.homeassistant`` when ``homeassistant.discovery``.
+* ``mqtt.homeassistant`` when ``homeassistant.discovery``;
+* ``mqtt.door_state``: the retained ``door/state`` topic (lock, door, fire).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..bus import EventBus
 from ..clock import Clock
 from ..config import DeviceConfig
 from .codec import EventCodec
+from .doorstate import DoorStatePublisher
 from .durable import DurableEvents
 from .homeassistant import HomeAssistantDiscovery
 from .link import MqttLink
@@ -175,6 +177,9 @@ def add_link_services(
     )
     parts.services.extend([events, metrics])
     parts.components["mqtt.events"] = events
+    door_state = DoorStatePublisher(link, parts.components, bus=ctx.bus, clock=ctx.clock)
+    parts.services.append(door_state)
+    parts.components["mqtt.door_state"] = door_state
     if cfg.commands.enabled:
         commands = CommandsRunner(link, parts.components, cfg, bus=ctx.bus, clock=ctx.clock)
         parts.services.append(commands)
