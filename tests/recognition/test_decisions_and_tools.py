@@ -135,9 +135,15 @@ def test_calibrate_cli_writes_a_usable_table(
             shutil.copy(FACES / f, root / person / f)
     (root / "p1" / "notes.txt").write_text("ignored")
     out = tmp_path / "cal.json"
-    assert main(["calibrate", str(root), "-o", str(out), "--json"]) == 0
+    assert main(["calibrate", str(root), "-o", str(out), "--json", "--open-set"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["identities"] == 6 and summary["images"] == 14
+    # Every configuration reports failures to enrol and gate refusals next to FNMR.
+    rows = {r["config"]: r for r in summary["configurations"]}
+    assert summary["device_config"] == "refine+flip" and set(rows) >= {"legacy", "refine+flip"}
+    assert {"failed_to_enrol", "gate_refused", "gate_would_match", "fnmr@0.0001"} <= set(
+        rows["refine+flip"])
+    assert summary["open_set"]["enrolled"] + summary["open_set"]["failed_to_enrol"] == 4
     assert summary["genuine_pairs"] == 10 and summary["impostor_pairs"] == 81
     assert 0 < summary["eer"] < 0.2  # only the mislabelled pair is a genuine miss
     table = CalibrationTable.load(out)
