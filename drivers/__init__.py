@@ -8,7 +8,7 @@
 import os as _os
 import sys as _sys
 
-_os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+ORT_TELEMETRY_OFF = _os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 if "onnxruntime" in _sys.modules:  # imported before facegate: too late for this process
     import warnings as _warnings
 
