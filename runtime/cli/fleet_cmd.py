@@ -70,6 +70,9 @@ class Fleet:
             row.state = str(body.get("state", "?"))
         elif kind == "licence":
             row.licence = str(body.get("state", "?"))
+            days = body.get("days_left")
+            if isinstance(days, int | float):
+                row.licence += f" ({days:.0f}d)"
         elif kind == "telemetry":
             fps = body.get("fps")
             if isinstance(fps, dict) and fps:
