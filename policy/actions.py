@@ -56,10 +56,13 @@ from .errors import (
     ConsentRequiredError,
     InvalidTransitionError,
     PolicyError,
+    SubjectRestrictedError,
     SubjectUnknownError,
 )
 from .images import EmbeddedImage, enrol_images
+from .licence.errors import LicenceRequired
 from .rights import export_subject
+from .rights_actions import RightsActions
 
 if TYPE_CHECKING:
     pass
@@ -87,7 +90,13 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-class PrivacyActions:
+class EnrolmentGate(Protocol):
+    """The licence's enrolment check (facegate.policy.licence.LicenceManager)."""
+
+    async def admit_enrolment(self, subject_id: str | None) -> None: ...
+
+
+class PrivacyActions(RightsActions):
     """Component ``privacy``: the rights verbs over one device's policy (see module docstring).
 
     ``embedder`` returns the image embedder (``RecognitionEngine.embed_image``)
@@ -98,6 +107,8 @@ class PrivacyActions:
     def __init__(self, source: PolicySource, embedder: Callable[[], Embedder | None]) -> None:
         self._source = source
         self._embedder = embedder
+        self.licence: EnrolmentGate | None = None
+        """Set by the licence wiring: enrolment needs a usable licence and respects max_subjects."""
 
     @property
     def _policy(self) -> Policy:
@@ -115,6 +126,11 @@ class PrivacyActions:
         embed = self._embedder()
         if embed is None:
             raise VerbFailed("this device has no recognition engine to enrol with", code="not_available")
+        if self.licence is not None:
+            try:
+                await self.licence.admit_enrolment(subject_id)
+            except LicenceRequired as exc:
+                raise VerbFailed(str(exc), code=exc.code) from None
         try:
             consent = await policy.consents.get(consent_ref)
         except ConsentNotFoundError:
@@ -173,7 +189,7 @@ class PrivacyActions:
         result: Result = {
             "subject_id": subject_id,
             "withdrawn": record.consent_id,
-            "erased": erased is not None,
+            "erased": erased is not None and not erased.deferred,
         }
         if erased is not None:
             result |= _erasure(subject_id, erased)
@@ -216,6 +232,7 @@ class PrivacyActions:
             "consents": len(body["consents"]),
             "templates": (body["enrolment"] or {}).get("template_count", 0),
             "access_events": len(body["access_history"]),
+            "restricted": bool(body["subject"]["processing"]["restricted"]),
         }
         if recipient_key is None:
             summary["bundle"] = None
@@ -232,6 +249,7 @@ def _erasure(subject_id: str, out: ErasureOutcome) -> Result:
         "templates_erased": 0 if out.receipt is None else int(out.receipt.templates),
         "consents_withdrawn": int(out.consents_withdrawn),
         "unmatchable_ms": round(float(out.unmatchable_s) * 1e3, 3),
+        "deferred": out.deferred,
     }
 
 
@@ -243,6 +261,8 @@ def _mapped(exc: Exception) -> Exception:
         return VerbFailed("the subject is not known to this device", code="unknown_subject")
     if isinstance(exc, ConsentNotFoundError):
         return VerbFailed("consent_ref names no consent on this device", code="unknown_consent")
+    if isinstance(exc, SubjectRestrictedError):
+        return VerbFailed(str(exc), code="restricted")
     if isinstance(exc, InvalidTransitionError):
         return VerbFailed(str(exc), code="invalid_transition")
     if isinstance(exc, ImageRejected):

@@ -116,11 +116,59 @@ def build(ctx: AssemblyContext, parts: Parts) -> None:
     parts.services.append(_Deferred("policy.retention", host, RetentionSweeper))
     parts.services.append(_Deferred("policy.gallery_watch", host, GalleryWatcher))
     parts.services.append(MatchRecorder(host, ctx))
+    _add_incidents(ctx, parts, host)
+    _add_remote_destroy(ctx, parts, host)
     recognition = parts.components.get("recognition")
     if ctx.config.privacy.decision_snapshots and recognition is not None:
         # The policy alone decides that face crops are kept: only then does recognition
         # get a sink, and every crop is sealed and kept at most snapshot_hours.
         recognition.snapshot_sink = _snapshot_sink(host)  # type: ignore[attr-defined]  # RecognitionHost
+
+
+def _add_incidents(ctx: AssemblyContext, parts: Parts, host: PolicyHost) -> None:
+    """Component ``incidents`` (the responder) and, with a tamper line, the tamper input."""
+    from ..storage import kek_source_from_config  # noqa: PLC0415  # storage is present here
+    from .incidents import IncidentResponder, TamperInput  # noqa: PLC0415  # loads with the device
+    from .teardown import destroy  # noqa: PLC0415  # same
+
+    storage = getattr(ctx.config, "storage", None)
+    kek = None if storage is None else kek_source_from_config(storage)
+
+    async def shred(incident_id: str) -> None:
+        await destroy(host.policy, actor=f"incident:{incident_id}", kek=kek)
+
+    responder = IncidentResponder(
+        lambda: host.policy,
+        ctx.bus,
+        ctx.clock,
+        rules=dict(ctx.config.privacy.incidents),
+        door=parts.components.get("door"),
+        shred=shred,
+    )
+    parts.services.append(responder)
+    parts.components["incidents"] = responder
+    gpio, section = parts.components.get("gpio"), getattr(ctx.config, "gpio", None)
+    if gpio is not None and section is not None and section.tamper_line is not None:
+        parts.services.append(
+            TamperInput(
+                ctx.bus, ctx.clock, gpio, line=section.tamper_line, open_high=section.tamper_open_high
+            )
+        )
+
+
+def _add_remote_destroy(ctx: AssemblyContext, parts: Parts, host: PolicyHost) -> None:
+    """Component ``teardown``: the two-signature remote ``destroy`` verb."""
+    from ..storage import kek_source_from_config  # noqa: PLC0415  # storage is present here
+    from .remote_destroy import RemoteDestroy  # noqa: PLC0415  # command layer loads lazily
+
+    commands, storage = getattr(ctx.config, "commands", None), getattr(ctx.config, "storage", None)
+    parts.components["teardown"] = RemoteDestroy(
+        lambda: host.policy,
+        device_id=ctx.config.device.id,
+        operators={} if commands is None else commands.operators,
+        kek=None if storage is None else kek_source_from_config(storage),
+        link=lambda: parts.components.get("mqtt"),  # added after the policy (runtime.assembly)
+    )
 
 
 def _add_command_actions(ctx: AssemblyContext, parts: Parts, host: PolicyHost) -> None:

@@ -52,3 +52,11 @@ class SnapshotsDisabledError(PolicyError):
 
 class DeviceDestroyedError(PolicyError):
     """The device was torn down (``facegate destroy``); it holds no keys or subjects."""
+
+
+class SubjectRestrictedError(PolicyError):
+    """The subject restricted processing: only storage, export and erasure are allowed."""
+
+
+class HoldNotFoundError(PolicyError):
+    """No open legal hold with that id."""

@@ -4,9 +4,11 @@
 runs; they cannot reach its in-memory matcher. :class:`GalleryWatcher` polls
 ``PRAGMA data_version`` (it changes only when *another* connection commits)
 and then follows the audit log: every subject named by a new ``enrol`` or
-``erase`` row is resynchronised (removed, then reloaded if still enrolled
-and permitted); a ``teardown`` row empties the matcher. So a CLI erasure is
-unmatchable on the device within one poll interval (default 0.5 s).
+``erase`` row (and ``restrict``, ``unrestrict``, ``consent_change``,
+``erasure_deferred``) is resynchronised (removed, then reloaded if still
+enrolled and matchable: :func:`~facegate.policy.restriction.why_unmatchable`);
+a ``teardown`` row empties the matcher. So a CLI erasure is unmatchable on
+the device within one poll interval (default 0.5 s).
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ class GalleryWatcher:
         self._version = version
         rows = await db.fetchall(
             "SELECT seq, action, subject_id FROM audit WHERE seq > ? "
-            "AND action IN ('enrol', 'erase', 'teardown') ORDER BY seq",
+            "AND action IN ('enrol', 'erase', 'teardown', 'restrict', 'unrestrict', 'consent_change', "
+            "'erasure_deferred') ORDER BY seq",
             (self.last_seq,),
         )
         if not rows:

@@ -149,6 +149,7 @@ FACTORIES: list[Factory] = [
     _subsystem("drivers.camera.assembly"),
     _subsystem("handlers.recognition.assembly"),
     _subsystem("policy.assembly"),
+    _subsystem("policy.licence.assembly"),
     add_mqtt,
 ]
 """Subsystem factories in start order (resources open and services start in this order)."""

@@ -102,6 +102,7 @@ class SecurityKind(enum.StrEnum):
     BUS_OVERFLOW = "bus_overflow"
     FIRE_RELEASE = "fire_release"
     ANTI_PASSBACK = "anti_passback"
+    PUBLISH_REFUSED = "publish_refused"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -124,6 +125,9 @@ class PrivacyKind(enum.StrEnum):
     EXPORT = "export"
     RECTIFICATION = "rectification"
     TEARDOWN = "teardown"
+    RESTRICTION = "restriction"
+    LEGAL_HOLD = "legal_hold"
+    RECONSENT = "reconsent"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

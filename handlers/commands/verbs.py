@@ -49,7 +49,7 @@ class Invocation:
 Handler = Callable[[Invocation], Awaitable[Result]]
 
 _MISSING = {
-    "licence/install": "licensing is not implemented in this build (no licence component yet)",
+    "licence/install": "licensing is off on this device ([licence] enabled = false)",
     "open": "this device has no door controller",
     "lockdown": "this device has no door controller",
     "release": "this device has no door controller",
@@ -57,6 +57,7 @@ _MISSING = {
 }
 _PRIVACY = "this device has no store/privacy policy (storage disabled)"
 _MISSING |= {v: _PRIVACY for v in ("enroll", "erase", "export", "withdraw", "rectify")}
+_MISSING |= {v: _PRIVACY for v in ("restrict", "unrestrict", "hold", "hold/release", "destroy")}
 
 
 class VerbTable:
@@ -190,6 +191,8 @@ def device_verbs(
     privacy = components.get("privacy")
     if isinstance(privacy, PrivacyActions):
         _bind_privacy(table, privacy)
+    bind_rights(table, components)
+    bind_destroy(table, components)
     licence = components.get("licence")
     if isinstance(licence, LicenceInstaller):
         lic = licence
@@ -276,3 +279,71 @@ def _bind_privacy(table: VerbTable, p: PrivacyActions) -> None:
         ("rectify", rectify),
     ):
         table.bind(verb, fn)
+
+
+@runtime_checkable
+class RightsActions(Protocol):
+    """Restriction of processing and legal hold (component ``privacy``; policy.rights_actions)."""
+
+    async def restrict(self, subject_id: str, *, reason: str, actor: str) -> Result: ...
+
+    async def unrestrict(self, subject_id: str, *, actor: str) -> Result: ...
+
+    async def hold(self, subject_id: str | None, *, reason: str, days: int, actor: str) -> Result: ...
+
+    async def release_hold(self, hold_id: str, *, actor: str) -> Result: ...
+
+
+def bind_rights(table: VerbTable, components: Mapping[str, object]) -> None:
+    """Bind ``restrict``, ``unrestrict``, ``hold``, ``hold/release`` when the policy offers them."""
+    p = components.get("privacy")
+    if not isinstance(p, RightsActions):
+        return
+    rights = p
+
+    async def restrict(inv: Invocation) -> Result:
+        reason = str(inv.args.get("reason", "request"))
+        return await rights.restrict(str(inv.args["subject_id"]), reason=reason, actor=_actor(inv))
+
+    async def unrestrict(inv: Invocation) -> Result:
+        return await rights.unrestrict(str(inv.args["subject_id"]), actor=_actor(inv))
+
+    async def hold(inv: Invocation) -> Result:
+        sid = inv.args.get("subject_id")
+        return await rights.hold(
+            None if sid is None else str(sid),
+            reason=str(inv.args["reason"]),
+            days=int(inv.args["days"]),
+            actor=_actor(inv),
+        )
+
+    async def release(inv: Invocation) -> Result:
+        return await rights.release_hold(str(inv.args["hold_id"]), actor=_actor(inv))
+
+    for verb, fn in (
+        ("restrict", restrict),
+        ("unrestrict", unrestrict),
+        ("hold", hold),
+        ("hold/release", release),
+    ):
+        table.bind(verb, fn)
+
+
+@runtime_checkable
+class Decommissioner(Protocol):
+    """Component ``teardown``: remote ``destroy`` with two operator signatures (policy.remote_destroy)."""
+
+    async def destroy(self, *, operator: str | None, nonce: str, args: Mapping[str, Any]) -> Result: ...
+
+
+def bind_destroy(table: VerbTable, components: Mapping[str, object]) -> None:
+    """Bind ``destroy`` when the policy's teardown component is present."""
+    d = components.get("teardown")
+    if not isinstance(d, Decommissioner):
+        return
+    teardown = d
+
+    async def destroy(inv: Invocation) -> Result:
+        return await teardown.destroy(operator=inv.operator, nonce=inv.nonce, args=inv.args)
+
+    table.bind("destroy", destroy)

@@ -11,6 +11,7 @@ Components: ``recognition`` (:class:`RecognitionHost`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,11 @@ class RecognitionHost:
         self.service: RecognitionService | None = None
         self.snapshot_sink: SnapshotSink | None = None
         """Installed by the privacy policy when decision snapshots are on (never otherwise)."""
+        self.gate: Callable[[], bool] | None = None
+        """Installed by the licence: False means frames are not analysed and no template is read."""
+        self._gallery_deferred = False
+        self.gallery_loaded = asyncio.Event()
+        """Set once the stored gallery is in the matcher (enrolment waits for it after a deferral)."""
 
     @property
     def name(self) -> str:
@@ -67,6 +73,19 @@ class RecognitionHost:
         engine = await RecognitionEngine.create(
             ctx.config.recognition, bus=ctx.bus, clock=ctx.clock, config_path=ctx.loaded.path
         )
+        if self._store is not None and self.gate is not None and not self.gate():
+            self._gallery_deferred = True
+            _log.warning("recognition.gallery_deferred", reason="no usable licence: no template is read")
+        else:
+            await self._load_gallery(engine)
+        self._engine = engine
+        return self
+
+    async def _load_gallery(self, engine: RecognitionEngine) -> None:
+        await self._load_templates(engine)
+        self.gallery_loaded.set()
+
+    async def _load_templates(self, engine: RecognitionEngine) -> None:
         if self._store is not None:
             report = await self._store.gallery.load_all(engine.matcher, model_id=engine.model_id)
             self._store.gallery.attach(engine.matcher)
@@ -87,8 +106,6 @@ class RecognitionHost:
                     "[recognition.models] recognizer_precision to the build that made them "
                     "(templates enrolled before int8 became the default are fp32)",
                 )
-        self._engine = engine
-        return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -104,10 +121,21 @@ class RecognitionHost:
                 self._ctx.clock,
                 snapshot_sink=self.snapshot_sink,
                 authorise=self._authoriser(),
+                gate=self.gate,
             )
         async with asyncio.TaskGroup() as tg:
+            if self._gallery_deferred:
+                tg.create_task(self._deferred_gallery(), name="recognition.gallery_deferred")
             tg.create_task(self._mark_ready(self.service), name="recognition.ready")
             tg.create_task(self.service.run(), name="recognition.frames")
+
+    async def _deferred_gallery(self) -> None:
+        """Load the gallery once a licence makes recognition usable (never before)."""
+        gate = self.gate
+        while gate is not None and not gate():
+            await self._ctx.clock.sleep(0.5)
+        self._gallery_deferred = False
+        await self._load_gallery(self.engine)
 
     def _authoriser(self) -> Authorise | None:
         """Validity dates and schedules (handlers/access) when ``access.enabled``."""

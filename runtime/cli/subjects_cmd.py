@@ -31,6 +31,7 @@ from ...policy import (
     verify_export,
 )
 from ...storage import Store
+from ...storage.filemodes import write_private
 from ..clock import SystemClock, utc_iso
 from ..config import LoadedConfig, load_config
 
@@ -84,6 +85,9 @@ def register(sub: Any) -> None:
     c.set_defaults(handler=_enrol)
     _register_rights(cmds)
     _register_consent(cmds)
+    from ._rights_cli import register_rights  # noqa: PLC0415  # restriction, legal hold, re-consent
+
+    register_rights(cmds, _common, _run, _actor)
 
 
 def _register_rights(cmds: Any) -> None:
@@ -195,6 +199,11 @@ def _enrol(args: argparse.Namespace) -> int:
     images = [p.read_bytes() for p in args.image]
 
     async def body(policy: Policy) -> int:
+        from ...policy.licence.manager import enrolment_licence  # noqa: PLC0415  # only when enrolling
+
+        licence = await enrolment_licence(loaded.config.licence, policy.store)
+        if licence is not None:
+            await licence.admit_enrolment(args.subject)  # LicenceRequired: a clear error, exit 1
         await policy.require_enrolment_consent(args.subject)  # before loading any model
         engine = await RecognitionEngine.create(loaded.config.recognition, config_path=loaded.path)
         res = await enrol_images(
@@ -221,7 +230,7 @@ def _export(args: argparse.Namespace) -> int:
             include_templates=args.templates,
             recipient_public_key=key,
         )
-        args.out.write_bytes(data)
+        write_private(args.out, data)  # 0600 whatever the umask: it holds personal data
         print(f"export written to {args.out} (verify with the device public key)")
         return 0
 
@@ -299,6 +308,9 @@ def _erase(args: argparse.Namespace) -> int:
             out = await policy.withdraw_subject(args.subject, actor=_actor(args))
         else:
             out = await policy.erase_subject(args.subject, actor=_actor(args))
+        if out.deferred:
+            print(f"erasure of {args.subject} deferred: a legal hold keeps the data (unmatchable meanwhile)")
+            return 0
         templates = out.receipt.templates if out.receipt else 0
         receipt = out.receipt.receipt_id if out.receipt else "-"
         print(

@@ -21,6 +21,8 @@ from .metrics import LinkMetrics
 class _Health(Protocol):
     def snapshot(self) -> dict[str, object]: ...
 
+    def register(self, name: str, source: Any) -> None: ...
+
 
 class AssemblyContext(Protocol):
     """The part of ``facegate.runtime.assembly.AssemblyContext`` that :func:`build` uses."""
@@ -66,4 +68,5 @@ def build(ctx: AssemblyContext, parts: AssemblyParts) -> None:
     )
     parts.services.append(link)
     parts.components["mqtt"] = link
+    ctx.health.register("mqtt", link.health)  # refused-publish alarm in telemetry (issue 10.1)
     add_link_services(ctx, parts, link, metrics)

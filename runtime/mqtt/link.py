@@ -38,11 +38,12 @@ from ..bus import EventBus
 from ..clock import Clock
 from ..config.loader import LoadedConfig
 from . import payloads
-from .errors import MqttConnectError, MqttNotConnected, MqttPublishError
+from .errors import MqttConnectError, MqttNotConnected, MqttPublishError, MqttPublishRefused
 from .factory import build
 from .inbound import InboundMessage, MessageHandler, from_aiomqtt
 from .options import ClientOptions, client_options
 from .payloads import Identity
+from .refusals import RefusalAlarm
 from .session import Session, describe, guarded, new_future
 from .state import LinkState, StateTracker
 from .telemetry import SnapshotProvider, TelemetryPublisher
@@ -91,6 +92,8 @@ class MqttLink:
             topics.status, payloads.will(identity), qos=1, retain=True
         )
         self._states = StateTracker(name, clock=clock, bus=bus)
+        self.refusals = RefusalAlarm(topics, clock=clock, bus=bus, name=name)
+        """Refused-publish alarm (issue 10.1); see :mod:`.refusals`."""
         self._session: Session | None = None
         self._sessions = 0
         self._lost_at: dict[int, float] = {}
@@ -102,6 +105,7 @@ class MqttLink:
         )
         self._runner: asyncio.TaskGroup | None = None
         self._run_task: asyncio.Task[None] | None = None
+        self._endpoint_index = 0
 
     @classmethod
     def from_config(
@@ -153,6 +157,12 @@ class MqttLink:
     def topics(self) -> DeviceTopics:
         """This device's topics."""
         return self._topics
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` of the broker endpoint in use (or tried next while disconnected)."""
+        host, port = self._options.all_endpoints[self._endpoint_index]
+        return f"{host}:{port}"
 
     @property
     def identity(self) -> Identity:
@@ -236,12 +246,21 @@ class MqttLink:
         if session is None or state is not LinkState.CONNECTED:
             raise MqttNotConnected(f"not connected (state {state.value})")
         props = self._options.publish_properties(response_topic, correlation_data)
-        await guarded(
-            session,
-            session.client.publish(
-                topic, bytes(payload), qos=qos, retain=retain, properties=props, timeout=ack_timeout
-            ),
-        )
+        try:
+            await guarded(
+                session,
+                session.client.publish(
+                    topic, bytes(payload), qos=qos, retain=retain, properties=props, timeout=ack_timeout
+                ),
+            )
+        except MqttPublishRefused as exc:  # MQTT 5: the broker said no (ACL): not delivered
+            await self.refusals.on_refused(topic, exc)
+            raise
+        await self.refusals.on_accepted(topic)
+
+    def health(self) -> dict[str, int | str]:
+        """Telemetry source ``mqtt``: whether the broker accepts this device's publishes."""
+        return self.refusals.health()
 
     async def subscribe(self, topic_filter: str, handler: MessageHandler, *, qos: int = 1) -> None:
         """Route messages matching ``topic_filter`` to ``handler``, now and after every reconnect.
@@ -306,15 +325,25 @@ class MqttLink:
             else:  # pragma: no cover - _connect_once only ends by raising
                 detail = "connection ended"
             await self._states.failed(detail)
+            self._fail_over()
             delay = self._backoff.next_delay()
             _log.debug(
                 "mqtt.link.retry", attempt=self._states.failures, delay_s=round(delay, 3), detail=detail
             )
             await self._clock.sleep(delay)
 
+    def _fail_over(self) -> None:
+        """After a failed or lost connection, the next attempt goes to the next endpoint."""
+        endpoints = self._options.all_endpoints
+        if len(endpoints) > 1:
+            previous = self.endpoint
+            self._endpoint_index = (self._endpoint_index + 1) % len(endpoints)
+            _log.info("mqtt.link.failover", previous=previous, next=self.endpoint)
+
     async def _connect_once(self) -> None:
         """One connection from CONNECT to its end; raises MqttConnectError when it fails or drops."""
-        client = self._options.new_client(self._will)
+        endpoints = self._options.all_endpoints
+        client = self._options.new_client(self._will, endpoints[self._endpoint_index])
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as exc:
@@ -356,11 +385,18 @@ class MqttLink:
                 raise first from None
             raise
 
+    decommissioned = False
+    """Set by a remote ``destroy``: the status topic is left empty (no birth, no offline status)."""
+
     async def _go_online(self, session: Session) -> None:
         birth = payloads.birth(self._identity, connected_at=self._clock.wall())
-        await guarded(
-            session, session.client.publish(self._topics.status, birth, qos=1, retain=True)
-        )
+        birth = b"" if self.decommissioned else birth
+        try:
+            await guarded(
+                session, session.client.publish(self._topics.status, birth, qos=1, retain=True)
+            )
+        except MqttPublishRefused as exc:  # the ACL refuses status: raise the alarm, stay online
+            await self.refusals.on_refused(self._topics.status, exc)
         if self._subs:
             wanted = [(f, qos) for f, (qos, _) in self._subs.items()]
             await guarded(session, session.client.subscribe(wanted))
@@ -394,8 +430,9 @@ class MqttLink:
             return
         await self._states.set(LinkState.CLOSING, "shutdown")
         body = payloads.offline(self._identity, at=self._clock.wall())
+        body = b"" if self.decommissioned else body  # empty retained = deleted
         try:
             async with asyncio.timeout(self._offline_timeout):
                 await session.client.publish(self._topics.status, body, qos=1, retain=True)
-        except (aiomqtt.MqttError, TimeoutError) as exc:
+        except (aiomqtt.MqttError, MqttPublishRefused, TimeoutError) as exc:
             _log.warning("mqtt.link.offline_not_confirmed", detail=describe(exc))

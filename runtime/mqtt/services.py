@@ -77,11 +77,9 @@ class DurableEventsRunner:
             await asyncio.Event().wait()
             return
         names = self._names(store)
-        codec = EventCodec(
-            self._link.topics.device_id,
-            include_names=names is not None,
-            names=names.get if names is not None else None,
-        )
+        # Names are never stored: the outbox row carries the subject id only and the
+        # drain adds the display name at publish time (issue 10.4, RULES R30).
+        codec = EventCodec(self._link.topics.device_id)
         self.events = DurableEvents(
             bus=self._bus,
             outbox=outbox,

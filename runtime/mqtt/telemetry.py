@@ -84,7 +84,8 @@ class TelemetryPublisher:
             else:
                 provider_failing = False
                 body = payloads.telemetry(
-                    self._link.identity, snapshot, at=self._clock.wall(), seq=seq
+                    self._link.identity, {**snapshot, "endpoint": self._link.endpoint},
+                    at=self._clock.wall(), seq=seq,
                 )
                 try:
                     await self._link.publish(TELEMETRY, body, qos=0)

@@ -36,6 +36,7 @@ async def test_build_opens_policy_and_runs_sweeper_and_watcher(
         "policy.retention",
         "policy.gallery_watch",
         "policy.match_recorder",
+        "policy.incidents",
     ]
     async with host:
         await consent_adult(host.policy, "D1")

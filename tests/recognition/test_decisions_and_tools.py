@@ -175,6 +175,11 @@ def test_bench_cli_json(
     assert set(r["opencv_stages"]) == {"decode", "detect", "align", "embed", "total"}
     assert r["opencv_stages"]["total"]["p50"] == r["opencv_p50_ms"]
     assert r["opencv_stages"]["decode"]["p50"] > 0
+    # Issue 16: the CPU features, the kernel that ran, runner-up agreement with exact search.
+    assert isinstance(r["cpu"]["features"], list) and isinstance(r["cpu"]["vnni"], bool)
+    assert r["cpu"]["model"] and r["matcher_kernel"]
+    assert r["search_10k_runner_up_agreement"] == 1.0
+    assert r["matcher_realistic"]["10k"]["recall_at_1"] == 1.0
 
 
 def test_bench_cli_fp32_build(

@@ -116,8 +116,7 @@ def test_run_stops_cleanly_on_signal(tmp_path: Path, sig: signal.Signals) -> Non
 def _demo_config(tmp_path: Path) -> Path:
     demo = (REPO / "firmware-config" / "demo.toml").read_text()
     demo = demo.replace("port = 18830", f"port = {free_port()}")
-    # Share the converted-model cache with real demo runs (converted once per checkout).
-    demo = demo.replace('cache_dir = "../var/model-cache"', f'cache_dir = "{REPO / "var" / "model-cache"}"')
+    # The demo converts models into the user cache (shared with real demo runs).
     return write_config(tmp_path, demo, name="demo.toml")
 
 
@@ -132,6 +131,9 @@ def test_demo_prints_online_and_offline(tmp_path: Path) -> None:
     assert any(": online (version" in line for line in status), out
     assert status[-1].endswith(": offline"), out  # the clean shutdown, seen by the separate client
     assert "stopped (exit 0)" in out
+    # The licence a demo vendor key issued on the fly, as the outside subscriber sees it.
+    licence = [line for line in out.splitlines() if line.startswith("[mqtt] licence")]
+    assert licence and ": VALID licence_id=lic-" in licence[-1] and "max_subjects:100" in licence[-1], out
 
 
 def test_demo_tells_the_whole_story_through_mqtt(tmp_path: Path) -> None:
@@ -170,5 +172,6 @@ def test_demo_tells_the_whole_story_through_mqtt(tmp_path: Path) -> None:
     assert "obama" not in mqtt.lower() and "Family" not in mqtt and "embedding" not in mqtt
 
 
-def test_demo_default_config_is_the_repo_file() -> None:
-    assert default_config() == REPO / "firmware-config" / "demo.toml"
+def test_demo_default_config_is_the_packaged_copy_of_the_repo_file() -> None:
+    assert default_config() == REPO / "runtime" / "demo" / "demo.toml"
+    assert default_config().read_bytes() == (REPO / "firmware-config" / "demo.toml").read_bytes()
