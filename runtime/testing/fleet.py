@@ -104,6 +104,8 @@ class FleetStats:
     received: dict[str, int] = field(default_factory=dict)
     arrived_access: set[str] = field(default_factory=set)
     """Event ids of the access events the collector received (at least once)."""
+    access_arrival: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    """Set by the collector on every access event (the drain clears it and waits again)."""
     drain_s: float = 0.0
     """How long the outboxes took to deliver the last scripted access events after the run."""
     latencies_ms: list[float] = field(default_factory=list)
@@ -223,6 +225,7 @@ async def _collector(
                     body = json.loads(message.payload)
                     if suffix == "event/access":
                         stats.arrived_access.add(str(body["event_id"]))
+                        stats.access_arrival.set()
                     at = datetime.fromisoformat(str(body["at"]).replace("Z", "+00:00")).timestamp()
                     if at >= stats.measure_from:
                         stats.received[suffix] = stats.received.get(suffix, 0) + 1
@@ -295,7 +298,8 @@ async def run_fleet(broker: BrokerInfo, folder: Path, opts: FleetOptions) -> Fle
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(opts.drain_limit_s):
                 while not stats.arrived_access.issuperset(stats.sent_access):
-                    await asyncio.sleep(0.05)
+                    stats.access_arrival.clear()
+                    await stats.access_arrival.wait()
         stats.drain_s = time.monotonic() - t2
         stats.seconds = time.monotonic() - t1
     return stats

@@ -149,10 +149,12 @@ async def test_fleet_on_a_three_node_cluster_survives_a_node_kill(
         # test licence, gate-0 (it was on n1) too.
         # Observed with nats-server 2.15: a node sometimes serves no retained messages to new
         # subscribers for a while after a peer's SIGKILL, so each survivor is asked in turn.
-        served = await _retained_from_survivors((n3, n2), "status", {f"gate-{i}": "online" for i in range(3)})
+        online = {f"gate-{i}": "online" for i in range(3)}
+        served = await _retained_from_survivors((n3, n2), "status", online)
         print(f"cluster: retained status served after the kill: {served}")
         assert {f"gate-{i}": "online" for i in range(3)} in served.values(), served
-        licences = await _retained_from_survivors((n3, n2), "licence", {f"gate-{i}": "valid" for i in range(3)})
+        valid = {f"gate-{i}": "valid" for i in range(3)}
+        licences = await _retained_from_survivors((n3, n2), "licence", valid)
         print(f"cluster: retained licence served after the kill: {licences}")
         assert {f"gate-{i}": "valid" for i in range(3)} in licences.values(), licences
 
@@ -168,8 +170,9 @@ async def _retained_from_survivors(
     for node in nodes:
         watch = Consumer(node, f"facegate/v1/+/{suffix}")
         async with watch.running():
-            await watch.wait_for(lambda w=watch: len({t for t, _, r in w.received if r}) >= len(want), within=45)
-        latest = {t.split("/")[2]: body.get("state") for t, body, retained in watch.received if retained}
+            await watch.wait_for(lambda w=watch: len({t for t, _, r in w.received if r}) >= len(want),
+                                 within=45)
+        latest = {t.split("/")[2]: body.get("state") for t, body, kept in watch.received if kept}
         served[node.name] = latest
         if latest == want:
             break

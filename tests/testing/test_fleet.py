@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import subprocess
 import sys
@@ -13,6 +11,13 @@ import pytest
 from facegate.testing import BrokerInfo, MqttProbe
 from facegate.testing.broker import MosquittoProcess, mosquitto_binary
 from facegate.testing.fleet import FleetOptions, run_fleet
+from facegate.testing.probe import Received
+
+
+def probe_ids(messages: list[Received]) -> set[str]:
+    """Event ids of the access events the probe received (de-duplicated)."""
+    return {m.json()["event_id"] for m in messages if m.suffix == "event/access"}
+
 
 FACEGATE = str(Path(sys.executable).parent / "facegate")
 
@@ -79,14 +84,8 @@ async def test_fleet_devices_ride_out_broker_losses(
     assert stats.sent_access and summary["access_missing"] == 0, summary
     sent = set(stats.sent_access)
 
-    def probe_ids() -> set[str]:
-        return {m.json()["event_id"] for m in mqtt_probe.messages if m.suffix == "event/access"}
-
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(30):
-            while not sent <= probe_ids():
-                await asyncio.sleep(0.05)
-    assert sent <= probe_ids(), sorted(sent - probe_ids())
+    await mqtt_probe.wait_until(lambda ms: sent <= probe_ids(ms), timeout=30)
+    assert sent <= probe_ids(mqtt_probe.messages), sorted(sent - probe_ids(mqtt_probe.messages))
     assert mqtt_probe.schema_errors == []
 
 
@@ -107,12 +106,9 @@ async def test_fleet_devices_ride_out_camera_losses(
     assert len(stats.camera_states) >= 2, stats.camera_states
     # Decisions made while the camera worked all arrived; none were made while it was lost.
     assert stats.sent_access and summary["access_missing"] == 0, summary
-    ids = {m.json()["event_id"] for m in mqtt_probe.messages if m.suffix == "event/access"}
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(30):
-            while not set(stats.sent_access) <= ids:
-                await asyncio.sleep(0.05)
-                ids = {m.json()["event_id"] for m in mqtt_probe.messages if m.suffix == "event/access"}
+    sent = set(stats.sent_access)
+    await mqtt_probe.wait_until(lambda ms: sent <= probe_ids(ms), timeout=30)
+    ids = probe_ids(mqtt_probe.messages)
     assert set(stats.sent_access) <= ids
     assert summary["scenes"] >= len(stats.sent_access) + summary["unseen"]
     assert mqtt_probe.schema_errors == []
