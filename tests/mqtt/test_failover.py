@@ -11,7 +11,8 @@ from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import SystemClock
 from facegate.runtime.config import ConfigError, load_config
 from facegate.runtime.events import ComponentStateChanged
-from facegate.runtime.mqtt import MqttLink, link as link_module
+from facegate.runtime.mqtt import MqttLink
+from facegate.runtime.mqtt import link as link_module
 from facegate.runtime.mqtt.options import client_options
 from facegate.testing import MqttProbe, SimDevice, SimOptions
 from facegate.testing.fleet import ExternalBroker
