@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from facegate.handlers.access import AntiPassback, Authoriser, store_lookup
 from facegate.handlers.access.journal import PassageJournal
+from facegate.policy import Policy
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.config.access import AccessSection
 from facegate.runtime.events import Decision
@@ -16,7 +17,7 @@ from facegate.storage import Store
 from facegate.storage.kek import KekSource
 from facegate.storage.migrations import SCHEMA_VERSION
 
-from .test_access_rights import granted
+from .test_access_rights import enrol, granted
 
 TIMEOUT = 3600.0
 ENTRY = AccessSection(enabled=True, direction="entry", anti_passback="hard", anti_passback_timeout_s=TIMEOUT)
@@ -77,3 +78,20 @@ async def test_passback_state_survives_a_restart_and_still_times_out(db_path: Pa
     await shutdown(store, journal, graceful=True)
     with sqlite3.connect(db_path) as con:
         assert con.execute("SELECT subject_id FROM passages").fetchall() == [("A1",)]
+
+
+@pytest.mark.asyncio
+async def test_erasing_a_subject_forgets_its_passage(
+    policy: Policy, db_path: Path, clock: ManualClock
+) -> None:
+    await enrol(policy, "E1", 7)
+    await enrol(policy, "E2", 8)
+    passback = AntiPassback("hard", TIMEOUT, clock)
+    journal = PassageJournal(passback, policy.store, clock)
+    passback.journal = journal
+    passback.record("E1", "entry")
+    passback.record("E2", "entry")
+    await journal.flush()
+    await policy.store.gallery.remove("E1", actor="op")
+    with sqlite3.connect(db_path) as con:
+        assert con.execute("SELECT subject_id FROM passages").fetchall() == [("E2",)]
