@@ -100,13 +100,16 @@ class RemoteOpen:
         if not await self._audit(decision, operator, group):
             decision = _denied(decision, "audit_unavailable")
         if decision.decision is Decision.GRANTED:
-            from ..door.errors import DoorLockedDownError  # noqa: PLC0415  # optional part
+            from ..door.errors import DoorError, DoorLockedDownError  # noqa: PLC0415  # optional part
 
             try:
                 await self._door.open(cause)
             except DoorLockedDownError:  # lockdown began meanwhile
                 decision = _denied(decision, "lockdown")
                 await self._audit(decision, operator, group)
+            except DoorError:  # no relay / not running: the chain records that it did not open
+                await self._audit(_denied(decision, "door_failed"), operator, group)
+                raise
         self._bus.publish(decision)
         granted = decision.decision is Decision.GRANTED
         self.counters["granted" if granted else "denied"] += 1

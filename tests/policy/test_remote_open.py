@@ -187,3 +187,30 @@ async def test_remote_open_fails_closed_when_the_audit_cannot_be_written(
         blocker.execute("ROLLBACK")
         blocker.close()
     assert audit_rows(db_path) == []  # nothing was recorded, nothing was opened
+
+
+@pytest.mark.asyncio
+async def test_a_door_that_cannot_open_is_recorded_in_the_chain(
+    policy: Policy, clock: ManualClock, db_path: Path
+) -> None:
+    bus = EventBus()
+    section = GpioSection(relay="none")  # gate-controller mode: no relay to open
+    gpio = build_driver(section, clock)
+    async with gpio:
+        door = DoorController(section, gpio, bus, clock)
+        remote = RemoteOpen(door, bus, clock, authoriser=None, store=policy.store)
+        table = device_verbs(
+            {"door": door, "access.remote_open": remote}, clock=clock, device_id="gate-1", tunables=Tunables()
+        )
+        task = asyncio.create_task(door.run(), name="door")
+        for _ in range(20):
+            await asyncio.sleep(0)
+        try:
+            with pytest.raises(VerbFailed) as failed:
+                await table.run(Invocation(verb="open", args={}, operator="alice", nonce="n1"))
+            assert "door:" in str(failed.value)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert [d["reason"] for _, _, d in audit_rows(db_path)] == ["remote_open", "door_failed"]
+    assert verify_chain(db_path).ok
