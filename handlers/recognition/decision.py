@@ -8,7 +8,8 @@ Rules, evaluated after every frame and on every tick:
 
 - ``granted``: k usable frames within ``window_s`` agree on the same subject
   with score >= threshold (and margin >= ``min_margin``), and the stillness
-  check over those frames passes.
+  check over those frames passes. With the adaptive rule (``adaptive.py``)
+  k is ``fast_k`` on strong evidence and ``weak_k`` on weak evidence.
 - ``denied``: the same, but the confirmation frames are perfectly still
   (``liveness_still``), or k frames in the window failed a frame liveness
   check (e.g. ``liveness_ir_missing``).
@@ -34,6 +35,7 @@ import numpy.typing as npt
 
 from ...runtime.config.recognition import DecisionSettings
 from ...runtime.events import AccessDecision, Decision, StageResult
+from .adaptive import required_frames
 from .liveness import StillnessCheck, iou
 from .pipeline import FrameAnalysis
 from .reasons import Reason
@@ -163,8 +165,10 @@ class DecisionEngine:
             else:
                 below.append(o)
         for frames in votes.values():
-            if len(frames) >= s.k:
-                return self._confirm(tr, frames[-s.k:], Decision.GRANTED, Reason.MATCH,
+            need = required_frames(s, [o.analysis for o in frames], threshold,
+                                   liveness_failed=bool(live_fail))
+            if len(frames) >= need:
+                return self._confirm(tr, frames[-need:], Decision.GRANTED, Reason.MATCH,
                                      threshold=threshold, wall=wall, now=now)
         if len(below) >= s.unknown_k:
             reason = Reason.EMPTY_GALLERY if gallery == 0 else Reason.NO_MATCH
