@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from ...drivers.models.loader import ModelOptions, load_models
 from ...runtime.config.recognition import DecisionSettings, RecognitionSection
-from .calibration import embed_for_calibration, list_images
+from .calibration import EmbeddedSet, embed_for_calibration, list_images, pair_scores
 from .engine import threshold_policy
 from .errors import ImageRejected
 from .image import decode_image
@@ -91,6 +91,10 @@ def measure(root: Path, *, every: int, settings: DecisionSettings) -> dict[str, 
     gen = [r for i, n in enumerate(enrolled) for r in runs(by_person[n][1:], i)]
     imp_frames = _votes(gallery, np.stack([e for n in impostors for e in by_person[n]]))
     n_imp, n_gen = max(1, len(imp)), max(1, len(gen))
+    labels = [i for i, n in enumerate(names) for _ in by_person[n]]
+    pairs = pair_scores(EmbeddedSet(
+        embeddings=np.stack([e for n in names for e in by_person[n]]),
+        labels=np.asarray(labels, np.int64), identities=len(names), images=len(labels), failed=0))
     return {
         "images_embedded": sum(len(v) for v in by_person.values()),
         "gallery": len(enrolled),
@@ -103,6 +107,10 @@ def measure(root: Path, *, every: int, settings: DecisionSettings) -> dict[str, 
         "impostor_frame_rate_at_threshold": float(np.mean([x[1] >= thr for x in imp_frames])),
         "impostor_frame_rate_fast": float(np.mean([x[1] >= fs and x[2] >= fm
                                                    for x in imp_frames])),
+        "impostor_pairs": int(pairs.impostor_sorted.size),
+        "pair_fmr_at_threshold": pairs.fmr(thr),
+        "pair_fmr_at_fast_score": pairs.fmr(fs),
+        "genuine_pair_rate_at_fast_score": float(np.mean(pairs.genuine >= fs)),
         "genuine_runs": len(gen),
         "genuine_granted_fixed": sum(f for f, _, _ in gen) / n_gen,
         "genuine_granted_adaptive": sum(f or q for f, q, _ in gen) / n_gen,

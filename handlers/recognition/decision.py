@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from ...drivers.models.detector import Detection
 from ...runtime.config.recognition import DecisionSettings
 from ...runtime.events import AccessDecision, Decision, StageResult
 from .adaptive import required_frames
@@ -90,6 +91,19 @@ class DecisionEngine:
     @property
     def tracking(self) -> bool:
         return self._track is not None
+
+    def hold(self, now: float) -> Callable[[Detection], bool] | None:
+        """A predicate for a frame taken at ``now``: is this face in a decided, cooling-down track?
+
+        Snapshot of the current track (safe to call in a worker thread); None when
+        no track is decided, so the frame must be analysed in full.
+        """
+        tr, s = self._track, self.settings
+        if (tr is None or tr.decided_at is None or now - tr.decided_at >= s.cooldown_s
+                or now - tr.last_seen > s.track_lost_s):
+            return None
+        box = tr.box
+        return lambda d: iou(box, d.box) >= s.track_iou
 
     def observe(self, a: FrameAnalysis, now: float, wall: float) -> list[AccessDecision]:
         """Feed one frame's analysis taken at monotonic ``now``; returns 0..2 decisions."""

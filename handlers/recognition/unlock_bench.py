@@ -48,7 +48,7 @@ ADAPTIVE = DecisionSettings(fast_k=2)
 def _jitter(frame: npt.NDArray[np.uint8], rng: np.random.Generator) -> npt.NDArray[np.uint8]:
     h, w = frame.shape[:2]
     m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-1, 1), 1 + rng.uniform(-0.01, 0.01))
-    m[:, 2] += rng.uniform(-2.5, 2.5, 2)
+    m[:, 2] = m[:, 2] + rng.uniform(-2.5, 2.5, 2)
     return np.asarray(cv2.warpAffine(frame, m, (w, h), borderMode=cv2.BORDER_REPLICATE), np.uint8)
 
 
@@ -96,7 +96,8 @@ def simulate(engine: RecognitionEngine, s: DecisionSettings, analyses: list[Fram
             last_taken = i
             for d in dec.observe(a, arrival, arrival):
                 if d.decision is Decision.GRANTED:
-                    done, _ = free, used.append(d.frames)
+                    done = free
+                    used.append(d.frames)
         unlock.append((done if done is not None else float("nan")) * 1e3)
     ok = [u for u in unlock if not math.isnan(u)]
     return {"time_to_unlock_ms": percentiles(ok), "p95_ms": round(float(np.percentile(ok, 95)), 1),
