@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from ...drivers.models.loader import ModelOptions, load_models
 from ...runtime.config.recognition import DecisionSettings, RecognitionSection
+from ...runtime.logs import configure_logging
 from .calibration import EmbeddedSet, embed_for_calibration, list_images, pair_scores
 from .engine import threshold_policy
 from .errors import ImageRejected
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fast-score", type=float, default=DecisionSettings().fast_score)
     ap.add_argument("--fast-margin", type=float, default=DecisionSettings().fast_margin)
     args = ap.parse_args(argv)
+    configure_logging(device_id="cli", level="warning", stream=sys.stderr)  # stdout: JSON
     if not args.root.is_dir():
         print(f"adaptive_fmr: {args.root}: not a directory", file=sys.stderr)
         return 2

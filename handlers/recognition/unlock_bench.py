@@ -24,6 +24,7 @@ import asyncio
 import dataclasses
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ import numpy.typing as npt
 from ...drivers.models.loader import ModelOptions, load_models
 from ...runtime.config.recognition import DecisionSettings, RecognitionSection
 from ...runtime.events import Decision
+from ...runtime.logs import configure_logging
 from .bench import make_frames, percentiles
 from .cpu import cpu_label
 from .decision import DecisionEngine
@@ -137,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frame-ms", type=float, default=None,
                     help="replay with this analysis time instead of the measured ones (modelled)")
     args = ap.parse_args(argv)
+    configure_logging(device_id="cli", level="warning", stream=sys.stderr)  # stdout: JSON
     print(json.dumps(run(args.face, args.frames, args.trials, args.frame_ms), indent=2))
     return 0
 
