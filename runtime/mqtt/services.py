@@ -153,6 +153,7 @@ class CommandsRunner:
             clock=self._clock,
             nonce_store=getattr(store, "kv", None),
             tunables=tunables,
+            result_store=getattr(store, "command_results", None),
         )
         if not self._cfg.commands.operators:
             _log.warning("commands.no_operators", detail="only 'ping' can succeed")

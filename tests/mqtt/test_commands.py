@@ -177,8 +177,15 @@ async def test_bad_commands_are_refused_without_actuation(device: Device, operat
         reply = await operator.call("open", payload)
         assert reply["ok"] is False and reply["code"] == code, (code, reply)
     assert device.actuations == 0
-    assert (await operator.call("open", replayed))["ok"] is True
-    assert (await operator.call("open", replayed))["code"] == "replay"
+    first = await operator.call("open", replayed)
+    assert first["ok"] is True and "replayed" not in first
+    # A retry of the same signed command replays its result (issue 10.10) ...
+    again = await operator.call("open", replayed)
+    assert again["ok"] is True and again["replayed"] is True and again["code"] == "ok"
+    # ... but a DIFFERENT envelope reusing the nonce is still a replay.
+    nonce = json.loads(replayed)["nonce"]
+    reused = await operator.call("open", signed("open", nonce=nonce, ts_ms=now_ms() + 1))
+    assert reused["code"] == "replay" and "replayed" not in reused
     assert device.actuations == 1
     await asyncio.sleep(0.05)
     rejected = [e for e in device.security if e.kind is SecurityKind.COMMAND_REJECTED]
