@@ -38,7 +38,9 @@ pytestmark = pytest.mark.mosquitto
 
 
 @asynccontextmanager
-async def running_device(tmp_path: Path, mosquitto: MosquittoBroker, kek: KekSource) -> AsyncIterator[SimulatedGpio]:
+async def running_device(
+    tmp_path: Path, mosquitto: MosquittoBroker, kek: KekSource
+) -> AsyncIterator[SimulatedGpio]:
     """One device life: store + link + door + command service; yields its GPIO."""
     clock = SystemClock()
     bus = EventBus()
@@ -57,7 +59,10 @@ async def running_device(tmp_path: Path, mosquitto: MosquittoBroker, kek: KekSou
             nonce_store=store.kv,
             result_store=store.command_results,
         )
-        tasks = [tg.create_task(door.run(), name="test.door"), tg.create_task(svc.run(), name="test.commands")]
+        tasks = [
+            tg.create_task(door.run(), name="test.door"),
+            tg.create_task(svc.run(), name="test.commands"),
+        ]
         await asyncio.wait_for(link.wait_connected(), 10)
         await asyncio.wait_for(svc.wait_ready(), 5)
         await asyncio.sleep(0.2)  # the SUBSCRIBE reaches the broker
