@@ -54,6 +54,7 @@ from .auth import Verifier
 from .errors import CommandError, CommandRefused, VerbFailed
 from .guard import check_shape
 from .idempotent import ACTUATING_VERBS, MemoryResults, ResultLedger
+from .reply_sig import ReplySigner, sign_reply
 from .schema import VERBS, first_error, schema_name
 from .verbs import Invocation, VerbTable
 
@@ -129,7 +130,9 @@ class CommandService:
         queue: int = 32,
         name: str = "commands",
         ledger: ResultLedger | None = None,
+        signer: ReplySigner | None = None,
     ) -> None:
+        self._signer = signer
         self._ledger = ledger or ResultLedger(MemoryResults(), window_s=verifier.window_s)
         self._link = link
         self._verifier = verifier
@@ -425,6 +428,9 @@ class CommandService:
         if not outcome.authenticated and not self._own_reply(topic):
             # Unauthenticated: never reflect to a topic the sender chose (issue 10.9).
             topic = own
+        if self._signer is not None:
+            bound = correlation if correlation is not None else (outcome.correlation_id or "").encode("utf-8")
+            body = sign_reply(body, bound, self._signer)
         try:
             # QoS 0 for a command that did not authenticate: a flood of junk must not make
             # the worker wait for a PUBACK per refusal (best effort is all a stranger gets).
