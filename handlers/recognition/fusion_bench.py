@@ -28,12 +28,13 @@ import numpy as np
 import numpy.typing as npt
 
 from ...drivers.models.loader import LoadedModels, ModelOptions, load_models
+from ...runtime.demo import faces_dir
 from .bench import make_frames, percentiles
 from .fusion import EmbedOptions
 from .matcher import Matcher
 from .pipeline import FramePipeline
 
-SAMPLE = Path(__file__).resolve().parents[2] / "tests" / "data" / "faces" / "obama.jpg"
+SAMPLE = faces_dir() / "obama.jpg"  # shipped with the package: the bench runs from a wheel
 
 
 def _cpu() -> str:

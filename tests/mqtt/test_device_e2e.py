@@ -101,6 +101,8 @@ async def test_enrol_over_mqtt_recognise_then_withdraw(sim_device: SimDevice, mq
     # tests/mqtt/test_cli_and_integrations.py and tests/policy/test_live_rotation.py cover that).
     reply = await dev.command("keys/rotate")
     assert reply["ok"] is True, reply
+    # Simulated devices carry a valid test licence: bytes that are no licence are refused with
+    # their state (docs/licence.md), and the installed licence stays in force.
     reply = await dev.command("licence/install", licence_b64="AAAA")
     # The device is licensed (simulated devices get a valid test licence): garbage is
     # refused by the licence check itself and the licence in force stays.
