@@ -104,8 +104,6 @@ async def test_enrol_over_mqtt_recognise_then_withdraw(sim_device: SimDevice, mq
     # Simulated devices carry a valid test licence: bytes that are no licence are refused with
     # their state (docs/licence.md), and the installed licence stays in force.
     reply = await dev.command("licence/install", licence_b64="AAAA")
-    # The device is licensed (simulated devices get a valid test licence): garbage is
-    # refused by the licence check itself and the licence in force stays.
     assert reply["ok"] is False and reply["code"] == "invalid_signature", reply
     assert reply["message"].startswith("licence not installed (invalid_signature)"), reply
 
