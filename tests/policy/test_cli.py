@@ -152,3 +152,18 @@ def test_enrol_names_a_missing_or_failing_image_without_a_traceback(
     assert f"image 2 of 2 ({blank}) failed" in err and "Traceback" not in err, err
     assert main(["subjects", "list", "-c", c]) == 0
     assert "0 subject(s)" in capsys.readouterr().err
+
+
+def test_missing_kek_on_an_initialised_db_does_not_advise_keys_init(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The advice must be something that works: 'keys init' refuses an initialised database."""
+    c = str(config)
+    assert main(["subjects", "list", "-c", c]) == 0  # opens: initialised
+    (tmp_path / "facegate.kek").unlink()
+    capsys.readouterr()
+    assert main(["subjects", "list", "-c", c]) != 0
+    err = capsys.readouterr().err
+    assert "already initialised" in err and "restore" in err, err
+    assert "run 'facegate keys init'" not in err and "Traceback" not in err, err
+    assert main(["keys", "init", "-c", c]) != 0  # ... which is why it is not advised
