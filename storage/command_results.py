@@ -32,7 +32,7 @@ class StoredResult:
 
 
 class CommandResults:
-    """The ``command_results`` table (created by schema migration 3)."""
+    """The ``command_results`` table (created by schema migration 4)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
