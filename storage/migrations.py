@@ -128,6 +128,37 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        3,
+        (
+            # Anti-passback: the last passage per subject (typed access: storage/passages.py).
+            # Pseudonymous ids, a direction and a time only; rows older than the timeout are pruned.
+            """CREATE TABLE passages (
+                subject_id TEXT PRIMARY KEY,
+                direction TEXT NOT NULL,
+                at REAL NOT NULL
+            )""",
+        ),
+    ),
+    (
+        4,
+        (
+            # Results of actuating commands by nonce (typed access: storage/command_results.py),
+            # so a retry of the same signed command replays its result instead of actuating
+            # again, also after a restart. No personal data: verb, code and the verb's result.
+            """CREATE TABLE command_results (
+                nonce TEXT PRIMARY KEY,
+                verb TEXT NOT NULL,
+                sig_digest TEXT NOT NULL,
+                ok INTEGER NOT NULL,
+                code TEXT NOT NULL,
+                message TEXT NOT NULL,
+                result TEXT NOT NULL,
+                at REAL NOT NULL
+            )""",
+            "CREATE INDEX command_results_at ON command_results(at)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -135,7 +135,8 @@ class DoorController:
             raise DoorLockedDownError("door is in lockdown")
         if not self._has_relay:
             raise DoorNoRelayError("gpio.relay = 'none': an external controller owns the lock")
-        self._pulse(f"command:{cause}")
+        # The command layer already says ``command:<nonce>``: do not prefix twice.
+        self._pulse(cause if cause.startswith("command:") else f"command:{cause}")
 
     def lockdown(self, cause: str = "command") -> None:
         """Lock now and refuse grants and remote opens until :meth:`release`.
@@ -228,7 +229,8 @@ class DoorController:
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, AccessDecision):
-            if event.decision is Decision.GRANTED:
+            if event.decision is Decision.GRANTED and event.reason != "remote_open":
+                # remote_open: the command already actuated the door (handlers/access/remote.py)
                 if self._lockdown:
                     self.counters["refused"] += 1
                     _log.info("door.grant_refused", reason="lockdown", decision=event.event_id)
