@@ -37,8 +37,8 @@ from ...drivers.models.loader import ModelOptions, load_models
 from ...runtime.config.recognition import DecisionSettings, RecognitionSection
 from ...runtime.events import Decision
 from ...runtime.logs import configure_logging
+from ...runtime.machine import cpu_label
 from .bench import make_frames, percentiles
-from .cpu import cpu_label
 from .decision import DecisionEngine
 from .engine import RecognitionEngine
 from .pipeline import FrameAnalysis
