@@ -176,7 +176,8 @@ class FusionSettings:
     flip: bool = setting(
         True,
         doc="Embed the aligned face and its mirror image in one batch and average the two "
-        "(enrolment and gate alike); costs one more recogniser row per frame.",
+        "(enrolment and gate alike); costs one more recogniser row per frame.  At the gate "
+        "only uncertain faces get the mirror row (flip_band, flip_margin).",
     )
     flip_band: float = setting(
         0.08,
