@@ -148,6 +148,7 @@ FACTORIES: list[Factory] = [
     add_gpio_and_door,
     _subsystem("drivers.camera.assembly"),
     _subsystem("handlers.recognition.assembly"),
+    _subsystem("handlers.access.assembly"),
     _subsystem("policy.assembly"),
     _subsystem("policy.licence.assembly"),
     add_mqtt,

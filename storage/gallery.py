@@ -40,6 +40,7 @@ from .enrolment import EnrolResult, as_embeddings, check_id, create_missing_keys
 from .errors import KeyUnavailableError, SubjectNotFoundError, TamperError
 from .keys import KeyRing
 from .loader import LoadReport, TemplateSink, load_gallery
+from .passages import forget_passages
 from .uuid7 import uuid7_str
 
 _log = structlog.get_logger("facegate.storage")
@@ -219,6 +220,7 @@ class Gallery:
                 raise SubjectNotFoundError(f"no subject {subject_id}")
             n = await tx.execute("DELETE FROM templates WHERE subject_id = ?", (subject_id,))
             await tx.execute("DELETE FROM subjects WHERE subject_id = ?", (subject_id,))
+            await forget_passages(tx, subject_id)  # anti-passback state (storage/passages.py)
             receipt = ErasureReceipt(uuid7_str(), subject_id, n, tx.at)
             await audit.append(
                 tx,

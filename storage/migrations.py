@@ -128,6 +128,18 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        3,
+        (
+            # Anti-passback: the last passage per subject (typed access: storage/passages.py).
+            # Pseudonymous ids, a direction and a time only; rows older than the timeout are pruned.
+            """CREATE TABLE passages (
+                subject_id TEXT PRIMARY KEY,
+                direction TEXT NOT NULL,
+                at REAL NOT NULL
+            )""",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

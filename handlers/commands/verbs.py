@@ -188,6 +188,9 @@ def device_verbs(
     door = components.get("door")
     if isinstance(door, Door):
         _bind_door(table, door)
+    from .remote_open import bind_remote_open  # noqa: PLC0415  # imports verbs (cycle)
+
+    bind_remote_open(table, components)
     privacy = components.get("privacy")
     if isinstance(privacy, PrivacyActions):
         _bind_privacy(table, privacy)

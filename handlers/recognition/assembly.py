@@ -180,4 +180,12 @@ def build(ctx: AssemblyContext, parts: Parts) -> None:
         host.passback = AntiPassback(access.anti_passback, access.anti_passback_timeout_s, ctx.clock)
         parts.components["access.passback"] = host.passback
         parts.services.append(PeerPassages(host.passback, access.peers, parts.components))
+        if store is not None:  # the state survives a restart (handlers/access/journal.py)
+            from ..access.journal import PassageJournal  # noqa: PLC0415  # optional part
+
+            journal = PassageJournal(host.passback, store, ctx.clock)
+            host.passback.journal = journal
+            parts.resources.append(journal)
+            parts.services.append(journal)
+            parts.components["access.passback_journal"] = journal
     ctx.health.register("recognition", host.health)
