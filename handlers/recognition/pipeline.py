@@ -160,7 +160,7 @@ class FramePipeline:
             out.reason = Reason(live_failed.reason)
             return out
         self._embed_and_search(out, crop, search=search)
-        lat["embed"] = (time.perf_counter() - t4) * 1e3
+        lat["embed"] = (time.perf_counter() - t4) * 1e3 - lat.get("search", 0.0)
         lat["total"] = (time.perf_counter() - t0) * 1e3
         return out
 
@@ -175,11 +175,12 @@ class FramePipeline:
             if opts.flip:
                 self._count()
             if search:
-                out.search = self.matcher.search(out.embedding, k=2)
+                self._search(out)
             return
         plain = self.models.embedder.embed(crop[None])
         out.embedding = np.asarray(plain[0], dtype=np.float32)
-        out.search = self.matcher.search(out.embedding, k=2)
+        self._search(out)
+        assert out.search is not None
         best, second = out.search.best, out.search.runner_up
         threshold = self.threshold(out.search.subjects)
         if needs_mirror(best.score if best else None, second.score if second else None,
@@ -189,7 +190,15 @@ class FramePipeline:
             self._count()
             out.mirrored = True
             out.embedding = fuse_rows(np.concatenate([plain, mirror]))
-            out.search = self.matcher.search(out.embedding, k=2)
+            self._search(out)
+
+    def _search(self, out: FrameAnalysis) -> None:
+        """Top-2 subjects of ``out.embedding``; its time adds to ``latency_ms['search']``."""
+        assert out.embedding is not None
+        t = time.perf_counter()
+        out.search = self.matcher.search(out.embedding, k=2)
+        ms = (time.perf_counter() - t) * 1e3
+        out.latency_ms["search"] = out.latency_ms.get("search", 0.0) + ms
 
     def _count(self) -> None:
         with self._count_lock:
