@@ -39,7 +39,7 @@ from .quality import QualityLimits, assess, first_failure
 from .reasons import Reason
 from .selection import GATE_RULE, Roi, SelectionRule, select_face
 
-ENROL_MAX_YAW_DEG = 65.0
+ENROL_MAX_YAW_DEG = 85.0
 """Default ``fusion.enrol_max_yaw_deg``: enrolment photos accept a wider yaw than the gate."""
 
 

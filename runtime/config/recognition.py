@@ -195,7 +195,7 @@ class FusionSettings:
         le=1,
     )
     enrol_max_yaw_deg: float = setting(
-        65.0,
+        85.0,
         doc="Largest yaw (deg) accepted in an enrolment photo (the live gate uses "
         "quality.max_yaw_deg): a photo is enrolled offline with both views fused, so a wider "
         "pose is still a usable template.",
