@@ -26,6 +26,7 @@ from ..runtime.clock import Clock, SystemClock
 from ..runtime.events import SecurityEvent, SecurityKind
 from . import audit as _audit
 from .audit import AuditRecord, AuditVerification, Scalar, verify_chain
+from .command_results import CommandResults
 from .db import Database, Publish, Tx
 from .gallery import Gallery
 from .kek import KekSource, KekSourceKind
@@ -115,6 +116,7 @@ class Store:
         )
         self.outbox = Outbox(self.db, max_pending=outbox_max_pending, clock=self.clock)
         self.kv = KvState(self.db)
+        self.command_results = CommandResults(self.db)
         self._register = register_kek
 
     @classmethod

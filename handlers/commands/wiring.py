@@ -8,6 +8,8 @@ from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.config.link import CommandsSection
 from .auth import NonceCache, NonceStore, Verifier
+from .idempotent import MemoryResults, ResultLedger, ResultStore
+from .reply_sig import ReplySigner
 from .service import CommandLink, CommandService
 from .verbs import Tunables, device_verbs
 
@@ -21,6 +23,8 @@ async def build_command_service(
     clock: Clock,
     nonce_store: NonceStore | None = None,
     tunables: Tunables | None = None,
+    result_store: ResultStore | None = None,
+    signer: ReplySigner | None = None,
 ) -> CommandService:
     """A ready :class:`CommandService` (its nonce cache already loaded from ``nonce_store``).
 
@@ -48,4 +52,6 @@ async def build_command_service(
         clock=clock,
         max_payload_bytes=section.max_payload_bytes,
         queue=section.queue,
+        ledger=ResultLedger(result_store or MemoryResults(), window_s=section.window_s),
+        signer=signer,
     )

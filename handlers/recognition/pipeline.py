@@ -71,6 +71,8 @@ class FrameAnalysis:
     mirrored: bool = False
     """The mirror view was embedded and fused (uncertain plain view, or always)."""
     latency_ms: dict[str, float] = field(default_factory=dict)
+    skipped: bool = False
+    """The target's track was already decided: analysis stopped after selection."""
 
     @property
     def usable(self) -> bool:
@@ -108,6 +110,8 @@ class FramePipeline:
         self.mirror_passes = 0
         """Recogniser runs spent on a mirror view (work counter, for tests and benches)."""
         self._count_lock = threading.Lock()
+        self.embedded = 0
+        """Faces embedded so far (a work counter for benches and tests)."""
 
     def analyse(
         self,
@@ -115,6 +119,7 @@ class FramePipeline:
         ir: npt.NDArray[np.uint8] | None = None,
         *,
         search: bool = True,
+        skip_if: Callable[[Detection], bool] | None = None,
     ) -> FrameAnalysis:
         """Analyse one frame. Never raises for bad pixels: the reason says what was wrong."""
         lat: dict[str, float] = {}
@@ -133,6 +138,10 @@ class FramePipeline:
         sel = select_face(faces, bgr.shape[1], bgr.shape[0], self.rule)
         if sel.face is None:
             return FrameAnalysis(reason=sel.reason, faces=len(faces), latency_ms=lat)
+        if skip_if is not None and skip_if(sel.face):
+            # Its track is decided and cooling down: nothing after this can change a decision.
+            return FrameAnalysis(reason=Reason.OK, faces=len(faces), target=sel.face,
+                                 latency_ms=lat, skipped=True)
         target = refine(self.models.detector, bgr, sel.face, self.embed_opts)
         t_ref = time.perf_counter()
         lat["refine"] = (t_ref - t1) * 1e3
@@ -160,6 +169,7 @@ class FramePipeline:
             out.reason = Reason(live_failed.reason)
             return out
         self._embed_and_search(out, crop, search=search)
+        self.embedded += 1
         lat["embed"] = (time.perf_counter() - t4) * 1e3 - lat.get("search", 0.0)
         lat["total"] = (time.perf_counter() - t0) * 1e3
         return out

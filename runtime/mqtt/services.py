@@ -145,6 +145,11 @@ class CommandsRunner:
 
             tunables.register("telemetry_interval_s", Tunable("seconds between telemetry", set_interval))
         store: Any = self._components.get("store")
+        signer: Any = None
+        if store is not None and hasattr(store, "keys"):
+            from ...policy.device_keys import SigningKey  # noqa: PLC0415  # policy loads lazily
+
+            signer = await SigningKey.load(store)  # replies are signed with the device key (issue 10.9)
         self.service = await build_command_service(
             self._cfg.commands,
             self._link,
@@ -153,6 +158,8 @@ class CommandsRunner:
             clock=self._clock,
             nonce_store=getattr(store, "kv", None),
             tunables=tunables,
+            result_store=getattr(store, "command_results", None),
+            signer=signer,
         )
         if not self._cfg.commands.operators:
             _log.warning("commands.no_operators", detail="only 'ping' can succeed")
