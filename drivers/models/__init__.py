@@ -10,15 +10,13 @@ user-supplied models; :func:`check_same_model`; the error tree rooted at
 fold (``optimize.py``); user recognisers always run that fp32 rewrite.
 """
 
-import os
-
-# onnxruntime reads this at import: no usage telemetry from a device (set before any import).
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-
+# No telemetry switch here: facegate.drivers imports facegate.runtime first, which turns
+# onnxruntime's telemetry off before any module of this package can import it (RULES R28).
 from .detector import Detection, FaceDetector
 from .embedder import FaceEmbedder
 from .errors import (
     InferenceError,
+    ModelCacheError,
     ModelError,
     ModelFileMissing,
     ModelFormatError,
@@ -48,6 +46,7 @@ __all__ = [
     "FaceEmbedder",
     "InferenceError",
     "LoadedModels",
+    "ModelCacheError",
     "ModelError",
     "ModelFamily",
     "ModelFileMissing",

@@ -33,5 +33,9 @@ class ModelFormatError(ModelError):
     """The file is not an ONNX graph of the expected kind (inputs, outputs, shapes)."""
 
 
+class ModelCacheError(ModelError):
+    """The model cache folder cannot be created or written (``recognition.models.cache_dir``)."""
+
+
 class InferenceError(ModelError):
     """onnxruntime failed while running a loaded model."""

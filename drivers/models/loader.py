@@ -22,7 +22,7 @@ from ...runtime.events import SecurityEvent, SecurityKind
 from .convert import convert_cached, optimized_cached
 from .detector import FaceDetector
 from .embedder import FaceEmbedder
-from .errors import ModelFormatError, ModelHashMismatch
+from .errors import ModelCacheError, ModelFormatError, ModelHashMismatch
 from .registry import BUILTIN_DETECTOR, BUILTIN_RECOGNIZER, ModelSpec, verify_pin
 from .session import make_session
 from .spin import AdaptiveSpin
@@ -91,11 +91,19 @@ def load_models(opts: ModelOptions | None = None) -> LoadedModels:
     cache = opts.cache_dir or default_cache_dir()
     verify_pin(opts.detector)
     verify_pin(opts.recognizer)
-    det_path = convert_cached(opts.detector.path, opts.detector.sha256, cache, dynamic_spatial=True)
-    plain_rec = convert_cached(
-        opts.recognizer.path, opts.recognizer.sha256, cache, dynamic_spatial=False
-    )
-    rec_path = optimized_cached(plain_rec)
+    try:
+        det_path = convert_cached(opts.detector.path, opts.detector.sha256, cache, dynamic_spatial=True)
+        plain_rec = convert_cached(
+            opts.recognizer.path, opts.recognizer.sha256, cache, dynamic_spatial=False
+        )
+        rec_path = optimized_cached(plain_rec)
+    except OSError as exc:
+        # The pins were verified above, so an OSError here is the cache folder (an operator
+        # mistake): say which folder and which key, not a traceback.
+        raise ModelCacheError(
+            f"model cache {cache} cannot be written ({exc.strerror or exc}): "
+            "set recognition.models.cache_dir to a writable folder"
+        ) from None
     model_id = opts.recognizer.model_id
     precision = opts.recognizer_precision
     if precision is None:
@@ -105,7 +113,13 @@ def load_models(opts: ModelOptions | None = None) -> LoadedModels:
 
         if opts.recognizer != BUILTIN_RECOGNIZER or rec_path == plain_rec:
             raise ModelFormatError("int8 precision is available for the built-in SFace only")
-        rec_path = quantize_cached(rec_path, BUILTIN_RANGES)
+        try:
+            rec_path = quantize_cached(rec_path, BUILTIN_RANGES)
+        except OSError as exc:
+            raise ModelCacheError(
+                f"model cache {cache} cannot be written ({exc.strerror or exc}): "
+                "set recognition.models.cache_dir to a writable folder"
+            ) from None
         # ":" not "+": model ids must pass storage's id rule (A-Z a-z 0-9 . _ : @ -).
         model_id = f"{model_id}:{recipe_tag(BUILTIN_RANGES)}"
     elif precision != "fp32":
