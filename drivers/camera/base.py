@@ -62,6 +62,17 @@ class CameraService:
         """A telemetry snapshot."""
         raise NotImplementedError
 
+    def health(self) -> dict[str, int | float | str | bool | None]:
+        """Counters for telemetry (``frames_dropped`` is summed by the health monitor)."""
+        s = self.stats()
+        return {
+            "state": s.state,
+            "captured": s.captured,
+            "published": s.published,
+            "frames_dropped": s.dropped,
+            "reconnects": s.reconnects,
+        }
+
     async def run(self) -> None:  # pragma: no cover - overridden
         """Capture and publish frames until cancelled."""
         raise NotImplementedError

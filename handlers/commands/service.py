@@ -31,7 +31,7 @@ import structlog
 
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock, utc_iso
-from ...runtime.errors import FacegateError
+from ...runtime.errors import CodedError, FacegateError
 from ...runtime.events import SecurityEvent, SecurityKind
 from ...runtime.mqtt import InboundMessage, MqttPublishError
 from ...runtime.mqtt.payloads import encode
@@ -39,7 +39,7 @@ from ...runtime.mqtt.topics import DeviceTopics, check_topic
 from .auth import Verifier
 from .errors import CommandError, CommandRefused, VerbFailed
 from .schema import VERBS, first_error, schema_name
-from .verbs import Invocation, VerbTable
+from .verbs import Invocation, VerbTable, coded
 
 _log = structlog.get_logger("facegate.commands")
 
@@ -187,6 +187,9 @@ class CommandService:
             result = await self._verbs.run(inv)
         except CommandError as exc:
             return self._refused(exc, topic_verb, env)
+        except CodedError as exc:
+            # A part's own coded refusal (policy, key rotation): its code is the reply code.
+            return self._refused(coded(exc), topic_verb, env)
         except FacegateError as exc:
             # A part's own typed failure (GPIO, storage, ...): reply 'failed' instead of
             # crashing the worker (which loses the reply and restarts the service). Its

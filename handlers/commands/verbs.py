@@ -1,19 +1,23 @@
 """What each verb does, bound to the device's parts.
 
 :class:`VerbTable` maps a verb to an async handler ``(Invocation) -> result dict``.
-:func:`device_verbs` binds the verbs to whatever the device has:
+:func:`device_verbs` binds the verbs to the parts the composition root passes in
+(typed keyword arguments; None means this device was built without that part):
 
 * ``ping``: always;
 * ``open`` / ``lockdown`` / ``release``: the door controller (``open(cause)``,
   ``lockdown(cause)``, ``release(cause)``); the cause is ``command:<nonce>``,
   never the operator's name;
 * ``set``: the :class:`Tunables` registry (settings components chose to expose);
-* ``enroll`` / ``erase`` / ``export`` / ``withdraw`` / ``rectify``: a
-  :class:`PrivacyActions` component (the policy layer);
-* ``licence/install``: a :class:`LicenceInstaller` component;
-* ``keys/rotate``: a :class:`KeyRotator` component.
+* ``enroll`` / ``erase`` / ``export`` / ``withdraw`` / ``rectify``: the
+  :class:`PrivacyActions` of the policy layer (absent when storage is off);
+* ``licence/install``: a :class:`LicenceInstaller`;
+* ``keys/rotate``: a :class:`KeyRotator`.
 
-A verb whose part is missing replies ``not_available`` and actuates nothing.
+A verb whose part is absent replies ``not_available`` and actuates nothing.
+Parts raise their own :class:`~facegate.runtime.errors.CodedError` subclasses;
+the service maps them to reply codes with :func:`coded` (the command layer
+imports no subsystem's errors).
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ import base64
 import binascii
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from ...runtime import __version__
 from ...runtime.clock import Clock, utc_iso
-from .errors import CommandRefused, VerbFailed, VerbNotAvailable
+from ...runtime.errors import CodedError
+from .errors import CommandError, CommandRefused, VerbFailed, VerbNotAvailable
 
 Result = dict[str, Any]
 
@@ -79,7 +84,6 @@ class VerbTable:
         return await handler(inv)
 
 
-@runtime_checkable
 class Door(Protocol):
     """The door controller's command API (facegate.handlers.door.DoorController)."""
 
@@ -90,15 +94,13 @@ class Door(Protocol):
     def release(self, cause: str = ...) -> None: ...
 
 
-@runtime_checkable
 class PrivacyActions(Protocol):
-    """Data-subject rights, implemented by the policy layer (component ``privacy``).
+    """Data-subject rights, implemented by the policy layer (:class:`facegate.policy.actions.PrivacyActions`).
 
     ``actor`` is the verified operator's name (recorded in the audit log, never
     in an event). Each returns a reply ``result`` of ids and counts only and
-    raises a :class:`~.errors.CommandError` with a stable code on failure
-    (``consent_required``, ``unknown_subject``, ``image_rejected:<reason>``, ...).
-    See :class:`facegate.policy.actions.PrivacyActions`.
+    raises a :class:`~facegate.runtime.errors.CodedError` with a stable code on
+    failure (``consent_required``, ``unknown_subject``, ``image_rejected:<reason>``, ...).
     """
 
     async def enroll(
@@ -114,16 +116,14 @@ class PrivacyActions(Protocol):
     async def rectify(self, subject_id: str, attributes: Mapping[str, Any], *, actor: str) -> Result: ...
 
 
-@runtime_checkable
 class LicenceInstaller(Protocol):
-    """Component ``licence``."""
+    """Installs a licence blob."""
 
     async def install(self, blob: bytes) -> Result: ...
 
 
-@runtime_checkable
 class KeyRotator(Protocol):
-    """Component ``keys`` (may refuse with ``not_supported_while_running``)."""
+    """Rotates the storage KEK (may refuse with ``not_supported_while_running``)."""
 
     async def rotate(self, *, actor: str) -> Result: ...
 
@@ -167,10 +167,24 @@ def _b64(value: str, what: str) -> bytes:
         raise CommandRefused(f"{what} is not valid base64", code="bad_args") from None
 
 
+def coded(exc: CodedError) -> CommandError:
+    """The reply error of a part's coded error: a refusal for bad input, else a failure."""
+    if exc.bad_input:
+        return CommandRefused(str(exc), code=exc.code)
+    return VerbFailed(str(exc), code=exc.code)
+
+
 def device_verbs(
-    components: Mapping[str, object], *, clock: Clock, device_id: str, tunables: Tunables
+    *,
+    clock: Clock,
+    device_id: str,
+    tunables: Tunables,
+    door: Door | None = None,
+    privacy: PrivacyActions | None = None,
+    licence: LicenceInstaller | None = None,
+    keys: KeyRotator | None = None,
 ) -> VerbTable:
-    """Bind every verb whose part is present in ``components``."""
+    """Bind ``ping``, ``set`` and every verb whose part is given."""
     table = VerbTable()
 
     async def ping(inv: Invocation) -> Result:
@@ -184,31 +198,22 @@ def device_verbs(
 
     table.bind("set", set_)
 
-    door = components.get("door")
-    if isinstance(door, Door):
+    if door is not None:
         _bind_door(table, door)
-    privacy = components.get("privacy")
-    if isinstance(privacy, PrivacyActions):
+    if privacy is not None:
         _bind_privacy(table, privacy)
-    licence = components.get("licence")
-    if isinstance(licence, LicenceInstaller):
+    if licence is not None:
         lic = licence
 
         async def install(inv: Invocation) -> Result:
             return await lic.install(_b64(str(inv.args["licence_b64"]), "licence_b64"))
 
         table.bind("licence/install", install)
-    keys = components.get("keys")
-    if isinstance(keys, KeyRotator):
+    if keys is not None:
         rot = keys
 
         async def rotate(inv: Invocation) -> Result:
-            from ...storage.errors import RotationError  # noqa: PLC0415  # optional part
-
-            try:
-                return await rot.rotate(actor=_actor(inv))
-            except RotationError as exc:
-                raise VerbFailed(str(exc), code=exc.code) from None
+            return await rot.rotate(actor=_actor(inv))
 
         table.bind("keys/rotate", rotate)
     return table

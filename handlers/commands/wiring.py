@@ -1,26 +1,27 @@
-"""Build the command service from config and the device's components."""
+"""Build the command service from config and the device's parts (typed, passed in)."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.config.link import CommandsSection
 from .auth import NonceCache, NonceStore, Verifier
 from .service import CommandLink, CommandService
-from .verbs import Tunables, device_verbs
+from .verbs import Door, KeyRotator, LicenceInstaller, PrivacyActions, Tunables, device_verbs
 
 
 async def build_command_service(
     section: CommandsSection,
     link: CommandLink,
     *,
-    components: Mapping[str, object],
     bus: EventBus,
     clock: Clock,
     nonce_store: NonceStore | None = None,
     tunables: Tunables | None = None,
+    door: Door | None = None,
+    privacy: PrivacyActions | None = None,
+    licence: LicenceInstaller | None = None,
+    keys: KeyRotator | None = None,
 ) -> CommandService:
     """A ready :class:`CommandService` (its nonce cache already loaded from ``nonce_store``).
 
@@ -38,7 +39,13 @@ async def build_command_service(
         nonces=nonces,
     )
     verbs = device_verbs(
-        components, clock=clock, device_id=link.topics.device_id, tunables=tunables or Tunables()
+        clock=clock,
+        device_id=link.topics.device_id,
+        tunables=tunables or Tunables(),
+        door=door,
+        privacy=privacy,
+        licence=licence,
+        keys=keys,
     )
     return CommandService(
         link,

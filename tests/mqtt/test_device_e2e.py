@@ -21,11 +21,12 @@ import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from facegate.app.device import Device
+from facegate.drivers.camera import SimulatedCamera
 from facegate.handlers.commands import first_error
 from facegate.policy import ConsentKind, ConsentMethod, Policy, device_public_key, verify_export
 from facegate.policy.actions import open_bundle
 from facegate.runtime.config import load_config
-from facegate.runtime.device import Device
 
 from ..fixtures.brokers import MosquittoBroker
 from .device_util import FACES, KEK_ENV, Operator, device_config, fresh_kek
@@ -52,12 +53,11 @@ async def device(
         device_config(tmp_path, mosquitto, operators={"alice": ALICE}, cache_dir=model_cache)
     )
     async with Device(loaded, handle_signals=False) as dev:
-        commands: Any = dev.parts.components["commands"]
+        assert dev.parts.mqtt is not None and dev.parts.mqtt.commands is not None
+        assert dev.parts.recognition is not None
         async with asyncio.timeout(120):
-            while commands.service is None:  # noqa: ASYNC110  # built when the service first runs
-                await asyncio.sleep(0.02)
-            await commands.service.wait_ready()
-            await dev.parts.components["recognition"].wait_ready()  # type: ignore[attr-defined]  # RecognitionHost
+            await dev.parts.mqtt.commands.wait_ready()
+            await dev.parts.recognition.wait_ready()
         await asyncio.sleep(0.3)  # the SUBSCRIBE reaches the broker
         yield dev
         dev.request_shutdown("test over")
@@ -97,8 +97,9 @@ def access_for(obs: Observer, start: int) -> Any:
 async def test_enrol_over_mqtt_recognise_then_withdraw(
     device: Device, operator: Operator, mosquitto: MosquittoBroker
 ) -> None:
-    policy: Policy = device.parts.components["policy"].policy  # type: ignore[attr-defined]  # PolicyHost
-    camera: Any = device.parts.components["camera"]
+    policy = device.parts.policy
+    camera = device.parts.camera
+    assert policy is not None and isinstance(camera, SimulatedCamera)
     image = base64.b64encode((FACES / "obama.jpg").read_bytes()).decode()
 
     async with observe(mosquitto, "facegate/v1/gate-1/#", client_id="outside") as obs:

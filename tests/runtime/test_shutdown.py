@@ -7,16 +7,16 @@ import json
 import os
 import signal
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
+from facegate.app.device import Builder, Device
+from facegate.app.root import Context, Parts, door_services, open_gpio
 from facegate.drivers.gpio import GpioUnavailableError, SimulatedGpio
-from facegate.handlers.door import DoorController
-from facegate.runtime.assembly import AssemblyContext, Parts, add_gpio_and_door, assemble
 from facegate.runtime.clock import ManualClock
-from facegate.runtime.device import Device
 from facegate.runtime.errors import ShutdownTimeoutError
-from facegate.runtime.service import ServiceState
+from facegate.runtime.service import SafeOutput, Service, ServiceState
 
 from .util import CapturedLogs, load_text
 
@@ -59,17 +59,19 @@ class SlowCleanup:
                 raise
 
 
-def gpio_only(*extra: object) -> Callable[[AssemblyContext], Parts]:
-    def assembler(ctx: AssemblyContext) -> Parts:
-        parts = assemble(ctx, [add_gpio_and_door])
-        parts.services.extend(extra)
-        return parts
+def gpio_only(*extra: Service, outputs: tuple[SafeOutput, ...] = ()) -> Builder:
+    """The root's GPIO and door parts only (plus ``extra`` services and safe outputs)."""
 
-    return assembler
+    async def builder(ctx: Context, stack: AsyncExitStack) -> Parts:
+        gpio = await open_gpio(ctx, stack)
+        door, services = door_services(ctx, gpio)
+        return Parts(gpio=gpio, door=door, services=(*services, *extra), safe_outputs=(door, *outputs))
+
+    return builder
 
 
 def sim(device: Device) -> SimulatedGpio:
-    gpio = device.parts.components["gpio"]
+    gpio = device.parts.gpio
     assert isinstance(gpio, SimulatedGpio)
     return gpio
 
@@ -79,11 +81,11 @@ def sim(device: Device) -> SimulatedGpio:
 async def test_sigterm_shuts_down_gracefully_into_safe_state(tmp_path: Path, safe: str) -> None:
     loaded = load_text(tmp_path, CONFIG.format(safe=safe))
     clock = ManualClock()
-    device = Device(loaded, clock=clock, assembler=gpio_only())
+    device = Device(loaded, clock=clock, builder=gpio_only())
     async with device:
         await settle()
         gpio = sim(device)
-        door = device.parts.component("door", DoorController)
+        door = device.parts.door
         await door.open("test")
         assert gpio.level(RELAY) is True
         os.kill(os.getpid(), signal.SIGTERM)  # a real signal through loop.add_signal_handler
@@ -113,18 +115,13 @@ async def test_forced_shutdown_enters_safe_state_first_and_is_bounded(
         def enter_safe_state(self) -> None:
             safe_calls.append((clock.monotonic(), slow.relay_at_second_cancel))
 
-    def assembler(ctx: AssemblyContext) -> Parts:
-        parts = gpio_only(slow)(ctx)
-        parts.safe_outputs.append(Recorder())
-        return parts
-
-    device = Device(loaded, clock=clock, assembler=assembler, handle_signals=False)
+    device = Device(loaded, clock=clock, builder=gpio_only(slow, outputs=(Recorder(),)), handle_signals=False)
     holder["d"] = device
 
     async def lifetime() -> None:
         async with device:
             await settle()
-            await device.parts.component("door", DoorController).open("test")
+            await device.parts.door.open("test")
             device.request_shutdown("test")
             await device.wait_shutdown()
 
@@ -153,11 +150,11 @@ async def test_forced_shutdown_enters_safe_state_first_and_is_bounded(
 @pytest.mark.asyncio
 async def test_exception_in_body_still_reaches_safe_state(tmp_path: Path) -> None:
     loaded = load_text(tmp_path, CONFIG.format(safe="locked"))
-    device = Device(loaded, clock=ManualClock(), assembler=gpio_only(), handle_signals=False)
+    device = Device(loaded, clock=ManualClock(), builder=gpio_only(), handle_signals=False)
     with pytest.raises(ZeroDivisionError):
         async with device:
             await settle()
-            await device.parts.component("door", DoorController).open("test")
+            await device.parts.door.open("test")
             assert sim(device).level(RELAY) is True
             _ = 1 / 0
     assert sim(device).level(RELAY) is False
@@ -167,11 +164,11 @@ async def test_exception_in_body_still_reaches_safe_state(tmp_path: Path) -> Non
 @pytest.mark.asyncio
 async def test_cancelled_device_task_still_reaches_safe_state(tmp_path: Path) -> None:
     loaded = load_text(tmp_path, CONFIG.format(safe="locked"))
-    device = Device(loaded, clock=ManualClock(), assembler=gpio_only(), handle_signals=False)
+    device = Device(loaded, clock=ManualClock(), builder=gpio_only(), handle_signals=False)
 
     async def lifetime() -> None:
         async with device:
-            await device.parts.component("door", DoorController).open("test")
+            await device.parts.door.open("test")
             await asyncio.Event().wait()
 
     task = asyncio.create_task(lifetime(), name="lifetime")
@@ -194,15 +191,19 @@ async def test_startup_failure_closes_opened_resources(tmp_path: Path) -> None:
         async def __aexit__(self, *exc: object) -> None:
             return None
 
-    def assembler(ctx: AssemblyContext) -> Parts:
-        parts = assemble(ctx, [add_gpio_and_door])
-        parts.resources.append(Broken())
-        return parts
+    opened: list[SimulatedGpio] = []
 
-    device = Device(loaded, clock=ManualClock(), assembler=assembler, handle_signals=False)
+    async def builder(ctx: Context, stack: AsyncExitStack) -> Parts:
+        gpio = await open_gpio(ctx, stack)
+        assert isinstance(gpio, SimulatedGpio)
+        opened.append(gpio)
+        await stack.enter_async_context(Broken())  # a later resource fails to open
+        raise AssertionError("not reached")
+
+    device = Device(loaded, clock=ManualClock(), builder=builder, handle_signals=False)
     with pytest.raises(GpioUnavailableError):
         await device.__aenter__()
-    assert not sim(device).is_open
+    assert len(opened) == 1 and not opened[0].is_open
     assert not device.started.is_set()
 
 
@@ -210,7 +211,7 @@ async def test_startup_failure_closes_opened_resources(tmp_path: Path) -> None:
 async def test_health_snapshot_reports_tasks_queues_and_uptime(tmp_path: Path) -> None:
     loaded = load_text(tmp_path, CONFIG.format(safe="locked"))
     clock = ManualClock()
-    device = Device(loaded, clock=clock, assembler=gpio_only(), handle_signals=False)
+    device = Device(loaded, clock=clock, builder=gpio_only(), handle_signals=False)
     async with device:
         await settle()
         await clock.advance(12.5)
@@ -235,7 +236,7 @@ async def test_second_shutdown_request_forces_without_waiting(tmp_path: Path) ->
     clock = ManualClock()
     holder: dict[str, Device] = {}
     slow = SlowCleanup(lambda: sim(holder["d"]))
-    device = Device(loaded, clock=clock, assembler=gpio_only(slow), handle_signals=False)
+    device = Device(loaded, clock=clock, builder=gpio_only(slow), handle_signals=False)
     holder["d"] = device
 
     async def lifetime() -> None:
@@ -261,12 +262,12 @@ async def test_second_shutdown_request_forces_without_waiting(tmp_path: Path) ->
 async def test_serve_runs_its_body_as_a_named_task(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from facegate.runtime.cli import run_cmd  # noqa: PLC0415  # the module under test
+    from facegate.app.cli import run_cmd  # noqa: PLC0415  # the module under test
 
     loaded = load_text(tmp_path, CONFIG.format(safe="locked"))
 
     def device(cfg: object, **kw: object) -> Device:
-        return Device(loaded, assembler=gpio_only(), handle_signals=False)
+        return Device(loaded, builder=gpio_only(), handle_signals=False)
 
     monkeypatch.setattr(run_cmd, "Device", device)
     seen: list[str] = []

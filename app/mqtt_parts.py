@@ -1,0 +1,157 @@
+"""Phase 2 of the composition root for MQTT: the link and the services that use it.
+
+The transport (:mod:`facegate.runtime.mqtt`) knows nothing of events or
+commands; this module joins it to the MQTT-out handlers
+(:mod:`facegate.handlers.reporting`: durable events, names, metrics, Home
+Assistant discovery) and the MQTT-in handler (:mod:`facegate.handlers.commands`),
+each built with its real collaborators as constructor arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from ..handlers.commands import CommandService, Tunable, Tunables, build_command_service
+from ..handlers.commands.verbs import Door, KeyRotator, LicenceInstaller, PrivacyActions
+from ..handlers.reporting.codec import EventCodec
+from ..handlers.reporting.durable import DurableEvents
+from ..handlers.reporting.homeassistant import HomeAssistantDiscovery
+from ..handlers.reporting.metrics import LinkMetrics
+from ..handlers.reporting.names import SubjectNames
+from ..runtime.bus import EventBus
+from ..runtime.clock import Clock
+from ..runtime.config import DeviceConfig, LoadedConfig
+from ..runtime.health import HealthMonitor
+from ..runtime.mqtt import MqttLink, TelemetryPublisher
+from ..runtime.service import Service
+from ..storage import Store
+
+_log = structlog.get_logger("facegate.mqtt")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkParts:
+    """The MQTT link and its services (None: not in this build or not configured)."""
+
+    link: MqttLink
+    metrics: LinkMetrics
+    events: DurableEvents | None = None
+    """None without a store: events are then not published (logged at start)."""
+    names: SubjectNames | None = None
+    """Display names for ``event/access`` when ``events.include_names`` is on."""
+    commands: CommandService | None = None
+    homeassistant: HomeAssistantDiscovery | None = None
+
+    @property
+    def services(self) -> tuple[Service, ...]:
+        """Supervised in this order."""
+        found: list[Service | None] = [
+            self.link,
+            self.events,
+            self.names,
+            self.metrics,
+            self.commands,
+            self.homeassistant,
+        ]
+        return tuple(s for s in found if s is not None)
+
+
+async def build_link_parts(
+    loaded: LoadedConfig,
+    *,
+    clock: Clock,
+    bus: EventBus,
+    health: HealthMonitor,
+    store: Store | None,
+    door: Door | None,
+    privacy: PrivacyActions | None,
+    keys: KeyRotator | None,
+    licence: LicenceInstaller | None = None,
+) -> LinkParts:
+    """The link (telemetry = health snapshot + metrics), events, names, commands, discovery."""
+    cfg = loaded.config
+    metrics = LinkMetrics(bus, clock)
+    link = MqttLink.from_config(loaded, clock=clock, bus=bus, telemetry=metrics.telemetry(health.snapshot))
+    events: DurableEvents | None = None
+    names: SubjectNames | None = None
+    if store is None:
+        _log.error("mqtt.events_not_durable", reason="no store: events are not published")
+    else:
+        if cfg.events.include_names:
+            names = SubjectNames(store.gallery, clock=clock, bus=bus)
+        outbox = store.outbox
+        events = DurableEvents(
+            bus=bus,
+            outbox=outbox,
+            link=link,
+            codec=EventCodec(
+                link.topics.device_id,
+                include_names=names is not None,
+                names=names.get if names is not None else None,
+            ),
+            base_topic=link.topics.base,
+            clock=clock,
+            on_access=metrics.on_access,
+            redeliver_window_s=cfg.mqtt.redeliver_window_s,
+            names=names,
+        )
+        metrics.backlog = lambda: outbox.backlog
+    commands: CommandService | None = None
+    if cfg.commands.enabled:
+        commands = await build_command_service(
+            cfg.commands,
+            link,
+            bus=bus,
+            clock=clock,
+            nonce_store=store.kv if store is not None else None,
+            tunables=_tunables(link.telemetry),
+            door=door,
+            privacy=privacy,
+            licence=licence,
+            keys=keys,
+        )
+        if not cfg.commands.operators:
+            _log.warning("commands.no_operators", detail="only 'ping' can succeed")
+    return LinkParts(
+        link=link,
+        metrics=metrics,
+        events=events,
+        names=names,
+        commands=commands,
+        homeassistant=_discovery(cfg, link, clock),
+    )
+
+
+def _tunables(telemetry: TelemetryPublisher | None) -> Tunables:
+    """What ``cmd/set`` may change at run time."""
+    tunables = Tunables()
+    if telemetry is not None:
+        tel = telemetry
+
+        def set_interval(value: float) -> None:
+            tel.interval_s = value  # the setter checks the type and range
+
+        tunables.register("telemetry_interval_s", Tunable("seconds between telemetry", set_interval))
+    return tunables
+
+
+def _discovery(cfg: DeviceConfig, link: MqttLink, clock: Clock) -> HomeAssistantDiscovery | None:
+    """Home Assistant discovery when configured; the lock only with an operator bridge."""
+    if not cfg.homeassistant.discovery:
+        return None
+    ha_cfg = cfg.homeassistant
+    bridge = ha_cfg.lock_bridge
+    operators: Mapping[str, object] = cfg.commands.operators
+    if ha_cfg.lock and not bridge:
+        _log.warning("mqtt.homeassistant.lock_disabled", reason="no lock_bridge: unlock cannot be signed")
+    elif ha_cfg.lock and bridge not in operators:
+        _log.warning("mqtt.homeassistant.lock_disabled", reason="lock_bridge is not an operator")
+    return HomeAssistantDiscovery(
+        link,
+        clock=clock,
+        prefix=ha_cfg.discovery_prefix,
+        lock=ha_cfg.lock and bool(bridge) and bridge in operators,
+    )

@@ -1,0 +1,293 @@
+"""The composition root: one device, opened and built in two typed phases.
+
+Phase 1, :func:`open_resources`, opens the resources in order and returns the
+real, opened objects (:class:`Resources`): the store, the GPIO driver, the
+recognition engine (models verified, gallery loaded into the matcher), the
+privacy policy, the embedded broker. Each one is entered on the caller's
+``AsyncExitStack``, so a failure at any step closes what was opened before,
+in reverse order, and the device refuses to start naming what failed.
+
+Phase 2, :func:`build_parts`, builds every service from those objects as
+constructor arguments and returns :class:`Parts`, a frozen dataclass of typed
+fields. The Device supervises ``Parts.services`` in order, enters the safe
+state of ``Parts.safe_outputs`` on every shutdown path and reads nothing by
+name. Adding a service or a verb is "add a field, pass it in": mypy checks the
+wiring, and a part that a config asks for but cannot be built is a start-up
+error, never a silent feature switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import structlog
+
+from ..drivers.camera import OpenCVCamera, SimulatedCamera, create_camera
+from ..drivers.gpio import GpioDriver, GpioInputWatcher, build_driver
+from ..handlers.door import DoorController
+from ..handlers.recognition.engine import RecognitionEngine
+from ..handlers.recognition.matcher import Matcher
+from ..handlers.recognition.service import RecognitionService
+from ..policy import Policy
+from ..policy.actions import PrivacyActions
+from ..policy.device_keys import rewrap_secrets
+from ..policy.retention import RetentionSweeper
+from ..policy.services import MatchRecorder, snapshot_sink
+from ..policy.watch import GalleryWatcher
+from ..runtime.bus import EventBus
+from ..runtime.clock import Clock
+from ..runtime.config import DeviceConfig, LoadedConfig
+from ..runtime.config.privacy import PrivacySection
+from ..runtime.health import HealthMonitor
+from ..runtime.mqtt import EmbeddedBroker
+from ..runtime.service import SafeOutput, Service
+from ..storage import Store
+from ..storage.live_rotation import LiveKeyRotation
+from .mqtt_parts import LinkParts, build_link_parts
+from .watchdog import SdNotifier, Watchdog
+
+_log = structlog.get_logger("facegate.root")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What both phases may use: the config and the device's shared floor parts."""
+
+    loaded: LoadedConfig
+    clock: Clock
+    bus: EventBus
+    health: HealthMonitor
+    started: asyncio.Event
+    """Set by the Device once every service has been launched."""
+    environ: Mapping[str, str]
+    repair: bool = False
+    """``facegate run --repair``: let the store rebuild after a failed integrity check."""
+
+    @property
+    def config(self) -> DeviceConfig:
+        """The validated device config."""
+        return self.loaded.config
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Phase 1: the opened resources, in the order they were opened."""
+
+    store: Store | None
+    gpio: GpioDriver
+    engine: RecognitionEngine | None
+    policy: Policy | None
+    broker: EmbeddedBroker | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Parts:
+    """Phase 2: every part of one device, typed. Tests and the CLI read these attributes."""
+
+    gpio: GpioDriver
+    door: DoorController
+    store: Store | None = None
+    keys: LiveKeyRotation | None = None
+    camera: OpenCVCamera | SimulatedCamera | None = None
+    engine: RecognitionEngine | None = None
+    recognition: RecognitionService | None = None
+    policy: Policy | None = None
+    privacy: PrivacyActions | None = None
+    broker: EmbeddedBroker | None = None
+    mqtt: LinkParts | None = None
+    """The MQTT link and its services (events, names, metrics, commands, discovery)."""
+    watchdog: Watchdog | None = None
+    services: tuple[Service, ...] = ()
+    """Supervised in this order (after every resource opened)."""
+    safe_outputs: tuple[SafeOutput, ...] = ()
+    on_stopping: tuple[Callable[[], None], ...] = ()
+
+
+# -- phase 1: resources ------------------------------------------------------------------------
+
+
+async def open_gpio(ctx: Context, stack: AsyncExitStack) -> GpioDriver:
+    """The GPIO driver, opened (its lines released at their safe level when the stack closes)."""
+    return await stack.enter_async_context(build_driver(ctx.config.gpio, ctx.clock))
+
+
+async def open_engine(ctx: Context, store: Store | None, stack: AsyncExitStack) -> RecognitionEngine:
+    """The recognition engine (models verified and opened off the loop), its matcher filled.
+
+    A model with the wrong hash stops the device here, before it serves anyone.
+    The store's decrypted gallery is loaded into the matcher, and the gallery
+    becomes the matcher's single writer until the stack closes.
+    """
+    engine = await RecognitionEngine.create(
+        ctx.config.recognition, bus=ctx.bus, clock=ctx.clock, config_path=ctx.loaded.path
+    )
+    if store is None:
+        return engine
+    report = await store.gallery.load_all(engine.matcher, model_id=engine.model_id)
+    store.gallery.attach(engine.matcher)
+    stack.callback(store.gallery.attach, None)
+    _log.info(
+        "recognition.gallery_loaded",
+        template_count=report.templates,
+        subject_count=engine.matcher.subject_count,
+        failures=len(report.failures),
+        other_models=report.other_models,
+    )
+    if report.other_models:
+        _log.warning(
+            "recognition.reenrolment_required",
+            other_models=report.other_models,
+            model_id=engine.model_id,
+            reason="templates of another model are never compared",
+            hint="re-enrol these subjects with this model, or set "
+            "[recognition.models] recognizer_precision to the build that made them "
+            "(templates enrolled before int8 became the default are fp32)",
+        )
+    return engine
+
+
+async def open_policy(
+    store: Store,
+    privacy: PrivacySection,
+    *,
+    clock: Clock,
+    matcher: Matcher | None,
+    device_id: str,
+    stack: AsyncExitStack,
+) -> Policy:
+    """The privacy policy over the open store; subjects no longer permitted leave the matcher."""
+    policy = await Policy(store, privacy, clock=clock, sink=matcher, device_id=device_id).open()
+    stack.callback(policy.attach, None)
+    return policy
+
+
+async def open_resources(ctx: Context, stack: AsyncExitStack) -> Resources:
+    """Phase 1: store, GPIO, engine, policy, broker, each entered on ``stack`` in this order."""
+    cfg = ctx.config
+    store: Store | None = None
+    if cfg.storage.enabled:
+        store = await stack.enter_async_context(
+            Store.from_config(cfg.storage, clock=ctx.clock, publish=ctx.bus.publish, repair=ctx.repair)
+        )
+    gpio = await open_gpio(ctx, stack)
+    engine = await open_engine(ctx, store, stack) if cfg.recognition.enabled else None
+    policy: Policy | None = None
+    if store is not None:
+        policy = await open_policy(
+            store,
+            cfg.privacy,
+            clock=ctx.clock,
+            matcher=engine.matcher if engine is not None else None,
+            device_id=cfg.device.id,
+            stack=stack,
+        )
+    broker: EmbeddedBroker | None = None
+    if cfg.mqtt.broker == "embedded":
+        # A resource, so it opens before and closes after every service: the link's
+        # clean ``offline`` still reaches it at shutdown.
+        broker = await stack.enter_async_context(EmbeddedBroker(cfg.mqtt.host, cfg.mqtt.port))
+    return Resources(store=store, gpio=gpio, engine=engine, policy=policy, broker=broker)
+
+
+# -- phase 2: services ---------------------------------------------------------------------------
+
+
+def door_services(ctx: Context, gpio: GpioDriver) -> tuple[DoorController, list[Service]]:
+    """The door controller and its services (the input watcher when an input line is set)."""
+    section = ctx.config.gpio
+    services: list[Service] = []
+    if section.door_sensor_line is not None or section.exit_button_line is not None:
+        services.append(GpioInputWatcher(gpio, ctx.bus, ctx.clock))
+    door = DoorController(section, gpio, ctx.bus, ctx.clock)
+    services.append(door)
+    ctx.health.register("door", door.health)
+    return door, services
+
+
+def watchdog(ctx: Context) -> Watchdog | None:
+    """sd_notify READY/WATCHDOG/STOPPING when systemd asked for it."""
+    if not ctx.config.lifecycle.watchdog:
+        return None
+    notifier = SdNotifier(ctx.environ)
+    if not notifier.enabled:
+        return None
+    return Watchdog(notifier, ctx.clock, ctx.started)
+
+
+def policy_services(policy: Policy, *, clock: Clock, bus: EventBus) -> list[Service]:
+    """The retention sweeper, the gallery watcher and the match recorder."""
+    return [
+        RetentionSweeper(policy, clock=clock),
+        GalleryWatcher(policy, clock=clock),
+        MatchRecorder(policy, bus),
+    ]
+
+
+async def build_parts(ctx: Context, res: Resources) -> Parts:
+    """Phase 2: every service, built from the opened resources."""
+    cfg = ctx.config
+    services: list[Service] = []
+    dog = watchdog(ctx)
+    if dog is not None:
+        services.append(dog)
+    door, door_svcs = door_services(ctx, res.gpio)
+    services.extend(door_svcs)
+    camera = create_camera(cfg.camera, ctx.bus, ctx.clock)
+    services.append(camera)
+    ctx.health.register("camera", camera.health)
+    recognition: RecognitionService | None = None
+    if res.engine is not None:
+        # The policy alone decides that face crops are kept: only then does recognition
+        # get a sink, and every crop is sealed and kept at most snapshot_hours.
+        sink = None
+        if cfg.privacy.decision_snapshots and res.policy is not None:
+            sink = snapshot_sink(res.policy)
+        recognition = RecognitionService(res.engine, ctx.bus, ctx.clock, snapshot_sink=sink)
+        services.append(recognition)
+        ctx.health.register("recognition", recognition.health)
+    keys: LiveKeyRotation | None = None
+    privacy: PrivacyActions | None = None
+    if res.store is not None and res.policy is not None:
+        # The policy's device secrets are KEK-wrapped too: a live rotation re-wraps them
+        # in its final transaction, or it would strand the export signing key.
+        keys = LiveKeyRotation(cfg.storage, publish=ctx.bus.publish, extra=(rewrap_secrets,))
+        privacy = PrivacyActions(
+            res.policy, res.engine.embed_image if res.engine is not None else None
+        )
+        services.extend(policy_services(res.policy, clock=ctx.clock, bus=ctx.bus))
+    mqtt = await build_link_parts(
+        ctx.loaded,
+        clock=ctx.clock,
+        bus=ctx.bus,
+        health=ctx.health,
+        store=res.store,
+        door=door,
+        privacy=privacy,
+        keys=keys,
+    )
+    services.extend(mqtt.services)
+    return Parts(
+        gpio=res.gpio,
+        door=door,
+        store=res.store,
+        keys=keys,
+        camera=camera,
+        engine=res.engine,
+        recognition=recognition,
+        policy=res.policy,
+        privacy=privacy,
+        broker=res.broker,
+        mqtt=mqtt,
+        watchdog=dog,
+        services=tuple(services),
+        safe_outputs=(door,),
+        on_stopping=(dog.stopping,) if dog is not None else (),
+    )
+
+
+async def build(ctx: Context, stack: AsyncExitStack) -> Parts:
+    """Both phases: what :class:`~facegate.app.device.Device` runs by default."""
+    return await build_parts(ctx, await open_resources(ctx, stack))
