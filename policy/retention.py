@@ -35,6 +35,7 @@ from ..runtime.errors import FacegateError
 from ..runtime.events import PrivacyKind
 from ..storage import AuditAction, EventClass
 from ..storage.audit import purge_before
+from ..storage.outbox import purge_class_before
 from . import receipts
 from .consent import ACCESS_CONTROL
 from .consent_model import ConsentState
@@ -79,14 +80,9 @@ async def sweep(policy: Policy) -> SweepReport:
                 await policy.consents.check_enrolment(sid, ACCESS_CONTROL)
             except ConsentRequiredError as exc:
                 erase.append((sid, _unpermitted_reason(exc)))
-        idle = await store.db.fetchall(
-            "SELECT s.subject_id FROM subjects s WHERE MAX(COALESCE(s.last_match_at, 0), s.created_at, "
-            "COALESCE((SELECT MAX(t.created_at) FROM templates t WHERE t.subject_id = s.subject_id), 0)) "
-            "<= ?",
-            (now - ret.template_idle_s,),
-        )
+        idle = await store.subjects.idle_since(now - ret.template_idle_s)
         seen = {sid for sid, _ in erase}
-        erase += [(str(r[0]), "idle") for r in idle if str(r[0]) not in seen]
+        erase += [(sid, "idle") for sid in idle if sid not in seen]
         for sid, reason in erase:
             try:
                 await policy.erase_locked(sid, actor=_ACTOR, reason=reason)
@@ -97,24 +93,20 @@ async def sweep(policy: Policy) -> SweepReport:
             counts[f"erased_{reason}"] = counts.get(f"erased_{reason}", 0) + 1
         counts["outbox_delivered"] = await store.outbox.purge_delivered(ret.delivered_outbox_days * _DAY)
         async with store.transaction() as tx:
-            counts["access_events"] = await tx.execute(
-                "DELETE FROM outbox WHERE klass = ? AND created_at < ?",
-                (EventClass.ACCESS.value, tx.at - ret.access_event_days * _DAY),
+            counts["access_events"] = await purge_class_before(
+                tx, EventClass.ACCESS, tx.at - ret.access_event_days * _DAY
             )
             snap_cutoff = (
                 tx.at - ret.snapshot_hours * 3600.0 if policy.privacy.decision_snapshots else tx.at + 1
             )
-            counts["snapshots"] = await tx.execute(
-                "DELETE FROM policy_snapshots WHERE created_at < ?", (snap_cutoff,)
+            counts["snapshots"] = await store.snapshots.purge_before(tx, snap_cutoff)
+            counts["consent_records"] = await store.consents.purge_closed(
+                tx,
+                states=(ConsentState.WITHDRAWN.value, ConsentState.EXPIRED.value),
+                changed_before=tx.at - ret.audit_days * _DAY,
             )
-            counts["consent_records"] = await tx.execute(
-                "DELETE FROM consents WHERE state IN (?, ?) AND changed_at < ?",
-                (ConsentState.WITHDRAWN.value, ConsentState.EXPIRED.value, tx.at - ret.audit_days * _DAY),
-            )
-            counts["age_records"] = await tx.execute(
-                "DELETE FROM policy_age WHERE subject_id NOT IN (SELECT subject_id FROM subjects) "
-                "AND subject_id NOT IN (SELECT subject_id FROM consents WHERE state IN (?, ?))",
-                (ConsentState.PENDING.value, ConsentState.ACTIVE.value),
+            counts["age_records"] = await store.ages.purge_orphans(
+                tx, live_states=(ConsentState.PENDING.value, ConsentState.ACTIVE.value)
             )
             counts["audit_rows"] = await purge_before(tx, tx.at - ret.audit_days * _DAY)
             await store.audit(tx, actor=_ACTOR, action=AuditAction.RETENTION_SWEEP, detail=dict(counts))
@@ -131,22 +123,17 @@ async def sweep(policy: Policy) -> SweepReport:
 async def next_deadline(policy: Policy) -> float | None:
     """Wall time of the earliest known retention deadline (consent, template, snapshot)."""
     ret = policy.privacy.retention
-    row = await policy.store.db.fetchone(
-        "SELECT (SELECT MIN(expires_at) FROM consents WHERE state = ? AND expires_at IS NOT NULL), "
-        "(SELECT MIN(MAX(COALESCE(s.last_match_at, 0), s.created_at, COALESCE((SELECT MAX(t.created_at) "
-        "FROM templates t WHERE t.subject_id = s.subject_id), 0))) FROM subjects s), "
-        "(SELECT MIN(created_at) FROM policy_snapshots)",
-        (ConsentState.ACTIVE.value,),
-    )
-    if row is None:
-        return None
+    store = policy.store
+    expiry = await store.consents.next_expiry(active_state=ConsentState.ACTIVE.value)
+    last_use = await store.subjects.earliest_last_use()
+    snapshot = await store.snapshots.oldest()
     due = []
-    if row[0] is not None:
-        due.append(float(row[0]))
-    if row[1] is not None:
-        due.append(float(row[1]) + ret.template_idle_s)
-    if row[2] is not None:
-        due.append(float(row[2]) + ret.snapshot_hours * 3600.0)
+    if expiry is not None:
+        due.append(expiry)
+    if last_use is not None:
+        due.append(last_use + ret.template_idle_s)
+    if snapshot is not None:
+        due.append(snapshot + ret.snapshot_hours * 3600.0)
     return min(due) if due else None
 
 

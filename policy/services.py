@@ -1,4 +1,4 @@
-"""The policy's small services and hooks, built by the composition root (``facegate.app.root``).
+"""The policy's small services and hooks, built by the composition root (``facegate.runtime.app.root``).
 
 * :class:`MatchRecorder` (Service ``policy.match_recorder``) records each granted
   match, so template retention counts from the last use;

@@ -20,7 +20,7 @@ Source = Callable[[], Mapping[str, int | float | str | bool | None]]
 
 
 class TaskStatus(Protocol):
-    """One supervised task's status (``facegate.app.supervisor.ServiceStatus``)."""
+    """One supervised task's status (``facegate.runtime.app.supervisor.ServiceStatus``)."""
 
     @property
     def restarts(self) -> int: ...
@@ -29,7 +29,7 @@ class TaskStatus(Protocol):
 
 
 class TaskStatuses(Protocol):
-    """What reports the supervised tasks (``facegate.app.supervisor.Supervisor``)."""
+    """What reports the supervised tasks (``facegate.runtime.app.supervisor.Supervisor``)."""
 
     def status(self) -> Mapping[str, TaskStatus]: ...
 

@@ -84,3 +84,7 @@ class AuditChainError(StorageError):
     def __init__(self, message: str, *, seq: int) -> None:
         super().__init__(message)
         self.seq = seq
+
+
+class DeviceSecretError(KeyMaterialError):
+    """A device secret (export signing key, snapshot key) cannot be created or unwrapped."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -31,10 +31,6 @@ class CameraStats:
     ir_state: str | None = None
     ir_paired: int = 0
     ir_unpaired: int = 0
-
-    def as_pairs(self) -> tuple[tuple[str, object], ...]:
-        """Flat ``(key, value)`` pairs for a :class:`~facegate.runtime.events.TelemetryTick`."""
-        return tuple(asdict(self).items())
 
 
 class CameraService:

@@ -19,7 +19,7 @@ acknowledgement (PUBACK for QoS 1) or raises a :class:`MqttPublishError`.
 The durable outbox (issue 6) owns buffering and resending on top of this.
 
 Neighbours: client options from config in :mod:`.options`; the composition
-root (``facegate.app.mqtt_parts``) builds the link and the services using it.
+root (``facegate.runtime.app.mqtt_parts``) builds the link and the services using it.
 """
 
 from __future__ import annotations

@@ -15,13 +15,13 @@ import aiomqtt
 import numpy as np
 import pytest
 import pytest_asyncio
-from facegate.app.cli.cmd_cmd import load_key
-from facegate.app.device import Device
 from facegate.drivers.gpio import SimulatedGpio
 from facegate.handlers.commands import first_error
 from facegate.handlers.reporting.codec import EventCodec, decode
 from facegate.handlers.reporting.homeassistant import HomeAssistantDiscovery, lock_config_topic
 from facegate.handlers.reporting.metrics import LinkMetrics
+from facegate.runtime.app.cli.cmd_cmd import load_key
+from facegate.runtime.app.device import Device
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock, SystemClock
 from facegate.runtime.config import load_config
@@ -34,7 +34,7 @@ from .durable_util import access
 from .util import load, observe, status_is, until
 
 pytestmark = pytest.mark.mosquitto
-CLI = [sys.executable, "-m", "facegate.app.cli"]
+CLI = [sys.executable, "-m", "facegate.runtime.app.cli"]
 
 
 async def run_cli(*args: str, within: float = 60.0) -> tuple[int, str, str]:

@@ -21,11 +21,11 @@ import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from facegate.app.device import Device
 from facegate.drivers.camera import SimulatedCamera
 from facegate.handlers.commands import first_error
 from facegate.policy import ConsentKind, ConsentMethod, Policy, device_public_key, verify_export
 from facegate.policy.actions import open_bundle
+from facegate.runtime.app.device import Device
 from facegate.runtime.config import load_config
 
 from ..fixtures.brokers import MosquittoBroker

@@ -2,7 +2,7 @@
 
 A real encrypted store and policy (consent, enrolment with a display name,
 rectification, erasure), the real durable pipeline as the device wires it
-(:func:`facegate.app.mqtt_parts.build_link_parts` with the store) and a real Mosquitto,
+(:func:`facegate.runtime.app.mqtt_parts.build_link_parts` with the store) and a real Mosquitto,
 observed by an outside subscriber.
 """
 
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytest_asyncio
-from facegate.app.mqtt_parts import LinkParts, build_link_parts
 from facegate.handlers.commands import first_error
 from facegate.handlers.reporting.names import SubjectNames
 from facegate.policy import AgeBand, ConsentKind, ConsentMethod, Policy
+from facegate.runtime.app.mqtt_parts import LinkParts, build_link_parts
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock, SystemClock
 from facegate.runtime.config.privacy import PrivacySection

@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 
 import pytest
-from facegate.app.root import open_policy, policy_services
 from facegate.handlers.recognition.matcher import Matcher
 from facegate.policy.retention import RetentionSweeper
+from facegate.runtime.app.root import open_policy, policy_services
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.config.privacy import PrivacySection

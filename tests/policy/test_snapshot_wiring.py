@@ -8,10 +8,10 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from facegate.app.device import Device
 from facegate.drivers.camera import SimulatedCamera
 from facegate.policy import ConsentKind, ConsentMethod, enrol_images
 from facegate.policy.snapshots import get_snapshot
+from facegate.runtime.app.device import Device
 from facegate.runtime.config import load_config
 from facegate.runtime.events import AccessDecision, Decision
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from facegate.app.cli import main
 from facegate.drivers.models import BUILTIN_RECOGNIZER, LoadedModels, ModelHashMismatch
 from facegate.drivers.models.convert import sha256_file
 from facegate.handlers.recognition import (
@@ -23,6 +22,7 @@ from facegate.handlers.recognition.decision import DecisionEngine
 from facegate.handlers.recognition.liveness import OnnxPadCheck, StillnessCheck
 from facegate.handlers.recognition.pipeline import FramePipeline
 from facegate.handlers.recognition.thresholds import builtin_table
+from facegate.runtime.app.cli import main
 from facegate.runtime.config._convert import ConversionError, build_section
 from facegate.runtime.config.recognition import DecisionSettings, RecognitionSection
 from facegate.runtime.events import Decision

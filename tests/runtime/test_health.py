@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from facegate.app.supervisor import Supervisor
+from facegate.runtime.app.supervisor import Supervisor
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.events import FrameCaptured

@@ -11,9 +11,9 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
-from facegate.app.device import Builder, Device
-from facegate.app.root import Context, Parts, door_services, open_gpio
 from facegate.drivers.gpio import GpioUnavailableError, SimulatedGpio
+from facegate.runtime.app.device import Builder, Device
+from facegate.runtime.app.root import Context, Parts, door_services, open_gpio
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.errors import ShutdownTimeoutError
 from facegate.runtime.service import SafeOutput, Service, ServiceState
@@ -262,7 +262,7 @@ async def test_second_shutdown_request_forces_without_waiting(tmp_path: Path) ->
 async def test_serve_runs_its_body_as_a_named_task(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from facegate.app.cli import run_cmd  # noqa: PLC0415  # the module under test
+    from facegate.runtime.app.cli import run_cmd  # noqa: PLC0415  # the module under test
 
     loaded = load_text(tmp_path, CONFIG.format(safe="locked"))
 

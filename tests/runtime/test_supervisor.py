@@ -7,7 +7,7 @@ import itertools
 import random
 
 import pytest
-from facegate.app.supervisor import Supervisor, SupervisorError
+from facegate.runtime.app.supervisor import Supervisor, SupervisorError
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.events import ComponentStateChanged

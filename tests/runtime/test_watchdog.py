@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from facegate.app.watchdog import SdNotifier, Watchdog, WatchdogError
+from facegate.runtime.app.watchdog import SdNotifier, Watchdog, WatchdogError
 from facegate.runtime.clock import ManualClock
 
 

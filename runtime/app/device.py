@@ -4,10 +4,11 @@
 
 Entering runs the composition root (:mod:`.root`): phase 1 opens the
 resources (store, GPIO driver, engine, policy, broker), phase 2 builds every
-service from them; then it starts every service under the :class:`~facegate.app.supervisor.Supervisor` (one
-TaskGroup of named tasks), then sets :attr:`Device.started` (the watchdog
-sends READY=1 on it). SIGINT and SIGTERM request a shutdown; a second one skips
-the rest of the graceful budget.
+service from them; then it starts every service under the
+:class:`~facegate.runtime.app.supervisor.Supervisor` (one TaskGroup of named
+tasks), then sets :attr:`Device.started` (the watchdog sends READY=1 on it).
+SIGINT and SIGTERM request a shutdown; a second one skips the rest of the
+graceful budget.
 
 Leaving, for any reason (shutdown request, exception in the body, the
 device task being cancelled), runs the shutdown sequence:
@@ -34,11 +35,11 @@ from types import TracebackType
 
 import structlog
 
-from ..runtime.bus import EventBus
-from ..runtime.clock import Clock, SystemClock
-from ..runtime.config import DeviceConfig, LoadedConfig
-from ..runtime.errors import ShutdownTimeoutError
-from ..runtime.health import HealthMonitor
+from ..bus import EventBus
+from ..clock import Clock, SystemClock
+from ..config import DeviceConfig, LoadedConfig
+from ..errors import ShutdownTimeoutError
+from ..health import HealthMonitor
 from .root import Context, Parts, build
 from .supervisor import Supervisor
 

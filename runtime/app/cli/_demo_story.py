@@ -14,11 +14,11 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
-from ...drivers.camera import SimulatedCamera
-from ...drivers.gpio import SimulatedGpio
-from ...handlers.recognition.engine import RecognitionEngine
-from ...policy import AgeBand, ConsentKind, ConsentMethod, Guardian, Policy, enrol_images
-from ...policy.errors import PolicyError
+from ....drivers.camera import SimulatedCamera
+from ....drivers.gpio import SimulatedGpio
+from ....handlers.recognition.engine import RecognitionEngine
+from ....policy import AgeBand, ConsentKind, ConsentMethod, Guardian, Policy, enrol_images
+from ....policy.errors import PolicyError
 from ..device import Device
 
 Say = Callable[[str], None]
@@ -32,7 +32,7 @@ SHOW_FRAMES = 24  # 1.6 s at the demo's 15 fps: enough for k=3 agreeing frames
 
 def faces_dir() -> Path:
     """The sample photos (tests/data/faces of the source tree; see NOTICE)."""
-    return Path(__file__).resolve().parents[2] / "tests" / "data" / "faces"
+    return Path(__file__).resolve().parents[3] / "tests" / "data" / "faces"
 
 
 def _evidence(text: str) -> str:

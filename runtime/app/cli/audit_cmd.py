@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ...runtime.config import load_config
-from ...storage import verify_chain
+from ....storage import verify_chain
+from ...config import load_config
 
 
 def register(sub: Any) -> None:

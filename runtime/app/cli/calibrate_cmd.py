@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ...runtime.config import load_config
-from ...runtime.logs import configure_logging
+from ...config import load_config
+from ...logs import configure_logging
 
 
 def register(sub: Any) -> None:
@@ -31,14 +31,14 @@ def register(sub: Any) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from ...drivers.models.loader import ModelOptions, load_models  # noqa: PLC0415 - heavy imports only when the command runs
-    from ...handlers.recognition.calibration import (  # noqa: PLC0415 - heavy imports only when the command runs
+    from ....drivers.models.loader import ModelOptions, load_models  # noqa: PLC0415 - heavy imports only when the command runs
+    from ....handlers.recognition.calibration import (  # noqa: PLC0415 - heavy imports only when the command runs
         REPORT_FMRS,
         build_table,
         embed_folder,
         pair_scores,
     )
-    from ...handlers.recognition.engine import model_options  # noqa: PLC0415 - heavy imports only when the command runs
+    from ....handlers.recognition.engine import model_options  # noqa: PLC0415 - heavy imports only when the command runs
 
     # stdout carries only the report (or the JSON object): logs go to stderr.
     configure_logging(device_id="cli", level="warning", stream=sys.stderr)

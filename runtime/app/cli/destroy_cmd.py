@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ...policy import Policy, destroy
-from ...runtime.clock import SystemClock
-from ...runtime.config import load_config
-from ...storage import Store, kek_source_from_config
+from ....policy import Policy, destroy
+from ....storage import Store, kek_source_from_config
+from ...clock import SystemClock
+from ...config import load_config
 
 
 def register(sub: Any) -> None:

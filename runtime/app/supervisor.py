@@ -25,12 +25,12 @@ from types import TracebackType
 
 import structlog
 
-from ..runtime.backoff import Backoff
-from ..runtime.bus import EventBus
-from ..runtime.clock import Clock
-from ..runtime.errors import RuntimeCoreError
-from ..runtime.events import ComponentStateChanged
-from ..runtime.service import Service, ServiceState
+from ..backoff import Backoff
+from ..bus import EventBus
+from ..clock import Clock
+from ..errors import RuntimeCoreError
+from ..events import ComponentStateChanged
+from ..service import Service, ServiceState
 
 _log = structlog.get_logger("facegate.supervisor")
 

@@ -1,4 +1,4 @@
-"""``python -m facegate.app.cli``."""
+"""``python -m facegate.runtime.app.cli``."""
 
 import sys
 

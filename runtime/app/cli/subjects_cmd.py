@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from ...policy import (
+from ....policy import (
     AgeBand,
     ConsentKind,
     ConsentMethod,
@@ -30,9 +30,9 @@ from ...policy import (
     export_subject,
     verify_export,
 )
-from ...runtime.clock import SystemClock, utc_iso
-from ...runtime.config import LoadedConfig, load_config
-from ...storage import Store
+from ....storage import Store
+from ...clock import SystemClock, utc_iso
+from ...config import LoadedConfig, load_config
 
 
 def _actor(args: argparse.Namespace) -> str:
@@ -189,7 +189,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _enrol(args: argparse.Namespace) -> int:
-    from ...handlers.recognition.engine import RecognitionEngine  # noqa: PLC0415  # heavy: models
+    from ....handlers.recognition.engine import RecognitionEngine  # noqa: PLC0415  # heavy: models
 
     loaded = load_config(args.config)
     images = [p.read_bytes() for p in args.image]

@@ -6,7 +6,7 @@ import argparse
 import platform
 from typing import Any
 
-from ...runtime import __version__
+from ... import __version__
 
 
 def register(sub: Any) -> None:

@@ -14,9 +14,9 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from ...runtime import __version__
-from ...runtime.config import ConfigError
-from ...runtime.errors import FacegateError
+from ... import __version__
+from ...config import ConfigError
+from ...errors import FacegateError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

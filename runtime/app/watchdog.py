@@ -17,8 +17,8 @@ from collections.abc import Mapping
 
 import structlog
 
-from ..runtime.clock import Clock
-from ..runtime.errors import RuntimeCoreError
+from ..clock import Clock
+from ..errors import RuntimeCoreError
 
 _log = structlog.get_logger("facegate.watchdog")
 

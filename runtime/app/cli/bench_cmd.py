@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ...runtime.config.recognition import ModelSettings
-from ...runtime.logs import configure_logging
+from ...config.recognition import ModelSettings
+from ...logs import configure_logging
 
-_DEFAULT_FACE = Path(__file__).resolve().parents[2] / "tests" / "data" / "faces" / "detection1.jpg"
+_DEFAULT_FACE = Path(__file__).resolve().parents[3] / "tests" / "data" / "faces" / "detection1.jpg"
 _SIZES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 
 
@@ -46,11 +46,11 @@ def register(sub: Any) -> None:
 def _bench(args: argparse.Namespace) -> int:
     import cv2  # noqa: PLC0415 - heavy imports only when the command runs
 
-    from ...drivers.models.loader import (  # noqa: PLC0415 - heavy imports only when the command runs
+    from ....drivers.models.loader import (  # noqa: PLC0415 - heavy imports only when the command runs
         ModelOptions,
         load_models,
     )
-    from ...handlers.recognition.bench import (  # noqa: PLC0415 - heavy imports only when the command runs
+    from ....handlers.recognition.bench import (  # noqa: PLC0415 - heavy imports only when the command runs
         OPENCV_STAGES,
         OURS_STAGES,
         STAGES,

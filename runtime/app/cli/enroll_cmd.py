@@ -23,13 +23,13 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from ...handlers.recognition import ImageRejected, RecognitionEngine
-from ...policy import Policy
-from ...policy.errors import ConsentRequiredError
-from ...runtime.config import load_config
-from ...storage import Store
-from ...storage.enrolment import check_id
-from ...storage.errors import InvalidInputError
+from ....handlers.recognition import ImageRejected, RecognitionEngine
+from ....policy import Policy
+from ....policy.errors import ConsentRequiredError
+from ....storage import Store
+from ....storage.enrolment import check_id
+from ....storage.errors import InvalidInputError
+from ...config import load_config
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 

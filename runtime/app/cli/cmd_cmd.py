@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import (
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ...handlers.commands import VERBS, envelope
+from ....handlers.commands import VERBS, envelope
 from . import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 

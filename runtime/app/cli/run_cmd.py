@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from ...runtime.config import LoadedConfig, load_config
-from ...runtime.errors import ShutdownTimeoutError
-from ...runtime.logs import configure_logging
+from ...config import LoadedConfig, load_config
+from ...errors import ShutdownTimeoutError
+from ...logs import configure_logging
 from ..device import Device
 
 Body = Callable[[Device], Awaitable[None]]

@@ -14,20 +14,20 @@ from dataclasses import dataclass
 
 import structlog
 
-from ..handlers.commands import CommandService, Tunable, Tunables, build_command_service
-from ..handlers.commands.verbs import Door, KeyRotator, LicenceInstaller, PrivacyActions
-from ..handlers.reporting.codec import EventCodec
-from ..handlers.reporting.durable import DurableEvents
-from ..handlers.reporting.homeassistant import HomeAssistantDiscovery
-from ..handlers.reporting.metrics import LinkMetrics
-from ..handlers.reporting.names import SubjectNames
-from ..runtime.bus import EventBus
-from ..runtime.clock import Clock
-from ..runtime.config import DeviceConfig, LoadedConfig
-from ..runtime.health import HealthMonitor
-from ..runtime.mqtt import MqttLink, TelemetryPublisher
-from ..runtime.service import Service
-from ..storage import Store
+from ...handlers.commands import CommandService, Tunable, Tunables, build_command_service
+from ...handlers.commands.verbs import Door, KeyRotator, LicenceInstaller, PrivacyActions
+from ...handlers.reporting.codec import EventCodec
+from ...handlers.reporting.durable import DurableEvents
+from ...handlers.reporting.homeassistant import HomeAssistantDiscovery
+from ...handlers.reporting.metrics import LinkMetrics
+from ...handlers.reporting.names import SubjectNames
+from ...storage import Store
+from ..bus import EventBus
+from ..clock import Clock
+from ..config import DeviceConfig, LoadedConfig
+from ..health import HealthMonitor
+from ..mqtt import MqttLink, TelemetryPublisher
+from ..service import Service
 
 _log = structlog.get_logger("facegate.mqtt")
 

@@ -25,27 +25,27 @@ from dataclasses import dataclass
 
 import structlog
 
-from ..drivers.camera import OpenCVCamera, SimulatedCamera, create_camera
-from ..drivers.gpio import GpioDriver, GpioInputWatcher, build_driver
-from ..handlers.door import DoorController
-from ..handlers.recognition.engine import RecognitionEngine
-from ..handlers.recognition.matcher import Matcher
-from ..handlers.recognition.service import RecognitionService
-from ..policy import Policy
-from ..policy.actions import PrivacyActions
-from ..policy.device_keys import rewrap_secrets
-from ..policy.retention import RetentionSweeper
-from ..policy.services import MatchRecorder, snapshot_sink
-from ..policy.watch import GalleryWatcher
-from ..runtime.bus import EventBus
-from ..runtime.clock import Clock
-from ..runtime.config import DeviceConfig, LoadedConfig
-from ..runtime.config.privacy import PrivacySection
-from ..runtime.health import HealthMonitor
-from ..runtime.mqtt import EmbeddedBroker
-from ..runtime.service import SafeOutput, Service
-from ..storage import Store
-from ..storage.live_rotation import LiveKeyRotation
+from ...drivers.camera import OpenCVCamera, SimulatedCamera, create_camera
+from ...drivers.gpio import GpioDriver, GpioInputWatcher, build_driver
+from ...handlers.door import DoorController
+from ...handlers.recognition.engine import RecognitionEngine
+from ...handlers.recognition.matcher import Matcher
+from ...handlers.recognition.service import RecognitionService
+from ...policy import Policy
+from ...policy.actions import PrivacyActions
+from ...policy.device_keys import rewrap_secrets
+from ...policy.retention import RetentionSweeper
+from ...policy.services import MatchRecorder, snapshot_sink
+from ...policy.watch import GalleryWatcher
+from ...storage import Store
+from ...storage.live_rotation import LiveKeyRotation
+from ..bus import EventBus
+from ..clock import Clock
+from ..config import DeviceConfig, LoadedConfig
+from ..config.privacy import PrivacySection
+from ..health import HealthMonitor
+from ..mqtt import EmbeddedBroker
+from ..service import SafeOutput, Service
 from .mqtt_parts import LinkParts, build_link_parts
 from .watchdog import SdNotifier, Watchdog
 
@@ -289,5 +289,5 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
 
 
 async def build(ctx: Context, stack: AsyncExitStack) -> Parts:
-    """Both phases: what :class:`~facegate.app.device.Device` runs by default."""
+    """Both phases: what :class:`~facegate.runtime.app.device.Device` runs by default."""
     return await build_parts(ctx, await open_resources(ctx, stack))

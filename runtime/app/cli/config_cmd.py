@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ...runtime.config import example_toml, load_config, render_effective
+from ...config import example_toml, load_config, render_effective
 
 
 def register(sub: Any) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import aiomqtt
 
-from ...runtime.config import ConfigError, LoadedConfig, load_config
+from ...config import ConfigError, LoadedConfig, load_config
 from ..device import Device
 from ._demo_story import Story
 from .run_cmd import serve, setup_logging
@@ -34,7 +34,7 @@ from .run_cmd import serve, setup_logging
 def default_config() -> Path | None:
     """``firmware-config/demo.toml`` of the source tree (or of the working directory)."""
     candidates = [
-        Path(__file__).resolve().parents[2] / "firmware-config" / "demo.toml",
+        Path(__file__).resolve().parents[3] / "firmware-config" / "demo.toml",
         Path.cwd() / "firmware-config" / "demo.toml",
     ]
     return next((p for p in candidates if p.is_file()), None)

@@ -10,9 +10,9 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from ...policy.device_keys import rewrap_secrets
-from ...runtime.config import load_config
-from ...storage import Store, init_kek, kek_source_from_config, rotate_kek
+from ....policy.device_keys import rewrap_secrets
+from ....storage import Store, init_kek, kek_source_from_config, rotate_kek
+from ...config import load_config
 
 
 def register(sub: Any) -> None:
