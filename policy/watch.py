@@ -2,8 +2,8 @@
 
 ``facegate subjects erase`` or ``facegate enroll`` may run while the device
 runs; they cannot reach its in-memory matcher. :class:`GalleryWatcher` polls
-``PRAGMA data_version`` (it changes only when *another* connection commits)
-and then follows the audit log: every subject named by a new ``enrol`` or
+the database's data version (``store.audit_tail``: it changes only when
+*another* connection commits) and then follows the audit log: every subject named by a new ``enrol`` or
 ``erase`` row is resynchronised (removed, then reloaded if still enrolled
 and permitted); a ``teardown`` row empties the matcher. So a CLI erasure is
 unmatchable on the device within one poll interval (default 0.5 s).
