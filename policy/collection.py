@@ -42,6 +42,8 @@ ATTRIBUTES: Mapping[str, str] = {
     "department": "selects the door group the subject may use",
     "role": "selects the access level",
     "valid_until": "end date (ISO 8601) of the subject's access rights",
+    "valid_from": "start date (ISO 8601) of the subject's access rights (visitor passes)",
+    "access_group": "selects the weekly schedule of the subject's access rights",
 }
 """Allowed attribute keys and why each may be collected."""
 

@@ -7,7 +7,8 @@ One sweep (:func:`sweep`), in order:
    consent, no age record, or a minor without an active guardian consent) is
    erased through the same path as a withdrawal;
 3. subjects with no successful match (nor new template) for
-   ``template_idle_days`` are erased;
+   ``template_idle_days`` are erased, and so are subjects whose ``valid_until``
+   attribute has passed (visitor passes; reason ``validity_ended``);
 4. access events older than ``access_event_days``, delivered outbox rows
    older than ``delivered_outbox_days``, audit rows older than ``audit_days``
    (chain anchored), decision snapshots older than ``snapshot_hours`` (all of
@@ -26,6 +27,7 @@ expiry rather than up to an interval later.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from dataclasses import dataclass, field
 
 import structlog
@@ -33,7 +35,7 @@ import structlog
 from ..runtime.clock import Clock
 from ..runtime.errors import FacegateError
 from ..runtime.events import PrivacyKind
-from ..storage import AuditAction, EventClass
+from ..storage import AuditAction, EventClass, Store
 from ..storage.audit import purge_before
 from ..storage.outbox import purge_class_before
 from . import receipts
@@ -65,6 +67,35 @@ def _unpermitted_reason(exc: ConsentRequiredError) -> str:
     return "no_active_consent"
 
 
+def _validity_end(value: object) -> float | None:
+    """POSIX end of a ``valid_until`` attribute: an ISO date-time, or a date plus a full day of
+    grace (the device's time zone is not known here; no zone is more than 14 h away)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        if len(value) == 10:
+            day = dt.date.fromisoformat(value) + dt.timedelta(days=2)
+            return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()
+        stamp = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None  # unreadable: the match path refuses it; erasure waits for a correction
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)).timestamp()
+
+
+async def validity_ended(store: Store, now: float) -> list[str]:
+    """Subjects whose ``valid_until`` attribute has passed (visitor passes): erased by the sweep."""
+    out: list[str] = []
+    for sid in await store.subjects.with_attributes():
+        try:
+            record = await store.gallery.get(sid)
+        except FacegateError:
+            continue  # erased meanwhile or unreadable: other rules handle it
+        end = _validity_end(record.attributes.get("valid_until"))
+        if end is not None and now >= end:
+            out.append(sid)
+    return out
+
+
 async def sweep(policy: Policy) -> SweepReport:
     """Run one retention sweep now (see module docstring); audited with counts."""
     store, ret = policy.store, policy.privacy.retention
@@ -83,6 +114,8 @@ async def sweep(policy: Policy) -> SweepReport:
         idle = await store.subjects.idle_since(now - ret.template_idle_s)
         seen = {sid for sid, _ in erase}
         erase += [(sid, "idle") for sid in idle if sid not in seen]
+        seen = {sid for sid, _ in erase}
+        erase += [(sid, "validity_ended") for sid in await validity_ended(store, now) if sid not in seen]
         for sid, reason in erase:
             try:
                 await policy.erase_locked(sid, actor=_ACTOR, reason=reason)

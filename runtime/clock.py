@@ -12,6 +12,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -64,6 +65,19 @@ class ManualClock:
         self._wall_offset = start_wall - start_monotonic
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (synchronously) each time :meth:`advance` moves time.
+
+        Lets components that keep time outside the loop (the GPIO driver's pulse
+        thread) react to manual time deterministically.
+        """
+        self._listeners.append(listener)
+
+    def _moved(self) -> None:
+        for listener in self._listeners:
+            listener()
 
     def monotonic(self) -> float:
         return self._mono
@@ -98,10 +112,12 @@ class ManualClock:
         while self._sleepers and self._sleepers[0][0] <= target:
             deadline, _, fut = heapq.heappop(self._sleepers)
             self._mono = max(self._mono, deadline)
+            self._moved()
             if not fut.done():
                 fut.set_result(None)
             for _ in range(5):
                 await asyncio.sleep(0)
         self._mono = target
+        self._moved()
         for _ in range(5):
             await asyncio.sleep(0)

@@ -82,6 +82,8 @@ class AccessDecision(Event):
     """Which tracked face this decides (per-process counter; not an identity)."""
     decision_ms: float = 0.0
     """Time from the track's first frame to this decision."""
+    schedule: str | None = None
+    """The access schedule that refused it (reason ``outside_schedule``), else None."""
 
 
 class SecurityKind(enum.StrEnum):
@@ -96,6 +98,8 @@ class SecurityKind(enum.StrEnum):
     DOOR_FORCED = "door_forced"
     MODEL_REJECTED = "model_rejected"
     BUS_OVERFLOW = "bus_overflow"
+    FIRE_RELEASE = "fire_release"
+    ANTI_PASSBACK = "anti_passback"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -54,6 +54,11 @@ class SubjectRecords:
             (at, subject_id),
         )
 
+    async def with_attributes(self) -> list[str]:
+        """Subjects that have a sealed attribute blob."""
+        rows = await self._db.fetchall("SELECT subject_id FROM subjects WHERE attrs IS NOT NULL")
+        return [str(r[0]) for r in rows]
+
     async def idle_since(self, cutoff: float) -> list[str]:
         """Subjects whose last use is at or before ``cutoff``."""
         rows = await self._db.fetchall(

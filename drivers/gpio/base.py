@@ -12,7 +12,12 @@ Contract:
   the caller's config, not the driver;
 - ``set_output`` and ``read_input`` are synchronous and fast (a single
   ioctl), so a safe state can be entered from any shutdown path;
-- ``edges()`` yields every input change once, in order, to one consumer.
+- ``edges()`` yields every input change once, in order, to one consumer;
+- ``pulse(line, level, seconds)`` drives a line and guarantees its end from
+  the driver's own timer thread (see :mod:`.pulse`), whatever the event loop
+  does; ``hold``/``unhold`` pin a line (fire release);
+- an :class:`Interlock` ties an input to an output inside the driver: while
+  the input is active the output is held, without the event loop.
 """
 
 from __future__ import annotations
@@ -23,24 +28,31 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar, Self
 
-from ...runtime.errors import FacegateError
+from ...runtime.clock import SystemClock
 from ...runtime.events import Event, Overflow
+from .errors import (
+    GpioClosedError,
+    GpioError,
+    GpioLineError,
+    GpioUnavailableError,
+    LineHeldError,
+)
+from .pulse import LineOwner
 
+PULSE_SPIN_S = 0.03
+"""The pulse thread spins the last 30 ms before a pulse ends (see LineOwner._spin)."""
 
-class GpioError(FacegateError):
-    """Base of GPIO driver errors."""
-
-
-class GpioUnavailableError(GpioError):
-    """The driver cannot be used here (library missing, chip absent, line busy)."""
-
-
-class GpioLineError(GpioError):
-    """A line was used in a way it was not claimed for (unknown, input vs output)."""
-
-
-class GpioClosedError(GpioError):
-    """The driver is not open."""
+__all__ = [
+    "GpioClosedError",
+    "GpioDriver",
+    "GpioError",
+    "GpioInputChanged",
+    "GpioLineError",
+    "GpioUnavailableError",
+    "Interlock",
+    "LineEdge",
+    "LineHeldError",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +77,91 @@ class GpioInputChanged(Event):
     monotonic: float
 
 
+@dataclass(frozen=True, slots=True)
+class Interlock:
+    """While ``input_line`` reads ``active_high`` the driver holds ``output_line`` at
+    ``output_level`` (latched: it stays held after the input clears until
+    :meth:`GpioDriver.unhold`). Fire release lives here so it needs no event loop."""
+
+    input_line: int
+    active_high: bool
+    output_line: int
+    output_level: bool
+
+
 class GpioDriver(abc.ABC):
     """Abstract GPIO chip with fixed output and input lines. Use as an async context manager."""
 
-    def __init__(self, *, outputs: Mapping[int, bool], inputs: Sequence[int]) -> None:
+    def __init__(
+        self,
+        *,
+        outputs: Mapping[int, bool],
+        inputs: Sequence[int],
+        interlocks: Sequence[Interlock] = (),
+    ) -> None:
         overlap = set(outputs) & set(inputs)
         if overlap:
             raise GpioLineError(f"lines {sorted(overlap)} cannot be both input and output")
         self.outputs: dict[int, bool] = dict(outputs)
         self.inputs: tuple[int, ...] = tuple(inputs)
+        for lock in interlocks:
+            if lock.input_line not in self.inputs or lock.output_line not in self.outputs:
+                raise GpioLineError(f"interlock {lock} needs a claimed input and output")
+        self.interlocks: tuple[Interlock, ...] = tuple(interlocks)
+        self._lines = LineOwner(
+            self._write_line, self._line_clock, name=type(self).__name__, spin_s=self._spin_s()
+        )
+
+    def _spin_s(self) -> float:
+        """How long before a pulse's end the pulse thread stops sleeping and spins.
+
+        Non-zero only for real time (:class:`SystemClock`): with a manual test
+        clock, time does not pass while spinning.
+        """
+        return PULSE_SPIN_S if isinstance(getattr(self, "_clock", None), SystemClock) else 0.0
+
+    @abc.abstractmethod
+    def _write_line(self, line: int, high: bool) -> None:
+        """Drive the hardware line (called under the line owner's lock, any thread)."""
+
+    @abc.abstractmethod
+    def _line_clock(self) -> float:
+        """The driver's monotonic clock, used for pulse deadlines."""
+
+    def pulse(self, line: int, high: bool, seconds: float) -> None:
+        """Drive ``line`` to ``high`` now; the driver's thread drives it back after ``seconds``.
+
+        Raises LineHeldError while the line is held, GpioClosedError when closed.
+        """
+        self._check_output(line)
+        self._check_open()
+        self._lines.pulse(line, high, seconds)
+
+    def hold(self, line: int, high: bool) -> None:
+        """Pin output ``line`` at ``high`` until :meth:`unhold`."""
+        self._check_output(line)
+        self._check_open()
+        self._lines.hold(line, high)
+
+    def unhold(self, line: int, high: bool) -> None:
+        """End a hold and drive ``line`` to ``high``."""
+        self._check_output(line)
+        self._check_open()
+        self._lines.unhold(line, high)
+
+    def held(self, line: int) -> bool:
+        """True while output ``line`` is held (by :meth:`hold` or an interlock)."""
+        return self._lines.held(line)
+
+    def _apply_interlocks(self, line: int, high: bool) -> None:
+        """Latch every interlock whose input is ``line`` and just became active."""
+        for lock in self.interlocks:
+            if lock.input_line == line and high == lock.active_high:
+                self._lines.hold(lock.output_line, lock.output_level)
+
+    @abc.abstractmethod
+    def _check_open(self) -> None:
+        """Raise GpioClosedError unless open."""
 
     @abc.abstractmethod
     async def open(self) -> None:

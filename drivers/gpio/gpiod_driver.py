@@ -4,6 +4,13 @@
 a missing package or chip is a :class:`GpioUnavailableError` with a hint.
 Edge events are read when the request's file descriptor becomes readable
 (``loop.add_reader``), so no thread blocks on ``wait_edge_events``.
+
+Pulses end from the driver's own thread (:class:`~.pulse.LineOwner`), which
+also polls interlock inputs (fire release) every ``interlock_poll_s``: both
+work while the event loop is stalled. When the process dies the kernel
+releases the request: most kernels return the line to its default (input,
+pulled by the board), Raspberry Pi kernels keep the last driven level. The
+systemd unit's ``ExecStopPost=facegate gpio safe`` covers the second case.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ...runtime.clock import Clock
-from .base import GpioClosedError, GpioDriver, GpioUnavailableError, LineEdge
+from .base import GpioClosedError, GpioDriver, GpioUnavailableError, Interlock, LineEdge
 
 
 def _import_gpiod() -> Any:
@@ -45,10 +52,14 @@ class GpiodGpio(GpioDriver):
         clock: Clock,
         debounce_ms: int = 20,
         consumer: str = "facegate",
+        interlocks: Sequence[Interlock] = (),
+        interlock_poll_s: float = 0.02,
     ) -> None:
-        super().__init__(outputs=outputs, inputs=inputs)
-        self._chip = chip
         self._clock = clock
+        super().__init__(outputs=outputs, inputs=inputs, interlocks=interlocks)
+        self._chip = chip
+        if self.interlocks:
+            self._lines.set_poller(self._poll_interlocks, interlock_poll_s)
         self._debounce = timedelta(milliseconds=debounce_ms)
         self._consumer = consumer
         self._gpiod: Any = None
@@ -80,11 +91,30 @@ class GpiodGpio(GpioDriver):
             raise GpioUnavailableError(
                 f"cannot claim lines {sorted(config)} on {self._chip}: {exc.strerror}"
             ) from None
+        self._lines.start()
 
     async def close(self) -> None:
+        if self._request is not None:
+            self._lines.stop()
         request, self._request = self._request, None
         if request is not None:
             request.release()
+
+    def _check_open(self) -> None:
+        self._req()
+
+    def _line_clock(self) -> float:
+        return self._clock.monotonic()
+
+    def _write_line(self, line: int, high: bool) -> None:
+        value = self._gpiod.line.Value.ACTIVE if high else self._gpiod.line.Value.INACTIVE
+        self._req().set_value(line, value)
+
+    def _poll_interlocks(self) -> None:
+        if self._request is None:
+            return
+        for lock in self.interlocks:
+            self._apply_interlocks(lock.input_line, self.read_input(lock.input_line))
 
     def _req(self) -> Any:
         if self._request is None:
@@ -93,9 +123,8 @@ class GpiodGpio(GpioDriver):
 
     def set_output(self, line: int, high: bool) -> None:
         self._check_output(line)
-        request = self._req()
-        value = self._gpiod.line.Value.ACTIVE if high else self._gpiod.line.Value.INACTIVE
-        request.set_value(line, value)
+        self._req()
+        self._lines.set(line, high)
 
     def read_input(self, line: int) -> bool:
         self._check_input(line)

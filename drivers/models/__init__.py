@@ -10,6 +10,11 @@ user-supplied models; :func:`check_same_model`; the error tree rooted at
 fold (``optimize.py``); user recognisers always run that fp32 rewrite.
 """
 
+import os
+
+# onnxruntime reads this at import: no usage telemetry from a device (set before any import).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 from .detector import Detection, FaceDetector
 from .embedder import FaceEmbedder
 from .errors import (

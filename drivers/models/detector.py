@@ -82,10 +82,12 @@ class FaceDetector:
             self._grids[key] = grid
         return grid
 
-    def prepare(self, bgr: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], float]:
+    def prepare(
+        self, bgr: npt.NDArray[np.uint8], input_width: int | None = None
+    ) -> tuple[npt.NDArray[np.float32], float]:
         """Resize + pad ``bgr`` into an NCHW float blob; returns (blob, scale)."""
         h, w = bgr.shape[:2]
-        scale = min(1.0, self.input_width / float(w))
+        scale = min(1.0, (input_width or self.input_width) / float(w))
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
         small = bgr if scale == 1.0 else cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA)
         ph, pw = _pad32(nh), _pad32(nw)
@@ -93,9 +95,14 @@ class FaceDetector:
         blob[0, :, :nh, :nw] = small.transpose(2, 0, 1)
         return blob, scale
 
-    def detect(self, bgr: npt.NDArray[np.uint8]) -> list[Detection]:
-        """Faces in ``bgr`` (BGR uint8), best first. Blocking: run off the event loop."""
-        blob, scale = self.prepare(bgr)
+    def detect(
+        self, bgr: npt.NDArray[np.uint8], input_width: int | None = None
+    ) -> list[Detection]:
+        """Faces in ``bgr`` (BGR uint8), best first. Blocking: run off the event loop.
+
+        ``input_width`` overrides the configured input width for this call.
+        """
+        blob, scale = self.prepare(bgr, input_width)
         try:
             outs = self._session.run(list(_OUTPUTS), {self._input: blob})
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
@@ -137,3 +144,71 @@ class FaceDetector:
             )
             for j in order
         ]
+
+
+# The fine pass: the crop spans this many face-box sides around the face centre,
+# and is scaled so the face is about REFINE_FACE_PX at the detector's input
+# (a 320x320 crop). At the 320 px coarse pass a face is often 40-70 px; on the
+# devset (every 3rd identity, fp32, flip-fused) FNMR at FMR 1e-4 was 4.90% with
+# coarse landmarks, 4.90% refined at 96 px, 5.07% at 128 px, 4.16% at 160 px.
+REFINE_CONTEXT = 2.0
+REFINE_FACE_PX = 160.0
+
+
+def refine_detection(
+    detector: FaceDetector,
+    bgr: npt.NDArray[np.uint8],
+    det: Detection,
+    *,
+    face_px: float = REFINE_FACE_PX,
+    context: float = REFINE_CONTEXT,
+) -> Detection:
+    """Re-detect ``det`` on a crop around it at the detector's best scale.
+
+    Coarse-to-fine: the cheap full-frame pass finds the face, this pass (one
+    small detector run, ``context * face_px`` square) places the landmarks.
+    Returns ``det`` itself (coarse landmarks) when the fine pass finds no face
+    overlapping it, so refinement never loses a face. Blocking.
+    """
+    h, w = bgr.shape[:2]
+    cx, cy = det.center
+    side = max(det.box[2], det.box[3]) * context
+    if side < 8:
+        return det
+    x0, y0 = round(cx - side / 2), round(cy - side / 2)
+    x1, y1 = round(cx + side / 2), round(cy + side / 2)
+    # Out-of-frame parts are black, as the coarse pass saw them (no replicated edges).
+    pad_l, pad_t = max(0, -x0), max(0, -y0)
+    pad_r, pad_b = max(0, x1 - w), max(0, y1 - h)
+    crop = bgr[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
+    if crop.size == 0:
+        return det
+    if pad_l or pad_t or pad_r or pad_b:
+        crop = np.asarray(cv2.copyMakeBorder(crop, pad_t, pad_b, pad_l, pad_r,
+                                             cv2.BORDER_CONSTANT, value=(0, 0, 0)), np.uint8)
+    f = face_px * context / float(crop.shape[1])
+    size = max(32, round(crop.shape[1] * f))
+    interp = cv2.INTER_AREA if f < 1.0 else cv2.INTER_LINEAR
+    small = np.asarray(cv2.resize(crop, (size, size), interpolation=interp), dtype=np.uint8)
+    found = detector.detect(small, input_width=size)
+    if not found:
+        return det
+    mid = size / 2.0
+    best = min(found, key=lambda d: (d.center[0] - mid) ** 2 + (d.center[1] - mid) ** 2)
+    k = crop.shape[1] / float(size)
+    ox, oy = float(x0), float(y0)
+    bx, by, bw, bh = best.box
+    box = (bx * k + ox, by * k + oy, bw * k, bh * k)
+    if _iou(box, det.box) < 0.3:
+        return det
+    lm = (best.landmarks.reshape(5, 2) * k + np.array([ox, oy], np.float32)).astype(np.float32)
+    return Detection(box=box, landmarks=lm, score=max(det.score, best.score))
+
+
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax1, bx1) - max(a[0], b[0]))
+    ih = max(0.0, min(ay1, by1) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0

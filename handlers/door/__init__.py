@@ -7,6 +7,14 @@ Public surface: :class:`DoorController` (a Service and a SafeOutput) and the
 from __future__ import annotations
 
 from .controller import DoorController
-from .errors import DoorError, DoorLockedDownError, DoorNotRunningError
+from .errors import DoorError, DoorLockedDownError, DoorNoRelayError, DoorNotRunningError
+from .fire import FireState
 
-__all__ = ["DoorController", "DoorError", "DoorLockedDownError", "DoorNotRunningError"]
+__all__ = [
+    "DoorController",
+    "DoorError",
+    "DoorLockedDownError",
+    "DoorNoRelayError",
+    "DoorNotRunningError",
+    "FireState",
+]

@@ -1,20 +1,28 @@
 """The door controller: turns grants and door inputs into relay pulses and DoorEvents.
 
 Behaviour:
-- a GRANTED :class:`AccessDecision` energises the relay for ``gpio.unlock_s``
-  (a new grant while unlocked extends the window); ``UNLOCKED``/``LOCKED``
-  DoorEvents carry the cause (the decision's event id, ``command:...``, ...);
+- a GRANTED :class:`AccessDecision` asks the GPIO driver for a relay pulse of
+  ``gpio.unlock_s``; the driver's own thread ends it, so a stalled event loop
+  cannot stretch it (a new grant while unlocked extends the window).
+  ``UNLOCKED``/``LOCKED`` DoorEvents carry the cause (the decision's event
+  id, ``command:...``, ...); ``LOCKED`` is published by the loop-side timer;
 - the door contact reports ``OPENED``/``CLOSED``; opening while the lock is
   engaged is ``FORCED`` and also a :class:`SecurityEvent` (``door_forced``);
   open longer than ``gpio.held_open_s`` is ``HELD_OPEN`` (once per opening);
   with ``relock_on_close`` the lock re-engages as the door closes;
 - the exit button reports ``EXIT_REQUEST`` and releases the lock even in
   lockdown: software must never block egress;
-- ``lockdown()`` locks at once and refuses grants and remote opens until
-  ``release()``;
-- :meth:`enter_safe_state` drives the relay to ``gpio.safe_state``; it runs
-  when ``run()`` exits for any reason and is called again by the Device on
-  every shutdown path.
+- fire release (``gpio.fire_line``): the driver's interlock holds the lock
+  released while the input is active, without the loop; this controller
+  reports ``FIRE_RELEASE`` (and a SecurityEvent) and ends the hold on a reset
+  (input cleared plus ``release()`` or the local reset input);
+- precedence: fire release and REX win over lockdown; lockdown refuses
+  grants and remote opens;
+- ``gpio.relay = "none"`` (gate-controller mode): no relay is driven and no
+  ``UNLOCKED``/``LOCKED`` is published; door contact and REX are still read;
+- :meth:`enter_safe_state` de-energises the relay (locked for fail_secure,
+  unlocked for fail_safe); it runs when ``run()`` exits for any reason and is
+  called again by the Device on every shutdown path.
 """
 
 from __future__ import annotations
@@ -24,7 +32,15 @@ from collections.abc import Mapping
 
 import structlog
 
-from ...drivers.gpio import GpioClosedError, GpioDriver, GpioInputChanged, relay_level
+from ...drivers.gpio import (
+    GpioClosedError,
+    GpioDriver,
+    GpioInputChanged,
+    LineHeldError,
+    fire_active,
+    relay_level,
+    safe_unlocked,
+)
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.config.gpio import GpioSection
@@ -37,7 +53,8 @@ from ...runtime.events import (
     SecurityEvent,
     SecurityKind,
 )
-from .errors import DoorLockedDownError, DoorNotRunningError
+from .errors import DoorLockedDownError, DoorNoRelayError, DoorNotRunningError
+from .fire import FireLatch, FireState
 
 _log = structlog.get_logger("facegate.door")
 
@@ -52,13 +69,21 @@ class DoorController:
         self._driver = driver
         self._bus = bus
         self._clock = clock
-        self._unlocked = section.safe_state == "unlocked"
+        self._has_relay = section.relay == "gpio"
+        self._unlocked = self._has_relay and safe_unlocked(section)
         self._lockdown = False
         self._door_open = False
+        self._fire = FireLatch()
         self._tg: asyncio.TaskGroup | None = None
         self._relock: asyncio.Task[None] | None = None
         self._held: asyncio.Task[None] | None = None
-        self.counters: dict[str, int] = {"unlocks": 0, "forced": 0, "held_open": 0, "refused": 0}
+        self.counters: dict[str, int] = {
+            "unlocks": 0,
+            "forced": 0,
+            "held_open": 0,
+            "refused": 0,
+            "fire_releases": 0,
+        }
 
     @property
     def name(self) -> str:
@@ -66,7 +91,7 @@ class DoorController:
 
     @property
     def unlocked(self) -> bool:
-        """True while the relay releases the lock."""
+        """True while the relay releases the lock (always False without a relay)."""
         return self._unlocked
 
     @property
@@ -74,12 +99,24 @@ class DoorController:
         """True between lockdown() and release()."""
         return self._lockdown
 
+    @property
+    def fire_state(self) -> FireState:
+        """Where the fire release stands."""
+        return self._fire.state
+
+    @property
+    def door_open(self) -> bool:
+        """The door contact's last reported state."""
+        return self._door_open
+
     def health(self) -> Mapping[str, int | str | bool]:
         """Counters and states for telemetry (no personal data)."""
+        relay = "none" if not self._has_relay else "unlocked" if self._unlocked else "locked"
         return {
-            "relay": "unlocked" if self._unlocked else "locked",
+            "relay": relay,
             "door": "open" if self._door_open else "closed",
             "lockdown": self._lockdown,
+            "fire": self._fire.state.value,
             **self.counters,
         }
 
@@ -88,28 +125,41 @@ class DoorController:
     async def open(self, cause: str) -> None:
         """Release the lock for ``unlock_s`` on a remote command.
 
-        Raises DoorNotRunningError when the controller is not running and
-        DoorLockedDownError in lockdown.
+        Raises DoorNotRunningError when the controller is not running,
+        DoorLockedDownError in lockdown and DoorNoRelayError in gate-controller mode.
         """
         if self._tg is None:
             raise DoorNotRunningError("door controller is not running")
         if self._lockdown:
             self.counters["refused"] += 1
             raise DoorLockedDownError("door is in lockdown")
+        if not self._has_relay:
+            raise DoorNoRelayError("gpio.relay = 'none': an external controller owns the lock")
         self._pulse(f"command:{cause}")
 
     def lockdown(self, cause: str = "command") -> None:
-        """Lock now and refuse grants and remote opens until :meth:`release`."""
+        """Lock now and refuse grants and remote opens until :meth:`release`.
+
+        A fire release in progress keeps the lock released (fire wins).
+        """
         if self._lockdown:
             return
         self._lockdown = True
         self._cancel_relock()
-        self._set_relay(False, cause)
+        if not self._fire.releasing:
+            self._set_relay(False, cause)
         self._publish(DoorKind.LOCKDOWN, cause)
         _log.warning("door.lockdown", cause=cause)
 
     def release(self, cause: str = "command") -> None:
-        """End a lockdown; the lock stays engaged until the next grant."""
+        """End a lockdown, and reset a latched fire release when ``fire_reset = 'command'``.
+
+        The lock stays engaged until the next grant.
+        """
+        if self._fire.state is FireState.LATCHED and self._cfg.fire_reset == "command":
+            self._fire_reset(cause)
+        elif self._fire.state is FireState.ACTIVE:
+            _log.warning("door.fire_reset_refused", reason="fire input still active")
         if not self._lockdown:
             return
         self._lockdown = False
@@ -119,11 +169,18 @@ class DoorController:
     # -- SafeOutput -----------------------------------------------------------------
 
     def enter_safe_state(self) -> None:
-        """Drive the relay to the configured safe state. Synchronous and idempotent."""
+        """De-energise the relay. Synchronous and idempotent.
+
+        While a fire release holds the relay the hold stays (the process still
+        lives); closing the driver releases the line.
+        """
         self._cancel_relock()
-        safe_unlocked = self._cfg.safe_state == "unlocked"
+        if not self._has_relay:
+            return
         try:
-            self._set_relay(safe_unlocked, "safe_state")
+            self._set_relay(safe_unlocked(self._cfg), "safe_state")
+        except LineHeldError:
+            _log.warning("door.safe_state_deferred", reason="fire release holds the relay")
         except GpioClosedError:
             # The line is not claimed (start-up failed or already released): the driver
             # started it, and leaves it, at its safe level.
@@ -151,8 +208,18 @@ class DoorController:
             self.enter_safe_state()
 
     def _start(self) -> None:
-        # Normal operation is locked, whatever the safe state is.
-        self._set_relay(False, "start")
+        fire = self._cfg.fire_line
+        if fire is not None and fire_active(self._cfg, self._driver.read_input(fire)):
+            self._fire_input(active=True)
+        elif self._has_relay and self._driver.held(self._cfg.relay_line):
+            # The driver latched a fire release before this controller started: keep it
+            # released and wait for the reset.
+            self._fire.input_changed(True)
+            self._fire.input_changed(False)
+            self._unlocked = True
+        elif self._has_relay:
+            # Normal operation is locked, whatever the safe state is.
+            self._set_relay(False, "start")
         sensor = self._cfg.door_sensor_line
         if sensor is not None:
             self._door_open = self._driver.read_input(sensor) == self._cfg.door_open_high
@@ -165,23 +232,61 @@ class DoorController:
                 if self._lockdown:
                     self.counters["refused"] += 1
                     _log.info("door.grant_refused", reason="lockdown", decision=event.event_id)
-                else:
+                elif self._has_relay:
                     self._pulse(f"decision:{event.event_id}")
         elif isinstance(event, GpioInputChanged):
-            if event.line == self._cfg.door_sensor_line:
-                self._door_contact(event.high == self._cfg.door_open_high)
-            elif event.line == self._cfg.exit_button_line and (
-                event.high == self._cfg.exit_pressed_high
-            ):
-                self._publish(DoorKind.EXIT_REQUEST, "exit_button")
+            self._input(event.line, event.high)
+
+    def _input(self, line: int, high: bool) -> None:
+        cfg = self._cfg
+        if line == cfg.door_sensor_line:
+            self._door_contact(high == cfg.door_open_high)
+        elif line == cfg.exit_button_line and high == cfg.exit_pressed_high:
+            self._publish(DoorKind.EXIT_REQUEST, "exit_button")
+            if self._has_relay:
                 self._pulse("exit_request")
+        elif line == cfg.fire_line:
+            self._fire_input(active=fire_active(cfg, high))
+        elif line == cfg.fire_reset_line and high and cfg.fire_reset == "input":
+            self._fire_reset("fire_reset_input")
+
+    def _fire_input(self, *, active: bool) -> None:
+        new = self._fire.input_changed(active)
+        if new is not FireState.ACTIVE:
+            return
+        self.counters["fire_releases"] += 1
+        self._cancel_relock()
+        if self._has_relay:
+            # The driver's interlock already holds the relay; holding again is idempotent
+            # and covers a fire input found active at start-up.
+            self._driver.hold(self._cfg.relay_line, relay_level(self._cfg, unlocked=True))
+            self._unlocked = True
+        self._publish(DoorKind.FIRE_RELEASE, "fire_input")
+        self._bus.publish(
+            SecurityEvent(
+                at=self._clock.wall(),
+                kind=SecurityKind.FIRE_RELEASE,
+                detail="fire alarm input active: lock released until reset",
+                source="door",
+            )
+        )
+
+    def _fire_reset(self, cause: str) -> None:
+        if not self._fire.reset():
+            return
+        if self._has_relay:
+            locked = relay_level(self._cfg, unlocked=False)
+            self._driver.unhold(self._cfg.relay_line, locked)
+            self._unlocked = False
+            self._publish(DoorKind.LOCKED, f"fire_reset:{cause}")
+        _log.warning("door.fire_reset", cause=cause)
 
     def _door_contact(self, is_open: bool) -> None:
         if is_open == self._door_open:
             return
         self._door_open = is_open
         if is_open:
-            if self._unlocked:
+            if self._unlocked or not self._has_relay:
                 self._publish(DoorKind.OPENED, "door_sensor")
             else:
                 self.counters["forced"] += 1
@@ -201,12 +306,14 @@ class DoorController:
                 self._held.cancel()
                 self._held = None
             self._publish(DoorKind.CLOSED, "door_sensor")
-            if self._cfg.relock_on_close and self._unlocked:
+            if self._cfg.relock_on_close and self._unlocked and not self._fire.releasing:
                 self._cancel_relock()
                 self._set_relay(False, "door_closed")
 
     def _pulse(self, cause: str) -> None:
         assert self._tg is not None
+        if self._fire.releasing:
+            return  # already released and held by the fire interlock
         # The relock timer is started before the relay moves: while run() is exiting
         # its TaskGroup refuses new tasks, and a relay released without a timer would
         # stay unlocked until the safe state (and the caller would get a RuntimeError).
@@ -219,12 +326,20 @@ class DoorController:
         self._cancel_relock()
         self._relock = relock
         self.counters["unlocks"] += 1
-        self._set_relay(True, cause)
+        # The driver ends the pulse from its own thread after unlock_s: the loop's
+        # relock timer only reports it (and is late if the loop stalls).
+        level = relay_level(self._cfg, unlocked=True)
+        try:
+            self._driver.pulse(self._cfg.relay_line, level, self._cfg.unlock_s)
+        except LineHeldError:
+            return  # the fire interlock latched in the driver before the loop heard of it
+        self._report(True, cause)
 
     async def _relock_after(self) -> None:
         await self._clock.sleep(self._cfg.unlock_s)
         self._relock = None
-        self._set_relay(False, "timeout")
+        if not self._fire.releasing:
+            self._set_relay(False, "timeout")
 
     def _start_held_timer(self) -> None:
         if self._tg is None:
@@ -246,7 +361,12 @@ class DoorController:
             self._relock = None
 
     def _set_relay(self, unlocked: bool, cause: str) -> None:
+        if not self._has_relay:
+            return
         self._driver.set_output(self._cfg.relay_line, relay_level(self._cfg, unlocked=unlocked))
+        self._report(unlocked, cause)
+
+    def _report(self, unlocked: bool, cause: str) -> None:
         if unlocked != self._unlocked:
             self._unlocked = unlocked
             self._publish(DoorKind.UNLOCKED if unlocked else DoorKind.LOCKED, cause)

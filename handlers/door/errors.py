@@ -15,3 +15,7 @@ class DoorNotRunningError(DoorError):
 
 class DoorLockedDownError(DoorError):
     """The door is in lockdown: grants and remote opens are refused until release()."""
+
+
+class DoorNoRelayError(DoorError):
+    """gpio.relay = 'none' (gate-controller mode): this device drives no lock relay."""

@@ -23,10 +23,12 @@ from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.config.recognition import RecognitionSection
 from .enrol import ImageEmbedding, embed_image_bytes
+from .fusion import EmbedOptions
 from .liveness import FrameCheck, IrPresenceCheck, OnnxPadCheck, StillnessCheck
 from .matcher import Matcher
 from .pipeline import FramePipeline
 from .quality import QualityLimits
+from .selection import GATE_RULE, SelectionRule
 from .thresholds import CalibrationError, CalibrationTable, ThresholdPolicy, builtin_table
 
 
@@ -59,6 +61,19 @@ def quality_limits(cfg: RecognitionSection) -> QualityLimits:
     q = cfg.quality
     return QualityLimits(q.min_face_px, q.min_sharpness, q.max_yaw_deg, q.max_pitch_deg,
                          q.min_brightness, q.max_brightness)
+
+
+def embed_options(cfg: RecognitionSection) -> EmbedOptions:
+    """Refinement and view fusion from ``[recognition.fusion]``."""
+    f = cfg.fusion
+    return EmbedOptions(refine=f.refine, refine_face_px=f.refine_face_px, flip=f.flip)
+
+
+def selection_rule(cfg: RecognitionSection) -> SelectionRule:
+    """The gate's face selection rule from ``roi`` and ``[recognition.fusion]``."""
+    return SelectionRule(roi=cfg.roi, central=cfg.fusion.central_roi,
+                         min_face_px=GATE_RULE.min_face_px,
+                         ambiguous_area=cfg.fusion.ambiguous_area)
 
 
 def threshold_policy(cfg: RecognitionSection, model_id: str) -> ThresholdPolicy:
@@ -108,7 +123,8 @@ class RecognitionEngine:
             if lv.stillness else None
         )
         self.pipeline = FramePipeline(
-            models, self.matcher, roi=cfg.roi, quality=quality_limits(cfg), frame_checks=checks
+            models, self.matcher, roi=cfg.roi, quality=quality_limits(cfg), frame_checks=checks,
+            rule=selection_rule(cfg), embed=embed_options(cfg),
         )
 
     @classmethod

@@ -1,8 +1,11 @@
 """Embedding an image file for enrolment: ``embed_image(data) -> ImageEmbedding``.
 
-Enrolment is stricter than the live pipeline: exactly one dominant face
-(another face at least a quarter of its area makes the photo ambiguous),
-and every quality check must pass. Any refusal is an :class:`ImageRejected`
+Enrolment takes the dominant face of an ordinary photograph: a smaller
+background face is accepted (the selection rule ``ENROL_RULE`` in
+``selection.py``: refused only when a second face has at least 0.6 of the
+main face's area), the landmarks are refined and the embedding is
+flip-fused exactly as at the gate (``fusion.py``), and every quality check
+must pass. Any refusal is an :class:`ImageRejected`
 carrying a reason code; nothing is half-produced.
 """
 
@@ -14,15 +17,13 @@ import numpy as np
 import numpy.typing as npt
 
 from ...runtime.events import StageResult
-from .align import align_face
 from .errors import ImageRejected
+from .facepath import locate
+from .fusion import embed_face
 from .image import decode_image
 from .pipeline import FramePipeline
-from .quality import assess, first_failure
 from .reasons import Reason
-
-# A second face this large relative to the largest makes the photo ambiguous.
-_AMBIGUOUS_AREA = 0.25
+from .selection import ENROL_RULE
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,22 +42,23 @@ class ImageEmbedding:
 
 def embed_bgr(pipeline: FramePipeline, bgr: npt.NDArray[np.uint8]) -> ImageEmbedding:
     """Detect, check and embed the single face in a decoded image. Blocking."""
-    faces = pipeline.models.detector.detect(bgr)
-    if not faces:
+    found = locate(pipeline.models.detector, bgr, ENROL_RULE, pipeline.quality, pipeline.embed_opts)
+    if found.selection.face is None:
+        if found.reason is Reason.MANY_FACES:
+            raise ImageRejected(
+                Reason.MANY_FACES,
+                f"{found.faces} faces found and two of similar size; enrolment needs one main face",
+            )
         raise ImageRejected(Reason.NO_FACE, "no face found in the image")
-    faces.sort(key=lambda d: -d.area)
-    if len(faces) > 1 and faces[1].area >= _AMBIGUOUS_AREA * faces[0].area:
-        raise ImageRejected(
-            Reason.MANY_FACES, f"{len(faces)} faces found; enrolment needs exactly one"
-        )
-    target = faces[0]
-    quality = assess(bgr, target, pipeline.quality)
-    failed = first_failure(quality)
+    target = found.target
+    assert target is not None  # set whenever a face was selected
+    failed = next((r for r in found.quality if not r.passed), None)
     if failed is not None:
         raise ImageRejected(
             failed.reason, f"face failed the {failed.name} check (value {failed.value})"
         )
-    emb = pipeline.models.embedder.embed(align_face(bgr, target.landmarks))[0]
+    emb, _ = embed_face(pipeline.models.embedder, bgr, target.landmarks, pipeline.embed_opts)
+    quality = found.quality
     return ImageEmbedding(
         embedding=emb,
         model_id=pipeline.models.model_id,

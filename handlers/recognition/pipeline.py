@@ -1,4 +1,7 @@
-"""Per-frame analysis: detect, pick target, quality, frame liveness, align, embed, match.
+"""Per-frame analysis: detect, select, refine, quality, frame liveness, align, embed, match.
+
+Selection is :func:`~.selection.select_face` (largest face in the ROI, with a
+margin against the second); refinement and view fusion are ``fusion.py``.
 
 :meth:`FramePipeline.analyse` is blocking (ONNX, OpenCV) and runs in a worker
 thread. Its :class:`FrameAnalysis` is internal to the recognition package:
@@ -8,6 +11,7 @@ and is never published, logged or stored.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,25 +25,21 @@ from ...drivers.models.loader import LoadedModels
 from ...runtime.events import StageResult
 from .align import align_face
 from .errors import ImageRejected
+from .fusion import EmbedOptions, aligned_views, fuse_rows, refine
 from .image import to_bgr8
 from .liveness import FrameCheck
 from .matcher import Matcher, SearchResult
 from .quality import QualityLimits, assess, first_failure
 from .reasons import Reason
-
-Roi = tuple[float, float, float, float]
+from .selection import GATE_RULE, Roi, SelectionRule, select_face
 
 
 def pick_target(
     detections: Sequence[Detection], width: int, height: int, roi: Roi
 ) -> Detection | None:
-    """The largest face whose centre lies inside the ROI (fractions x, y, w, h of the frame)."""
-    rx, ry, rw, rh = roi[0] * width, roi[1] * height, roi[2] * width, roi[3] * height
-    inside = [
-        d for d in detections
-        if rx <= d.center[0] <= rx + rw and ry <= d.center[1] <= ry + rh
-    ]
-    return max(inside, key=lambda d: d.area, default=None)
+    """The face the gate rule selects in the ROI (None when none or ambiguous)."""
+    rule = dataclasses.replace(GATE_RULE, roi=roi)
+    return select_face(detections, width, height, rule).face
 
 
 @dataclass(slots=True, eq=False)
@@ -73,10 +73,14 @@ class FramePipeline:
         roi: Roi = (0.0, 0.0, 1.0, 1.0),
         quality: QualityLimits | None = None,
         frame_checks: Sequence[FrameCheck] = (),
+        rule: SelectionRule | None = None,
+        embed: EmbedOptions | None = None,
     ) -> None:
         self.models = models
         self.matcher = matcher
         self.roi = roi
+        self.rule = dataclasses.replace(rule or GATE_RULE, roi=roi)
+        self.embed_opts = embed or EmbedOptions()
         self.quality = quality or QualityLimits()
         self.frame_checks = tuple(frame_checks)
 
@@ -101,9 +105,13 @@ class FramePipeline:
         lat["detect"] = (t1 - t0) * 1e3
         if not faces:
             return FrameAnalysis(reason=Reason.NO_FACE, faces=0, latency_ms=lat)
-        target = pick_target(faces, bgr.shape[1], bgr.shape[0], self.roi)
-        if target is None:
-            return FrameAnalysis(reason=Reason.OUTSIDE_ROI, faces=len(faces), latency_ms=lat)
+        sel = select_face(faces, bgr.shape[1], bgr.shape[0], self.rule)
+        if sel.face is None:
+            return FrameAnalysis(reason=sel.reason, faces=len(faces), latency_ms=lat)
+        target = refine(self.models.detector, bgr, sel.face, self.embed_opts)
+        t_ref = time.perf_counter()
+        lat["refine"] = (t_ref - t1) * 1e3
+        t1 = t_ref
         quality = assess(bgr, target, self.quality)
         t2 = time.perf_counter()
         lat["quality"] = (t2 - t1) * 1e3
@@ -126,7 +134,7 @@ class FramePipeline:
         if live_failed is not None:
             out.reason = Reason(live_failed.reason)
             return out
-        out.embedding = self.models.embedder.embed(crop)[0]
+        out.embedding = fuse_rows(self.models.embedder.embed(aligned_views(crop, self.embed_opts)))
         t5 = time.perf_counter()
         lat["embed"] = (t5 - t4) * 1e3
         if search:

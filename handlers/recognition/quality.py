@@ -1,11 +1,16 @@
 """The quality gate: is this face good enough to identify?
 
 Each check yields a :class:`StageResult` with a stable reason code and the
-measured value, so a refusal explains itself. Yaw and pitch are estimated
-from the five landmarks only (no 3-D model): yaw from how far the nose sits
-off the eye/mouth midline relative to the eye distance, pitch from where
-the nose sits between the eye line and the mouth line. Both are rough
-(+-10 deg) but monotonic, which is what a gate needs.
+measured value, so a refusal explains itself. Yaw and pitch come from the
+five landmarks only (no 3-D fit). Yaw: the nose tip stands in front of the
+eye plane, so turning the head by ``yaw`` moves it sideways off the face's
+midline by ``depth * sin(yaw)`` while the half eye distance shrinks to
+``half_iod * cos(yaw)``; their ratio is ``(depth / half_iod) * tan(yaw)``
+and is inverted with ``atan`` using the mean-face ratio ``half_iod / depth``
+(:data:`HALF_IOD_PER_NOSE_DEPTH`). The earlier ``asin`` form read the same
+ratio as a sine, which saturates at 90 deg for a 45 deg head turn and
+turned landmark noise on frontal faces into large angles. Pitch: where the
+nose sits between the eye line and the mouth line.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from .reasons import Reason
 
 # Nose position between eye line and mouth line on a frontal face (ArcFace template).
 _FRONTAL_PITCH_RATIO = (71.7366 - 51.6) / (92.28 - 51.6)
+# Half the distance between the eye centres over the nose tip's depth in front of
+# them, for a mean adult face (eye centres +-32 mm, nose tip ~26 mm in front).
+HALF_IOD_PER_NOSE_DEPTH = 1.22
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +39,7 @@ class QualityLimits:
 
     min_face_px: int = 60
     min_sharpness: float = 25.0
-    max_yaw_deg: float = 35.0
+    max_yaw_deg: float = 50.0
     max_pitch_deg: float = 30.0
     min_brightness: float = 40.0
     max_brightness: float = 225.0
@@ -50,7 +58,7 @@ def estimate_pose(landmarks: npt.NDArray[np.float32]) -> tuple[float, float]:
     rel = nose - eye_mid
     # Lateral offset of the nose from the face's vertical midline.
     lateral = float(rel[0] * unit[1] - rel[1] * unit[0])
-    yaw = math.degrees(math.asin(max(-1.0, min(1.0, 2.0 * lateral / eye_dist))))
+    yaw = math.degrees(math.atan(2.0 * lateral / eye_dist * HALF_IOD_PER_NOSE_DEPTH))
     along = float(rel @ unit) / axis_len
     pitch = math.degrees(math.asin(max(-1.0, min(1.0, 2.0 * (along - _FRONTAL_PITCH_RATIO)))))
     return yaw, pitch

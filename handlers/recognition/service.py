@@ -30,6 +30,8 @@ from .pipeline import FrameAnalysis
 _log = structlog.get_logger("facegate.recognition")
 
 SnapshotSink = Callable[[AccessDecision, bytes], Awaitable[None]]
+Authorise = Callable[[AccessDecision], Awaitable[AccessDecision]]
+"""Authorisation after identification: returns the decision to publish (see handlers/access)."""
 """Receives the JPEG face crop of the frame that produced a decision. Only the
 privacy policy installs one, and only when ``privacy.decision_snapshots`` is on."""
 
@@ -59,8 +61,10 @@ class RecognitionService:
         name: str = "recognition",
         tick_s: float = 0.1,
         snapshot_sink: SnapshotSink | None = None,
+        authorise: Authorise | None = None,
     ) -> None:
         self._engine = engine
+        self._authorise = authorise
         self._snapshot_sink = snapshot_sink
         self._bus = bus
         self._clock = clock
@@ -91,6 +95,12 @@ class RecognitionService:
         """Return once the frame subscription exists (frames published before are not seen)."""
         await self._ready.wait()
 
+    async def _authorised(self, decisions: list[AccessDecision]) -> list[AccessDecision]:
+        """Authorisation after identification (validity, schedules), when configured."""
+        if self._authorise is None or not decisions:
+            return decisions
+        return [await self._authorise(d) for d in decisions]
+
     def _publish(self, decisions: list[AccessDecision]) -> None:
         for d in decisions:
             # Ids, codes and numbers only: never an image, embedding or name.
@@ -113,6 +123,7 @@ class RecognitionService:
                 self.frames_analysed += 1
                 self.reasons[str(analysis.reason)] += 1
                 decisions = self.decider.observe(analysis, ev.monotonic, self._clock.wall())
+                decisions = await self._authorised(decisions)
                 self._publish(decisions)
                 if decisions and self._snapshot_sink is not None and analysis.target is not None:
                     await self._snapshot(decisions, ev.image, analysis.target.box)
@@ -135,7 +146,8 @@ class RecognitionService:
     async def _deadlines(self) -> None:
         while True:
             await self._clock.sleep(self._tick_s)
-            self._publish(self.decider.tick(self._clock.monotonic(), self._clock.wall()))
+            decisions = self.decider.tick(self._clock.monotonic(), self._clock.wall())
+            self._publish(await self._authorised(decisions))
 
     async def run(self) -> None:
         """Run until cancelled; a crash propagates to the supervisor."""

@@ -113,6 +113,8 @@ class EventCodec:
             "frame_count": ev.frames,
             "track_id": ev.track_id,
         }
+        if ev.schedule is not None:  # DENIED outside_schedule names the schedule
+            body["schedule"] = ev.schedule
         if self._names is not None and ev.subject_id is not None:
             name = self._names(ev.subject_id)
             if name is not None:  # a subject without a (readable) display name: no field

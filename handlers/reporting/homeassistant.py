@@ -6,8 +6,10 @@ after every connect. Every entity's availability is the device's retained
 
 Entities: sensors for the last access decision (``event/access``), the
 licence state (``licence``), link health (``status``) and the outbox backlog
-(``telemetry``); and a lock whose state follows ``event/door``
-(unlocked/locked) and whose commands go to ``<base>/ha/lock/set``, ONLY when
+(``telemetry``); binary sensors for the door contact (device_class door) and
+the fire release (device_class safety) from the retained ``door/state``; and a
+lock whose state follows the retained ``door/state`` (unlocked/locked) and
+whose commands go to ``<base>/ha/lock/set``, ONLY when
 ``homeassistant.lock`` is on AND ``homeassistant.lock_bridge`` names the
 operator bridge: Home Assistant cannot sign, so that topic is NOT a command
 topic; the bridge, holding an operator key, turns ``UNLOCK`` into a signed
@@ -101,6 +103,22 @@ def discovery_configs(
             "entity_category": "diagnostic",
             "state_class": "measurement",
         },
+        f"{prefix}/binary_sensor/{node}/door_contact/config": common
+        | {
+            "name": "Door contact",
+            "unique_id": f"{node}_door_contact",
+            "device_class": "door",
+            "state_topic": f"{base}/door/state",
+            "value_template": "{{ 'ON' if value_json.door == 'open' else 'OFF' }}",
+        },
+        f"{prefix}/binary_sensor/{node}/fire/config": common
+        | {
+            "name": "Fire release",
+            "unique_id": f"{node}_fire",
+            "device_class": "safety",
+            "state_topic": f"{base}/door/state",
+            "value_template": "{{ 'OFF' if value_json.fire == 'normal' else 'ON' }}",
+        },
     }
     if lock:
         out[lock_config_topic(topics, prefix)] = common | {
@@ -109,9 +127,9 @@ def discovery_configs(
             "command_topic": f"{base}/{LOCK_SET}",
             "payload_unlock": "UNLOCK",
             "payload_lock": "LOCK",
-            "state_topic": f"{base}/event/door",
-            "value_template": "{% if value_json.kind == 'unlocked' %}UNLOCKED"
-            "{% elif value_json.kind == 'locked' %}LOCKED{% endif %}",
+            # The retained door/state topic: HA knows the lock state after its own restart.
+            "state_topic": f"{base}/door/state",
+            "value_template": "{{ value_json.lock | upper }}",
             "state_unlocked": "UNLOCKED",
             "state_locked": "LOCKED",
             "optimistic": False,

@@ -9,14 +9,16 @@ each built with its real collaborators as constructor arguments.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from ...handlers.commands import CommandService, Tunable, Tunables, build_command_service
 from ...handlers.commands.verbs import Door, KeyRotator, LicenceInstaller, PrivacyActions
 from ...handlers.reporting.codec import EventCodec
+from ...handlers.reporting.doorstate import DoorStatePublisher
 from ...handlers.reporting.durable import DurableEvents
 from ...handlers.reporting.homeassistant import HomeAssistantDiscovery
 from ...handlers.reporting.metrics import LinkMetrics
@@ -42,6 +44,8 @@ class LinkParts:
     """None without a store: events are then not published (logged at start)."""
     names: SubjectNames | None = None
     """Display names for ``event/access`` when ``events.include_names`` is on."""
+    door_state: DoorStatePublisher | None = None
+    """The retained ``door/state`` topic (lock, door, fire)."""
     commands: CommandService | None = None
     homeassistant: HomeAssistantDiscovery | None = None
 
@@ -53,6 +57,7 @@ class LinkParts:
             self.events,
             self.names,
             self.metrics,
+            self.door_state,
             self.commands,
             self.homeassistant,
         ]
@@ -67,6 +72,7 @@ async def build_link_parts(
     health: HealthMonitor,
     store: Store | None,
     door: Door | None,
+    door_health: Callable[[], Mapping[str, Any]] | None = None,
     privacy: PrivacyActions | None,
     keys: KeyRotator | None,
     licence: LicenceInstaller | None = None,
@@ -115,11 +121,15 @@ async def build_link_parts(
         )
         if not cfg.commands.operators:
             _log.warning("commands.no_operators", detail="only 'ping' can succeed")
+    door_state = None
+    if door_health is not None:
+        door_state = DoorStatePublisher(link, door_health, bus=bus, clock=clock)
     return LinkParts(
         link=link,
         metrics=metrics,
         events=events,
         names=names,
+        door_state=door_state,
         commands=commands,
         homeassistant=_discovery(cfg, link, clock),
     )

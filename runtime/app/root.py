@@ -1,8 +1,9 @@
 """The composition root: one device, opened and built in two typed phases.
 
 Phase 1, :func:`open_resources`, opens the resources in order and returns the
-real, opened objects (:class:`Resources`): the store, the GPIO driver, the
-recognition engine (models verified, gallery loaded into the matcher), the
+real, opened objects (:class:`Resources`): the GPIO driver (first of all: the
+outputs are in their safe state before anything else opens, and are released
+last), the store, the recognition engine (models verified, gallery loaded into the matcher), the
 privacy policy, the embedded broker. Each one is entered on the caller's
 ``AsyncExitStack``, so a failure at any step closes what was opened before,
 in reverse order, and the device refuses to start naming what failed.
@@ -26,11 +27,12 @@ from dataclasses import dataclass
 import structlog
 
 from ...drivers.camera import OpenCVCamera, SimulatedCamera, create_camera
-from ...drivers.gpio import GpioDriver, GpioInputWatcher, build_driver
+from ...drivers.gpio import GpioDriver, GpioInputWatcher, build_driver, input_lines
+from ...handlers.access import AntiPassback, Authoriser, PeerPassages, store_lookup
 from ...handlers.door import DoorController
 from ...handlers.recognition.engine import RecognitionEngine
 from ...handlers.recognition.matcher import Matcher
-from ...handlers.recognition.service import RecognitionService
+from ...handlers.recognition.service import Authorise, RecognitionService
 from ...policy import Policy
 from ...policy.actions import PrivacyActions
 from ...policy.device_keys import rewrap_secrets
@@ -76,8 +78,8 @@ class Context:
 class Resources:
     """Phase 1: the opened resources, in the order they were opened."""
 
-    store: Store | None
     gpio: GpioDriver
+    store: Store | None
     engine: RecognitionEngine | None
     policy: Policy | None
     broker: EmbeddedBroker | None
@@ -94,6 +96,8 @@ class Parts:
     camera: OpenCVCamera | SimulatedCamera | None = None
     engine: RecognitionEngine | None = None
     recognition: RecognitionService | None = None
+    passback: AntiPassback | None = None
+    """Anti-passback state shared with the peer follower (``access.anti_passback``)."""
     policy: Policy | None = None
     privacy: PrivacyActions | None = None
     broker: EmbeddedBroker | None = None
@@ -165,14 +169,16 @@ async def open_policy(
 
 
 async def open_resources(ctx: Context, stack: AsyncExitStack) -> Resources:
-    """Phase 1: store, GPIO, engine, policy, broker, each entered on ``stack`` in this order."""
+    """Phase 1: GPIO, store, engine, policy, broker, each entered on ``stack`` in this order."""
     cfg = ctx.config
+    # First resource of all: the outputs reach their safe state before anything else
+    # (storage, camera, broker) is opened, and are released last.
+    gpio = await open_gpio(ctx, stack)
     store: Store | None = None
     if cfg.storage.enabled:
         store = await stack.enter_async_context(
             Store.from_config(cfg.storage, clock=ctx.clock, publish=ctx.bus.publish, repair=ctx.repair)
         )
-    gpio = await open_gpio(ctx, stack)
     engine = await open_engine(ctx, store, stack) if cfg.recognition.enabled else None
     policy: Policy | None = None
     if store is not None:
@@ -189,7 +195,7 @@ async def open_resources(ctx: Context, stack: AsyncExitStack) -> Resources:
         # A resource, so it opens before and closes after every service: the link's
         # clean ``offline`` still reaches it at shutdown.
         broker = await stack.enter_async_context(EmbeddedBroker(cfg.mqtt.host, cfg.mqtt.port))
-    return Resources(store=store, gpio=gpio, engine=engine, policy=policy, broker=broker)
+    return Resources(gpio=gpio, store=store, engine=engine, policy=policy, broker=broker)
 
 
 # -- phase 2: services ---------------------------------------------------------------------------
@@ -199,12 +205,36 @@ def door_services(ctx: Context, gpio: GpioDriver) -> tuple[DoorController, list[
     """The door controller and its services (the input watcher when an input line is set)."""
     section = ctx.config.gpio
     services: list[Service] = []
-    if section.door_sensor_line is not None or section.exit_button_line is not None:
-        services.append(GpioInputWatcher(gpio, ctx.bus, ctx.clock))
+    if input_lines(section):
+        services.append(
+            GpioInputWatcher(
+                gpio,
+                ctx.bus,
+                ctx.clock,
+                min_pulse_s=section.input_min_pulse_ms / 1000,
+                immediate=[i.input_line for i in gpio.interlocks],
+            )
+        )
     door = DoorController(section, gpio, ctx.bus, ctx.clock)
     services.append(door)
     ctx.health.register("door", door.health)
     return door, services
+
+
+def anti_passback(ctx: Context) -> AntiPassback | None:
+    """The anti-passback state when ``access.enabled`` and ``access.anti_passback`` is on."""
+    access = ctx.config.access
+    if not access.enabled or access.anti_passback == "off":
+        return None
+    return AntiPassback(access.anti_passback, access.anti_passback_timeout_s, ctx.clock)
+
+
+def authoriser(ctx: Context, store: Store | None, passback: AntiPassback | None) -> Authorise | None:
+    """Validity dates and schedules (``handlers/access``) after identification, when enabled."""
+    section = ctx.config.access
+    if not section.enabled or store is None:
+        return None
+    return Authoriser(section, store_lookup(store), passback=passback, bus=ctx.bus).authorise
 
 
 def watchdog(ctx: Context) -> Watchdog | None:
@@ -239,13 +269,20 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
     services.append(camera)
     ctx.health.register("camera", camera.health)
     recognition: RecognitionService | None = None
+    passback = anti_passback(ctx)
     if res.engine is not None:
         # The policy alone decides that face crops are kept: only then does recognition
         # get a sink, and every crop is sealed and kept at most snapshot_hours.
         sink = None
         if cfg.privacy.decision_snapshots and res.policy is not None:
             sink = snapshot_sink(res.policy)
-        recognition = RecognitionService(res.engine, ctx.bus, ctx.clock, snapshot_sink=sink)
+        recognition = RecognitionService(
+            res.engine,
+            ctx.bus,
+            ctx.clock,
+            snapshot_sink=sink,
+            authorise=authoriser(ctx, res.store, passback),
+        )
         services.append(recognition)
         ctx.health.register("recognition", recognition.health)
     keys: LiveKeyRotation | None = None
@@ -265,9 +302,12 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
         health=ctx.health,
         store=res.store,
         door=door,
+        door_health=door.health,
         privacy=privacy,
         keys=keys,
     )
+    if passback is not None:
+        services.append(PeerPassages(passback, cfg.access.peers, mqtt.link))
     services.extend(mqtt.services)
     return Parts(
         gpio=res.gpio,
@@ -277,6 +317,7 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
         camera=camera,
         engine=res.engine,
         recognition=recognition,
+        passback=passback,
         policy=res.policy,
         privacy=privacy,
         broker=res.broker,

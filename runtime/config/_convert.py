@@ -142,7 +142,10 @@ def build_section(cls: type[T], raw: dict[str, Any], prefix: str, base_dir: Path
     """Build dataclass ``cls`` from ``raw``, rejecting unknown keys."""
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # cls is a dataclass
+    removed: dict[str, str] = getattr(cls, "removed_keys", {})
     for k in raw:
+        if k in removed:
+            raise ConversionError(_join(prefix, k), f"no longer supported: {removed[k]}")
         if k not in fields:
             near = ", ".join(sorted(fields))
             raise ConversionError(_join(prefix, k), f"unknown key (allowed here: {near})")

@@ -37,6 +37,8 @@ def _toml_value(value: Any) -> str:
 
 
 def _is_section(tp: Any) -> type[Any] | None:
+    if typing.get_origin(tp) is dict:  # a table of named sections renders as an (empty) inline table
+        return None
     args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
     for a in args:
         if dataclasses.is_dataclass(a) and isinstance(a, type) and a is not SecretRef:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ._fields import FieldError, setting
+from .access import AccessSection
 from .core import DeviceSection, LifecycleSection, LoggingSection, MqttSection
 from .gpio import GpioSection
 from .hardware import CameraSection
@@ -31,6 +32,9 @@ class DeviceConfig:
     commands: CommandsSection = setting(factory=CommandsSection, doc="Signed operator commands.")
     homeassistant: HomeAssistantSection = setting(
         factory=HomeAssistantSection, doc="Home Assistant MQTT discovery."
+    )
+    access: AccessSection = setting(
+        factory=AccessSection, doc="Authorisation: validity dates and schedules (docs/gate.md)."
     )
 
     def check(self) -> None:

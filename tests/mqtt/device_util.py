@@ -77,7 +77,7 @@ fps = 15.0
 [gpio]
 driver = "simulated"
 relay_line = 17
-safe_state = "locked"
+lock_type = "fail_secure"
 unlock_s = 1.0
 
 [storage]

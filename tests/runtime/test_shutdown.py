@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 from facegate.drivers.gpio import GpioUnavailableError, SimulatedGpio
-from facegate.runtime.app.device import Builder, Device
-from facegate.runtime.app.root import Context, Parts, door_services, open_gpio
+from facegate.runtime.app.device import Device
+from facegate.runtime.app.root import Context, Parts, open_gpio
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.errors import ShutdownTimeoutError
-from facegate.runtime.service import SafeOutput, Service, ServiceState
+from facegate.runtime.service import ServiceState
 
-from .util import CapturedLogs, load_text
+from .util import CapturedLogs, gpio_only, load_text
 
 RELAY = 17
 CONFIG = """
@@ -30,7 +30,7 @@ watchdog = false
 [gpio]
 relay_line = 17
 door_sensor_line = 22
-safe_state = "{safe}"
+lock_type = "{lock}"
 """
 
 
@@ -59,17 +59,6 @@ class SlowCleanup:
                 raise
 
 
-def gpio_only(*extra: Service, outputs: tuple[SafeOutput, ...] = ()) -> Builder:
-    """The root's GPIO and door parts only (plus ``extra`` services and safe outputs)."""
-
-    async def builder(ctx: Context, stack: AsyncExitStack) -> Parts:
-        gpio = await open_gpio(ctx, stack)
-        door, services = door_services(ctx, gpio)
-        return Parts(gpio=gpio, door=door, services=(*services, *extra), safe_outputs=(door, *outputs))
-
-    return builder
-
-
 def sim(device: Device) -> SimulatedGpio:
     gpio = device.parts.gpio
     assert isinstance(gpio, SimulatedGpio)
@@ -77,9 +66,9 @@ def sim(device: Device) -> SimulatedGpio:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("safe", ["locked", "unlocked"])
-async def test_sigterm_shuts_down_gracefully_into_safe_state(tmp_path: Path, safe: str) -> None:
-    loaded = load_text(tmp_path, CONFIG.format(safe=safe))
+@pytest.mark.parametrize("lock", ["fail_secure", "fail_safe"])
+async def test_sigterm_shuts_down_gracefully_into_safe_state(tmp_path: Path, lock: str) -> None:
+    loaded = load_text(tmp_path, CONFIG.format(lock=lock))
     clock = ManualClock()
     device = Device(loaded, clock=clock, builder=gpio_only())
     async with device:
@@ -87,14 +76,15 @@ async def test_sigterm_shuts_down_gracefully_into_safe_state(tmp_path: Path, saf
         gpio = sim(device)
         door = device.parts.door
         await door.open("test")
-        assert gpio.level(RELAY) is True
+        assert door.unlocked
+        assert gpio.level(RELAY) is (lock == "fail_secure")  # strike energised, maglock not
         os.kill(os.getpid(), signal.SIGTERM)  # a real signal through loop.add_signal_handler
         assert await asyncio.wait_for(device.wait_shutdown(), 2) == "SIGTERM"
         assert device.started.is_set()
     # Graceful: the clock never moved, so no part of the grace budget was needed.
     assert clock.monotonic() == 1000.0
     assert not device.forced
-    assert gpio.level(RELAY) is (safe == "unlocked")
+    assert gpio.level(RELAY) is False  # the safe state is always de-energised
     assert not gpio.is_open
     assert all(s.state is ServiceState.STOPPED for s in device.supervisor.status().values())
     # The signal handler is removed again.
@@ -105,7 +95,7 @@ async def test_sigterm_shuts_down_gracefully_into_safe_state(tmp_path: Path, saf
 async def test_forced_shutdown_enters_safe_state_first_and_is_bounded(
     tmp_path: Path, logs: CapturedLogs
 ) -> None:
-    loaded = load_text(tmp_path, CONFIG.format(safe="locked"))
+    loaded = load_text(tmp_path, CONFIG.format(lock="fail_secure"))
     clock = ManualClock()
     holder: dict[str, Device] = {}
     slow = SlowCleanup(lambda: sim(holder["d"]))
@@ -149,7 +139,7 @@ async def test_forced_shutdown_enters_safe_state_first_and_is_bounded(
 
 @pytest.mark.asyncio
 async def test_exception_in_body_still_reaches_safe_state(tmp_path: Path) -> None:
-    loaded = load_text(tmp_path, CONFIG.format(safe="locked"))
+    loaded = load_text(tmp_path, CONFIG.format(lock="fail_secure"))
     device = Device(loaded, clock=ManualClock(), builder=gpio_only(), handle_signals=False)
     with pytest.raises(ZeroDivisionError):
         async with device:
@@ -163,7 +153,7 @@ async def test_exception_in_body_still_reaches_safe_state(tmp_path: Path) -> Non
 
 @pytest.mark.asyncio
 async def test_cancelled_device_task_still_reaches_safe_state(tmp_path: Path) -> None:
-    loaded = load_text(tmp_path, CONFIG.format(safe="locked"))
+    loaded = load_text(tmp_path, CONFIG.format(lock="fail_secure"))
     device = Device(loaded, clock=ManualClock(), builder=gpio_only(), handle_signals=False)
 
     async def lifetime() -> None:
@@ -182,7 +172,7 @@ async def test_cancelled_device_task_still_reaches_safe_state(tmp_path: Path) ->
 
 @pytest.mark.asyncio
 async def test_startup_failure_closes_opened_resources(tmp_path: Path) -> None:
-    loaded = load_text(tmp_path, CONFIG.format(safe="locked"))
+    loaded = load_text(tmp_path, CONFIG.format(lock="fail_secure"))
 
     class Broken:
         async def __aenter__(self) -> None:
@@ -209,7 +199,7 @@ async def test_startup_failure_closes_opened_resources(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_health_snapshot_reports_tasks_queues_and_uptime(tmp_path: Path) -> None:
-    loaded = load_text(tmp_path, CONFIG.format(safe="locked"))
+    loaded = load_text(tmp_path, CONFIG.format(lock="fail_secure"))
     clock = ManualClock()
     device = Device(loaded, clock=clock, builder=gpio_only(), handle_signals=False)
     async with device:
@@ -232,7 +222,7 @@ async def test_health_snapshot_reports_tasks_queues_and_uptime(tmp_path: Path) -
 
 @pytest.mark.asyncio
 async def test_second_shutdown_request_forces_without_waiting(tmp_path: Path) -> None:
-    loaded = load_text(tmp_path, CONFIG.format(safe="locked"))
+    loaded = load_text(tmp_path, CONFIG.format(lock="fail_secure"))
     clock = ManualClock()
     holder: dict[str, Device] = {}
     slow = SlowCleanup(lambda: sim(holder["d"]))
@@ -264,7 +254,7 @@ async def test_serve_runs_its_body_as_a_named_task(
 ) -> None:
     from facegate.runtime.app.cli import run_cmd  # noqa: PLC0415  # the module under test
 
-    loaded = load_text(tmp_path, CONFIG.format(safe="locked"))
+    loaded = load_text(tmp_path, CONFIG.format(lock="fail_secure"))
 
     def device(cfg: object, **kw: object) -> Device:
         return Device(loaded, builder=gpio_only(), handle_signals=False)

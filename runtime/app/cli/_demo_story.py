@@ -9,6 +9,7 @@ is marked ``[demo]``; the outcome is printed by the outside MQTT subscriber.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 from datetime import date
@@ -62,13 +63,16 @@ class Story:
         self.policy: Policy = parts.policy
         await parts.recognition.wait_ready()
         await self._enrol(parts.engine)
-        await self._scene("a known face, live (slight natural motion)", "obama2.jpg", jitter=True)
+        await self._scene(
+            "a known face, live (slight natural motion)", "obama2.jpg", jitter=True, walk_through=True
+        )
         await self._scene("a face nobody enrolled", "biden.jpg", jitter=True)
         await self._scene("a frozen replay of a known face (identical frames)", "obama2.jpg", jitter=False)
         await self._scene("the enrolled child, live", "Family1-Son2.jpg", jitter=True)
         await self._withdraw("emp-1001")
         await self._scene("the withdrawn person again", "obama2.jpg", jitter=True)
         await self._forced_door()
+        await self._fire_release()
         self.say("[demo] story done; the device keeps running (Ctrl-C stops it)")
 
     async def _enrol(self, engine: RecognitionEngine) -> None:
@@ -111,11 +115,48 @@ class Story:
             return
         self.say(f"[demo] enrolled {sid} from an image file ({len(result.template_ids)} template(s))")
 
-    async def _scene(self, what: str, photo: str, *, jitter: bool) -> None:
+    async def _scene(self, what: str, photo: str, *, jitter: bool, walk_through: bool = False) -> None:
         self.say(f"[demo] showing the camera {what}")
-        await self.camera.show(self.faces / photo, frames=SHOW_FRAMES, jitter=jitter)
+        async with asyncio.TaskGroup() as tg:
+            if walk_through:
+                tg.create_task(self._walk_through(), name="demo.walk_through")
+            await self.camera.show(self.faces / photo, frames=SHOW_FRAMES, jitter=jitter)
         # Let the track end and its decision leave through the outbox before the next scene.
         await self.device.clock.sleep(2.5)
+
+    async def _walk_through(self) -> None:
+        """Once the grant pulses the relay, the person opens the door and closes it behind them."""
+        door = self.device.parts.door
+        sensor = self.device.config.gpio.door_sensor_line
+        if sensor is None or not isinstance(self.gpio, SimulatedGpio):
+            return
+        for _ in range(100):  # up to 5 s for the decision
+            if door.unlocked:
+                break
+            await self.device.clock.sleep(0.05)
+        else:
+            return
+        self.say("[demo] the relay is pulsed: the person opens the door and walks through")
+        opened = self.device.config.gpio.door_open_high
+        self.gpio.drive_input(sensor, opened)
+        await self.device.clock.sleep(1.0)
+        self.gpio.drive_input(sensor, not opened)
+
+    async def _fire_release(self) -> None:
+        fire = self.device.config.gpio.fire_line
+        door = self.device.parts.door
+        if not isinstance(self.gpio, SimulatedGpio) or fire is None:
+            return
+        alarm = self.device.config.gpio.fire_contact == "no"
+        self.say("[demo] the fire panel trips the fire input: the GPIO driver releases the lock")
+        self.gpio.drive_input(fire, alarm)
+        await self.device.clock.sleep(1.5)
+        self.say("[demo] the alarm clears; the lock stays released until an operator's release")
+        self.gpio.drive_input(fire, not alarm)
+        await self.device.clock.sleep(1.0)
+        door.release("demo-operator")  # what a signed 'release' command does
+        self.say("[demo] released by the operator: the lock is engaged again")
+        await self.device.clock.sleep(1.0)
 
     async def _withdraw(self, sid: str) -> None:
         self.say(f"[demo] {sid} withdraws consent: erased, unmatchable at once")

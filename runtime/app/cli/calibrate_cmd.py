@@ -1,4 +1,4 @@
-"""``facegate calibrate DIR``: score distributions and a calibration table."""
+"""``facegate calibrate DIR``: the device path measured on a labelled folder, and its table."""
 
 from __future__ import annotations
 
@@ -17,28 +17,34 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "calibrate",
         help="measure the recogniser on a labelled folder (DIR/person/*.jpg)",
-        description="Embed every DIR/<person>/<image>, compare all pairs, print FNMR at "
-        "FMR 1e-2/1e-3/1e-4 and the EER, and write a calibration table for "
-        "recognition.calibration.",
+        description="Run every DIR/<person>/<image> through the device's own path (face "
+        "selection, landmark refinement, quality gate, view fusion), compare all pairs, print "
+        "FNMR at FMR 1e-2/1e-3/1e-4, the EER, failures to enrol and gate refusals, and write "
+        "the calibration table of the device configuration for recognition.calibration.",
     )
     p.add_argument("dir", type=Path, help="folder of person sub-folders of images")
     p.add_argument("-o", "--output", type=Path, default=Path("calibration.json"),
                    help="calibration table to write (default: calibration.json)")
     p.add_argument("-c", "--config", type=Path, default=None,
-                   help="device config (model selection and cache); default built-in models")
+                   help="device config (models, ROI, quality, fusion); default built-in")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--compare", action="store_true",
+                   help="also measure the other recogniser precision (fp32/int8) and the plain "
+                   "model run the reference way (OpenCV YuNet 640 px letterbox + SFace fp32)")
+    p.add_argument("--reference", action="store_true",
+                   help="also measure the plain model run the reference way (part of --compare)")
+    p.add_argument("--open-set", action="store_true",
+                   help="also run the open-set 1:N benchmark (first image enrolled, the rest "
+                   "probed, a third of the identities held out as strangers)")
+    p.add_argument("--every", type=int, default=1, metavar="N",
+                   help="use every N-th identity only (quick runs; default 1 = all)")
     p.set_defaults(handler=_calibrate)
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from ....drivers.models.loader import ModelOptions, load_models  # noqa: PLC0415 - heavy imports only when the command runs
-    from ....handlers.recognition.calibration import (  # noqa: PLC0415 - heavy imports only when the command runs
-        REPORT_FMRS,
-        build_table,
-        embed_folder,
-        pair_scores,
-    )
-    from ....handlers.recognition.engine import model_options  # noqa: PLC0415 - heavy imports only when the command runs
+    from ....drivers.models.loader import ModelOptions  # noqa: PLC0415 - heavy imports only when the command runs
+    from ....handlers.recognition.calibrate_run import CalibrationError, run_calibration  # noqa: PLC0415 - heavy imports only when the command runs
+    from ...config.recognition import RecognitionSection  # noqa: PLC0415 - heavy imports only when the command runs
 
     # stdout carries only the report (or the JSON object): logs go to stderr.
     configure_logging(device_id="cli", level="warning", stream=sys.stderr)
@@ -46,40 +52,33 @@ def _calibrate(args: argparse.Namespace) -> int:
     if not root.is_dir():
         print(f"facegate calibrate: {root} is not a folder", file=sys.stderr)
         return 2
+    if args.every < 1:
+        print("facegate calibrate: --every must be >= 1", file=sys.stderr)
+        return 2
+    cfg = RecognitionSection()
+    config_path = None
     if args.config is not None:
         loaded = load_config(args.config)
-        opts = model_options(loaded.config.recognition, loaded.path)
-    else:
-        opts = ModelOptions()
-    models = load_models(opts)
+        cfg, config_path = loaded.config.recognition, loaded.path
 
     def progress(done: int, total: int) -> None:
-        print(f"  embedded {done}/{total}", file=sys.stderr, flush=True)
+        print(f"  analysed {done}/{total}", file=sys.stderr, flush=True)
 
-    data = embed_folder(models, root, progress=progress)
-    if data.embeddings.shape[0] < 2 or data.identities < 2:
-        print("facegate calibrate: need at least two identities with faces", file=sys.stderr)
-        return 1
-    stats = pair_scores(data)
-    if stats.genuine.size == 0:
-        print("facegate calibrate: no person has two usable images", file=sys.stderr)
-        return 1
     try:
-        table = build_table(stats, models.model_id, data)
-    except ValueError as exc:
+        report = run_calibration(
+            cfg, root, config_path=config_path, compare=args.compare, open_set=args.open_set,
+            reference=args.reference or args.compare,
+            every=args.every, progress=progress, base_options=ModelOptions(),
+        )
+    except CalibrationError as exc:
         print(f"facegate calibrate: {exc}", file=sys.stderr)
         return 1
-    args.output.write_text(json.dumps(table.to_json(), indent=2) + "\n", "utf-8")
-    s = table.summary
+    args.output.write_text(json.dumps(report.table.to_json(), indent=2) + "\n", "utf-8")
     if args.json:
-        print(json.dumps({"model_id": models.model_id, **s}))
+        print(json.dumps(report.to_json()))
         return 0
-    print(f"model {models.model_id}: {data.identities} identities, {data.images} images "
-          f"({data.failed} without a usable face)")
-    print(f"genuine pairs {stats.genuine.size}, impostor pairs {stats.impostor_sorted.size}")
-    for f in REPORT_FMRS:
-        print(f"  FMR {f:g}: threshold {s[f'threshold@{f:g}']:.4f}  "
-              f"FNMR {100 * s[f'fnmr@{f:g}']:.2f}%")
-    print(f"  EER {100 * s['eer']:.2f}% at threshold {s['eer_threshold']:.4f}")
-    print(f"calibration table written to {args.output}")
+    for line in report.lines():
+        print(line)
+    print(f"calibration table ({report.table.model_id}, {report.device_config}) "
+          f"written to {args.output}")
     return 0

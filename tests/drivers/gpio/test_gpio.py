@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from facegate.drivers.gpio import (
     relay_level,
 )
 from facegate.runtime.bus import EventBus
-from facegate.runtime.clock import ManualClock
+from facegate.runtime.clock import ManualClock, SystemClock
 from facegate.runtime.config.gpio import GpioSection
 
 
@@ -70,11 +71,12 @@ def test_driver_from_config_starts_relay_in_safe_state() -> None:
     fail_secure = build_driver(GpioSection(relay_line=2, door_sensor_line=3), clock)
     assert isinstance(fail_secure, SimulatedGpio)
     assert fail_secure.outputs == {2: False} and fail_secure.inputs == (3,)
-    fail_safe_low = build_driver(
-        GpioSection(relay_line=2, safe_state="unlocked", relay_active_high=False), clock
-    )
-    assert fail_safe_low.outputs == {2: False}
-    assert relay_level(GpioSection(relay_active_high=False), unlocked=False) is True
+    fail_safe = build_driver(GpioSection(relay_line=2, lock_type="fail_safe"), clock)
+    assert fail_safe.outputs == {2: False}  # de-energised: the maglock is released
+    assert relay_level(GpioSection(lock_type="fail_safe"), unlocked=False) is True
+    assert relay_level(GpioSection(lock_type="fail_secure"), unlocked=True) is True
+    no_relay = build_driver(GpioSection(relay="none", door_sensor_line=3), clock)
+    assert no_relay.outputs == {} and no_relay.inputs == (3,)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("gpiod") is None, reason="optional gpiod extra missing")
@@ -100,16 +102,28 @@ async def test_gpiod_missing_package_names_the_extra(monkeypatch: pytest.MonkeyP
         driver.set_output(1, False)
 
 
+GPIO_SIM_SKIP = (
+    "no GPIO chip on this machine (/dev/gpiochip0 absent; load gpio-sim and configure a bank "
+    "to run the gpiod backend against it)"
+    if not Path("/dev/gpiochip0").exists()
+    else "the optional gpiod package is not installed"
+)
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("gpiod") is None or not Path("/dev/gpiochip0").exists(),
-    reason="needs gpiod and a GPIO chip (gpio-sim) on this machine",
+    reason=GPIO_SIM_SKIP,
 )
 @pytest.mark.asyncio
 async def test_gpiod_real_chip_claims_and_drives_lines() -> None:
-    driver = GpiodGpio(chip=Path("/dev/gpiochip0"), outputs={0: False}, inputs=[], clock=ManualClock())
+    driver = GpiodGpio(chip=Path("/dev/gpiochip0"), outputs={0: False}, inputs=[], clock=SystemClock())
     async with driver:
         driver.set_output(0, True)
         driver.set_output(0, False)
+        # The driver's pulse thread ends the pulse while the loop is blocked.
+        driver.pulse(0, True, 0.2)
+        time.sleep(0.5)  # noqa: ASYNC251  # blocking the loop on purpose
+        assert driver._req().get_value(0) == driver._gpiod.line.Value.INACTIVE
 
 
 @pytest.mark.asyncio

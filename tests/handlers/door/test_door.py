@@ -190,20 +190,20 @@ async def test_lockdown_during_unlock_locks_at_once(rig: Rig) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("rig", [{"safe_state": "unlocked"}], indirect=True)
+@pytest.mark.parametrize("rig", [{"lock_type": "fail_safe"}], indirect=True)
 async def test_fail_safe_door_locks_while_running_and_unlocks_on_exit(rig: Rig) -> None:
-    assert rig.gpio.level(RELAY) is False  # running: locked
+    assert rig.gpio.level(RELAY) is True  # running: maglock energised = locked
     rig.door.enter_safe_state()
-    assert rig.gpio.level(RELAY) is True
+    assert rig.gpio.level(RELAY) is False  # de-energised = released
     rig.door.enter_safe_state()  # idempotent
-    assert rig.gpio.actuations(RELAY) == 1
+    assert rig.gpio.actuations(RELAY, to=False) == 1
 
 
 @pytest.mark.asyncio
 async def test_crash_exit_enters_safe_state() -> None:
     clock = ManualClock()
     bus = EventBus()
-    section = GpioSection(relay_line=RELAY, safe_state="locked")
+    section = GpioSection(relay_line=RELAY)
     gpio = build_driver(section, clock)
     assert isinstance(gpio, SimulatedGpio)
     door = DoorController(section, gpio, bus, clock)
@@ -230,7 +230,7 @@ async def test_remote_open_while_the_controller_stops_is_refused_and_never_unloc
     """
     clock = ManualClock()
     bus = EventBus()
-    section = GpioSection(relay_line=RELAY, door_sensor_line=SENSOR, safe_state="locked")
+    section = GpioSection(relay_line=RELAY, door_sensor_line=SENSOR)
     gpio = build_driver(section, clock)
     assert isinstance(gpio, SimulatedGpio)
     door = DoorController(section, gpio, bus, clock)

@@ -1,0 +1,165 @@
+"""What ``facegate calibrate`` runs: configurations, precisions, reference, open set.
+
+The table written is the one of the **device configuration** (the
+``[recognition]`` settings given, by default the built-in ones: selection
+rule, refinement, flip fusion, quality gate) over the images the gate
+accepts, so the threshold it yields describes what the device compares.
+Every row of the report also says how many images failed to enrol (no face
+selected) and how many the gate refused, and how many of those refusals
+would have matched (their genuine comparisons mostly reach the FMR 1e-4
+threshold of the ungated set).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...drivers.models.loader import LoadedModels, ModelOptions, load_models
+from ...runtime.config.recognition import RecognitionSection
+from .calibration import REPORT_FMRS, build_table
+from .engine import model_options, quality_limits, selection_rule
+from .evaluation import CONFIGS, Sample, collect, embedded_set, gate_report, stats_of
+from .openset import OpenSetResult, run_open_set
+from .reference import collect_reference
+from .selection import ENROL_RULE
+from .thresholds import CalibrationError, CalibrationTable, ThresholdPolicy
+
+__all__ = ["CalibrationError", "CalibrationReport", "run_calibration"]
+
+
+def device_config_name(cfg: RecognitionSection) -> str:
+    """The :data:`~.evaluation.CONFIGS` entry the device settings correspond to."""
+    name = "refine" if cfg.fusion.refine else "coarse"
+    return name + "+flip" if cfg.fusion.flip else name
+
+
+@dataclass
+class CalibrationReport:
+    """Rows of figures (no embeddings) and the device configuration's table."""
+
+    table: CalibrationTable
+    device_config: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    open_set: OpenSetResult | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model_id": self.table.model_id, **self.table.summary,
+                               "device_config": self.device_config, "configurations": self.rows}
+        if self.open_set is not None:
+            o = self.open_set
+            out["open_set"] = {**dataclasses.asdict(o), "fnir": round(o.fnir, 5),
+                               "fnir_passed_gate": round(o.fnir_passed, 5),
+                               "fte_rate": round(o.fte_rate, 5)}
+        return out
+
+    def lines(self) -> list[str]:
+        s = self.table.summary
+        out = [f"model {self.table.model_id}: {int(s['identities'])} identities, "
+               f"{int(s['images'])} images; device configuration {self.device_config}",
+               "config         precision  FTE      gate refused (would match)  "
+               "FNMR@1e-2 @1e-3  @1e-4   EER    | no gate: @1e-4  EER"]
+        for r in self.rows:
+            gate = (f"{r['gate_refused']:4d} {100 * r['gate_refused_rate']:5.2f}% "
+                    f"({r['gate_would_match']:3d})" if "gate_refused" in r else " " * 20)
+            out.append(
+                f"{r['config']:<14} {r['precision']:<9} {100 * r['fte_rate']:5.2f}%  {gate:<27} "
+                f"{100 * r['fnmr@0.01']:5.2f}%  {100 * r['fnmr@0.001']:5.2f}% "
+                f"{100 * r['fnmr@0.0001']:5.2f}% {100 * r['eer']:5.2f}% | "
+                f"{100 * r['nogate_fnmr@0.0001']:5.2f}% {100 * r['nogate_eer']:5.2f}%"
+            )
+        if self.open_set is not None:
+            o = self.open_set
+            out.append(
+                f"open set ({self.device_config}, threshold {o.threshold:.4f} at gallery "
+                f"{o.enrolled}): FTE {o.failed_to_enrol}/{o.enrolled + o.failed_to_enrol} "
+                f"({100 * o.fte_rate:.2f}%) {o.fte_reasons}; FNIR {100 * o.fnir:.2f}% of "
+                f"{o.mated_probes} mated probes ({100 * o.fnir_passed:.2f}% of those the gate "
+                f"passed; refused {o.mated_refused}, below threshold {o.mated_missed}, "
+                f"wrong subject {o.mated_wrong}); strangers granted {o.strangers_granted} of "
+                f"{o.stranger_probes} ({o.stranger_refused} refused by the gate)"
+            )
+        return out
+
+
+def _row(name: str, precision: str, samples: list[Sample], dim: int, identities: int,
+         *, gated: bool) -> tuple[dict[str, Any], Any]:
+    """Figures of one configuration; also the gated statistics for a table."""
+    nogate = stats_of(embedded_set(samples, dim, gated=False, identities=identities))
+    if nogate is None:
+        raise CalibrationError("need at least two identities with two usable images each")
+    fte = sum(1 for s in samples if s.selected.value != "ok")
+    row: dict[str, Any] = {"config": name, "precision": precision, "images": len(samples),
+                           "failed_to_enrol": fte, "fte_rate": round(fte / len(samples), 5)}
+    stats = nogate
+    data = embedded_set(samples, dim, gated=gated, identities=identities)
+    if gated:
+        t4 = nogate.threshold_at(1e-4)
+        g = gate_report(samples, t4)
+        row.update(gate_refused=g.refused, gate_refused_rate=round(g.refused / len(samples), 5),
+                   gate_reasons=g.by_reason, gate_would_match=g.would_match,
+                   gate_refused_with_mates=g.refused_with_mates)
+        gs = stats_of(data)
+        if gs is None:
+            raise CalibrationError("the quality gate left too few images to compare")
+        stats = gs
+    row["genuine_pairs"] = int(stats.genuine.size)
+    row["impostor_pairs"] = int(stats.impostor_sorted.size)
+    for f in REPORT_FMRS:
+        row[f"fnmr@{f:g}"] = round(stats.fnmr(stats.threshold_at(f)), 5)
+        row[f"threshold@{f:g}"] = round(stats.threshold_at(f), 5)
+    row["eer"] = round(stats.eer()[0], 5)
+    row["nogate_fnmr@0.0001"] = round(nogate.fnmr(nogate.threshold_at(1e-4)), 5)
+    row["nogate_eer"] = round(nogate.eer()[0], 5)
+    return row, (stats, data)
+
+
+def run_calibration(
+    cfg: RecognitionSection, root: Path, *, config_path: Path | None = None,
+    compare: bool = False, open_set: bool = False, reference: bool = False, every: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    base_options: ModelOptions | None = None,
+) -> CalibrationReport:
+    """Measure (see module docstring). Blocking: minutes for thousands of images."""
+    opts = model_options(cfg, config_path) if base_options is None or config_path else base_options
+    device_prec = opts.recognizer_precision or (
+        "int8" if cfg.models.recognizer_path is None else "fp32")
+    precisions = [device_prec]
+    if compare and cfg.models.recognizer_path is None:
+        precisions.append("fp32" if device_prec == "int8" else "int8")
+    device_cfg = device_config_name(cfg)
+    rule, limits = selection_rule(cfg), quality_limits(cfg)
+    report: CalibrationReport | None = None
+    rows: list[dict[str, Any]] = []
+    first_models: LoadedModels | None = None
+    for prec in precisions:
+        models = load_models(dataclasses.replace(opts, recognizer_precision=prec))
+        first_models = first_models or models
+        got = collect(models, root, rule=rule, enrol_rule=ENROL_RULE, limits=limits,
+                      face_px=cfg.fusion.refine_face_px, every=every, progress=progress)
+        dim = models.embedder.dim
+        for name in CONFIGS:
+            if prec != device_prec and name not in ("legacy", device_cfg):
+                continue
+            row, (stats, data) = _row(name, prec, got.samples[name], dim, got.identities,
+                                      gated=name != "legacy")
+            row["model_id"] = models.model_id
+            rows.append(row)
+            if prec == device_prec and name == device_cfg:
+                table = build_table(stats, models.model_id, data)
+                report = CalibrationReport(table=table, device_config=device_cfg)
+                if open_set:
+                    policy = ThresholdPolicy(table, cfg.target_fmr, fixed=cfg.threshold)
+                    report.open_set = run_open_set(got.samples[name], policy)
+    if (compare or reference) and first_models is not None:
+        ref = collect_reference(first_models, root, every=every, progress=progress)
+        ident = len({s.label for s in ref})
+        row, _ = _row("reference", "fp32", ref, first_models.embedder.dim, ident, gated=False)
+        row["model_id"] = "opencv-yunet640+sface-fp32"
+        rows.append(row)
+    assert report is not None  # the device precision and configuration always run
+    report.rows = rows
+    return report

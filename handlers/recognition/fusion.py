@@ -1,0 +1,88 @@
+"""Landmark refinement and view fusion: one face -> one better embedding.
+
+The documented fusion rules (the same at enrolment, at the gate and in
+``facegate calibrate``):
+
+* **Views of one image** (this module): the face is aligned from the refined
+  landmarks (see :func:`~facegate.drivers.models.detector.refine_detection`),
+  embedded together with its mirror image in one batch, and the two
+  L2-normalised rows are **averaged and re-normalised** (mean fusion). A mirror
+  view cancels part of the left/right alignment error and of lighting
+  asymmetry; it costs one more recogniser row in the same run.
+* **Templates of one subject** (the matcher): every enrolled image stays its own
+  template and a subject scores the **maximum** cosine over its templates, so a
+  second photo can only help the subject it belongs to.
+* **Frames of one passage** (the decision): k agreeing frames, each fused as above.
+
+:class:`EmbedOptions` is what the device config selects; ``EmbedOptions.legacy()``
+is the pre-refinement pipeline (coarse landmarks, one view), kept for the bench
+and the calibration comparison.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from ...drivers.models.detector import REFINE_FACE_PX, Detection, FaceDetector, refine_detection
+from ...drivers.models.embedder import FaceEmbedder
+from .align import align_face
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedOptions:
+    """How a detected face becomes an embedding (mirrors ``[recognition.fusion]``)."""
+
+    refine: bool = True
+    """Re-detect the face on a crop at ``refine_face_px`` for precise landmarks."""
+    refine_face_px: float = REFINE_FACE_PX
+    flip: bool = True
+    """Average the embedding with that of the mirrored crop."""
+
+    @classmethod
+    def legacy(cls) -> EmbedOptions:
+        """The pipeline before issue 15: coarse landmarks, one view."""
+        return cls(refine=False, flip=False)
+
+    @property
+    def label(self) -> str:
+        parts = [f"refine{int(self.refine_face_px)}" if self.refine else "coarse"]
+        if self.flip:
+            parts.append("flip")
+        return "+".join(parts)
+
+
+def refine(
+    detector: FaceDetector, bgr: npt.NDArray[np.uint8], det: Detection, opts: EmbedOptions
+) -> Detection:
+    """``det`` with refined landmarks when ``opts.refine`` (else ``det``). Blocking."""
+    if not opts.refine:
+        return det
+    return refine_detection(detector, bgr, det, face_px=opts.refine_face_px)
+
+
+def aligned_views(crop: npt.NDArray[np.uint8], opts: EmbedOptions) -> npt.NDArray[np.uint8]:
+    """The crops to embed for one aligned face: itself, and its mirror when ``opts.flip``."""
+    if not opts.flip:
+        return crop[None]
+    return np.stack([crop, np.asarray(cv2.flip(crop, 1), dtype=np.uint8)])
+
+
+def fuse_rows(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Mean of L2-normalised rows, re-normalised (one row in, the same row out)."""
+    if rows.shape[0] == 1:
+        return np.asarray(rows[0], dtype=np.float32)
+    mean = rows.mean(axis=0)
+    return np.asarray(mean / max(float(np.linalg.norm(mean)), 1e-12), dtype=np.float32)
+
+
+def embed_face(
+    embedder: FaceEmbedder, bgr: npt.NDArray[np.uint8], landmarks: npt.NDArray[np.float32],
+    opts: EmbedOptions,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+    """(fused embedding, aligned crop) of the face at ``landmarks``. Blocking."""
+    crop = align_face(bgr, landmarks)
+    return fuse_rows(embedder.embed(aligned_views(crop, opts))), crop
