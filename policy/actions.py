@@ -32,7 +32,7 @@ import hashlib
 import json
 import os
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -75,6 +75,12 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+class EnrolmentGate(Protocol):
+    """The licence's enrolment check (facegate.policy.licence.LicenceManager)."""
+
+    async def admit_enrolment(self, subject_id: str | None) -> None: ...
+
+
 class PrivacyActions:
     """The rights verbs over one device's opened policy (see module docstring).
 
@@ -83,9 +89,13 @@ class PrivacyActions:
     with ``not_available``).
     """
 
-    def __init__(self, policy: Policy, embedder: Embedder | None) -> None:
+    def __init__(
+        self, policy: Policy, embedder: Embedder | None, *, licence: EnrolmentGate | None = None
+    ) -> None:
         self._policy = policy
         self._embedder = embedder
+        self.licence = licence
+        """Enrolment needs a usable licence and respects max_subjects (when licensing is on)."""
 
     # -- enrol ------------------------------------------------------------------------------
 
@@ -98,6 +108,8 @@ class PrivacyActions:
             raise PolicyActionError(
                 "this device has no recognition engine to enrol with", code="not_available"
             )
+        if self.licence is not None:
+            await self.licence.admit_enrolment(subject_id)  # LicenceRequired: a coded refusal
         try:
             consent = await policy.consents.get(consent_ref)
         except ConsentNotFoundError:

@@ -32,6 +32,7 @@ from ..runtime.config.privacy import PrivacySection
 from ..runtime.events import PrivacyKind
 from ..storage import EnrolResult, ErasureReceipt, Store, TemplateSink, Tx, uuid7_str
 from ..storage.errors import SubjectNotFoundError
+from ..storage.scrub import scrub_subject
 from . import receipts
 from .collection import AttrValue, check_attributes, check_display_name
 from .consent import ACCESS_CONTROL, ConsentRegistry
@@ -365,6 +366,7 @@ class Policy:
                         withdrawn += 1
 
         async def in_tx(tx: Tx, receipt: ErasureReceipt) -> None:
+            await scrub_subject(tx, subject_id)  # before the receipt: that one must name it
             await self.store.ages.delete(tx, subject_id)
             snaps = await self.store.snapshots.delete_for_subject(tx, subject_id)
             await receipts.emit(

@@ -100,6 +100,7 @@ class SecurityKind(enum.StrEnum):
     BUS_OVERFLOW = "bus_overflow"
     FIRE_RELEASE = "fire_release"
     ANTI_PASSBACK = "anti_passback"
+    PUBLISH_REFUSED = "publish_refused"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -39,6 +39,7 @@ import structlog
 from ..runtime.clock import Clock, SystemClock
 from ..runtime.events import Event, SecurityEvent, SecurityKind
 from .errors import DatabaseError, IntegrityCheckError, SchemaTooNewError
+from .filemodes import private_file
 from .migrations import MIGRATIONS, SCHEMA_VERSION, VAULT_MIGRATIONS, VAULT_SCHEMA_VERSION
 
 _log = structlog.get_logger("facegate.storage")
@@ -144,6 +145,14 @@ class Database:
     async def open(self) -> None:
         """Connect, set pragmas, check integrity, migrate. Raises DatabaseError subclasses."""
         try:
+            # 0600 files (and a 0700 data dir when created) whatever the umask: SQLite
+            # gives -wal/-shm the database file's mode (issue 10.5).
+            for path in (self.path, self.vault_path):
+                await asyncio.to_thread(private_file, path)
+        except OSError as exc:
+            where = exc.filename or self.path
+            raise DatabaseError(f"cannot create database {where}: {exc.strerror}") from None
+        try:
             self._conn = await aiosqlite.connect(str(self.path), isolation_level=None)
         except sqlite3.Error as exc:
             raise DatabaseError(f"cannot open database {self.path}: {exc}") from None
@@ -238,6 +247,7 @@ class Database:
         """
         fresh = self.path.with_name(f"{self.path.name}.rebuild")
         await asyncio.to_thread(fresh.unlink, missing_ok=True)
+        await asyncio.to_thread(private_file, fresh)
         try:
             schema = await self._exec(
                 "SELECT type, name, sql FROM main.sqlite_schema "

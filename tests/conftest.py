@@ -7,6 +7,10 @@ tests/fixtures/faces.py.
 
 from __future__ import annotations
 
+import os
+
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # before any test imports onnxruntime (issue 10.6)
+
 import asyncio
 import inspect
 from collections.abc import AsyncIterator

@@ -107,12 +107,22 @@ class Verifier:
         if env.get("device_id") != self._device_id:
             raise CommandUnauthorised("command is addressed to another device", code="wrong_device")
 
-    async def authenticate(self, env: Mapping[str, Any]) -> str:
-        """Check a schema-valid envelope; return the operator name. Records the nonce.
+    def precheck(self, env: Mapping[str, Any]) -> bool:
+        """True when a schema-valid envelope would pass :meth:`authenticate` right now.
 
-        Raises CommandUnauthorised (wrong_device, unsigned, unknown_operator,
-        bad_signature) or CommandReplay (stale, replay).
+        Pure (records nothing): the command service uses it to admit only
+        genuinely signed safety commands to its priority lane, so a flood of
+        forged ones cannot delay a real ``lockdown``.
         """
+        try:
+            self._check_signed(env)
+        except (CommandUnauthorised, KeyError, TypeError, ValueError):
+            return False
+        ts = int(env["ts"])
+        return not self._nonces.seen(str(env["nonce"]), ts)
+
+    def _check_signed(self, env: Mapping[str, Any]) -> str:
+        """Device, operator, signature and time window; returns the operator."""
         self.check_device(env)
         operator, sig = env.get("operator"), env.get("sig")
         if not isinstance(operator, str) or not isinstance(sig, str):
@@ -128,6 +138,17 @@ class Verifier:
         now = int(self._clock.wall() * 1000)
         if abs(now - ts) > self._window_ms:
             raise CommandReplay("timestamp outside the accepted window", code="stale")
+        return operator
+
+    async def authenticate(self, env: Mapping[str, Any]) -> str:
+        """Check a schema-valid envelope; return the operator name. Records the nonce.
+
+        Raises CommandUnauthorised (wrong_device, unsigned, unknown_operator,
+        bad_signature) or CommandReplay (stale, replay).
+        """
+        operator = self._check_signed(env)
+        ts = int(env["ts"])
+        now = int(self._clock.wall() * 1000)
         nonce = str(env["nonce"])
         if self._nonces.seen(nonce, ts):
             raise CommandReplay("nonce already used", code="replay")

@@ -4,17 +4,31 @@ Pipeline per message (stops at the first failure, which is replied with a
 stable code and, for refusals, raised as ``SecurityEvent(COMMAND_REJECTED)``):
 
 1. size: payloads over ``commands.max_payload_bytes`` are refused BEFORE parsing;
-2. UTF-8, JSON object, envelope schema, topic verb == envelope verb;
+2. UTF-8, JSON object, bounded depth and size (:mod:`.guard`, BEFORE anything
+   recursive), envelope schema, topic verb == envelope verb;
 3. authentication (:class:`~.auth.Verifier`): device id, operator, Ed25519
    signature, time window, nonce (``ping`` needs no signature);
 4. the verb's argument schema;
 5. the verb itself (:class:`~.verbs.VerbTable`).
 
 Nothing actuates before step 5, so a refused command never moves the relay.
+Any per-message failure, of any type, becomes an error reply (``internal`` for an
+unexpected one) plus ``COMMAND_REJECTED``: the worker never dies on a message.
+
+Safety lane: a ``cmd/lockdown`` whose signature, device, time window and nonce
+already check out when it arrives (:meth:`~.auth.Verifier.precheck`, pure) goes
+to a small priority queue that the worker serves before anything else, so a
+flood of bad commands delays a valid lockdown by at most the one message being
+handled. Everything else (including forged lockdowns) waits in the normal
+queue; when that is full the sender gets ``busy`` (at most
+``_BUSY_INFLIGHT`` such replies in flight; the rest are only counted).
 
 Replies go to the MQTT 5 response topic (with its correlation data), else to
 the envelope's ``reply_to`` (MQTT 3.1.1; ``correlation_id`` echoed), else to
-``<prefix>/<device id>/reply``. A reply topic inside the facegate tree other
+``<prefix>/<device id>/reply``. A command that did not authenticate is answered
+only inside the device's own ``reply`` subtree (its requested topic when it lies
+there, else ``<prefix>/<device id>/reply``): an unauthenticated sender cannot
+make the device publish on a topic of its choosing. A reply topic inside the facegate tree other
 than a device's ``reply`` subtree is refused (``bad_reply_to``) so a command
 cannot make the device publish on its own event or status topics.
 """
@@ -38,12 +52,16 @@ from ...runtime.mqtt.payloads import encode
 from ...runtime.mqtt.topics import DeviceTopics, check_topic
 from .auth import Verifier
 from .errors import CommandError, CommandRefused, VerbFailed
+from .guard import check_shape
 from .schema import VERBS, first_error, schema_name
 from .verbs import Invocation, VerbTable, coded
 
 _log = structlog.get_logger("facegate.commands")
 
 REPLY = "reply"
+URGENT_VERBS = frozenset({"lockdown"})
+"""Verbs admitted to the priority lane once their signature checks out."""
+_BUSY_INFLIGHT = 8
 
 
 class CommandLink(Protocol):
@@ -76,6 +94,8 @@ class CommandStats:
     refused: dict[str, int] = field(default_factory=dict)
     failed: int = 0
     replies_lost: int = 0
+    busy_dropped: int = 0
+    urgent: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +107,8 @@ class Outcome:
     result: dict[str, Any]
     correlation_id: str | None
     reply_to: str | None
+    authenticated: bool = False
+    """False: the reply goes only into this device's own reply subtree (no reflection)."""
 
 
 class CommandService:
@@ -111,6 +133,10 @@ class CommandService:
         self._clock = clock
         self._max = max_payload_bytes
         self._queue: asyncio.Queue[InboundMessage] = asyncio.Queue(queue)
+        self._urgent: asyncio.Queue[tuple[InboundMessage, str]] = asyncio.Queue(queue)
+        self._urgent_nonces: set[str] = set()
+        self._work = asyncio.Event()
+        self._busy = 0
         self._name = name
         self._topics = link.topics
         self._filter = f"{self._topics.base}/cmd/#"
@@ -149,59 +175,121 @@ class CommandService:
         async def enqueue(msg: InboundMessage) -> None:
             self.stats.received += 1
             try:
-                self._queue.put_nowait(msg)
+                nonce = self._urgent_nonce(msg)
+                if nonce is not None and nonce not in self._urgent_nonces:
+                    self._urgent.put_nowait((msg, nonce))
+                    self._urgent_nonces.add(nonce)
+                    self.stats.urgent += 1
+                else:
+                    self._queue.put_nowait(msg)
+                self._work.set()
             except asyncio.QueueFull:
+                if self._busy >= _BUSY_INFLIGHT:
+                    self.stats.busy_dropped += 1
+                    return
+                self._busy += 1
                 busy = Outcome(None, False, "busy", "too many commands waiting", {}, None, None)
-                tg.create_task(self._reply(msg, busy), name=f"{self._name}.busy_reply")
+                tg.create_task(self._busy_reply(msg, busy), name=f"{self._name}.busy_reply")
 
         return enqueue
 
+    def _urgent_nonce(self, msg: InboundMessage) -> str | None:
+        """The nonce of a safety command that authenticates as it stands, else None (pure)."""
+        verb = msg.topic.removeprefix(f"{self._topics.base}/cmd/")
+        if verb not in URGENT_VERBS:
+            return None
+        try:
+            env = self._parse(msg)
+        except CommandError:
+            return None
+        if env["verb"] != verb or not self._verifier.precheck(env):
+            return None
+        return str(env["nonce"])
+
+    async def _busy_reply(self, msg: InboundMessage, outcome: Outcome) -> None:
+        try:
+            await self._reply(msg, outcome)
+        finally:
+            self._busy -= 1
+
+    async def _next(self) -> InboundMessage:
+        while True:
+            if not self._urgent.empty():
+                msg, nonce = self._urgent.get_nowait()
+                self._urgent_nonces.discard(nonce)
+                return msg
+            if not self._queue.empty():
+                return self._queue.get_nowait()
+            self._work.clear()
+            await self._work.wait()
+
     async def _worker(self) -> None:
         while True:
-            msg = await self._queue.get()
+            msg = await self._next()
             outcome = await self.handle(msg)
-            await self._reply(msg, outcome)
+            try:
+                await self._reply(msg, outcome)
+            except Exception as exc:  # noqa: BLE001  # a reply that cannot be built must not kill the worker
+                self.stats.replies_lost += 1
+                _log.error("commands.reply_failed", verb=outcome.verb, error_type=type(exc).__name__)
 
     # -- the pipeline ---------------------------------------------------------------------
 
     async def handle(self, msg: InboundMessage) -> Outcome:
-        """Run one message through the pipeline; never raises a CommandError."""
+        """Run one message through the pipeline; never raises (except cancellation)."""
         topic_verb = msg.topic.removeprefix(f"{self._topics.base}/cmd/")
-        env: dict[str, Any] | None = None
+        seen: list[dict[str, Any]] = []  # the parsed envelope, then {} once authenticated
         try:
-            env = self._parse(msg)
-            if env["verb"] != topic_verb:
-                raise CommandRefused("the topic's verb differs from the signed verb", code="verb_mismatch")
-            self._check_reply_to(env.get("reply_to"))
-            if msg.response_topic is not None:
-                self._check_reply_to(msg.response_topic)
-            operator: str | None = None
-            if env["verb"] == "ping":
-                self._verifier.check_device(env)
-            else:
-                operator = await self._verifier.authenticate(env)
-            problem = first_error(schema_name(env["verb"]), env["args"])
-            if problem is not None:
-                raise CommandRefused(f"args {problem}", code="bad_args")
-            inv = Invocation(verb=env["verb"], args=env["args"], operator=operator, nonce=env["nonce"])
-            result = await self._verbs.run(inv)
+            inv, result = await self._pipeline(msg, topic_verb, seen)
         except CommandError as exc:
-            return self._refused(exc, topic_verb, env)
+            return self._refused(exc, topic_verb, _first(seen), authenticated=len(seen) > 1)
         except CodedError as exc:
-            # A part's own coded refusal (policy, key rotation): its code is the reply code.
-            return self._refused(coded(exc), topic_verb, env)
+            # A part's own coded refusal (policy, licence, key rotation): its code is the reply code.
+            return self._refused(coded(exc), topic_verb, _first(seen), authenticated=len(seen) > 1)
+        except RecursionError:
+            too_deep = CommandRefused("the command is nested too deeply", code="too_deep")
+            return self._refused(too_deep, topic_verb, _first(seen), authenticated=len(seen) > 1)
         except FacegateError as exc:
             # A part's own typed failure (GPIO, storage, ...): reply 'failed' instead of
             # crashing the worker (which loses the reply and restarts the service). Its
             # text may carry personal data, so only the type goes out.
             failed = VerbFailed(f"{type(exc).__name__} while running the verb")
             _log.warning("commands.verb_error", verb=topic_verb[:64], error_type=type(exc).__name__)
-            return self._refused(failed, topic_verb, env)
+            return self._refused(failed, topic_verb, _first(seen), authenticated=len(seen) > 1)
+        except Exception as exc:  # noqa: BLE001  # one bad message must never crash the worker (issue 10.3)
+            # Unexpected: reply 'internal' and raise COMMAND_REJECTED; the type only
+            # (the text may carry personal data). CancelledError is not an Exception.
+            _log.error("commands.internal_error", verb=topic_verb[:64], error_type=type(exc).__name__)
+            internal = CommandRefused("the command could not be processed", code="internal")
+            return self._refused(internal, topic_verb, _first(seen), authenticated=len(seen) > 1)
+        env = seen[0]
         self.stats.executed += 1
         # The operator's label may be a person's name: it goes to the audit log (accountability),
         # never to the device log.
         _log.info("commands.executed", verb=inv.verb)
-        return Outcome(inv.verb, True, "ok", "done", result, _corr(env), _str(env.get("reply_to")))
+        return Outcome(inv.verb, True, "ok", "done", result, _corr(env), _str(env.get("reply_to")), True)
+
+    async def _pipeline(
+        self, msg: InboundMessage, topic_verb: str, seen: list[dict[str, Any]]
+    ) -> tuple[Invocation, dict[str, Any]]:
+        env = self._parse(msg)
+        seen.append(env)
+        if env["verb"] != topic_verb:
+            raise CommandRefused("the topic's verb differs from the signed verb", code="verb_mismatch")
+        self._check_reply_to(env.get("reply_to"))
+        if msg.response_topic is not None:
+            self._check_reply_to(msg.response_topic)
+        operator: str | None = None
+        if env["verb"] == "ping":
+            self._verifier.check_device(env)
+        else:
+            operator = await self._verifier.authenticate(env)
+            seen.append({})  # authenticated: its reply topic may be honoured
+        problem = first_error(schema_name(env["verb"]), env["args"])
+        if problem is not None:
+            raise CommandRefused(f"args {problem}", code="bad_args")
+        inv = Invocation(verb=env["verb"], args=env["args"], operator=operator, nonce=env["nonce"])
+        return inv, await self._verbs.run(inv)
 
     def _parse(self, msg: InboundMessage) -> dict[str, Any]:
         if len(msg.payload) > self._max:
@@ -218,6 +306,7 @@ class CommandService:
             raise CommandRefused("payload is not JSON", code="bad_json") from None
         if not isinstance(env, dict):
             raise CommandRefused("payload is not a JSON object", code="bad_json")
+        check_shape(env)  # bounded depth/size before anything recursive (issue 10.3)
         verb = env.get("verb")
         if isinstance(verb, str) and verb not in VERBS:
             raise CommandRefused("unknown verb", code="unknown_verb")
@@ -236,10 +325,16 @@ class CommandService:
         except ValueError:
             raise CommandRefused("reply_to is not a valid publish topic", code="bad_reply_to") from None
         prefix = self._topics.prefix + "/"
-        if topic.startswith(prefix) and not topic.startswith(f"{self._topics.base}/{REPLY}"):
+        if topic.startswith(prefix) and not self._own_reply(topic):
             raise CommandRefused("reply_to may not point into the device topic tree", code="bad_reply_to")
 
-    def _refused(self, exc: CommandError, topic_verb: str, env: dict[str, Any] | None) -> Outcome:
+    def _own_reply(self, topic: str) -> bool:
+        own = f"{self._topics.base}/{REPLY}"
+        return topic == own or topic.startswith(own + "/")
+
+    def _refused(
+        self, exc: CommandError, topic_verb: str, env: dict[str, Any] | None, *, authenticated: bool = False
+    ) -> Outcome:
         verb = env.get("verb") if env is not None else None
         verb_text = verb if isinstance(verb, str) else None
         if exc.refusal:
@@ -259,7 +354,7 @@ class CommandService:
         reply_to = _str(env.get("reply_to")) if env is not None else None
         if exc.code == "bad_reply_to":
             reply_to = None
-        return Outcome(verb_text, False, exc.code, str(exc), {}, _corr(env), reply_to)
+        return Outcome(verb_text, False, exc.code, str(exc), {}, _corr(env), reply_to, authenticated)
 
     async def _reply(self, msg: InboundMessage, outcome: Outcome) -> None:
         body: dict[str, Any] = {
@@ -272,14 +367,20 @@ class CommandService:
             "at": utc_iso(self._clock.wall()),
             "result": outcome.result,
         }
-        topic = f"{self._topics.base}/{REPLY}"
-        correlation = None
+        own = f"{self._topics.base}/{REPLY}"
+        topic, correlation = own, msg.correlation_data
         if msg.response_topic is not None and outcome.code != "bad_reply_to":
-            topic, correlation = msg.response_topic, msg.correlation_data
+            topic = msg.response_topic
         elif outcome.reply_to is not None:
             topic = outcome.reply_to
+        if not outcome.authenticated and not self._own_reply(topic):
+            # Unauthenticated: never reflect to a topic the sender chose (issue 10.9).
+            topic = own
         try:
-            await self._link.publish_to(topic, encode(body), qos=1, correlation_data=correlation)
+            # QoS 0 for a command that did not authenticate: a flood of junk must not make
+            # the worker wait for a PUBACK per refusal (best effort is all a stranger gets).
+            qos = 1 if outcome.authenticated else 0
+            await self._link.publish_to(topic, encode(body), qos=qos, correlation_data=correlation)
         except MqttPublishError as exc:
             self.stats.replies_lost += 1
             _log.warning("commands.reply_lost", verb=outcome.verb, detail=str(exc))
@@ -287,6 +388,10 @@ class CommandService:
 
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _first(seen: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return seen[0] if seen else None
 
 
 def _corr(env: dict[str, Any] | None) -> str | None:

@@ -54,7 +54,7 @@ class Invocation:
 Handler = Callable[[Invocation], Awaitable[Result]]
 
 _MISSING = {
-    "licence/install": "licensing is not implemented in this build (no licence component yet)",
+    "licence/install": "licensing is off on this device ([licence] enabled = false)",
     "open": "this device has no door controller",
     "lockdown": "this device has no door controller",
     "release": "this device has no door controller",

@@ -62,9 +62,12 @@ class RecognitionService:
         tick_s: float = 0.1,
         snapshot_sink: SnapshotSink | None = None,
         authorise: Authorise | None = None,
+        gate: Callable[[], bool] | None = None,
     ) -> None:
         self._engine = engine
         self._authorise = authorise
+        self._gate = gate
+        """When set and False (no usable licence), frames are dropped unanalysed."""
         self._snapshot_sink = snapshot_sink
         self._bus = bus
         self._clock = clock
@@ -75,6 +78,7 @@ class RecognitionService:
             enrolled=engine.matcher.has_subject,
         )
         self.frames_analysed = 0
+        self.frames_gated = 0
         self.reasons: collections.Counter[str] = collections.Counter()
         self._ready = asyncio.Event()
 
@@ -117,6 +121,9 @@ class RecognitionService:
         ) as sub:
             self._ready.set()
             async for ev in sub:
+                if self._gate is not None and not self._gate():
+                    self.frames_gated += 1
+                    continue
                 analysis: FrameAnalysis = await asyncio.to_thread(
                     self._engine.pipeline.analyse, ev.image, ev.ir
                 )

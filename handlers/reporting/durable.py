@@ -36,25 +36,34 @@ until a connection acknowledges it again, however many connections fail in
 between. The window must exceed the broker's save delay; 0 disables it. A
 ``mqtt.events.reconnects`` task wakes the drain on every reconnect (the
 link's ``ComponentStateChanged``), so the republish does not wait for new events.
+
+A publish the broker REFUSES (MQTT 5 PUBACK reason >= 0x80, e.g. 0x87 not
+authorized by its ACL: :class:`~.errors.MqttPublishRefused`) is not a
+delivery: the row stays pending, the link raises its refused-publish alarm
+(:mod:`.refusals`), and the drain retries from the oldest pending row with a
+capped, jittered backoff (0.5 s .. 30 s) on the same connection until the
+broker accepts it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 
+from ...runtime.backoff import Backoff
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.events import AccessDecision, ComponentStateChanged, DoorEvent, Event, SecurityEvent
-from ...runtime.mqtt.errors import MqttPublishError
+from ...runtime.mqtt.errors import MqttPublishError, MqttPublishRefused
 from ...runtime.mqtt.payloads import encode
 from ...storage.errors import StorageError
-from ...storage.outbox import Outbox, OutboxRecord
+from ...storage.outbox import EventClass, Outbox, OutboxRecord
 from .codec import EventCodec
 
 _log = structlog.get_logger("facegate.mqtt")
@@ -64,9 +73,11 @@ SINK_TYPES: tuple[type[Event], ...] = (AccessDecision, DoorEvent, SecurityEvent)
 
 
 class NameSource(Protocol):
-    """Fills the codec's name cache before a batch is encoded (:class:`.names.SubjectNames`)."""
+    """Display names added at publish time (:class:`.names.SubjectNames`): prefetch, then get."""
 
     async def prefetch(self, subject_ids: Iterable[str | None]) -> None: ...
+
+    def get(self, subject_id: str) -> str | None: ...
 
 
 class LinkLike(Protocol):
@@ -142,6 +153,8 @@ class DurableEvents:
         self._last_ack = 0.0  # wall time of the last PUBACK bookkeeping
         self._redeliver: dict[int, OutboxRecord] = {}  # seq -> row to republish first
         self._reacked: dict[int, tuple[OutboxRecord, float]] = {}  # republished rows, re-ack time
+        self._refusing = False  # the last failed send had a refusal (not a lost connection)
+        self._refusal_backoff = Backoff(base=0.5, cap=30.0, rng=random.Random())
         self._wake = asyncio.Event()
         self._wake.set()  # drain whatever a previous run left behind
         self._subscribed = asyncio.Event()
@@ -209,8 +222,6 @@ class DurableEvents:
                 self._subscribed.clear()
 
     async def _append(self, events: list[Event]) -> None:
-        if self._names is not None:  # the codec resolves names from this cache
-            await self._names.prefetch(e.subject_id for e in events if isinstance(e, AccessDecision))
         encoded = []
         for ev in events:
             if isinstance(ev, AccessDecision):
@@ -332,6 +343,8 @@ class DurableEvents:
         failed = 0
         for start in range(0, len(rows), self._inflight):
             window = rows[start : start + self._inflight]
+            if self._names is not None:  # names are added at publish time, never stored
+                await self._names.prefetch(_subject(r) for r in window if r.klass is EventClass.ACCESS)
             # Tasks start in creation order, so the packets hit the socket in commit order.
             results = await asyncio.gather(
                 *(self._link.publish_to(*self.wire(r), qos=1) for r in window),
@@ -340,6 +353,9 @@ class DurableEvents:
             for row, result in zip(window, results, strict=True):
                 if result is None:
                     acked.append(row)
+                elif isinstance(result, MqttPublishRefused):
+                    failed += 1
+                    self._refusing = True
                 elif isinstance(result, MqttPublishError):
                     failed += 1
                 elif isinstance(result, BaseException):
@@ -349,8 +365,11 @@ class DurableEvents:
         return acked, failed
 
     def wire(self, row: OutboxRecord) -> tuple[str, bytes]:
-        """The topic and payload a row is published with (a pure function of the row)."""
+        """The topic and payload a row is published with (a function of the row, plus the
+        subject's current display name on ``event/access`` when names are on)."""
         if row.topic.startswith(self._base.rsplit("/", 1)[0] + "/"):
+            if self._names is not None and row.klass is EventClass.ACCESS:
+                return row.topic, self._with_name(row.payload)
             return row.topic, row.payload  # a full topic (written by the sink)
         # A suffix written by another writer (policy receipts): complete it.
         topic = f"{self._base}/{row.topic}"
@@ -364,8 +383,32 @@ class DurableEvents:
         body.setdefault("device_id", self._codec.device_id)
         return topic, encode(body)
 
+    def _with_name(self, payload: bytes) -> bytes:
+        assert self._names is not None
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            return payload
+        sid = body.get("subject_id") if isinstance(body, dict) else None
+        name = self._names.get(sid) if isinstance(sid, str) else None
+        if name is None:  # unknown, erased or nameless: no field
+            return payload
+        body["name"] = name
+        return encode(body)
+
     async def _next_connection(self, seen: int) -> None:
-        """Wait for a connection newer than ``seen``; if the old one stays up, retry soon."""
+        """Wait for a connection newer than ``seen``; if the old one stays up, retry soon.
+
+        After a refusal the connection is fine and the broker said no: back off
+        (capped, jittered) before trying the same rows again.
+        """
+        if self._refusing:
+            self._refusing = False
+            await self._clock.sleep(self._refusal_backoff.next_delay())
+            await self._link.wait_connected()
+            self._wake.set()
+            return
+        self._refusal_backoff.reset()
         # The link notices a dead connection a moment after a publish fails, so a
         # still-CONNECTED state here is usually stale: poll briefly before resending.
         for _ in range(20):
@@ -374,3 +417,13 @@ class DurableEvents:
             await self._clock.sleep(0.025)
         await self._link.wait_connected()
         self._wake.set()
+
+
+def _subject(row: OutboxRecord) -> str | None:
+    """The subject id of an access row (None when absent or unreadable)."""
+    try:
+        body = json.loads(row.payload)
+    except ValueError:
+        return None
+    sid = body.get("subject_id") if isinstance(body, dict) else None
+    return sid if isinstance(sid, str) else None

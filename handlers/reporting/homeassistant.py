@@ -46,14 +46,17 @@ class _Link(Protocol):
 
 def lock_config_topic(topics: DeviceTopics, prefix: str = "homeassistant") -> str:
     """The lock entity's discovery topic (also cleared when no bridge is configured)."""
-    return f"{prefix}/lock/facegate_{topics.device_id.replace('-', '_')}/door/config"
+    # The node id keeps the device id verbatim ('-' is valid in a discovery node id), so the
+    # documented ACL line 'pattern write homeassistant/+/facegate_%u/#' matches (issue 10.8).
+    return f"{prefix}/lock/facegate_{topics.device_id}/door/config"
 
 
 def discovery_configs(
     topics: DeviceTopics, identity: Identity, *, prefix: str = "homeassistant", lock: bool = False
 ) -> dict[str, dict[str, Any]]:
     """topic -> discovery config payload for every entity of one device."""
-    node = f"facegate_{topics.device_id.replace('-', '_')}"
+    node = f"facegate_{topics.device_id.replace('-', '_')}"  # unique ids: unchanged (stable entities)
+    at = f"facegate_{topics.device_id}"  # topic node id: verbatim, as the ACL pattern expects
     device = {
         "identifiers": [f"facegate-{topics.device_id}"],
         "name": f"facegate {topics.device_id}",
@@ -70,7 +73,7 @@ def discovery_configs(
     }
     base = topics.base
     out: dict[str, dict[str, Any]] = {
-        f"{prefix}/sensor/{node}/last_access/config": common
+        f"{prefix}/sensor/{at}/last_access/config": common
         | {
             "name": "Last access decision",
             "unique_id": f"{node}_last_access",
@@ -79,14 +82,14 @@ def discovery_configs(
             "json_attributes_topic": f"{base}/event/access",
             "json_attributes_template": "{{ {'reason': value_json.reason, 'at': value_json.at} | tojson }}",
         },
-        f"{prefix}/sensor/{node}/licence/config": common
+        f"{prefix}/sensor/{at}/licence/config": common
         | {
             "name": "Licence",
             "unique_id": f"{node}_licence",
             "state_topic": f"{base}/licence",
             "value_template": "{{ value_json.state }}",
         },
-        f"{prefix}/sensor/{node}/health/config": common
+        f"{prefix}/sensor/{at}/health/config": common
         | {
             "name": "Health",
             "unique_id": f"{node}_health",
@@ -94,7 +97,7 @@ def discovery_configs(
             "value_template": "{{ value_json.state }}",
             "entity_category": "diagnostic",
         },
-        f"{prefix}/sensor/{node}/outbox_backlog/config": common
+        f"{prefix}/sensor/{at}/outbox_backlog/config": common
         | {
             "name": "Event backlog",
             "unique_id": f"{node}_outbox_backlog",
@@ -103,7 +106,7 @@ def discovery_configs(
             "entity_category": "diagnostic",
             "state_class": "measurement",
         },
-        f"{prefix}/binary_sensor/{node}/door_contact/config": common
+        f"{prefix}/binary_sensor/{at}/door_contact/config": common
         | {
             "name": "Door contact",
             "unique_id": f"{node}_door_contact",
@@ -111,7 +114,7 @@ def discovery_configs(
             "state_topic": f"{base}/door/state",
             "value_template": "{{ 'ON' if value_json.door == 'open' else 'OFF' }}",
         },
-        f"{prefix}/binary_sensor/{node}/fire/config": common
+        f"{prefix}/binary_sensor/{at}/fire/config": common
         | {
             "name": "Fire release",
             "unique_id": f"{node}_fire",

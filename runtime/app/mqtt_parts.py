@@ -81,6 +81,7 @@ async def build_link_parts(
     cfg = loaded.config
     metrics = LinkMetrics(bus, clock)
     link = MqttLink.from_config(loaded, clock=clock, bus=bus, telemetry=metrics.telemetry(health.snapshot))
+    health.register("mqtt", link.health)  # refused-publish alarm in telemetry (issue 10.1)
     events: DurableEvents | None = None
     names: SubjectNames | None = None
     if store is None:
@@ -93,11 +94,9 @@ async def build_link_parts(
             bus=bus,
             outbox=outbox,
             link=link,
-            codec=EventCodec(
-                link.topics.device_id,
-                include_names=names is not None,
-                names=names.get if names is not None else None,
-            ),
+            # Names are never stored: the outbox row carries the subject id only and the
+            # drain adds the display name at publish time (issue 10.4, RULES R30).
+            codec=EventCodec(link.topics.device_id),
             base_topic=link.topics.base,
             clock=clock,
             on_access=metrics.on_access,

@@ -31,11 +31,16 @@ from ...drivers.gpio import GpioDriver, GpioInputWatcher, build_driver, input_li
 from ...handlers.access import AntiPassback, Authoriser, PeerPassages, store_lookup
 from ...handlers.door import DoorController
 from ...handlers.recognition.engine import RecognitionEngine
+from ...handlers.recognition.gallery_load import GalleryLoader
 from ...handlers.recognition.matcher import Matcher
 from ...handlers.recognition.service import Authorise, RecognitionService
 from ...policy import Policy
 from ...policy.actions import PrivacyActions
 from ...policy.device_keys import rewrap_secrets
+from ...policy.licence.enrolment import EnrolmentGate
+from ...policy.licence.manager import LicenceManager
+from ...policy.licence.report import LicenceReporter
+from ...policy.licence.seat_client import SeatClient
 from ...policy.retention import RetentionSweeper
 from ...policy.services import MatchRecorder, snapshot_sink
 from ...policy.watch import GalleryWatcher
@@ -46,7 +51,7 @@ from ..clock import Clock
 from ..config import DeviceConfig, LoadedConfig
 from ..config.privacy import PrivacySection
 from ..health import HealthMonitor
-from ..mqtt import EmbeddedBroker
+from ..mqtt import EmbeddedBroker, MqttLink
 from ..service import SafeOutput, Service
 from .mqtt_parts import LinkParts, build_link_parts
 from .watchdog import SdNotifier, Watchdog
@@ -80,7 +85,10 @@ class Resources:
 
     gpio: GpioDriver
     store: Store | None
+    licence: LicenceManager | None
+    """Evaluated before recognition loads any template (``[licence] enabled``)."""
     engine: RecognitionEngine | None
+    gallery: GalleryLoader | None
     policy: Policy | None
     broker: EmbeddedBroker | None
 
@@ -92,9 +100,12 @@ class Parts:
     gpio: GpioDriver
     door: DoorController
     store: Store | None = None
+    licence: LicenceManager | None = None
     keys: LiveKeyRotation | None = None
     camera: OpenCVCamera | SimulatedCamera | None = None
     engine: RecognitionEngine | None = None
+    gallery: GalleryLoader | None = None
+    """The stored gallery's load into the matcher (deferred without a usable licence)."""
     recognition: RecognitionService | None = None
     passback: AntiPassback | None = None
     """Anti-passback state shared with the peer follower (``access.anti_passback``)."""
@@ -118,39 +129,32 @@ async def open_gpio(ctx: Context, stack: AsyncExitStack) -> GpioDriver:
     return await stack.enter_async_context(build_driver(ctx.config.gpio, ctx.clock))
 
 
-async def open_engine(ctx: Context, store: Store | None, stack: AsyncExitStack) -> RecognitionEngine:
+async def open_engine(
+    ctx: Context,
+    store: Store | None,
+    stack: AsyncExitStack,
+    *,
+    gate: Callable[[], bool] | None = None,
+) -> tuple[RecognitionEngine, GalleryLoader | None]:
     """The recognition engine (models verified and opened off the loop), its matcher filled.
 
     A model with the wrong hash stops the device here, before it serves anyone.
     The store's decrypted gallery is loaded into the matcher, and the gallery
-    becomes the matcher's single writer until the stack closes.
+    becomes the matcher's single writer until the stack closes. Without a usable
+    licence (``gate``) no template is read: the returned loader then loads later.
     """
     engine = await RecognitionEngine.create(
         ctx.config.recognition, bus=ctx.bus, clock=ctx.clock, config_path=ctx.loaded.path
     )
     if store is None:
-        return engine
-    report = await store.gallery.load_all(engine.matcher, model_id=engine.model_id)
-    store.gallery.attach(engine.matcher)
+        return engine, None
+    loader = GalleryLoader(engine, store, clock=ctx.clock, gate=gate)
     stack.callback(store.gallery.attach, None)
-    _log.info(
-        "recognition.gallery_loaded",
-        template_count=report.templates,
-        subject_count=engine.matcher.subject_count,
-        failures=len(report.failures),
-        other_models=report.other_models,
-    )
-    if report.other_models:
-        _log.warning(
-            "recognition.reenrolment_required",
-            other_models=report.other_models,
-            model_id=engine.model_id,
-            reason="templates of another model are never compared",
-            hint="re-enrol these subjects with this model, or set "
-            "[recognition.models] recognizer_precision to the build that made them "
-            "(templates enrolled before int8 became the default are fp32)",
-        )
-    return engine
+    if loader.allowed:
+        await loader.load()
+    else:
+        _log.warning("recognition.gallery_deferred", reason="no usable licence: no template is read")
+    return engine, loader
 
 
 async def open_policy(
@@ -168,6 +172,11 @@ async def open_policy(
     return policy
 
 
+def camera_count(cfg: DeviceConfig) -> int:
+    """Cameras this device runs (colour, plus IR when configured): the licence counts them."""
+    return 1 + (cfg.camera.ir is not None)
+
+
 async def open_resources(ctx: Context, stack: AsyncExitStack) -> Resources:
     """Phase 1: GPIO, store, engine, policy, broker, each entered on ``stack`` in this order."""
     cfg = ctx.config
@@ -179,7 +188,16 @@ async def open_resources(ctx: Context, stack: AsyncExitStack) -> Resources:
         store = await stack.enter_async_context(
             Store.from_config(cfg.storage, clock=ctx.clock, publish=ctx.bus.publish, repair=ctx.repair)
         )
-    engine = await open_engine(ctx, store, stack) if cfg.recognition.enabled else None
+    licence: LicenceManager | None = None
+    if cfg.licence.enabled and store is not None:
+        licence = await stack.enter_async_context(
+            LicenceManager(cfg.licence, store=store, bus=ctx.bus, clock=ctx.clock, cameras=camera_count(cfg))
+        )
+    engine: RecognitionEngine | None = None
+    gallery: GalleryLoader | None = None
+    if cfg.recognition.enabled:
+        gate = licence.recognition_allowed if licence is not None else None
+        engine, gallery = await open_engine(ctx, store, stack, gate=gate)
     policy: Policy | None = None
     if store is not None:
         policy = await open_policy(
@@ -195,7 +213,9 @@ async def open_resources(ctx: Context, stack: AsyncExitStack) -> Resources:
         # A resource, so it opens before and closes after every service: the link's
         # clean ``offline`` still reaches it at shutdown.
         broker = await stack.enter_async_context(EmbeddedBroker(cfg.mqtt.host, cfg.mqtt.port))
-    return Resources(gpio=gpio, store=store, engine=engine, policy=policy, broker=broker)
+    return Resources(
+        gpio=gpio, store=store, licence=licence, engine=engine, gallery=gallery, policy=policy, broker=broker
+    )
 
 
 # -- phase 2: services ---------------------------------------------------------------------------
@@ -256,6 +276,18 @@ def policy_services(policy: Policy, *, clock: Clock, bus: EventBus) -> list[Serv
     ]
 
 
+def licence_services(lic: LicenceManager, link: MqttLink, *, clock: Clock) -> list[Service]:
+    """The periodic check, the retained ``licence`` topic and, with a seat service, the lease."""
+    services: list[Service] = [lic, LicenceReporter(lic, link, clock=clock)]
+    if lic.cfg.seat_service:
+        services.append(SeatClient(lic, link, clock=clock))
+    return services
+
+
+def _loaded(gallery: GalleryLoader | None) -> asyncio.Event | None:
+    return None if gallery is None else gallery.loaded
+
+
 async def build_parts(ctx: Context, res: Resources) -> Parts:
     """Phase 2: every service, built from the opened resources."""
     cfg = ctx.config
@@ -270,6 +302,7 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
     ctx.health.register("camera", camera.health)
     recognition: RecognitionService | None = None
     passback = anti_passback(ctx)
+    lic = res.licence
     if res.engine is not None:
         # The policy alone decides that face crops are kept: only then does recognition
         # get a sink, and every crop is sealed and kept at most snapshot_hours.
@@ -282,9 +315,12 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
             ctx.clock,
             snapshot_sink=sink,
             authorise=authoriser(ctx, res.store, passback),
+            gate=lic.recognition_allowed if lic is not None else None,
         )
         services.append(recognition)
         ctx.health.register("recognition", recognition.health)
+        if res.gallery is not None and not res.gallery.loaded.is_set():
+            services.append(res.gallery)  # loads once a licence allows it
     keys: LiveKeyRotation | None = None
     privacy: PrivacyActions | None = None
     if res.store is not None and res.policy is not None:
@@ -292,7 +328,9 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
         # in its final transaction, or it would strand the export signing key.
         keys = LiveKeyRotation(cfg.storage, publish=ctx.bus.publish, extra=(rewrap_secrets,))
         privacy = PrivacyActions(
-            res.policy, res.engine.embed_image if res.engine is not None else None
+            res.policy,
+            res.engine.embed_image if res.engine is not None else None,
+            licence=None if lic is None else EnrolmentGate(lic, _loaded(res.gallery), clock=ctx.clock),
         )
         services.extend(policy_services(res.policy, clock=ctx.clock, bus=ctx.bus))
     mqtt = await build_link_parts(
@@ -305,7 +343,10 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
         door_health=door.health,
         privacy=privacy,
         keys=keys,
+        licence=lic,
     )
+    if lic is not None:
+        services.extend(licence_services(lic, mqtt.link, clock=ctx.clock))
     if passback is not None:
         services.append(PeerPassages(passback, cfg.access.peers, mqtt.link))
     services.extend(mqtt.services)
@@ -313,9 +354,11 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
         gpio=res.gpio,
         door=door,
         store=res.store,
+        licence=lic,
         keys=keys,
         camera=camera,
         engine=res.engine,
+        gallery=res.gallery,
         recognition=recognition,
         passback=passback,
         policy=res.policy,

@@ -9,6 +9,7 @@ from .access import AccessSection
 from .core import DeviceSection, LifecycleSection, LoggingSection, MqttSection
 from .gpio import GpioSection
 from .hardware import CameraSection
+from .licence import LicenceSection
 from .link import CommandsSection, EventsSection, HomeAssistantSection
 from .privacy import PrivacySection
 from .recognition import RecognitionSection
@@ -36,7 +37,10 @@ class DeviceConfig:
     access: AccessSection = setting(
         factory=AccessSection, doc="Authorisation: validity dates and schedules (docs/gate.md)."
     )
+    licence: LicenceSection = setting(factory=LicenceSection, doc="Device-bound licence.")
 
     def check(self) -> None:
         if self.recognition.enabled and not self.storage.enabled:
             raise FieldError("recognition.enabled", "recognition needs [storage] enabled (the gallery)")
+        if self.licence.enabled and not self.storage.enabled:
+            raise FieldError("licence.enabled", "the licence needs [storage] enabled (clock, install id)")

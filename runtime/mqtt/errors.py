@@ -31,6 +31,15 @@ class MqttPublishTimeout(MqttPublishError):
     """The connection stayed up but no acknowledgement arrived within the timeout."""
 
 
+class MqttPublishRefused(MqttPublishError):
+    """The broker acknowledged the publish with a failure reason code (MQTT 5, e.g. 0x87
+    not authorized): it did NOT accept it. Keep it pending; it is resent once accepted."""
+
+    def __init__(self, message: str, *, reason: int) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class MqttConnectError(MqttLinkError):
     """One connection attempt failed (network, TLS, refused CONNACK). The link retries."""
 

@@ -37,10 +37,11 @@ from ..bus import EventBus
 from ..clock import Clock
 from ..config.loader import LoadedConfig
 from . import payloads
-from .errors import MqttConnectError, MqttNotConnected, MqttPublishError
+from .errors import MqttConnectError, MqttNotConnected, MqttPublishError, MqttPublishRefused
 from .inbound import InboundMessage, MessageHandler, from_aiomqtt
 from .options import ClientOptions, client_options
 from .payloads import Identity
+from .refusals import RefusalAlarm
 from .session import Session, describe, guarded, new_future
 from .state import LinkState, StateTracker
 from .telemetry import SnapshotProvider, TelemetryPublisher
@@ -89,6 +90,8 @@ class MqttLink:
             topics.status, payloads.will(identity), qos=1, retain=True
         )
         self._states = StateTracker(name, clock=clock, bus=bus)
+        self.refusals = RefusalAlarm(topics, clock=clock, bus=bus, name=name)
+        """Refused-publish alarm (issue 10.1); see :mod:`.refusals`."""
         self._session: Session | None = None
         self._sessions = 0
         self._lost_at: dict[int, float] = {}
@@ -234,12 +237,21 @@ class MqttLink:
         if session is None or state is not LinkState.CONNECTED:
             raise MqttNotConnected(f"not connected (state {state.value})")
         props = self._options.publish_properties(response_topic, correlation_data)
-        await guarded(
-            session,
-            session.client.publish(
-                topic, bytes(payload), qos=qos, retain=retain, properties=props, timeout=ack_timeout
-            ),
-        )
+        try:
+            await guarded(
+                session,
+                session.client.publish(
+                    topic, bytes(payload), qos=qos, retain=retain, properties=props, timeout=ack_timeout
+                ),
+            )
+        except MqttPublishRefused as exc:  # MQTT 5: the broker said no (ACL): not delivered
+            await self.refusals.on_refused(topic, exc)
+            raise
+        await self.refusals.on_accepted(topic)
+
+    def health(self) -> dict[str, int | str]:
+        """Telemetry source ``mqtt``: whether the broker accepts this device's publishes."""
+        return self.refusals.health()
 
     async def subscribe(self, topic_filter: str, handler: MessageHandler, *, qos: int = 1) -> None:
         """Route messages matching ``topic_filter`` to ``handler``, now and after every reconnect.
@@ -356,9 +368,12 @@ class MqttLink:
 
     async def _go_online(self, session: Session) -> None:
         birth = payloads.birth(self._identity, connected_at=self._clock.wall())
-        await guarded(
-            session, session.client.publish(self._topics.status, birth, qos=1, retain=True)
-        )
+        try:
+            await guarded(
+                session, session.client.publish(self._topics.status, birth, qos=1, retain=True)
+            )
+        except MqttPublishRefused as exc:  # the ACL refuses status: raise the alarm, stay online
+            await self.refusals.on_refused(self._topics.status, exc)
         if self._subs:
             wanted = [(f, qos) for f, (qos, _) in self._subs.items()]
             await guarded(session, session.client.subscribe(wanted))
@@ -395,5 +410,5 @@ class MqttLink:
         try:
             async with asyncio.timeout(self._offline_timeout):
                 await session.client.publish(self._topics.status, body, qos=1, retain=True)
-        except (aiomqtt.MqttError, TimeoutError) as exc:
+        except (aiomqtt.MqttError, MqttPublishRefused, TimeoutError) as exc:
             _log.warning("mqtt.link.offline_not_confirmed", detail=describe(exc))

@@ -14,6 +14,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ..config.core import MqttSection, TlsSection
+from .checked import CheckedClient
 from .errors import MqttTlsConfigError
 from .topics import check_topic
 
@@ -42,7 +43,7 @@ class ClientOptions:
 
     def new_client(self, will: aiomqtt.Will) -> aiomqtt.Client:
         """A fresh aiomqtt client (one per connection attempt: its futures are single-use)."""
-        client = aiomqtt.Client(
+        client = CheckedClient(
             self.host,
             self.port,
             identifier=self.client_id,

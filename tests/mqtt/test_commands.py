@@ -35,6 +35,7 @@ from .util import load
 
 pytestmark = pytest.mark.mosquitto
 BASE = "facegate/v1/gate-1"
+REPLIES = f"{BASE}/reply/op/1"  # inside the device reply subtree: refusals are answered there too
 
 
 def pub_b64(key: Ed25519PrivateKey) -> str:
@@ -127,7 +128,7 @@ class Operator:
         self.n += 1
         corr = str(self.n).encode()
         props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = "ops/replies"
+        props.ResponseTopic = REPLIES
         props.CorrelationData = corr
         await self.client.publish(f"{BASE}/cmd/{verb}", payload, qos=1, properties=props)
         async with asyncio.timeout(within):
@@ -145,7 +146,7 @@ async def operator(mosquitto: MosquittoBroker) -> AsyncIterator[Operator]:
     async with aiomqtt.Client(
         mosquitto.host, mosquitto.port, identifier="op", protocol=aiomqtt.ProtocolVersion.V5
     ) as client:
-        await client.subscribe("ops/replies", qos=1)
+        await client.subscribe(REPLIES, qos=1)
         yield Operator(client)
 
 

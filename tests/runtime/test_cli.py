@@ -132,6 +132,9 @@ def test_demo_prints_online_and_offline(tmp_path: Path) -> None:
     assert any(": online (version" in line for line in status), out
     assert status[-1].endswith(": offline"), out  # the clean shutdown, seen by the separate client
     assert "stopped (exit 0)" in out
+    # The licence a demo vendor key issued on the fly, as the outside subscriber sees it.
+    licence = [line for line in out.splitlines() if line.startswith("[mqtt] licence")]
+    assert licence and ": VALID licence_id=lic-" in licence[-1] and "max_subjects:100" in licence[-1], out
 
 
 def test_demo_tells_the_whole_story_through_mqtt(tmp_path: Path) -> None:

@@ -34,6 +34,8 @@ from paho.mqtt.properties import Properties
 
 from ....handlers.commands import VERBS, envelope
 from . import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from ._broker_opts import BrokerOptions, add_broker_options, broker_options
+from ._replies import NoReply, expect_reply, reply_topic_for
 
 
 def register(sub: Any) -> None:
@@ -42,13 +44,17 @@ def register(sub: Any) -> None:
     p.add_argument("verb", choices=VERBS, help="command verb")
     p.add_argument("--key", type=Path, help="operator private key (PEM); not needed for ping")
     p.add_argument("--operator", help="operator name (default: key file name without extension)")
-    p.add_argument("--broker", default="127.0.0.1:1883", help="host:port of the broker")
     p.add_argument("--device", default="gate-1", help="device id")
     p.add_argument("--prefix", default="facegate/v1", help="topic prefix")
-    p.add_argument("--json", dest="args", default="{}", help="verb arguments as a JSON object")
+    p.add_argument(
+        "--json",
+        dest="args",
+        default="{}",
+        help="verb arguments as a JSON object, or @FILE to read it from FILE",
+    )
     p.add_argument("--protocol", choices=["5", "3.1.1"], default="5", help="MQTT protocol")
-    p.add_argument("--username", help="broker username (password from $FACEGATE_MQTT_PASSWORD)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply")
+    add_broker_options(p)
     p.set_defaults(handler=_cmd)
     op = sub.add_parser("operator", help="operator key pairs for signed commands")
     ops = op.add_subparsers(dest="operator_command", metavar="ACTION", required=True)
@@ -84,7 +90,16 @@ def load_key(path: Path) -> Ed25519PrivateKey:
 
 
 def _object(text: str) -> dict[str, Any]:
-    value = json.loads(text)
+    if text.startswith("@"):  # a typical enrolment photo does not fit on a command line
+        path = Path(text[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"--json {text}: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"--json is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ValueError("--json must be a JSON object")  # noqa: TRY004  # reported as a usage error
     return value
@@ -93,7 +108,7 @@ def _object(text: str) -> dict[str, Any]:
 def _cmd(args: argparse.Namespace) -> int:
     try:
         cmd_args = _object(args.args)
-        host, _, port = args.broker.rpartition(":")
+        broker = broker_options(args)
         key = load_key(args.key) if args.key is not None else None
     except (ValueError, OSError) as exc:
         print(f"facegate: {exc}", file=sys.stderr)
@@ -103,10 +118,16 @@ def _cmd(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     operator = args.operator or (args.key.stem if args.key is not None else None)
     try:
-        broker = (host or "127.0.0.1", int(port))
         reply = asyncio.run(_send(args, broker, cmd_args, key=key, operator=operator))
-    except (aiomqtt.MqttError, TimeoutError) as exc:
-        print(f"facegate: no reply: {exc or 'timed out'}", file=sys.stderr)
+    except aiomqtt.MqttError as exc:
+        print(f"facegate: no reply: broker {broker.host}:{broker.port}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (NoReply, TimeoutError):
+        print(
+            f"facegate: no reply from device {args.device!r} within {args.timeout:g} s "
+            "(is it online, and may this account read its reply topic?)",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     print(json.dumps(reply, indent=2, sort_keys=True))
     return EXIT_OK if reply.get("ok") else EXIT_FAILURE
@@ -114,16 +135,17 @@ def _cmd(args: argparse.Namespace) -> int:
 
 async def _send(
     args: argparse.Namespace,
-    broker: tuple[str, int],
+    broker: BrokerOptions,
     cmd_args: dict[str, Any],
     *,
     key: Ed25519PrivateKey | None,
     operator: str | None,
 ) -> dict[str, Any]:
-    host, port = broker
     v5 = args.protocol == "5"
     client_id = f"facegate-cmd-{secrets.token_hex(4)}"
-    reply_topic = f"facegate-ops/{client_id}/reply"
+    # Inside the device's own reply subtree: the documented ACL lets only that device
+    # write it and only this account read it (docs/deployment.md).
+    reply_topic = reply_topic_for(args.prefix, args.device, broker.username)
     correlation = secrets.token_hex(8)
     env = envelope.build(
         args.verb,
@@ -141,21 +163,15 @@ async def _send(
         props.ResponseTopic = reply_topic
         props.CorrelationData = correlation.encode()
     async with aiomqtt.Client(
-        host,
-        port,
+        broker.host,
+        broker.port,
         identifier=client_id,
         protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-        username=args.username,
-        password=os.environ.get("FACEGATE_MQTT_PASSWORD"),
+        **broker.client_kwargs(),
     ) as client:
         await client.subscribe(reply_topic, qos=1)
         await client.publish(
             f"{args.prefix}/{args.device}/cmd/{args.verb}", envelope.encode(env), qos=1, properties=props
         )
         async with asyncio.timeout(args.timeout):
-            async for m in client.messages:
-                raw = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
-                body = json.loads(raw)
-                if isinstance(body, dict):
-                    return body
-    raise TimeoutError
+            return await expect_reply(client, device=args.device, verb=args.verb, correlation=correlation)

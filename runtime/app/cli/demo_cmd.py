@@ -102,6 +102,11 @@ def _demo(args: argparse.Namespace) -> int:
     _say(f"  watch it yourself: mosquitto_sub -h {cfg.mqtt.host} -p {cfg.mqtt.port} -t 'facegate/#' -v")
     with tempfile.TemporaryDirectory(prefix="facegate-demo-") as tmp:
         demo = _throwaway_store(loaded, Path(tmp))
+        if demo.config.storage.enabled:
+            from ....policy.licence.demo import issue_demo_licence  # noqa: PLC0415  # policy loads on use
+
+            demo = asyncio.run(issue_demo_licence(demo, Path(tmp)))
+            _say("[demo] a demo vendor key issued this device a licence on the fly (state on 'licence')")
 
         async def narrate(device: Device) -> None:
             async with asyncio.TaskGroup() as tg:
@@ -158,6 +163,10 @@ def describe(suffix: str, payload: Any) -> str:
     if suffix in ("event/door", "event/security", "event/privacy"):
         fields = ("kind", "subject_id", "cause", "detail", "counts", "receipt_id")
         return " ".join(f"{k}={body[k]}" for k in fields if body.get(k) not in (None, "", {}))
+    if suffix == "licence":
+        from ....policy.licence.demo import describe_licence  # noqa: PLC0415  # policy loads on use
+
+        return describe_licence(body)
     if suffix == "status":
         if "version" not in body:
             return str(body.get("state"))

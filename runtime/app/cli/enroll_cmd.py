@@ -26,6 +26,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from ....handlers.recognition import ImageRejected, RecognitionEngine
 from ....policy import Policy
 from ....policy.errors import ConsentRequiredError
+from ....policy.licence.errors import LicenceRequired
+from ....policy.licence.manager import enrolment_licence
 from ....storage import Store
 from ....storage.enrolment import check_id
 from ....storage.errors import InvalidInputError
@@ -75,7 +77,9 @@ def _plan(root: Path, summary: EnrolSummary) -> dict[str, list[Path]]:
     return people
 
 
-async def run_enrolment(root: Path, config: Path, *, actor: str, progress: bool) -> EnrolSummary:
+async def run_enrolment(  # noqa: PLR0915  # one linear pass: licence, consent, embed, enrol per person
+    root: Path, config: Path, *, actor: str, progress: bool
+) -> EnrolSummary:
     """Embed and enrol every consenting person folder under ``root``; returns what happened."""
     loaded = load_config(config)
     summary = EnrolSummary()
@@ -85,6 +89,7 @@ async def run_enrolment(root: Path, config: Path, *, actor: str, progress: bool)
     async with Store.from_config(loaded.config.storage) as store:
         cfg = loaded.config
         policy = await Policy(store, cfg.privacy, clock=store.clock, device_id=cfg.device.id).open()
+        licence = await enrolment_licence(cfg.licence, store)  # None when [licence] is off
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -94,8 +99,16 @@ async def run_enrolment(root: Path, config: Path, *, actor: str, progress: bool)
         ) as bar:
             task = bar.add_task("embedding images", total=total)
             for person, images in people.items():
-                try:  # consent first: no face of a non-consenting person is processed
+                try:  # licence and consent first: no face of a non-consenting person is processed
+                    if licence is not None:
+                        await licence.admit_enrolment(person)
                     await policy.require_enrolment_consent(person)
+                except LicenceRequired as exc:
+                    if exc.code == "licence_required":
+                        raise  # no usable licence: the whole run is refused with the reason
+                    summary.skipped.append((person + "/", exc.code))
+                    bar.advance(task, len(images))
+                    continue
                 except ConsentRequiredError as exc:
                     summary.skipped.append((person + "/", f"consent_required:{exc.missing}"))
                     bar.advance(task, len(images))

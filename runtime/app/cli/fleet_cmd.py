@@ -12,7 +12,8 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
+import re
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,11 @@ import aiomqtt
 from rich.live import Live
 from rich.table import Table
 
-from . import EXIT_FAILURE, EXIT_OK
+from . import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from ._broker_opts import BrokerOptionError, BrokerOptions, add_broker_options, broker_options
+
+DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+"""A device id (the config's rule): anything else on a device topic is not a device (issue 10.8)."""
 
 
 @dataclass
@@ -51,6 +56,8 @@ class Fleet:
     def update(self, topic: str, payload: bytes, now: float) -> None:
         rest = topic.removeprefix(self.prefix + "/")
         device, _, kind = rest.partition("/")
+        if DEVICE_ID.fullmatch(device) is None:
+            return  # e.g. an account name with a '.': never a device
         try:
             body = json.loads(payload) if payload else {}
         except ValueError:
@@ -63,6 +70,9 @@ class Fleet:
             row.state = str(body.get("state", "?"))
         elif kind == "licence":
             row.licence = str(body.get("state", "?"))
+            days = body.get("days_left")
+            if isinstance(days, int | float):
+                row.licence += f" ({days:.0f}d)"
         elif kind == "telemetry":
             fps = body.get("fps")
             if isinstance(fps, dict) and fps:
@@ -89,28 +99,29 @@ def register(sub: Any) -> None:
     p = sub.add_parser("fleet", help="watch the devices on a broker")
     cmds = p.add_subparsers(dest="fleet_command", metavar="ACTION", required=True)
     w = cmds.add_parser("watch", help="live table: online, last seen, licence, fps, backlog, alarms")
-    w.add_argument("--broker", default="127.0.0.1:1883", help="host:port")
     w.add_argument("--prefix", default="facegate/v1", help="topic prefix")
-    w.add_argument("--username", help="username (password from $FACEGATE_MQTT_PASSWORD)")
     w.add_argument("--seconds", type=float, default=None, help="stop after N seconds")
+    add_broker_options(w)
     w.set_defaults(handler=_watch)
 
 
 def _watch(args: argparse.Namespace) -> int:
-    host, _, port = args.broker.rpartition(":")
+    try:
+        broker = broker_options(args)
+    except BrokerOptionError as exc:
+        print(f"facegate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     fleet = Fleet(args.prefix)
     try:
-        asyncio.run(_run(fleet, host or "127.0.0.1", int(port), args))
+        asyncio.run(_run(fleet, broker, args))
     except aiomqtt.MqttError as exc:
         print(f"facegate: broker: {exc}")
         return EXIT_FAILURE
     return EXIT_OK
 
 
-async def _run(fleet: Fleet, host: str, port: int, args: argparse.Namespace) -> None:
-    async with aiomqtt.Client(
-        host, port, username=args.username, password=os.environ.get("FACEGATE_MQTT_PASSWORD")
-    ) as client:
+async def _run(fleet: Fleet, broker: BrokerOptions, args: argparse.Namespace) -> None:
+    async with aiomqtt.Client(broker.host, broker.port, **broker.client_kwargs()) as client:
         for f in fleet.filters():
             await client.subscribe(f, qos=1)
         with Live(fleet.table(time.time()), refresh_per_second=2) as live, contextlib.suppress(TimeoutError):

@@ -31,6 +31,7 @@ from ....policy import (
     verify_export,
 )
 from ....storage import Store
+from ....storage.filemodes import write_private
 from ...clock import SystemClock, utc_iso
 from ...config import LoadedConfig, load_config
 
@@ -195,6 +196,11 @@ def _enrol(args: argparse.Namespace) -> int:
     images = [p.read_bytes() for p in args.image]
 
     async def body(policy: Policy) -> int:
+        from ....policy.licence.manager import enrolment_licence  # noqa: PLC0415  # only when enrolling
+
+        licence = await enrolment_licence(loaded.config.licence, policy.store)
+        if licence is not None:
+            await licence.admit_enrolment(args.subject)  # LicenceRequired: a clear error, exit 1
         await policy.require_enrolment_consent(args.subject)  # before loading any model
         engine = await RecognitionEngine.create(loaded.config.recognition, config_path=loaded.path)
         res = await enrol_images(
@@ -221,7 +227,7 @@ def _export(args: argparse.Namespace) -> int:
             include_templates=args.templates,
             recipient_public_key=key,
         )
-        args.out.write_bytes(data)
+        write_private(args.out, data)  # 0600 whatever the umask: it holds personal data
         print(f"export written to {args.out} (verify with the device public key)")
         return 0
 
