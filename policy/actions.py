@@ -54,10 +54,12 @@ from .errors import (
     InvalidTransitionError,
     PolicyActionError,
     PolicyError,
+    SubjectRestrictedError,
     SubjectUnknownError,
 )
 from .images import EmbeddedImage, enrol_images
 from .rights import export_subject
+from .rights_actions import RightsActions
 
 _log = structlog.get_logger("facegate.policy.actions")
 
@@ -81,7 +83,7 @@ class EnrolmentGate(Protocol):
     async def admit_enrolment(self, subject_id: str | None) -> None: ...
 
 
-class PrivacyActions:
+class PrivacyActions(RightsActions):
     """The rights verbs over one device's opened policy (see module docstring).
 
     ``embedder`` is the image embedder (``RecognitionEngine.embed_image``), or
@@ -170,7 +172,7 @@ class PrivacyActions:
         result: Result = {
             "subject_id": subject_id,
             "withdrawn": record.consent_id,
-            "erased": erased is not None,
+            "erased": erased is not None and not erased.deferred,
         }
         if erased is not None:
             result |= _erasure(subject_id, erased)
@@ -215,6 +217,7 @@ class PrivacyActions:
             "consents": len(body["consents"]),
             "templates": (body["enrolment"] or {}).get("template_count", 0),
             "access_events": len(body["access_history"]),
+            "restricted": bool(body["subject"]["processing"]["restricted"]),
         }
         if recipient_key is None:
             summary["bundle"] = None
@@ -231,6 +234,7 @@ def _erasure(subject_id: str, out: ErasureOutcome) -> Result:
         "templates_erased": 0 if out.receipt is None else int(out.receipt.templates),
         "consents_withdrawn": int(out.consents_withdrawn),
         "unmatchable_ms": round(float(out.unmatchable_s) * 1e3, 3),
+        "deferred": out.deferred,
     }
 
 
@@ -242,6 +246,8 @@ def _mapped(exc: Exception) -> PolicyActionError:
         return PolicyActionError("the subject is not known to this device", code="unknown_subject")
     if isinstance(exc, ConsentNotFoundError):
         return PolicyActionError("consent_ref names no consent on this device", code="unknown_consent")
+    if isinstance(exc, SubjectRestrictedError):
+        return PolicyActionError(str(exc), code="restricted")
     if isinstance(exc, InvalidTransitionError):
         return PolicyActionError(str(exc), code="invalid_transition")
     if isinstance(exc, ImageRejected):

@@ -30,17 +30,32 @@ import structlog
 from ..runtime.clock import Clock
 from ..runtime.config.privacy import PrivacySection
 from ..runtime.events import PrivacyKind
-from ..storage import EnrolResult, ErasureReceipt, Store, TemplateSink, Tx, uuid7_str
+from ..storage import EnrolResult, ErasureReceipt, Store, TemplateSink, Tx, rights_state, uuid7_str
 from ..storage.errors import SubjectNotFoundError
 from ..storage.scrub import scrub_subject
 from . import receipts
 from .collection import AttrValue, check_attributes, check_display_name
 from .consent import ACCESS_CONTROL, ConsentRegistry
 from .consent_model import AgeBand, ConsentKind, ConsentRecord, ConsentState
-from .errors import ConsentRequiredError, DeviceDestroyedError, SubjectUnknownError
+from .errors import ConsentRequiredError, DeviceDestroyedError, SubjectRestrictedError, SubjectUnknownError
 
 _log = structlog.get_logger("facegate.policy")
 DESTROYED_KEY = "policy.destroyed_at"
+
+
+async def _check_processing(policy: Policy, subject_id: str) -> None:
+    """Enrolment refused for a restricted subject, a pending erasure, or an overdue re-consent."""
+    from .restriction import why_unmatchable  # noqa: PLC0415  # it imports this module
+
+    why = await why_unmatchable(policy, subject_id)
+    if why == "restricted":
+        raise SubjectRestrictedError(f"subject {subject_id} restricted processing")
+    if why == "erasure_deferred":
+        raise SubjectRestrictedError(f"an erasure of {subject_id} is pending behind a legal hold")
+    if why == "reconsent_required":
+        raise ConsentRequiredError(
+            subject_id, f"reconsent:{ACCESS_CONTROL}", "consent predates the current privacy notice"
+        )
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,8 @@ class ErasureOutcome:
     consents_withdrawn: int
     unmatchable_s: float
     total_s: float
+    deferred: bool = False
+    """A legal hold kept the data: the subject is unmatchable, the erasure runs when it lapses."""
 
 
 class Policy:
@@ -106,12 +123,14 @@ class Policy:
         """
         if await self.store.kv.get(DESTROYED_KEY) is not None:
             raise DeviceDestroyedError("this device was destroyed; re-provision it before use")
+        from . import reconsent, restriction  # noqa: PLC0415  # they import this module
+
+        await reconsent.note_notice(self)
         if self.sink is not None:
             async with self.lock:
                 for sid in await self.store.gallery.subject_ids():
-                    try:
-                        await self.consents.check_enrolment(sid, ACCESS_CONTROL)
-                    except ConsentRequiredError:
+                    # Not permitted, restricted, erasure held, or re-consent overdue.
+                    if await restriction.why_unmatchable(self, sid) is not None:
                         await self.live.remove(sid)
         return self
 
@@ -167,6 +186,7 @@ class Policy:
                 await self.consents.record_age(sid, birth_date=birth, age_band=band, actor=actor)
             for item in items:  # fail fast, before any data key is created
                 await self.consents.check_enrolment(item.subject_id, purpose)
+                await _check_processing(self, item.subject_id)
             for item in items:
                 await gallery.prepare_subject(item.subject_id)
             done: list[tuple[EnrolResult, Any]] = []
@@ -242,6 +262,8 @@ class Policy:
         check_display_name(display_name)
         check_attributes(set_attributes)
         async with self.lock:
+            if await rights_state.restricted_at(self.store.db, subject_id) is not None:
+                raise SubjectRestrictedError(f"subject {subject_id} restricted processing")
             try:
                 rec = await self.store.gallery.get(subject_id)
             except SubjectNotFoundError:
@@ -312,7 +334,9 @@ class Policy:
 
     async def reload(self, subject_id: str) -> None:
         """Put a still-permitted subject back into the matcher (decrypting its templates)."""
-        if self.sink is None:
+        from .restriction import why_unmatchable  # noqa: PLC0415  # it imports this module
+
+        if self.sink is None or await why_unmatchable(self, subject_id) is not None:
             return
         rec = await self.store.gallery.get(subject_id, include_embeddings=True)
         live = [t for t in rec.templates if not t.quarantined]
@@ -364,10 +388,19 @@ class Policy:
                             rec.consent_id, ConsentState.WITHDRAWN, actor=actor, reason=reason, tx=tx
                         )
                         withdrawn += 1
+        if await self.is_enrolled(subject_id) or await self.consents.age(subject_id) is not None:
+            from . import holds  # noqa: PLC0415  # it imports this module
+
+            async with self.store.transaction() as tx:
+                if await holds.is_held(self, subject_id, tx=tx):
+                    await holds.defer(self, tx, subject_id, actor=actor, reason=reason, withdrawn=withdrawn)
+                    total = self.clock.monotonic() - t0
+                    return ErasureOutcome(subject_id, None, withdrawn, t_unmatchable, total, deferred=True)
 
         async def in_tx(tx: Tx, receipt: ErasureReceipt) -> None:
             await scrub_subject(tx, subject_id)  # before the receipt: that one must name it
             await self.store.ages.delete(tx, subject_id)
+            await rights_state.forget_subject(tx, subject_id)
             snaps = await self.store.snapshots.delete_for_subject(tx, subject_id)
             await receipts.emit(
                 self.store,

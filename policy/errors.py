@@ -56,3 +56,11 @@ class DeviceDestroyedError(PolicyError):
 
 class PolicyActionError(PolicyError):
     """A rights verb (:mod:`.actions`) refused or failed; its message and ``code`` go in the reply."""
+
+
+class SubjectRestrictedError(PolicyError):
+    """The subject restricted processing: only storage, export and erasure are allowed."""
+
+
+class HoldNotFoundError(PolicyError):
+    """No open legal hold with that id."""

@@ -38,7 +38,7 @@ from ..runtime.events import PrivacyKind
 from ..storage import AuditAction, EventClass, Store
 from ..storage.audit import purge_before
 from ..storage.outbox import purge_class_before
-from . import receipts
+from . import holds, receipts, reconsent
 from .consent import ACCESS_CONTROL
 from .consent_model import ConsentState
 from .core import Policy
@@ -104,6 +104,8 @@ async def sweep(policy: Policy) -> SweepReport:
     async with policy.lock:
         async with store.transaction() as tx:
             counts["consents_expired"] = len(await policy.consents.expire_due(tx))
+            counts["holds_lapsed"] = await holds.lapse_due(policy, tx)
+        counts["erased_after_hold"] = await holds.run_pending(policy, actor=_ACTOR)
         now = store.clock.wall()
         erase: list[tuple[str, str]] = []
         for sid in await store.gallery.subject_ids():
@@ -118,13 +120,19 @@ async def sweep(policy: Policy) -> SweepReport:
         erase += [(sid, "validity_ended") for sid in await validity_ended(store, now) if sid not in seen]
         for sid, reason in erase:
             try:
-                await policy.erase_locked(sid, actor=_ACTOR, reason=reason)
+                out = await policy.erase_locked(sid, actor=_ACTOR, reason=reason)
             except FacegateError as exc:
                 failures += 1
                 _log.error("policy.retention_erase_failed", subject_id=sid, error=type(exc).__name__)
                 continue
-            counts[f"erased_{reason}"] = counts.get(f"erased_{reason}", 0) + 1
+            key = "deferred_held" if out.deferred else f"erased_{reason}"
+            counts[key] = counts.get(key, 0) + 1
+        counts.update(await _reconsent(policy))
+        device_hold = await holds.is_held(policy, None)
+        counts["device_hold"] = int(device_hold)
         counts["outbox_delivered"] = await store.outbox.purge_delivered(ret.delivered_outbox_days * _DAY)
+        if device_hold:  # a device-wide legal hold keeps every record until it lapses
+            return await _held_sweep(policy, counts, failures)
         async with store.transaction() as tx:
             counts["access_events"] = await purge_class_before(
                 tx, EventClass.ACCESS, tx.at - ret.access_event_days * _DAY
@@ -146,11 +154,33 @@ async def sweep(policy: Policy) -> SweepReport:
             event = await receipts.emit(store, tx, PrivacyKind.RETENTION_SWEEP, counts=counts)
         if counts["access_events"]:
             await store.outbox.open()  # re-count the backlog after deleting undelivered rows
-    removed = sum(v for k, v in counts.items() if k != "consents_expired")
+    removed = sum(v for k, v in counts.items() if k.startswith("erased") or k in _DELETED)
     if removed or failures:
         await store.checkpoint()
     _log.info("policy.retention_swept", failures=failures, **counts)
     return SweepReport(event.at, counts, failures)
+
+
+async def _held_sweep(policy: Policy, counts: dict[str, int], failures: int) -> SweepReport:
+    store = policy.store
+    async with store.transaction() as tx:
+        for key in ("access_events", "snapshots", "consent_records", "age_records", "audit_rows"):
+            counts[key] = 0
+        await store.audit(tx, actor=_ACTOR, action=AuditAction.RETENTION_SWEEP, detail=dict(counts))
+        event = await receipts.emit(store, tx, PrivacyKind.RETENTION_SWEEP, counts=counts)
+    _log.info("policy.retention_swept", failures=failures, **counts)
+    return SweepReport(event.at, counts, failures)
+
+
+_DELETED = ("outbox_delivered", "access_events", "snapshots", "consent_records", "age_records", "audit_rows")
+
+
+async def _reconsent(policy: Policy) -> dict[str, int]:
+    """Counts of subjects that must re-consent; the lapsed ones leave the matcher."""
+    state = await reconsent.status(policy)
+    for sid in state.lapsed:
+        await policy.live.remove(sid)
+    return {"reconsent_pending": len(state.pending), "reconsent_lapsed": len(state.lapsed)}
 
 
 async def next_deadline(policy: Policy) -> float | None:
@@ -167,7 +197,12 @@ async def next_deadline(policy: Policy) -> float | None:
         due.append(last_use + ret.template_idle_s)
     if snapshot is not None:
         due.append(snapshot + ret.snapshot_hours * 3600.0)
-    return min(due) if due else None
+    due += [d for d in (await holds.next_expiry(policy), await reconsent.deadline(policy)) if d is not None]
+    # A deadline still past after a sweep is data a legal hold keeps (or a failed erasure):
+    # waking for it every second would spin; the hold's own expiry is the deadline that matters.
+    now = policy.clock.wall()
+    future = [d for d in due if d > now]
+    return min(future) if future else None
 
 
 class RetentionSweeper:

@@ -47,6 +47,7 @@ from . import receipts
 from .core import Policy
 from .device_keys import SigningKey, key_id
 from .errors import ConsentInputError, ExportVerificationError, SubjectUnknownError
+from .restriction import processing_state
 
 FORMAT = "facegate.export/v1"
 TEMPLATE_ALG = "X25519-HKDF-SHA256-AES256GCM"
@@ -152,6 +153,7 @@ async def export_subject(
     if age is not None:
         subject["birth_date"] = None if age.birth_date is None else age.birth_date.isoformat()
         subject["age_band"] = None if age.age_band is None else age.age_band.value
+    subject["processing"] = await processing_state(policy, subject_id)
     enrolment: dict[str, Any] | None = None
     templates: dict[str, Any] | None = None
     if rec is not None:

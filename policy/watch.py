@@ -3,10 +3,13 @@
 ``facegate subjects erase`` or ``facegate enroll`` may run while the device
 runs; they cannot reach its in-memory matcher. :class:`GalleryWatcher` polls
 the database's data version (``store.audit_tail``: it changes only when
-*another* connection commits) and then follows the audit log: every subject named by a new ``enrol`` or
-``erase`` row is resynchronised (removed, then reloaded if still enrolled
-and permitted); a ``teardown`` row empties the matcher. So a CLI erasure is
-unmatchable on the device within one poll interval (default 0.5 s).
+*another* connection commits) and then follows the audit log: every subject
+named by a new ``enrol`` or ``erase`` row (and ``restrict``, ``unrestrict``,
+``consent_change``, ``erasure_deferred``) is resynchronised (removed, then
+reloaded if still enrolled and matchable:
+:func:`~facegate.policy.restriction.why_unmatchable`); a ``teardown`` row
+empties the matcher. So a CLI erasure is unmatchable on the device within one
+poll interval (default 0.5 s).
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ from .core import Policy
 from .errors import ConsentRequiredError
 
 _log = structlog.get_logger("facegate.policy")
+
+
+_FOLLOWED = (
+    "enrol", "erase", "teardown", "restrict", "unrestrict", "consent_change", "erasure_deferred",
+)
+"""Audit actions after which a subject's place in the matcher is re-decided."""
 
 
 class GalleryWatcher:
@@ -51,7 +60,7 @@ class GalleryWatcher:
         if version == self._version:
             return 0
         self._version = version
-        rows = await tail.after(self.last_seq, ("enrol", "erase", "teardown"))
+        rows = await tail.after(self.last_seq, _FOLLOWED)
         if not rows:
             return 0
         self.last_seq = rows[-1][0]

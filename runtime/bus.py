@@ -4,6 +4,8 @@ Publishers call :meth:`EventBus.publish` (non-blocking). Subscribers declare
 the event types they want and receive them through their own bounded queue.
 A full queue applies the subscription's :class:`~facegate.runtime.events.Overflow`
 policy, which defaults to the event class's own declaration.
+A never-drop event that cannot be queued raises one ``bus_overflow`` SecurityEvent
+per overflow episode of that subscription (until its queue drains).
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import collections
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import structlog
 
-from .events import Event, Overflow
+from .events import Event, Overflow, SecurityEvent, SecurityKind
 
 E = TypeVar("E", bound=Event)
 
@@ -60,6 +62,7 @@ class Subscription(Generic[E]):
         self._queue: collections.deque[E] = collections.deque()
         self._ready = asyncio.Event()
         self._closed = False
+        self.overflow_reported = False
 
     @property
     def depth(self) -> int:
@@ -78,6 +81,7 @@ class Subscription(Generic[E]):
                     queue_size=self.maxsize,
                     overflow_errors=self.stats.overflow_errors,
                 )
+                self._bus._overflowed(self, event)
                 return
             # Displace the oldest droppable event: a never-drop event that is already
             # queued keeps its place even in a mixed subscription.
@@ -99,6 +103,7 @@ class Subscription(Generic[E]):
         event = self._queue.popleft()
         if not self._queue:
             self._ready.clear()
+            self.overflow_reported = False  # drained: a new overflow is a new incident
         self.stats.delivered += 1
         return event
 
@@ -141,6 +146,7 @@ class EventBus:
     def __init__(self) -> None:
         self._subs: list[Subscription[Event]] = []
         self.published = 0
+        self._raising = False
 
     def subscribe(
         self,
@@ -159,6 +165,26 @@ class EventBus:
         )
         self._subs.append(sub)  # type: ignore[arg-type]  # Subscription is covariant in use
         return sub
+
+    def _overflowed(self, sub: Subscription[Any], event: Event) -> None:
+        """Raise ``bus_overflow`` once per overflow episode of ``sub`` (never recursively)."""
+        if sub.overflow_reported or self._raising:
+            return
+        sub.overflow_reported = True
+        self._raising = True
+        incident = SecurityEvent(
+            at=event.at,
+            kind=SecurityKind.BUS_OVERFLOW,
+            detail=f"subscriber {sub.name} lost a {type(event).__name__}",
+            source="bus",
+        )
+        try:
+            self.published += 1
+            for other in self._subs:  # not to the full subscriber itself: it would only refuse it
+                if other is not sub and isinstance(incident, other.types):
+                    other._offer(incident)
+        finally:
+            self._raising = False
 
     def _remove(self, sub: Subscription[E]) -> None:
         self._subs = [s for s in self._subs if s is not sub]

@@ -123,6 +123,9 @@ class PrivacyKind(enum.StrEnum):
     EXPORT = "export"
     RECTIFICATION = "rectification"
     TEARDOWN = "teardown"
+    RESTRICTION = "restriction"
+    LEGAL_HOLD = "legal_hold"
+    RECONSENT = "reconsent"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -18,7 +18,7 @@ import enum
 import hashlib
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,11 +214,12 @@ class AuditTail:
         row = await self._db.fetchone("SELECT COALESCE(MAX(seq), 0) FROM audit")
         return int(row[0]) if row else 0
 
-    async def after(self, seq: int, actions: tuple[str, str, str]) -> list[tuple[int, str, str | None]]:
+    async def after(self, seq: int, actions: Sequence[str]) -> list[tuple[int, str, str | None]]:
         """``(seq, action, subject_id)`` of rows after ``seq`` with one of ``actions``, in order."""
+        marks = ", ".join("?" for _ in actions)
         rows = await self._db.fetchall(
-            "SELECT seq, action, subject_id FROM audit WHERE seq > ? "
-            "AND action IN (?, ?, ?) ORDER BY seq",
+            f"SELECT seq, action, subject_id FROM audit WHERE seq > ? AND action IN ({marks}) "  # noqa: S608  # placeholders only
+            "ORDER BY seq",
             (seq, *actions),
         )
         return [(int(r[0]), str(r[1]), None if r[2] is None else str(r[2])) for r in rows]

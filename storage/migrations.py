@@ -88,6 +88,49 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
         2,
         (
+            # Privacy rights state (typed access: storage/rights_state.py).
+            # A restricted subject keeps its data but is never matched (GDPR Art. 18).
+            """CREATE TABLE subject_restrictions (
+                subject_id TEXT PRIMARY KEY,
+                restricted_at REAL NOT NULL,
+                actor TEXT NOT NULL,
+                reason TEXT NOT NULL
+            )""",
+            # Legal holds: subject_id NULL = the whole device. Active while
+            # released_at IS NULL and expires_at > now; lapsed_at is set once.
+            """CREATE TABLE legal_holds (
+                hold_id TEXT PRIMARY KEY,
+                subject_id TEXT,
+                reason TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                set_at REAL NOT NULL,
+                expires_at REAL NOT NULL,
+                released_at REAL,
+                lapsed_at REAL
+            )""",
+            "CREATE INDEX legal_holds_open ON legal_holds(expires_at) WHERE lapsed_at IS NULL",
+            # Erasures a legal hold deferred; run when the hold lapses.
+            """CREATE TABLE deferred_erasures (
+                subject_id TEXT PRIMARY KEY,
+                reason TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                requested_at REAL NOT NULL
+            )""",
+            # Security incidents: stable id, kind, severity, the response taken.
+            """CREATE TABLE incidents (
+                incident_id TEXT PRIMARY KEY,
+                at REAL NOT NULL,
+                kind TEXT NOT NULL,
+                severity TEXT NOT NULL,
+                response TEXT NOT NULL,
+                source TEXT NOT NULL,
+                outcome TEXT NOT NULL
+            )""",
+        ),
+    ),
+    (
+        3,
+        (
             # The privacy policy's records (it decides; storage owns the tables). IF NOT
             # EXISTS: a version-1 file may already hold them, from when the policy created
             # them itself at open.

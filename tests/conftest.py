@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-pytest_plugins = ["tests.fixtures.brokers", "tests.fixtures.stores"]
+pytest_plugins = ["tests.fixtures.brokers", "tests.fixtures.stores", "tests.fixtures.wheel"]
 
 DATA = Path(__file__).parent / "data"
 

@@ -49,6 +49,7 @@ def input_lines(section: GpioSection) -> list[int]:
         section.exit_button_line,
         section.fire_line,
         section.fire_reset_line,
+        section.tamper_line,  # the enclosure tamper switch (policy.incidents.TamperInput)
     )
     return [x for x in lines if x is not None]
 

@@ -20,7 +20,7 @@ made by another recipe are never compared):
   mirror images. The ranges are shipped as a JSON file
   (:data:`BUILTIN_RANGES`, no images, no embeddings), so a device builds
   the same int8 model at first load without any calibration images, and
-  ``python -m facegate.handlers.recognition.int8_ranges`` rebuilds the file
+  ``scripts/int8_ranges`` rebuilds the file
   from the repository's own samples.
 
 Fidelity (tests/recognition/test_int8.py): cosine >= 0.99 against the fp32

@@ -25,6 +25,11 @@ VERBS = (
     "licence/install",
     "keys/rotate",
     "ping",
+    "restrict",
+    "unrestrict",
+    "hold",
+    "hold/release",
+    "destroy",
 )
 """Every command verb (the topic suffix after ``cmd/``)."""
 

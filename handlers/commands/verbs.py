@@ -62,6 +62,7 @@ _MISSING = {
 }
 _PRIVACY = "this device has no store/privacy policy (storage disabled)"
 _MISSING |= {v: _PRIVACY for v in ("enroll", "erase", "export", "withdraw", "rectify")}
+_MISSING |= {v: _PRIVACY for v in ("restrict", "unrestrict", "hold", "hold/release", "destroy")}
 
 
 class VerbTable:
@@ -183,6 +184,8 @@ def device_verbs(
     privacy: PrivacyActions | None = None,
     licence: LicenceInstaller | None = None,
     keys: KeyRotator | None = None,
+    rights: RightsActions | None = None,
+    destroy: Decommissioner | None = None,
 ) -> VerbTable:
     """Bind ``ping``, ``set`` and every verb whose part is given."""
     table = VerbTable()
@@ -202,6 +205,10 @@ def device_verbs(
         _bind_door(table, door)
     if privacy is not None:
         _bind_privacy(table, privacy)
+    if rights is not None:
+        bind_rights(table, rights)
+    if destroy is not None:
+        bind_destroy(table, destroy)
     if licence is not None:
         lic = licence
 
@@ -281,3 +288,61 @@ def _bind_privacy(table: VerbTable, p: PrivacyActions) -> None:
         ("rectify", rectify),
     ):
         table.bind(verb, fn)
+
+
+class RightsActions(Protocol):
+    """Restriction of processing and legal hold (the policy's rights actions)."""
+
+    async def restrict(self, subject_id: str, *, reason: str, actor: str) -> Result: ...
+
+    async def unrestrict(self, subject_id: str, *, actor: str) -> Result: ...
+
+    async def hold(self, subject_id: str | None, *, reason: str, days: int, actor: str) -> Result: ...
+
+    async def release_hold(self, hold_id: str, *, actor: str) -> Result: ...
+
+
+def bind_rights(table: VerbTable, rights: RightsActions) -> None:
+    """Bind ``restrict``, ``unrestrict``, ``hold``, ``hold/release`` (the policy's rights actions)."""
+
+    async def restrict(inv: Invocation) -> Result:
+        reason = str(inv.args.get("reason", "request"))
+        return await rights.restrict(str(inv.args["subject_id"]), reason=reason, actor=_actor(inv))
+
+    async def unrestrict(inv: Invocation) -> Result:
+        return await rights.unrestrict(str(inv.args["subject_id"]), actor=_actor(inv))
+
+    async def hold(inv: Invocation) -> Result:
+        sid = inv.args.get("subject_id")
+        return await rights.hold(
+            None if sid is None else str(sid),
+            reason=str(inv.args["reason"]),
+            days=int(inv.args["days"]),
+            actor=_actor(inv),
+        )
+
+    async def release(inv: Invocation) -> Result:
+        return await rights.release_hold(str(inv.args["hold_id"]), actor=_actor(inv))
+
+    for verb, fn in (
+        ("restrict", restrict),
+        ("unrestrict", unrestrict),
+        ("hold", hold),
+        ("hold/release", release),
+    ):
+        table.bind(verb, fn)
+
+
+class Decommissioner(Protocol):
+    """Remote ``destroy`` with two operator signatures (policy.remote_destroy)."""
+
+    async def destroy(self, *, operator: str | None, nonce: str, args: Mapping[str, Any]) -> Result: ...
+
+
+def bind_destroy(table: VerbTable, teardown: Decommissioner) -> None:
+    """Bind ``destroy`` (the policy's two-signature remote teardown)."""
+
+    async def destroy(inv: Invocation) -> Result:
+        return await teardown.destroy(operator=inv.operator, nonce=inv.nonce, args=inv.args)
+
+    table.bind("destroy", destroy)

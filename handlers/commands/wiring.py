@@ -7,7 +7,16 @@ from ...runtime.clock import Clock
 from ...runtime.config.link import CommandsSection
 from .auth import NonceCache, NonceStore, Verifier
 from .service import CommandLink, CommandService
-from .verbs import Door, KeyRotator, LicenceInstaller, PrivacyActions, Tunables, device_verbs
+from .verbs import (
+    Decommissioner,
+    Door,
+    KeyRotator,
+    LicenceInstaller,
+    PrivacyActions,
+    RightsActions,
+    Tunables,
+    device_verbs,
+)
 
 
 async def build_command_service(
@@ -22,6 +31,8 @@ async def build_command_service(
     privacy: PrivacyActions | None = None,
     licence: LicenceInstaller | None = None,
     keys: KeyRotator | None = None,
+    rights: RightsActions | None = None,
+    destroy: Decommissioner | None = None,
 ) -> CommandService:
     """A ready :class:`CommandService` (its nonce cache already loaded from ``nonce_store``).
 
@@ -46,6 +57,8 @@ async def build_command_service(
         privacy=privacy,
         licence=licence,
         keys=keys,
+        rights=rights,
+        destroy=destroy,
     )
     return CommandService(
         link,

@@ -16,7 +16,14 @@ from typing import Any
 import structlog
 
 from ...handlers.commands import CommandService, Tunable, Tunables, build_command_service
-from ...handlers.commands.verbs import Door, KeyRotator, LicenceInstaller, PrivacyActions
+from ...handlers.commands.verbs import (
+    Decommissioner,
+    Door,
+    KeyRotator,
+    LicenceInstaller,
+    PrivacyActions,
+    RightsActions,
+)
 from ...handlers.reporting.codec import EventCodec
 from ...handlers.reporting.doorstate import DoorStatePublisher
 from ...handlers.reporting.durable import DurableEvents
@@ -64,24 +71,34 @@ class LinkParts:
         return tuple(s for s in found if s is not None)
 
 
+def new_link(
+    loaded: LoadedConfig, *, clock: Clock, bus: EventBus, health: HealthMonitor
+) -> tuple[MqttLink, LinkMetrics]:
+    """The link (telemetry = health snapshot + metrics) and its metrics, before any user of it."""
+    metrics = LinkMetrics(bus, clock)
+    link = MqttLink.from_config(loaded, clock=clock, bus=bus, telemetry=metrics.telemetry(health.snapshot))
+    health.register("mqtt", link.health)  # refused-publish alarm in telemetry (issue 10.1)
+    return link, metrics
+
+
 async def build_link_parts(
     loaded: LoadedConfig,
+    link: MqttLink,
+    metrics: LinkMetrics,
     *,
     clock: Clock,
     bus: EventBus,
-    health: HealthMonitor,
     store: Store | None,
     door: Door | None,
     door_health: Callable[[], Mapping[str, Any]] | None = None,
     privacy: PrivacyActions | None,
     keys: KeyRotator | None,
     licence: LicenceInstaller | None = None,
+    rights: RightsActions | None = None,
+    destroy: Decommissioner | None = None,
 ) -> LinkParts:
-    """The link (telemetry = health snapshot + metrics), events, names, commands, discovery."""
+    """Events, names, door state, commands and discovery over ``link`` (from :func:`new_link`)."""
     cfg = loaded.config
-    metrics = LinkMetrics(bus, clock)
-    link = MqttLink.from_config(loaded, clock=clock, bus=bus, telemetry=metrics.telemetry(health.snapshot))
-    health.register("mqtt", link.health)  # refused-publish alarm in telemetry (issue 10.1)
     events: DurableEvents | None = None
     names: SubjectNames | None = None
     if store is None:
@@ -117,6 +134,8 @@ async def build_link_parts(
             privacy=privacy,
             licence=licence,
             keys=keys,
+            rights=rights,
+            destroy=destroy,
         )
         if not cfg.commands.operators:
             _log.warning("commands.no_operators", detail="only 'ping' can succeed")

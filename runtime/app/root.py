@@ -39,11 +39,7 @@ from ...policy.actions import PrivacyActions
 from ...policy.device_keys import rewrap_secrets
 from ...policy.licence.enrolment import EnrolmentGate
 from ...policy.licence.manager import LicenceManager
-from ...policy.licence.report import LicenceReporter
-from ...policy.licence.seat_client import SeatClient
-from ...policy.retention import RetentionSweeper
-from ...policy.services import MatchRecorder, snapshot_sink
-from ...policy.watch import GalleryWatcher
+from ...policy.services import snapshot_sink
 from ...storage import Store
 from ...storage.live_rotation import LiveKeyRotation
 from ..bus import EventBus
@@ -51,9 +47,10 @@ from ..clock import Clock
 from ..config import DeviceConfig, LoadedConfig
 from ..config.privacy import PrivacySection
 from ..health import HealthMonitor
-from ..mqtt import EmbeddedBroker, MqttLink
+from ..mqtt import EmbeddedBroker
 from ..service import SafeOutput, Service
-from .mqtt_parts import LinkParts, build_link_parts
+from .mqtt_parts import LinkParts, build_link_parts, new_link
+from .policy_parts import incident_services, licence_services, policy_services, remote_destroy
 from .watchdog import SdNotifier, Watchdog
 
 _log = structlog.get_logger("facegate.root")
@@ -267,23 +264,6 @@ def watchdog(ctx: Context) -> Watchdog | None:
     return Watchdog(notifier, ctx.clock, ctx.started)
 
 
-def policy_services(policy: Policy, *, clock: Clock, bus: EventBus) -> list[Service]:
-    """The retention sweeper, the gallery watcher and the match recorder."""
-    return [
-        RetentionSweeper(policy, clock=clock),
-        GalleryWatcher(policy, clock=clock),
-        MatchRecorder(policy, bus),
-    ]
-
-
-def licence_services(lic: LicenceManager, link: MqttLink, *, clock: Clock) -> list[Service]:
-    """The periodic check, the retained ``licence`` topic and, with a seat service, the lease."""
-    services: list[Service] = [lic, LicenceReporter(lic, link, clock=clock)]
-    if lic.cfg.seat_service:
-        services.append(SeatClient(lic, link, clock=clock))
-    return services
-
-
 def _loaded(gallery: GalleryLoader | None) -> asyncio.Event | None:
     return None if gallery is None else gallery.loaded
 
@@ -333,17 +313,24 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
             licence=None if lic is None else EnrolmentGate(lic, _loaded(res.gallery), clock=ctx.clock),
         )
         services.extend(policy_services(res.policy, clock=ctx.clock, bus=ctx.bus))
+        services.extend(
+            incident_services(cfg, res.policy, bus=ctx.bus, clock=ctx.clock, door=door, gpio=res.gpio)
+        )
+    link, metrics = new_link(ctx.loaded, clock=ctx.clock, bus=ctx.bus, health=ctx.health)
     mqtt = await build_link_parts(
         ctx.loaded,
+        link,
+        metrics,
         clock=ctx.clock,
         bus=ctx.bus,
-        health=ctx.health,
         store=res.store,
         door=door,
         door_health=door.health,
         privacy=privacy,
         keys=keys,
         licence=lic,
+        rights=privacy,
+        destroy=None if res.policy is None else remote_destroy(cfg, res.policy, link),
     )
     if lic is not None:
         services.extend(licence_services(lic, mqtt.link, clock=ctx.clock))

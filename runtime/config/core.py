@@ -87,8 +87,19 @@ class MqttSection:
         ge=0,
         le=3600,
     )
+    hosts: tuple[str, ...] = setting(
+        (),
+        doc="Several broker endpoints 'HOST:PORT' (a clustered broker); when set, host/port are "
+        "not used: the link connects to the first and fails over to the next on each failed or "
+        "lost connection, with the same jittered backoff. Telemetry reports the endpoint in use.",
+    )
 
     def check(self) -> None:
+        for i, entry in enumerate(self.hosts):
+            if parse_endpoint(entry) is None:
+                raise FieldError(f"hosts[{i}]", "expected 'HOST:PORT' with a port 1-65535")
+        if self.hosts and self.broker == "embedded":
+            raise FieldError("hosts", "several endpoints need broker = 'external'")
         if self.reconnect_max_s < self.reconnect_min_s:
             raise FieldError("reconnect_max_s", "must be >= reconnect_min_s")
         if self.password is not None and self.username is None:
@@ -131,3 +142,12 @@ class LifecycleSection:
     def check(self) -> None:
         if self.restart_max_s < self.restart_min_s:
             raise FieldError("restart_max_s", "must be >= restart_min_s")
+
+
+def parse_endpoint(entry: str) -> tuple[str, int] | None:
+    """``"host:port"`` (``"[::1]:port"`` for IPv6) as a pair, or None when malformed."""
+    host, sep, port = entry.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return None
+    return host, int(port)

@@ -105,6 +105,10 @@ class GpioSection:
         "process releases it or dies: 'revert' to the line's default (low), or 'keep' its last "
         "level (Raspberry Pi kernels).",
     )
+    tamper_line: int | None = setting(
+        None, doc="Input line of the enclosure tamper switch (optional; raises 'enclosure_open').", ge=0
+    )
+    tamper_open_high: bool = setting(True, doc="True if the tamper switch reads high when opened.")
 
     def check(self) -> None:
         lines = [
@@ -121,3 +125,5 @@ class GpioSection:
             )
         if self.fire_reset == "input" and self.fire_line is not None and self.fire_reset_line is None:
             raise FieldError("fire_reset_line", "fire_reset = 'input' needs a fire_reset_line")
+        if self.tamper_line is not None and self.tamper_line in used:
+            raise FieldError("tamper_line", "the tamper switch needs its own line")

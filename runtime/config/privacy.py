@@ -7,6 +7,7 @@ same text appears in docs/privacy.md and ``facegate config example``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ._fields import FieldError, setting
 
@@ -67,6 +68,55 @@ class RetentionSection:
 
 
 @dataclass(frozen=True)
+class NoticePolicy:
+    """What a privacy-notice version means for consents given under earlier notices."""
+
+    require_reconsent: bool = setting(
+        False,
+        doc="A material change: consents given before this notice took effect on the device stop "
+        "permitting matching after the grace period, until the person consents again.",
+    )
+    grace_days: int = setting(
+        30,
+        doc="Days after the notice takes effect during which older consents still permit matching.",
+        ge=0,
+        le=365,
+    )
+
+
+INCIDENT_KINDS = (
+    "tamper",
+    "enclosure_open",
+    "decrypt_failure",
+    "integrity_failure",
+    "licence_tamper",
+    "clock_rollback",
+    "command_rejected",
+    "door_forced",
+    "model_rejected",
+    "bus_overflow",
+    "fire_release",
+    "anti_passback",
+    "publish_refused",
+)
+"""Security incident kinds (event/security kinds; ``enclosure_open`` is a tamper from the GPIO switch)."""
+
+
+@dataclass(frozen=True)
+class IncidentRule:
+    """Severity and response of one security incident kind (see docs/incidents.md)."""
+
+    severity: Literal["info", "warning", "critical"] = setting(
+        "warning", doc="How urgent: 'info', 'warning' or 'critical' (published with the incident)."
+    )
+    response: Literal["notify", "lockdown", "shred_kek"] = setting(
+        "notify",
+        doc="'notify' only; 'lockdown' keeps the door locked until a signed release; 'shred_kek' "
+        "destroys the key vault (crypto-shreds the whole gallery; enclosure_open only, for kiosks).",
+    )
+
+
+@dataclass(frozen=True)
 class PrivacySection:
     """Consent, minors, snapshots and retention."""
 
@@ -85,3 +135,23 @@ class PrivacySection:
         "persisted).",
     )
     retention: RetentionSection = setting(factory=RetentionSection, doc="Retention per class.")
+    notices: dict[str, NoticePolicy] = setting(
+        factory=dict,
+        doc="Per notice version policy, e.g. [privacy.notices.\"2\"] require_reconsent = true "
+        "(only the entry of the current notice_version applies).",
+    )
+    incidents: dict[str, IncidentRule] = setting(
+        factory=dict,
+        doc="Per incident kind overrides of the built-in severity/response table, e.g. "
+        "[privacy.incidents.enclosure_open] response = \"shred_kek\" on a kiosk.",
+    )
+
+    def check(self) -> None:
+        for kind, rule in self.incidents.items():
+            if kind not in INCIDENT_KINDS:
+                known = ", ".join(INCIDENT_KINDS)
+                raise FieldError(f"incidents.{kind}", f"unknown incident kind; one of {known}")
+            if rule.response == "lockdown" and kind == "fire_release":
+                raise FieldError(f"incidents.{kind}.response", "a fire release must never lock the door down")
+            if rule.response == "shred_kek" and kind != "enclosure_open":
+                raise FieldError(f"incidents.{kind}.response", "shred_kek is only allowed for enclosure_open")

@@ -103,6 +103,7 @@ class MqttLink:
         )
         self._runner: asyncio.TaskGroup | None = None
         self._run_task: asyncio.Task[None] | None = None
+        self._endpoint_index = 0
 
     @classmethod
     def from_config(
@@ -154,6 +155,12 @@ class MqttLink:
     def topics(self) -> DeviceTopics:
         """This device's topics."""
         return self._topics
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` of the broker endpoint in use (or tried next while disconnected)."""
+        host, port = self._options.all_endpoints[self._endpoint_index]
+        return f"{host}:{port}"
 
     @property
     def identity(self) -> Identity:
@@ -316,15 +323,25 @@ class MqttLink:
             else:  # pragma: no cover - _connect_once only ends by raising
                 detail = "connection ended"
             await self._states.failed(detail)
+            self._fail_over()
             delay = self._backoff.next_delay()
             _log.debug(
                 "mqtt.link.retry", attempt=self._states.failures, delay_s=round(delay, 3), detail=detail
             )
             await self._clock.sleep(delay)
 
+    def _fail_over(self) -> None:
+        """After a failed or lost connection, the next attempt goes to the next endpoint."""
+        endpoints = self._options.all_endpoints
+        if len(endpoints) > 1:
+            previous = self.endpoint
+            self._endpoint_index = (self._endpoint_index + 1) % len(endpoints)
+            _log.info("mqtt.link.failover", previous=previous, next=self.endpoint)
+
     async def _connect_once(self) -> None:
         """One connection from CONNECT to its end; raises MqttConnectError when it fails or drops."""
-        client = self._options.new_client(self._will)
+        endpoints = self._options.all_endpoints
+        client = self._options.new_client(self._will, endpoints[self._endpoint_index])
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as exc:
@@ -366,8 +383,12 @@ class MqttLink:
                 raise first from None
             raise
 
+    decommissioned = False
+    """Set by a remote ``destroy``: the status topic is left empty (no birth, no offline status)."""
+
     async def _go_online(self, session: Session) -> None:
         birth = payloads.birth(self._identity, connected_at=self._clock.wall())
+        birth = b"" if self.decommissioned else birth
         try:
             await guarded(
                 session, session.client.publish(self._topics.status, birth, qos=1, retain=True)
@@ -407,6 +428,7 @@ class MqttLink:
             return
         await self._states.set(LinkState.CLOSING, "shutdown")
         body = payloads.offline(self._identity, at=self._clock.wall())
+        body = b"" if self.decommissioned else body  # empty retained = deleted
         try:
             async with asyncio.timeout(self._offline_timeout):
                 await session.client.publish(self._topics.status, body, qos=1, retain=True)

@@ -13,7 +13,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ..config.core import MqttSection, TlsSection
+from ..config.core import MqttSection, TlsSection, parse_endpoint
 from .checked import CheckedClient
 from .errors import MqttTlsConfigError
 from .topics import check_topic
@@ -32,20 +32,29 @@ class ClientOptions:
     password: str | None
     tls: ssl.SSLContext | None
     timeout: float
+    endpoints: tuple[tuple[str, int], ...] = ()
+    """Every broker endpoint to fail over between, in order; empty means ``(host, port)`` only."""
+
+    @property
+    def all_endpoints(self) -> tuple[tuple[str, int], ...]:
+        """The endpoints the link rotates through (at least ``(host, port)``)."""
+        return self.endpoints or ((self.host, self.port),)
 
     def __repr__(self) -> str:  # the password must never reach a log line through repr()
         return (
-            f"ClientOptions(host={self.host!r}, port={self.port}, client_id={self.client_id!r}, "
+            f"ClientOptions(host={self.host!r}, port={self.port}, endpoints={len(self.all_endpoints)}, "
+            f"client_id={self.client_id!r}, "
             f"protocol={self.protocol.name}, keepalive={self.keepalive}, "
             f"username={self.username!r}, password={'***' if self.password else None}, "
             f"tls={self.tls is not None})"
         )
 
-    def new_client(self, will: aiomqtt.Will) -> aiomqtt.Client:
+    def new_client(self, will: aiomqtt.Will, endpoint: tuple[str, int] | None = None) -> aiomqtt.Client:
         """A fresh aiomqtt client (one per connection attempt: its futures are single-use)."""
+        host, port = endpoint or (self.host, self.port)
         client = CheckedClient(
-            self.host,
-            self.port,
+            host,
+            port,
             identifier=self.client_id,
             protocol=self.protocol,
             keepalive=self.keepalive,
@@ -115,9 +124,12 @@ def tls_context(tls: TlsSection) -> ssl.SSLContext:
 def client_options(cfg: MqttSection, *, device_id: str, timeout: float = 10.0) -> ClientOptions:
     """Build :class:`ClientOptions` from config. Raises MqttTlsConfigError."""
     ctx = tls_context(cfg.tls) if cfg.tls is not None else None
+    endpoints = tuple(e for e in (parse_endpoint(h) for h in cfg.hosts) if e is not None)
+    host, port = endpoints[0] if endpoints else (cfg.host, cfg.port)
     return ClientOptions(
-        host=cfg.host,
-        port=cfg.port,
+        endpoints=endpoints,
+        host=host,
+        port=port,
         client_id=cfg.client_id or f"facegate-{device_id}",
         protocol=effective_protocol(cfg),
         keepalive=cfg.keepalive,

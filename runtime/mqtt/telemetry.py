@@ -28,6 +28,9 @@ class TelemetryLink(Protocol):
     @property
     def identity(self) -> Identity: ...
 
+    @property
+    def endpoint(self) -> str: ...
+
     async def wait_connected(self) -> None: ...
 
     async def publish(self, suffix: str, payload: bytes, *, qos: int = ..., retain: bool = ...) -> None: ...
@@ -93,7 +96,8 @@ class TelemetryPublisher:
             else:
                 provider_failing = False
                 body = payloads.telemetry(
-                    self._link.identity, snapshot, at=self._clock.wall(), seq=seq
+                    self._link.identity, {**snapshot, "endpoint": self._link.endpoint},
+                    at=self._clock.wall(), seq=seq,
                 )
                 try:
                     await self._link.publish(TELEMETRY, body, qos=0)

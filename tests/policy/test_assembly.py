@@ -8,7 +8,8 @@ import contextlib
 import pytest
 from facegate.handlers.recognition.matcher import Matcher
 from facegate.policy.retention import RetentionSweeper
-from facegate.runtime.app.root import open_policy, policy_services
+from facegate.runtime.app.policy_parts import policy_services
+from facegate.runtime.app.root import open_policy
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.config.privacy import PrivacySection

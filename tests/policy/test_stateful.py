@@ -1,11 +1,15 @@
 """Hypothesis stateful test: random sequences of consent, age, enrol, withdraw, expire, sweep,
-match, erase and export against a real SQLite file, the real matcher and the running sweeper.
+match, erase, export, restrict, legal hold and a re-consent notice change against a real
+SQLite file, the real matcher and the running sweeper.
 
 Invariants after every step:
-* no template exists without active consent (and an age record);
-* a withdrawn or expired subject never matches;
-* a minor without an active guardian consent is never enrolled;
-* after a sweep, nothing outlives its retention.
+* no template exists without active consent (and an age record), unless a legal hold
+  deferred its erasure;
+* a withdrawn, expired, restricted, held-for-erasure or re-consent-overdue subject never
+  matches; every other enrolled subject does;
+* a minor without an active guardian consent is never enrolled (unless held);
+* every restriction and hold transition is audited and receipted;
+* after a sweep, nothing outlives its retention (unless held).
 """
 
 from __future__ import annotations
@@ -34,15 +38,24 @@ from facegate.policy import (
     RetentionSweeper,
     device_public_key,
     export_subject,
+    holds,
+    reconsent,
+    restriction,
     sweep,
     verify_export,
 )
 from facegate.policy.consent import today
 from facegate.policy.consent_model import is_minor
-from facegate.policy.errors import ConsentRequiredError, InvalidTransitionError, SubjectUnknownError
+from facegate.policy.errors import (
+    ConsentRequiredError,
+    HoldNotFoundError,
+    InvalidTransitionError,
+    SubjectRestrictedError,
+    SubjectUnknownError,
+)
 from facegate.runtime.clock import ManualClock
-from facegate.runtime.config.privacy import PrivacySection
-from facegate.storage import EventClass, KekSource, KekSourceKind, Store
+from facegate.runtime.config.privacy import NoticePolicy, PrivacySection
+from facegate.storage import EventClass, KekSource, KekSourceKind, Store, rights_state
 from facegate.storage.crypto import new_key
 from facegate.storage.kek import encode_key
 from hypothesis import HealthCheck, event, settings
@@ -72,6 +85,7 @@ def probe(subject_id: str, n: int) -> npt.NDArray[np.float32]:
 
 class PolicyMachine(RuleBasedStateMachine):
     consents = Bundle("consents")
+    held = Bundle("holds")
 
     def __init__(self) -> None:
         super().__init__()
@@ -92,6 +106,7 @@ class PolicyMachine(RuleBasedStateMachine):
         self.run(asyncio.wait_for(self.sweeper.wait_sweeps(1), 20))
         self.probes: dict[str, list[npt.NDArray[np.float32]]] = {s: [] for s in SUBJECTS}
         self.pubkey = self.run(device_public_key(self.store))
+        self.restricted: set[str] = set()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -128,6 +143,8 @@ class PolicyMachine(RuleBasedStateMachine):
 
     async def _settle(self) -> None:
         """Let the sweeper finish any sweep the last clock advance triggered."""
+        if self.task.done():  # the sweeper crashed: show why instead of waiting for it
+            self.task.result()
         await asyncio.wait_for(self.sweeper.idle(), 20)
 
     # -- rules -----------------------------------------------------------------
@@ -207,7 +224,16 @@ class PolicyMachine(RuleBasedStateMachine):
             return
         emb = probe(sid, len(self.probes[sid]))
         expected = self.run(self._expected_permitted(sid))
-        if expected:
+        blocked = sid in self.restricted or self.run(rights_state.erasure_pending(self.store.db, sid))
+        if expected and blocked:
+            with pytest.raises(SubjectRestrictedError):
+                self.run(self.policy.enrol_subject(sid, emb, MODEL, actor="op"))
+            event("enrol refused: restricted or erasure held")
+        elif expected and self.run(self._stale(sid)):
+            with pytest.raises(ConsentRequiredError):
+                self.run(self.policy.enrol_subject(sid, emb, MODEL, actor="op"))
+            event("enrol refused: re-consent overdue")
+        elif expected:
             self.run(self.policy.enrol_subject(sid, emb, MODEL, actor="op"))
             self.probes[sid].append(emb)
             event("enrol accepted")
@@ -261,6 +287,9 @@ class PolicyMachine(RuleBasedStateMachine):
                 event(f"sweep {key}")
         now, ret = report.at, self.privacy.retention
         db = self.store.db
+        if report.counts.get("device_hold") or report.counts.get("deferred_held"):
+            event("sweep kept held data")
+            return  # a legal hold keeps data past its retention (R51)
         assert self.run(
             db.fetchone("SELECT COUNT(*) FROM consents WHERE state = 'active' AND expires_at <= ?", (now,))
         ) == (0,)
@@ -285,10 +314,97 @@ class PolicyMachine(RuleBasedStateMachine):
         ) == (0,)
         assert self.run(db.fetchone("SELECT COUNT(*) FROM audit WHERE at < ?", (now - 1095 * DAY,))) == (0,)
 
+    # -- restriction, legal hold, re-consent -----------------------------------------
+    async def _trail(self) -> tuple[int, int]:
+        audit = await self.store.db.fetchone("SELECT COUNT(*) FROM audit")
+        privacy = await self.store.db.fetchone("SELECT COUNT(*) FROM outbox WHERE klass = 'privacy'")
+        return int(audit[0]) if audit else 0, int(privacy[0]) if privacy else 0
+
+    def _assert_trail(self, before: tuple[int, int], changed: bool) -> None:
+        after = self.run(self._trail())
+        if changed:  # audited and receipted (the sweep may have purged old rows: compare loosely)
+            assert after[0] >= 1 and after[1] >= 1
+            assert after != before, "a change left no audit row or receipt"
+
+    async def _stale(self, sid: str) -> bool:
+        """Independent restatement of the re-consent rule from raw records and the notice state."""
+        due = await reconsent.deadline(self.policy)
+        at = await reconsent.effective_at(self.policy)
+        if due is None or at is None or self.clock.wall() < due:
+            return False
+        now = self.clock.wall()
+        bio = [
+            r
+            for r in await self.policy.consents.for_subject(sid)
+            if r.kind is ConsentKind.BIOMETRIC and r.purpose == "access_control" and r.is_active(now)
+        ]
+        return bool(bio) and all(
+            r.notice_version != self.privacy.notice_version and (r.granted_at or 0) < at for r in bio
+        )
+
+    @rule(sid=st.sampled_from(SUBJECTS))
+    def restrict(self, sid: str) -> None:
+        before = self.run(self._trail())
+        try:
+            out = self.run(restriction.restrict(self.policy, sid, actor="dpo"))
+        except SubjectUnknownError:
+            return
+        self.restricted.add(sid)
+        assert not self.matcher.has_subject(sid)  # before the call returned
+        self._assert_trail(before, out.changed)
+        event("restricted")
+
+    @rule(sid=st.sampled_from(SUBJECTS))
+    def unrestrict(self, sid: str) -> None:
+        before = self.run(self._trail())
+        try:
+            out = self.run(restriction.unrestrict(self.policy, sid, actor="dpo"))
+        except SubjectUnknownError:
+            return
+        self.restricted.discard(sid)
+        self._assert_trail(before, out.changed)
+
+    @rule(target=held, sid=st.none() | st.sampled_from(SUBJECTS), days=st.integers(1, 60))
+    def hold(self, sid: str | None, days: int) -> str:
+        before = self.run(self._trail())
+        h = self.run(
+            holds.set_hold(
+                self.policy, sid, reason="case-1", expires_at=self.clock.wall() + days * DAY, actor="dpo"
+            )
+        )
+        self._assert_trail(before, True)
+        event("device hold" if sid is None else "subject hold")
+        return h.hold_id
+
+    @rule(hold_id=held)
+    def release_hold(self, hold_id: str) -> None:
+        before = self.run(self._trail())
+        try:
+            self.run(holds.release_hold(self.policy, hold_id, actor="dpo"))
+        except HoldNotFoundError:
+            return  # already released or lapsed
+        self._assert_trail(before, True)
+        event("hold released")
+
+    @rule()
+    def new_notice(self) -> None:
+        """A material notice change (once): old consents need re-consent after 10 days."""
+        if self.privacy.notice_version == "2":
+            return
+        self.privacy = PrivacySection(
+            notice_version="2", notices={"2": NoticePolicy(require_reconsent=True, grace_days=10)}
+        )
+        self.policy.privacy = self.policy.consents.privacy = self.privacy
+        self.run(reconsent.note_notice(self.policy))
+        event("material notice change")
+
     # -- invariants --------------------------------------------------------------
     @invariant()
     def no_template_without_active_consent_and_no_unguarded_minor(self) -> None:
         for sid in self.run(self.store.gallery.subject_ids()):
+            if self.run(rights_state.erasure_pending(self.store.db, sid)):
+                assert self.run(holds.is_held(self.policy, sid)), f"{sid}: erasure pending without a hold"
+                continue  # kept under a legal hold: unmatchable (next invariant)
             assert self.run(self._expected_permitted(sid)), f"{sid} enrolled without the consent it needs"
             assert self.run(self._permitted(sid))
 
@@ -297,7 +413,12 @@ class PolicyMachine(RuleBasedStateMachine):
         enrolled = set(self.run(self.store.gallery.subject_ids()))
         for sid in SUBJECTS:
             matchable = self.matcher.has_subject(sid)
-            assert matchable == (sid in enrolled), f"matcher and store disagree on {sid}"
+            blocked = (
+                sid in self.restricted
+                or self.run(rights_state.erasure_pending(self.store.db, sid))
+                or self.run(self._stale(sid))
+            )
+            assert matchable == (sid in enrolled and not blocked), f"matcher and store disagree on {sid}"
             if matchable:
                 assert self.run(self._expected_permitted(sid))
             else:

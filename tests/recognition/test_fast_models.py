@@ -45,11 +45,13 @@ from facegate.runtime.config.recognition import RecognitionSection
 from facegate.storage.enrolment import check_id
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.recognition.conftest import FACES
+
 
 @pytest.fixture(scope="module")
 def crops(fp32_models: LoadedModels) -> np.ndarray:
     """Every adult sample face, aligned, plus a mirrored and a darker copy of each."""
-    base = np.stack(sample_crops(fp32_models))
+    base = np.stack(sample_crops(fp32_models, FACES))
     assert len(base) >= 30
     darker = (base.astype(np.float32) * 0.7).astype(np.uint8)
     return np.concatenate([base, base[:, :, ::-1], darker])
@@ -198,7 +200,7 @@ def test_shipped_ranges_are_reproducible_from_the_repo_samples(
     fp32_models: LoadedModels, tmp_path: Path
 ) -> None:
     out = tmp_path / "ranges.json"
-    build_ranges(fp32_models.recognizer_path, sample_crops(fp32_models), out)
+    build_ranges(fp32_models.recognizer_path, sample_crops(fp32_models, FACES), out)
     ours = json.loads(out.read_text())["data"]
     shipped = json.loads(BUILTIN_RANGES.read_text())["data"]
     assert ours.keys() == shipped.keys()

@@ -53,7 +53,10 @@ async def test_frames_are_latest_wins() -> None:
         assert [(await sub.get()).seq for _ in range(2)] == [3, 4]
         assert sub.stats.dropped == 3
         assert bus.snapshot()["recognition"] == {
-            "depth": 0, "delivered": 2, "dropped": 3, "overflow_errors": 0
+            "depth": 0,
+            "delivered": 2,
+            "dropped": 3,
+            "overflow_errors": 0,
         }
 
 
@@ -120,3 +123,38 @@ async def test_subscriber_only_sees_its_types_and_unsubscribes() -> None:
         assert isinstance(ev, AccessDecision)
         assert sub.depth == 0
     assert "a" not in bus.snapshot()
+
+
+@pytest.mark.asyncio
+async def test_never_drop_overflow_raises_one_bus_overflow_incident_per_episode() -> None:
+    from facegate.runtime.events import AccessDecision, Decision, SecurityEvent, SecurityKind  # noqa: PLC0415
+
+    bus = EventBus()
+
+    def decision(i: int) -> AccessDecision:
+        return AccessDecision(
+            at=float(i),
+            event_id=f"e{i}",
+            decision=Decision.UNKNOWN,
+            reason="x",
+            subject_id=None,
+            score=None,
+            runner_up=None,
+            margin=None,
+            threshold=0.5,
+        )
+
+    async with (
+        bus.subscribe(SecurityEvent, name="incidents", maxsize=16) as security,
+        bus.subscribe(AccessDecision, SecurityEvent, name="slow", maxsize=1) as slow,
+    ):
+        for i in range(4):
+            bus.publish(decision(i))  # 3 lost: one incident, not three
+        raised = [security.get_nowait() for _ in range(security.depth)]
+        assert [e.kind for e in raised if e is not None] == [SecurityKind.BUS_OVERFLOW]
+        assert raised[0] is not None and "slow" in raised[0].detail and raised[0].source == "bus"
+        while slow.get_nowait() is not None:  # drained: the episode is over
+            pass
+        bus.publish(decision(5))
+        bus.publish(decision(6))  # a new episode: a new incident
+        assert security.depth == 1 and slow.stats.overflow_errors == 4

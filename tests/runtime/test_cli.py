@@ -116,8 +116,7 @@ def test_run_stops_cleanly_on_signal(tmp_path: Path, sig: signal.Signals) -> Non
 def _demo_config(tmp_path: Path) -> Path:
     demo = (REPO / "firmware-config" / "demo.toml").read_text()
     demo = demo.replace("port = 18830", f"port = {free_port()}")
-    # Share the converted-model cache with real demo runs (converted once per checkout).
-    demo = demo.replace('cache_dir = "../var/model-cache"', f'cache_dir = "{REPO / "var" / "model-cache"}"')
+    # The demo converts models into the user cache (shared with real demo runs).
     return write_config(tmp_path, demo, name="demo.toml")
 
 
@@ -173,5 +172,6 @@ def test_demo_tells_the_whole_story_through_mqtt(tmp_path: Path) -> None:
     assert "obama" not in mqtt.lower() and "Family" not in mqtt and "embedding" not in mqtt
 
 
-def test_demo_default_config_is_the_repo_file() -> None:
-    assert default_config() == REPO / "firmware-config" / "demo.toml"
+def test_demo_default_config_is_the_packaged_copy_of_the_repo_file() -> None:
+    assert default_config() == REPO / "runtime" / "demo" / "demo.toml"
+    assert default_config().read_bytes() == (REPO / "firmware-config" / "demo.toml").read_bytes()

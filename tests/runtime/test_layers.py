@@ -21,7 +21,7 @@ def _contract(name: str) -> configparser.SectionProxy:
 def _floor_modules() -> set[str]:
     found = set()
     for path in (REPO / "runtime").iterdir():
-        if path.name in {"app", "__init__.py", "__pycache__"}:
+        if path.name in {"app", "testing", "__init__.py", "__pycache__"}:  # testing: facegate.testing
             continue
         if path.suffix == ".py" or (path / "__init__.py").is_file():
             found.add(f"facegate.runtime.{path.stem}")

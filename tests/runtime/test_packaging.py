@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import configparser
-import importlib.metadata
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
 import zipfile
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ROOTS = {
@@ -21,6 +17,7 @@ ROOTS = {
     "drivers": "facegate.drivers",
     "policy": "facegate.policy",
     "storage": "facegate.storage",
+    "runtime/testing": "facegate.testing",  # nested: its own import root, not facegate.runtime.testing
 }
 
 
@@ -31,7 +28,10 @@ def _pyproject() -> dict[str, object]:
 def _tree_packages() -> set[str]:
     found = set()
     for folder, dotted in ROOTS.items():
+        nested = [REPO / other for other in ROOTS if other != folder and other.startswith(folder + "/")]
         for init in (REPO / folder).rglob("__init__.py"):
+            if any(init.is_relative_to(n) for n in nested):
+                continue  # mapped under its own name
             rel = init.parent.relative_to(REPO / folder)
             if "__pycache__" in rel.parts:
                 continue
@@ -52,40 +52,14 @@ def test_package_dir_maps_into_the_facegate_namespace() -> None:
     assert mapping == {v: k for k, v in ROOTS.items()}
 
 
-def _setuptools_major() -> int:
-    try:
-        return int(importlib.metadata.version("setuptools").split(".")[0])
-    except importlib.metadata.PackageNotFoundError:
-        return 0
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    src = tmp_path_factory.mktemp("src")
-    ignore = shutil.ignore_patterns(
-        ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".mypy_cache",
-        ".ruff_cache", ".pytest_cache", ".typecheck", ".model-cache", "tests", "*.db*",
-    )
-    shutil.copytree(REPO, src / "facegate", ignore=ignore, symlinks=True)
-    out = tmp_path_factory.mktemp("dist")
-    # Build offline with the venv's setuptools when it is recent enough for the SPDX
-    # licence string; otherwise let `build` make its isolated environment.
-    flags = ["--no-isolation", "--skip-dependency-check"] if _setuptools_major() >= 77 else []
-    proc = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", *flags, "--outdir", str(out), str(src / "facegate")],
-        capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (whl,) = out.glob("facegate-*.whl")
-    return whl
-
-
 def test_wheel_has_only_the_facegate_namespace_at_top_level(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/", 1)[0] for n in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"facegate"}
-    for forbidden in ("runtime", "storage", "policy", "handlers", "drivers", "tests"):
+    for forbidden in ("runtime", "storage", "policy", "handlers", "drivers", "testing", "tests"):
         assert forbidden not in top
+    assert "facegate/testing/plugin.py" in names
+    assert not any(n.startswith("facegate/runtime/testing/") for n in names)
     packages = {n.rsplit("/", 1)[0].replace("/", ".") for n in names if n.endswith("/__init__.py")}
     assert _tree_packages() <= packages
     assert "facegate/runtime/py.typed" in names

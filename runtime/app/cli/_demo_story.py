@@ -13,13 +13,13 @@ import asyncio
 import hashlib
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 
 from ....drivers.camera import SimulatedCamera
 from ....drivers.gpio import SimulatedGpio
 from ....handlers.recognition.engine import RecognitionEngine
 from ....policy import AgeBand, ConsentKind, ConsentMethod, Guardian, Policy, enrol_images
 from ....policy.errors import PolicyError
+from ...demo import faces_dir
 from ..device import Device
 
 Say = Callable[[str], None]
@@ -29,11 +29,6 @@ ADULTS = (("emp-1001", "obama.jpg", date(1961, 8, 4)), ("emp-1002", "Family2-Lad
 CHILD = ("kid-2001", "Family1-Son1.jpg", date(2016, 5, 5))
 NO_CONSENT = ("emp-1003", "Family2-Man1.jpg")
 SHOW_FRAMES = 24  # 1.6 s at the demo's 15 fps: enough for k=3 agreeing frames
-
-
-def faces_dir() -> Path:
-    """The sample photos (tests/data/faces of the source tree; see NOTICE)."""
-    return Path(__file__).resolve().parents[3] / "tests" / "data" / "faces"
 
 
 def _evidence(text: str) -> str:

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from ...config.recognition import ModelSettings
+from ...demo import faces_dir
 from ...logs import configure_logging
 
-_DEFAULT_FACE = Path(__file__).resolve().parents[3] / "tests" / "data" / "faces" / "detection1.jpg"
+_DEFAULT_FACE = faces_dir() / "obama.jpg"  # shipped with the demo (see faces/NOTICE.md)
 _SIZES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 
 

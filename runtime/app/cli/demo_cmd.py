@@ -1,6 +1,6 @@
 """``facegate demo [--seconds N]``: the recognition story on a simulated device.
 
-Runs ``firmware-config/demo.toml`` (simulated camera and GPIO, embedded amqtt
+Runs the packaged ``demo.toml`` (= ``firmware-config/demo.toml``; simulated camera and GPIO, embedded amqtt
 broker) on a throw-away encrypted store in a temporary folder with a fresh
 key, then plays :mod:`._demo_story`: sample faces enrolled from image files
 (consent first; a child needs a guardian), a known face granted, an unknown
@@ -25,19 +25,17 @@ from typing import Any
 
 import aiomqtt
 
+from ....drivers.models import default_cache_dir
+from ... import demo as demo_assets
 from ...config import ConfigError, LoadedConfig, load_config
 from ..device import Device
 from ._demo_story import Story
 from .run_cmd import serve, setup_logging
 
 
-def default_config() -> Path | None:
-    """``firmware-config/demo.toml`` of the source tree (or of the working directory)."""
-    candidates = [
-        Path(__file__).resolve().parents[3] / "firmware-config" / "demo.toml",
-        Path.cwd() / "firmware-config" / "demo.toml",
-    ]
-    return next((p for p in candidates if p.is_file()), None)
+def default_config() -> Path:
+    """The ``demo.toml`` shipped in the package (``facegate.runtime.demo``)."""
+    return demo_assets.config_path()
 
 
 def register(sub: Any) -> None:
@@ -52,9 +50,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--seconds", type=_positive, default=None, help="stop after N seconds (default: Ctrl-C)")
     p.add_argument(
-        "-c", "--config", type=Path, default=None, help="demo config (default: firmware-config/demo.toml)"
+        "-c", "--config", type=Path, default=None, help="demo config (default: the packaged demo.toml)"
     )
     p.add_argument("--no-story", action="store_true", help="only run the device; show no faces")
+    p.add_argument(
+        "--port", type=_port, default=None, help="MQTT port of the demo broker (default: the config's)"
+    )
     p.set_defaults(handler=_demo)
 
 
@@ -65,6 +66,16 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be 1..65535")
     return value
 
 
@@ -85,14 +96,21 @@ def _throwaway_store(loaded: LoadedConfig, workdir: Path) -> LoadedConfig:
             raise ConfigError(loaded.path, "storage.kek_source", "the demo expects 'env' (a throw-away key)")
         os.environ[storage.kek_env] = base64.b64encode(secrets.token_bytes(32)).decode()
         storage = dataclasses.replace(storage, path=workdir / "demo.db", vault_path=workdir / "demo.keys.db")
-    return dataclasses.replace(loaded, config=dataclasses.replace(cfg, storage=storage))
+    recognition = cfg.recognition
+    if recognition.models.cache_dir is None:
+        # Never beside the config file: the packaged demo.toml sits in site-packages.
+        models = dataclasses.replace(recognition.models, cache_dir=default_cache_dir())
+        recognition = dataclasses.replace(recognition, models=models)
+    config = dataclasses.replace(cfg, storage=storage, recognition=recognition)
+    return dataclasses.replace(loaded, config=config)
 
 
 def _demo(args: argparse.Namespace) -> int:
     path = args.config or default_config()
-    if path is None:
-        raise ConfigError("firmware-config/demo.toml", "", "not found; pass --config FILE")
     loaded = load_config(path)
+    if args.port is not None:
+        mqtt = dataclasses.replace(loaded.config.mqtt, port=args.port)
+        loaded = dataclasses.replace(loaded, config=dataclasses.replace(loaded.config, mqtt=mqtt))
     setup_logging(loaded)
     cfg = loaded.config
     _say(

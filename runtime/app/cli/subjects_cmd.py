@@ -85,6 +85,9 @@ def register(sub: Any) -> None:
     c.set_defaults(handler=_enrol)
     _register_rights(cmds)
     _register_consent(cmds)
+    from ._rights_cli import register_rights  # noqa: PLC0415  # restriction, legal hold, re-consent
+
+    register_rights(cmds, _common, _run, _actor)
 
 
 def _register_rights(cmds: Any) -> None:
@@ -305,6 +308,9 @@ def _erase(args: argparse.Namespace) -> int:
             out = await policy.withdraw_subject(args.subject, actor=_actor(args))
         else:
             out = await policy.erase_subject(args.subject, actor=_actor(args))
+        if out.deferred:
+            print(f"erasure of {args.subject} deferred: a legal hold keeps the data (unmatchable meanwhile)")
+            return 0
         templates = out.receipt.templates if out.receipt else 0
         receipt = out.receipt.receipt_id if out.receipt else "-"
         print(
