@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime
 
 from ..runtime.config.privacy import PrivacySection
 from ..runtime.events import PrivacyKind
-from ..storage import AuditAction, Store, Tx, uuid7_str
+from ..storage import AuditAction, EventClass, Store, Tx, uuid7_str
 from ..storage.consents import AgeRow, ConsentRow
 from . import receipts
 from .collection import check_subject_id
@@ -45,6 +45,7 @@ ACCESS_CONTROL = "access_control"
 """The purpose the device processes faces for."""
 
 _PURPOSE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_GRANTED = frozenset({ConsentState.PENDING, ConsentState.ACTIVE})
 _DIGEST = re.compile(r"^[A-Za-z0-9:+/=_.-]{8,200}$")
 _TEXT = re.compile(r"^[^\x00-\x1f]{1,128}$")
 
@@ -324,10 +325,14 @@ class ConsentRegistry:
                 "reason": reason,
             },
         )
+        # A grant or activation is provisioning traffic (a bulk import queues two
+        # per subject); a withdrawal, expiry or revocation is a privacy event.
+        granting = before in {None, ConsentState.PENDING} and rec.state in _GRANTED
         await receipts.emit(
             self.store,
             tx,
             PrivacyKind.CONSENT_CHANGED,
             subject_id=rec.subject_id,
             detail=f"consent {rec.consent_id} {rec.kind.value}:{rec.purpose} -> {rec.state.value}",
+            klass=EventClass.PROVISIONING if granting else EventClass.PRIVACY,
         )

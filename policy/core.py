@@ -38,6 +38,7 @@ from .collection import AttrValue, check_attributes, check_display_name
 from .consent import ACCESS_CONTROL, ConsentRegistry
 from .consent_model import AgeBand, ConsentKind, ConsentRecord, ConsentState
 from .errors import ConsentRequiredError, DeviceDestroyedError, SubjectRestrictedError, SubjectUnknownError
+from .startup import unpermitted_subjects
 
 _log = structlog.get_logger("facegate.policy")
 DESTROYED_KEY = "policy.destroyed_at"
@@ -123,15 +124,18 @@ class Policy:
         """
         if await self.store.kv.get(DESTROYED_KEY) is not None:
             raise DeviceDestroyedError("this device was destroyed; re-provision it before use")
-        from . import reconsent, restriction  # noqa: PLC0415  # they import this module
+        from . import reconsent  # noqa: PLC0415  # it imports this module
 
         await reconsent.note_notice(self)
         if self.sink is not None:
             async with self.lock:
-                for sid in await self.store.gallery.subject_ids():
-                    # Not permitted, restricted, erasure held, or re-consent overdue.
-                    if await restriction.why_unmatchable(self, sid) is not None:
-                        await self.live.remove(sid)
+                # Set operations over the whole gallery, not a round trip per subject:
+                # not permitted, restricted, erasure held, or re-consent overdue.
+                doomed = set(await unpermitted_subjects(self.store, self.privacy, ACCESS_CONTROL))
+                doomed.update(await rights_state.restricted_ids(self.store.db))
+                doomed.update(sid for sid, _ in await rights_state.pending_erasures(self.store.db))
+                doomed.update((await reconsent.status(self)).lapsed)
+                await self.live.remove_many(sorted(doomed))
         return self
 
     # -- enrolment -----------------------------------------------------------

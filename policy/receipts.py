@@ -44,8 +44,13 @@ async def emit(
     counts: Mapping[str, int] | None = None,
     receipt_id: str | None = None,
     detail: str = "",
+    klass: EventClass = EventClass.PRIVACY,
 ) -> PrivacyEvent:
-    """Append the receipt to the outbox in ``tx`` and publish it after the commit."""
+    """Append the receipt to the outbox in ``tx`` and publish it after the commit.
+
+    ``klass=EventClass.PROVISIONING`` for grants and activations (bounded and
+    coalesced apart from privacy events, see :mod:`facegate.storage.outbox`).
+    """
     event = PrivacyEvent(
         at=tx.at,
         kind=kind,
@@ -54,6 +59,6 @@ async def emit(
         receipt_id=receipt_id or uuid7_str(),
         detail=detail,
     )
-    await store.outbox.append_in(tx, TOPIC, payload(event), klass=EventClass.PRIVACY)
+    await store.outbox.append_in(tx, TOPIC, payload(event), klass=klass)
     tx.publish_after_commit(event)
     return event

@@ -216,3 +216,9 @@ async def shred_vault(tx: Tx) -> int:
     shredded = await tx.execute("DELETE FROM vault.subject_keys")
     await tx.execute("DELETE FROM vault.key_meta")
     return shredded
+
+
+async def count_subject_keys(db: Database) -> int:
+    """How many subject data keys the vault holds (0 after teardown)."""
+    row = await db.fetchone("SELECT COUNT(*) FROM vault.subject_keys")
+    return int(row[0]) if row else 0

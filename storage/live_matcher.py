@@ -47,6 +47,17 @@ class LiveMatcher:
         if self._sink is not None:
             await _maybe_await(self._sink.remove_subject(subject_id))
 
+    async def remove_many(self, subject_ids: Sequence[str]) -> None:
+        """Make several subjects unmatchable (in one call when the matcher can)."""
+        if self._sink is None or not subject_ids:
+            return
+        remove_subjects = getattr(self._sink, "remove_subjects", None)
+        if callable(remove_subjects):
+            await _maybe_await(remove_subjects(list(subject_ids)))
+            return
+        for sid in subject_ids:
+            await _maybe_await(self._sink.remove_subject(sid))
+
     def clear(self) -> None:
         """Forget every subject (teardown seen from another process), when the matcher can."""
         clear = getattr(self._sink, "clear", None)

@@ -99,6 +99,12 @@ class _Reader:
         self.conn.execute("ATTACH DATABASE ? AS vault", (f"file:{vault_path}?mode=ro",))
         self.conn.execute("BEGIN")  # one snapshot for the whole load
         self.cur = self.conn.execute(self._SQL, (model_id,))
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM templates WHERE quarantined_at IS NULL "
+            "AND (?1 IS NULL OR model_id = ?1)",
+            (model_id,),
+        ).fetchone()
+        self.expected = int(row[0])
         self.other_models = 0
         if model_id is not None:
             row = self.conn.execute(
@@ -172,18 +178,32 @@ async def load_gallery(
     report = LoadReport()
     reader = await asyncio.to_thread(_Reader, path, vault_path, keys, model_id)
     report.other_models = reader.other_models
+    reserve = getattr(sink, "reserve", None)
+    if callable(reserve):
+        reserve(reader.expected)  # one allocation for the whole gallery (peak memory)
     try:
-        while True:
-            chunk = await asyncio.to_thread(reader.chunk, batch)
-            if chunk.rows == 0:
-                break
-            report.subjects += chunk.subjects
-            report.unavailable += chunk.unavailable
-            report.failures.extend(chunk.failures)
-            for mid, (sids, tids, pts) in chunk.groups.items():
-                arr = _stack(pts)
-                await _call(sink.add_batch(sids, tids, arr, mid))
-                report.templates += len(sids)
+        # The next chunk is decrypted in a worker thread while this one goes into the sink.
+        pending = asyncio.ensure_future(asyncio.to_thread(reader.chunk, batch))
+        try:
+            while True:
+                chunk = await pending
+                if chunk.rows == 0:
+                    break
+                pending = asyncio.ensure_future(asyncio.to_thread(reader.chunk, batch))
+                report.subjects += chunk.subjects
+                report.unavailable += chunk.unavailable
+                report.failures.extend(chunk.failures)
+                for mid, (sids, tids, pts) in chunk.groups.items():
+                    arr = _stack(pts)
+                    await _call(sink.add_batch(sids, tids, arr, mid))
+                    report.templates += len(sids)
+        finally:
+            # The worker thread must be done with the reader before it is closed (a
+            # thread cannot be cancelled); a prefetch after an earlier error is discarded.
+            if not pending.done():
+                await asyncio.wait([pending])
+            if not pending.cancelled():
+                pending.exception()
     finally:
         await asyncio.to_thread(reader.close)
     report.seconds = clock.monotonic() - start

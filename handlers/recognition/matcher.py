@@ -9,11 +9,21 @@ row). A subject may own several templates; its score is the max over them.
 Search. Below ``int8_min_rows`` rows the float32 matrix is scanned exactly
 with one BLAS GEMV. Above it, the int8 matrix is scanned with onnxruntime's
 ``MatMulInteger`` (4x less memory traffic than float32, which is what a
-1M-row scan is bound by), the best ``BLOCK``-row blocks are kept by their
-block maximum, the best ``CANDIDATES`` rows within them are re-scored exactly
-in float32, and subjects are ranked on those exact scores. Approximation can
-only miss a row whose int8 score fell out of the candidates; the bench
-measures recall@1 against exact search (``facegate bench``).
+1M-row scan is bound by). ``BLOCK``-row blocks are ranked by their block
+maximum and kept, best first, until the kept blocks' maxima cover ``k +
+EXTRA_SUBJECTS`` distinct subjects (at least ``BLOCKS_KEPT`` blocks): a
+subject owning many templates (20 by default) can fill any fixed number of
+blocks, and the runner-up must still be re-scored. The best ``CANDIDATES``
+rows within the kept blocks (more when they cover too few subjects) are
+re-scored exactly in float32, and subjects are ranked on those exact scores.
+Approximation can only miss a row whose int8 score fell out of the
+candidates; the bench measures recall@1 and runner-up agreement against
+:meth:`Matcher.exact_search`.
+
+Ids. A row's subject is an int32 index into one list of subject ids (no
+per-row or per-subject Python containers: a 1M gallery costs arrays, not
+hundreds of MB of dicts and sets); a subject's rows are found with one
+vectorised compare when it is removed.
 
 Concurrency. One lock serialises search and mutation: a search sees the
 gallery either before or after an enrolment, never half of it, and a subject
@@ -25,20 +35,27 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
-from onnx import TensorProto, helper
 
 from ...drivers.models.registry import check_same_model
+from .cpu import has_vnni
 from .errors import GalleryError
+from .scan import Int8Scan
 
 BLOCK = 256
 BLOCKS_KEPT = 16
-CANDIDATES = 64
+#: Blocks whose maxima are inspected first; more only when one subject owns most of them.
+BLOCKS_SCANNED = 64
+#: Distinct subjects (beyond k) whose best blocks must be kept, so that the
+#: runner-up is re-scored even when the best subject owns many templates.
+EXTRA_SUBJECTS = 2
+CANDIDATES = 128
+_NO_SUBJECT = -1
+_COMPACT_CHUNK = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,28 +84,6 @@ class SearchResult:
         return self.matches[1] if len(self.matches) > 1 else None
 
 
-def _int8_session(threads: int) -> ort.InferenceSession:
-    node = helper.make_node("MatMulInteger", ["A", "B", "azp"], ["Y"])
-    graph = helper.make_graph(
-        [node],
-        "gallery_scan",
-        [
-            helper.make_tensor_value_info("A", TensorProto.UINT8, ["N", "D"]),
-            helper.make_tensor_value_info("B", TensorProto.INT8, ["D", 1]),
-        ],
-        [helper.make_tensor_value_info("Y", TensorProto.INT32, ["N", 1])],
-        initializer=[helper.make_tensor("azp", TensorProto.UINT8, [], [128])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-    model.ir_version = 10
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-
-
 class Matcher:
     """1:N search over templates of one model (see module docstring)."""
 
@@ -100,6 +95,7 @@ class Matcher:
         int8_min_rows: int = 16_384,
         threads: int = 2,
         initial_capacity: int = 1024,
+        prepack: bool | None = None,
     ) -> None:
         if dim < 1:
             raise ValueError("dim must be positive")
@@ -114,11 +110,17 @@ class Matcher:
         cap = self._round_cap(initial_capacity)
         self._f32 = np.zeros((cap, dim), np.float32)
         self._q8 = np.full((cap, dim), 128, np.uint8)
-        self._row_subject: list[str] = []
+        self._row_sid = np.full(cap, _NO_SUBJECT, np.int32)
         self._row_template: list[str] = []
         self._template_row: dict[str, int] = {}
-        self._subject_rows: dict[str, set[int]] = {}
-        self._session: ort.InferenceSession | None = None
+        self._sid_index: dict[str, int] = {}
+        self._sid_names: list[str | None] = []
+        self._sid_rows = np.zeros(0, np.int32)
+        self._sid_free: list[int] = []
+        self._subjects = 0
+        # Kernel chosen at run time (scan.py): prepacked segments where int8 dot products
+        # have no native instruction (AVX2 without VNNI), the dynamic kernel otherwise.
+        self._scan = Int8Scan(threads, prepack=(not has_vnni()) if prepack is None else prepack)
 
     @staticmethod
     def _round_cap(n: int) -> int:
@@ -132,10 +134,50 @@ class Matcher:
     @property
     def subject_count(self) -> int:
         """Number of distinct subjects (the N of the N x FMR threshold rule)."""
-        return len(self._subject_rows)
+        return self._subjects
 
     def has_subject(self, subject_id: str) -> bool:
-        return subject_id in self._subject_rows
+        return subject_id in self._sid_index
+
+    def _subject_index(self, subject_id: str) -> int:
+        idx = self._sid_index.get(subject_id)
+        if idx is not None:
+            return idx
+        if self._sid_free:
+            idx = self._sid_free.pop()
+            self._sid_names[idx] = subject_id
+        else:
+            idx = len(self._sid_names)
+            self._sid_names.append(subject_id)
+            if idx >= self._sid_rows.size:
+                grown = np.zeros(max(1024, 2 * self._sid_rows.size), np.int32)
+                grown[: self._sid_rows.size] = self._sid_rows
+                self._sid_rows = grown
+        self._sid_index[subject_id] = idx
+        self._subjects += 1
+        return idx
+
+    def _drop_row_of(self, idx: int) -> None:
+        self._sid_rows[idx] -= 1
+        if self._sid_rows[idx] == 0:
+            name = self._sid_names[idx]
+            assert name is not None
+            del self._sid_index[name]
+            self._sid_names[idx] = None
+            self._sid_free.append(idx)
+            self._subjects -= 1
+
+    def _name(self, idx: int) -> str:
+        name = self._sid_names[idx]
+        assert name is not None
+        return name
+
+    @property
+    def kernel(self) -> str:
+        """The scan that runs at the current size on this CPU (reported by the benches)."""
+        if self._n < self.int8_min_rows:
+            return "float32 BLAS GEMV, exact"
+        return f"{self._scan.kernel} + float32 re-rank of {CANDIDATES}+ rows"
 
     # -- mutation ---------------------------------------------------------
     def _normalised(self, emb: npt.NDArray[np.floating], rows: int) -> npt.NDArray[np.float32]:
@@ -153,17 +195,20 @@ class Matcher:
         q = np.clip(np.rint(arr * self._qscale), -127, 127).astype(np.int8)
         return np.asarray(q.view(np.uint8) ^ np.uint8(0x80), dtype=np.uint8)
 
-    def _ensure(self, rows: int) -> None:
+    def _ensure(self, rows: int, *, exact: bool = False) -> None:
         need = self._n + rows
         cap = self._f32.shape[0]
         if need <= cap:
             return
-        new_cap = self._round_cap(max(need, cap * 2))
+        new_cap = self._round_cap(need if exact else max(need, cap * 2))
+        # np.zeros/np.empty map fresh pages lazily: only rows written cost memory.
         f32 = np.zeros((new_cap, self.dim), np.float32)
-        q8 = np.full((new_cap, self.dim), 128, np.uint8)
+        q8 = np.empty((new_cap, self.dim), np.uint8)
+        row_sid = np.full(new_cap, _NO_SUBJECT, np.int32)
         f32[: self._n] = self._f32[: self._n]
         q8[: self._n] = self._q8[: self._n]
-        self._f32, self._q8 = f32, q8
+        row_sid[: self._n] = self._row_sid[: self._n]
+        self._f32, self._q8, self._row_sid = f32, q8, row_sid
 
     def add(
         self, subject_id: str, template_id: str, embedding: npt.NDArray[np.floating], model_id: str
@@ -187,54 +232,116 @@ class Matcher:
             return
         arr = self._normalised(embeddings, n)
         q = self._quantise(arr)
+        tids = list(template_ids)
         with self._lock:
-            seen: set[str] = set()
-            for tid in template_ids:
-                if tid in self._template_row or tid in seen:
-                    raise GalleryError(f"template {tid} is already enrolled")
-                seen.add(tid)
+            if len(set(tids)) != n or not self._template_row.keys().isdisjoint(tids):
+                dup = next(t for i, t in enumerate(tids) if t in self._template_row or t in tids[:i])
+                raise GalleryError(f"template {dup} is already enrolled")
             self._ensure(n)
             start = self._n
             self._f32[start : start + n] = arr
             self._q8[start : start + n] = q
-            for i, (sid, tid) in enumerate(zip(subject_ids, template_ids, strict=True)):
-                row = start + i
-                self._row_subject.append(sid)
-                self._row_template.append(tid)
-                self._template_row[tid] = row
-                self._subject_rows.setdefault(sid, set()).add(row)
+            # Vectorised bookkeeping: one dict lookup per distinct subject, no per-row numpy writes.
+            last: str | None = None
+            idx = -1
+            rows_sid = np.empty(n, np.int32)
+            for i, sid in enumerate(subject_ids):
+                if sid != last:
+                    last, idx = sid, self._subject_index(sid)
+                rows_sid[i] = idx
+            self._row_sid[start : start + n] = rows_sid
+            np.add.at(self._sid_rows, rows_sid, 1)
+            self._row_template.extend(tids)
+            self._template_row.update(zip(tids, range(start, start + n), strict=True))
             self._n = start + n
+            self._repack()
+
+    def _repack(self) -> None:
+        if self._n >= self.int8_min_rows:
+            self._scan.refresh(self._q8, self._n)
+        else:
+            self._scan.clear()
+
+    def reserve(self, rows: int) -> None:
+        """Allocate room for ``rows`` more templates at once (the start-up load knows its size).
+
+        Growing by doubling during a load holds the old and the new matrices at
+        the same time; one exact allocation keeps peak memory at the gallery's size.
+        """
+        if rows > 0:
+            with self._lock:
+                self._ensure(rows, exact=True)
 
     def _remove_row(self, row: int) -> None:
         last = self._n - 1
-        sid, tid = self._row_subject[row], self._row_template[row]
-        self._subject_rows[sid].discard(row)
-        if not self._subject_rows[sid]:
-            del self._subject_rows[sid]
-        del self._template_row[tid]
+        self._scan.invalidate(row)
+        self._scan.invalidate(last)
+        self._drop_row_of(int(self._row_sid[row]))
+        del self._template_row[self._row_template[row]]
         if row != last:
-            msid, mtid = self._row_subject[last], self._row_template[last]
+            mtid = self._row_template[last]
             self._f32[row] = self._f32[last]
             self._q8[row] = self._q8[last]
-            self._row_subject[row], self._row_template[row] = msid, mtid
+            self._row_sid[row] = self._row_sid[last]
+            self._row_template[row] = mtid
             self._template_row[mtid] = row
-            rows = self._subject_rows[msid]
-            rows.discard(last)
-            rows.add(row)
         self._f32[last] = 0.0
         self._q8[last] = 128
-        self._row_subject.pop()
+        self._row_sid[last] = _NO_SUBJECT
         self._row_template.pop()
         self._n = last
 
     def remove_subject(self, subject_id: str) -> int:
         """Remove every template of ``subject_id``; returns how many. Unmatchable on return."""
         with self._lock:
-            rows = sorted(self._subject_rows.get(subject_id, ()), reverse=True)
-            for row in rows:
+            idx = self._sid_index.get(subject_id)
+            if idx is None:
+                return 0
+            rows = np.flatnonzero(self._row_sid[: self._n] == idx)[::-1]
+            for row in rows.tolist():
                 # Descending order: a swapped-in last row is never one still to remove.
                 self._remove_row(row)
-            return len(rows)
+            self._repack()
+            return int(rows.size)
+
+    def remove_subjects(self, subject_ids: Iterable[str]) -> int:
+        """Remove every template of many subjects in one pass (start-up checks); returns rows.
+
+        Rows are compacted in place chunk by chunk, so no copy of the gallery is made.
+        """
+        with self._lock:
+            idxs = sorted({self._sid_index[s] for s in subject_ids if s in self._sid_index})
+            if not idxs:
+                return 0
+            n = self._n
+            drop = np.isin(self._row_sid[:n], np.asarray(idxs, np.int32))
+            gone = [self._row_template[r] for r in np.flatnonzero(drop).tolist()]
+            write = 0
+            for start in range(0, n, _COMPACT_CHUNK):
+                keep = start + np.flatnonzero(~drop[start : start + _COMPACT_CHUNK])
+                m = keep.size
+                if m and (write != start or m != min(_COMPACT_CHUNK, n - start)):
+                    self._f32[write : write + m] = self._f32[keep]
+                    self._q8[write : write + m] = self._q8[keep]
+                    self._row_sid[write : write + m] = self._row_sid[keep]
+                    self._row_template[write : write + m] = [self._row_template[r] for r in keep.tolist()]
+                write += m
+            self._f32[write:n] = 0.0
+            self._q8[write:n] = 128
+            self._row_sid[write:n] = _NO_SUBJECT
+            del self._row_template[write:]
+            for tid in gone:
+                del self._template_row[tid]
+            first = int(np.argmax(drop))  # rows before the first dropped one kept their index
+            self._scan.invalidate_from(first)
+            for row in range(first, write):
+                self._template_row[self._row_template[row]] = row
+            for idx in idxs:
+                self._sid_rows[idx] = 1
+                self._drop_row_of(idx)
+            self._n = write
+            self._repack()
+            return n - write
 
     def remove_template(self, template_id: str) -> bool:
         """Remove one template; False when it was not enrolled."""
@@ -243,6 +350,7 @@ class Matcher:
             if row is None:
                 return False
             self._remove_row(row)
+            self._repack()
             return True
 
     def clear(self) -> None:
@@ -250,26 +358,69 @@ class Matcher:
         with self._lock:
             self._f32[: self._n] = 0.0
             self._q8[: self._n] = 128
+            self._row_sid[: self._n] = _NO_SUBJECT
             self._n = 0
-            self._row_subject.clear()
             self._row_template.clear()
             self._template_row.clear()
-            self._subject_rows.clear()
+            self._sid_index.clear()
+            self._sid_names.clear()
+            self._sid_rows[:] = 0
+            self._sid_free.clear()
+            self._subjects = 0
+            self._scan.clear()
 
     # -- search -----------------------------------------------------------
-    def _candidates(self, q: npt.NDArray[np.float32]) -> npt.NDArray[np.intp]:
-        if self._session is None:
-            self._session = _int8_session(self._threads)
+    def _kept_blocks(self, block_max: npt.NDArray[np.int32], y2: npt.NDArray[np.int32],
+                     k: int) -> npt.NDArray[np.intp]:
+        """Blocks best first until their maxima cover ``k + EXTRA_SUBJECTS`` subjects."""
+        nb = block_max.size
+        want = k + EXTRA_SUBJECTS
+        scanned = min(BLOCKS_SCANNED, nb)
+        while True:
+            top = np.argpartition(block_max, -scanned)[-scanned:]
+            top = top[np.argsort(-block_max[top], kind="stable")]
+            owners = self._row_sid[top * BLOCK + y2[top].argmax(axis=1)]
+            seen: set[int] = set()
+            for i, owner in enumerate(owners.tolist()):
+                if owner != _NO_SUBJECT:
+                    seen.add(owner)
+                if len(seen) >= want:
+                    return np.asarray(top[: max(i + 1, min(BLOCKS_KEPT, nb))], dtype=np.intp)
+            if scanned == nb:
+                return np.asarray(top, dtype=np.intp)
+            scanned = min(nb, scanned * 4)
+
+    def _candidates(self, q: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.intp]:
         padded = self._round_cap(self._n)
-        qi = np.clip(np.rint(q * self._qscale), -127, 127).astype(np.int8).reshape(-1, 1)
-        y = self._session.run(None, {"A": self._q8[:padded], "B": qi})[0].reshape(-1)
-        block_max = y.reshape(-1, BLOCK).max(axis=1)
-        keep = min(BLOCKS_KEPT, block_max.size)
-        blocks = np.argpartition(block_max, -keep)[-keep:]
+        qi = np.clip(np.rint(q * self._qscale), -127, 127).astype(np.int8)
+        self._q8[self._n : padded] = 128  # the block's tail scores 0 (rows past n may be unwritten)
+        y = self._scan.scores(self._q8, padded, qi)
+        y2 = y.reshape(-1, BLOCK)
+        blocks = self._kept_blocks(y2.max(axis=1), y2, k)
         rows = (blocks[:, None] * BLOCK + np.arange(BLOCK)).ravel()
         rows = rows[rows < self._n]
         take = min(CANDIDATES, rows.size)
-        return np.asarray(rows[np.argpartition(y[rows], -take)[-take:]], dtype=np.intp)
+        while True:
+            picked = rows[np.argpartition(y[rows], -take)[-take:]]
+            if take == rows.size or np.unique(self._row_sid[picked]).size >= k + EXTRA_SUBJECTS:
+                return np.asarray(picked, dtype=np.intp)
+            take = min(rows.size, take * 4)
+
+    def _rank(self, rows: npt.NDArray[np.intp], scores: npt.NDArray[np.float32],
+              k: int) -> list[Match]:
+        order = np.argsort(-scores, kind="stable")
+        matches: list[Match] = []
+        seen: set[int] = set()
+        for j in order.tolist():
+            row = int(rows[j])
+            idx = int(self._row_sid[row])
+            if idx in seen:
+                continue
+            seen.add(idx)
+            matches.append(Match(self._name(idx), self._row_template[row], float(scores[j])))
+            if len(matches) >= k:
+                break
+        return matches
 
     def search(
         self, embedding: npt.NDArray[np.floating], k: int = 2, *, model_id: str | None = None
@@ -283,40 +434,30 @@ class Matcher:
             if n == 0:
                 return SearchResult(matches=(), subjects=0, templates=0)
             if n >= self.int8_min_rows:
-                rows = self._candidates(q)
-                scores = self._f32[rows] @ q
+                rows = self._candidates(q, k)
+                matches = self._rank(rows, self._f32[rows] @ q, k)
             else:
-                all_scores = self._f32[:n] @ q
-                take = min(n, CANDIDATES)
-                rows = np.argpartition(all_scores, -take)[-take:]
-                scores = all_scores[rows]
-            order = np.argsort(-scores, kind="stable")
-            matches: list[Match] = []
-            seen: set[str] = set()
-            for j in order:
-                row = int(rows[j])
-                sid = self._row_subject[row]
-                if sid in seen:
-                    continue
-                seen.add(sid)
-                matches.append(Match(sid, self._row_template[row], float(scores[j])))
-                if len(matches) >= k:
-                    break
-            if len(matches) < k and n > rows.size and n < self.int8_min_rows:
-                matches = self._exact_by_subject(q, k)
-            return SearchResult(matches=tuple(matches), subjects=len(self._subject_rows),
-                                templates=n)
+                matches = self._exact_top(q, k)
+            return SearchResult(matches=tuple(matches), subjects=self._subjects, templates=n)
 
-    def _exact_by_subject(self, q: npt.NDArray[np.float32], k: int) -> list[Match]:
-        # Rare path: the top rows all belong to fewer than k subjects.
-        scores = self._f32[: self._n] @ q
-        best: dict[str, tuple[float, int]] = {}
-        for row, s in enumerate(scores.tolist()):
-            sid = self._row_subject[row]
-            if sid not in best or s > best[sid][0]:
-                best[sid] = (s, row)
-        ranked = sorted(best.items(), key=lambda kv: -kv[1][0])[:k]
-        return [Match(sid, self._row_template[row], s) for sid, (s, row) in ranked]
+    def _exact_top(self, q: npt.NDArray[np.float32], k: int) -> list[Match]:
+        # The first k distinct subjects of the top rows are the exact top k
+        # subjects; widen until k are found (one subject may own many rows).
+        all_scores = self._f32[: self._n] @ q
+        take = min(self._n, CANDIDATES)
+        while True:
+            rows = np.asarray(np.argpartition(all_scores, -take)[-take:], dtype=np.intp)
+            matches = self._rank(rows, all_scores[rows], k)
+            if len(matches) >= k or take == self._n:
+                return matches
+            take = min(self._n, take * 4)
+
+    def exact_search(self, embedding: npt.NDArray[np.floating], k: int = 2) -> SearchResult:
+        """Exhaustive float32 search (the bench's and tests' reference for recall and runner-up)."""
+        q = self._normalised(embedding, 1)[0]
+        with self._lock:
+            matches = self._exact_top(q, k) if self._n else []
+            return SearchResult(matches=tuple(matches), subjects=self._subjects, templates=self._n)
 
     def exact_scores(self, embedding: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
         """Cosine against every row (bench/recall reference); row order is internal."""

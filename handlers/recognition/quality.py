@@ -38,7 +38,7 @@ class QualityLimits:
     """Thresholds of the gate (mirrors config ``[recognition.quality]``)."""
 
     min_face_px: int = 60
-    min_sharpness: float = 25.0
+    min_sharpness: float = 12.0
     max_yaw_deg: float = 50.0
     max_pitch_deg: float = 30.0
     min_brightness: float = 40.0

@@ -37,7 +37,7 @@ async def test_consent_lifecycle_is_explicit_and_audited(policy: Policy) -> None
     assert [a for a, _ in rows] == ["consent_change", "consent_change"]
     assert '"to":"pending"' in rows[0][1] and '"to":"active"' in rows[1][1]
     assert verify_chain(policy.store.db.path).ok
-    receipts = await policy.store.db.fetchall("SELECT topic FROM outbox WHERE klass = 'privacy'")
+    receipts = await policy.store.db.fetchall("SELECT topic FROM outbox WHERE klass = 'provisioning'")
     assert len(receipts) == 2
 
 

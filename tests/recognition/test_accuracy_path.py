@@ -15,7 +15,9 @@ import pytest
 from facegate.drivers.models import LoadedModels
 from facegate.drivers.models.detector import Detection, refine_detection
 from facegate.handlers.recognition import ImageRejected, Reason, RecognitionEngine
+from facegate.handlers.recognition.evaluation import Sample, gate_report
 from facegate.handlers.recognition.fusion import EmbedOptions, embed_face
+from facegate.handlers.recognition.openset import run_open_set
 from facegate.handlers.recognition.quality import estimate_pose
 from facegate.handlers.recognition.selection import (
     ENROL_RULE,
@@ -24,6 +26,7 @@ from facegate.handlers.recognition.selection import (
     SelectionRule,
     select_face,
 )
+from facegate.handlers.recognition.thresholds import CalibrationTable, ThresholdPolicy
 from facegate.runtime.config.recognition import RecognitionSection
 
 from .conftest import face_bgr
@@ -215,3 +218,35 @@ def test_gate_picks_the_subject_in_the_central_roi_not_the_larger_bystander(
     # Over the whole frame the two faces are too close in size: refused, never guessed.
     assert whole.reason is Reason.MANY_FACES and whole.target is None
     assert "refine" in out.latency_ms
+
+
+# ---- open-set protocol and gate report (pure, on hand-made samples) -------------------
+
+def _unit(v: list[float]) -> np.ndarray:
+    a = np.asarray(v, np.float32)
+    return a / np.linalg.norm(a)
+
+
+def test_open_set_counts_fte_fnir_and_strangers_at_the_device_threshold() -> None:
+    ok = Reason.OK
+    # Identities 0..5 (labels sorted); 2 and 5 are strangers (every third).
+    axes = [np.eye(8, dtype=np.float32)[i] for i in range(6)]
+    s: list[Sample] = []
+    for lab in range(6):
+        s.append(Sample(lab, ok, ok, embedding=axes[lab]))  # first image: enrolment
+        s.append(Sample(lab, ok, ok, embedding=_unit([*axes[lab][:6] * 3, 1, 0])))  # mate
+    s[2].gate = Reason.QUALITY_BLUR  # identity 1 fails to enrol
+    s[7].gate = Reason.QUALITY_POSE_YAW  # identity 3's probe is refused
+    s[1].embedding = _unit([0, 1, 0, 0, 0, 0, 0, 0])  # identity 0's probe looks like 1
+    s[5].embedding = _unit([1, 0, 0, 0, 0, 0, 0, 0])  # stranger 2 looks like identity 0
+    table = CalibrationTable("m", ((1e-1, 0.5), (1e-2, 0.6)))
+    r = run_open_set(s, ThresholdPolicy(table, 1e-1))
+    assert r.enrolled == 3 and r.failed_to_enrol == 1 and r.fte_reasons == {"quality_blur": 1}
+    assert r.mated_probes == 3 and r.mated_refused == 1
+    # Identity 0's probe resembles identity 1, which is not enrolled: below the threshold.
+    assert r.mated_missed == 1 and r.mated_wrong == 0
+    assert r.fnir == pytest.approx(2 / 3)
+    assert r.stranger_probes == 4 and r.strangers_granted == 1
+    g = gate_report(s, threshold=0.5)
+    assert g.refused == 2 and g.by_reason == {"quality_blur": 1, "quality_pose_yaw": 1}
+    assert g.refused_with_mates == 2 and g.would_match == 2

@@ -135,9 +135,15 @@ def test_calibrate_cli_writes_a_usable_table(
             shutil.copy(FACES / f, root / person / f)
     (root / "p1" / "notes.txt").write_text("ignored")
     out = tmp_path / "cal.json"
-    assert main(["calibrate", str(root), "-o", str(out), "--json"]) == 0
+    assert main(["calibrate", str(root), "-o", str(out), "--json", "--open-set"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["identities"] == 6 and summary["images"] == 14
+    # Every configuration reports failures to enrol and gate refusals next to FNMR.
+    rows = {r["config"]: r for r in summary["configurations"]}
+    assert summary["device_config"] == "refine+flip" and set(rows) >= {"legacy", "refine+flip"}
+    assert {"failed_to_enrol", "gate_refused", "gate_would_match", "fnmr@0.0001"} <= set(
+        rows["refine+flip"])
+    assert summary["open_set"]["enrolled"] + summary["open_set"]["failed_to_enrol"] == 4
     assert summary["genuine_pairs"] == 10 and summary["impostor_pairs"] == 81
     assert 0 < summary["eer"] < 0.2  # only the mislabelled pair is a genuine miss
     table = CalibrationTable.load(out)
@@ -169,6 +175,11 @@ def test_bench_cli_json(
     assert set(r["opencv_stages"]) == {"decode", "detect", "align", "embed", "total"}
     assert r["opencv_stages"]["total"]["p50"] == r["opencv_p50_ms"]
     assert r["opencv_stages"]["decode"]["p50"] > 0
+    # Issue 16: the CPU features, the kernel that ran, runner-up agreement with exact search.
+    assert isinstance(r["cpu"]["features"], list) and isinstance(r["cpu"]["vnni"], bool)
+    assert r["cpu"]["model"] and r["matcher_kernel"]
+    assert r["search_10k_runner_up_agreement"] == 1.0
+    assert r["matcher_realistic"]["10k"]["recall_at_1"] == 1.0
 
 
 def test_bench_cli_fp32_build(

@@ -152,3 +152,112 @@ def test_engine_refuses_a_matcher_built_for_another_model(models: LoadedModels) 
     other = Matcher("arcface-r100@deadbeef", models.embedder.dim)
     with pytest.raises(TemplateModelMismatch, match="re-enrol"):
         RecognitionEngine(RecognitionSection(), models, matcher=other)
+
+
+def _clustered_gallery(
+    rng: np.random.Generator, subjects: int, max_templates: int, d: int = 128
+) -> tuple[np.ndarray, list[str], list[str], np.ndarray]:
+    """Subjects with 1..max_templates templates each (noisy views of a centre), rows
+    interleaved as if enrolled over months, so one subject's rows span many blocks."""
+    centres = _unit(rng, subjects, d)
+    counts = rng.integers(1, max_templates + 1, subjects)
+    counts[: subjects // 10] = max_templates  # plenty of subjects at the configured maximum
+    owner = np.repeat(np.arange(subjects), counts)
+    rng.shuffle(owner)
+    x = np.stack([_noisy(centres[s], rng, cos=0.8) for s in owner]).astype(np.float32)
+    sids = [f"s{s}" for s in owner]
+    tids = [f"t{i}" for i in range(len(owner))]
+    return x, sids, tids, centres
+
+
+@pytest.mark.parametrize("int8_min_rows", [1_000, 1_000_000])
+def test_runner_up_is_found_when_the_best_subject_owns_twenty_templates(int8_min_rows: int) -> None:
+    """Issue 16: the best subject's 20 templates fill 20 blocks; the look-alike must be re-scored."""
+    rng = np.random.default_rng(16)
+    d = 128
+    background = _unit(rng, 20_000, d)
+    centre = _unit(rng, 1, d)[0]
+    x = background.copy()
+    sids = [f"b{i}" for i in range(len(x))]
+    tids = [f"bt{i}" for i in range(len(x))]
+    # The best subject's templates were enrolled over time: one in every 1000 rows.
+    for i in range(20):
+        x[i * 1000] = _noisy(centre, rng, cos=0.9)
+        sids[i * 1000] = "alice"
+    m = Matcher(MID, d, int8_min_rows=int8_min_rows)
+    m.add_batch(sids, tids, x, MID)
+    lookalike = _noisy(centre, rng, cos=0.7)
+    m.add("alice-twin", "twin0", lookalike, MID)
+    probe = _noisy(centre, rng, cos=0.95)
+    res = m.search(probe, k=2)
+    ref = m.exact_search(probe, k=2)
+    assert ref.best is not None and ref.best.subject_id == "alice"
+    assert ref.runner_up is not None and ref.runner_up.subject_id == "alice-twin"
+    assert res.best is not None and res.best.subject_id == "alice"
+    assert res.runner_up is not None and res.runner_up.subject_id == "alice-twin"
+    assert res.runner_up.score == pytest.approx(ref.runner_up.score, abs=1e-5)
+    assert res.best.score - res.runner_up.score == pytest.approx(
+        ref.best.score - ref.runner_up.score, abs=1e-5)
+
+
+def test_int8_path_agrees_with_exact_search_on_best_and_runner_up() -> None:
+    """recall@1 and runner-up agreement >= 0.999-class on subjects with up to 20 templates."""
+    rng = np.random.default_rng(17)
+    x, sids, tids, centres = _clustered_gallery(rng, 3_000, 20)
+    m = Matcher(MID, 128, int8_min_rows=1_000)
+    m.add_batch(sids, tids, x, MID)
+    assert len(m) > 20_000  # many blocks of 256 rows
+    queries = 300
+    best_agree = runner_agree = 0
+    for s in rng.integers(0, len(centres), queries):
+        q = _noisy(centres[s], rng, cos=0.8)
+        res, ref = m.search(q, k=2), m.exact_search(q, k=2)
+        assert ref.best is not None and ref.runner_up is not None
+        assert res.best is not None and res.runner_up is not None
+        best_agree += res.best.subject_id == ref.best.subject_id
+        runner_agree += res.runner_up.subject_id == ref.runner_up.subject_id
+        # Scores are always exact float32 re-scores, never int8 estimates.
+        assert res.best.score <= ref.best.score + 1e-5
+    assert best_agree == queries
+    assert runner_agree >= queries - 1
+
+
+def test_exact_search_ranks_subjects_not_rows() -> None:
+    rng = np.random.default_rng(18)
+    x, sids, tids, centres = _clustered_gallery(rng, 50, 20)
+    m = Matcher(MID, 128)
+    m.add_batch(sids, tids, x, MID)
+    owner = np.array([int(s[1:]) for s in sids])
+    q = _noisy(centres[3], rng, cos=0.8)
+    scores = x @ (q / np.linalg.norm(q))
+    per_subject = np.full(len(centres), -2.0)
+    np.maximum.at(per_subject, owner, scores)
+    expected = [f"s{i}" for i in np.argsort(-per_subject)[:5]]
+    for res in (m.search(q, k=5), m.exact_search(q, k=5)):
+        assert [mt.subject_id for mt in res.matches] == expected
+
+
+def test_remove_subjects_compacts_in_one_pass_and_keeps_the_rest_findable() -> None:
+    rng = np.random.default_rng(19)
+    x, sids, tids, _ = _clustered_gallery(rng, 400, 5)
+    m = Matcher(MID, 128, int8_min_rows=1_000)
+    m.add_batch(sids, tids, x, MID)
+    doomed = {f"s{i}" for i in range(0, 400, 3)}
+    expected_rows = sum(s in doomed for s in sids)
+    assert m.remove_subjects([*doomed, "nobody"]) == expected_rows
+    assert m.remove_subjects(doomed) == 0
+    assert len(m) == len(sids) - expected_rows and m.subject_count == 400 - len(doomed)
+    for i in rng.integers(0, len(sids), 150):
+        best = m.search(x[i], k=1).best
+        assert best is not None
+        if sids[i] in doomed:
+            assert best.subject_id not in doomed
+        else:
+            assert best.template_id == tids[i] and best.score == pytest.approx(1.0, abs=1e-5)
+    kept = next(t for s, t in zip(sids, tids, strict=True) if s not in doomed)
+    assert m.remove_template(kept) and not m.remove_template(tids[0] if sids[0] in doomed else "x")
+    # Freed subject slots are reused without mixing identities.
+    fresh = _unit(rng, 1)[0]
+    m.add("newcomer", "n0", fresh, MID)
+    best = m.search(fresh, k=1).best
+    assert best is not None and best.subject_id == "newcomer" and best.template_id == "n0"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from ..fixtures.brokers import MosquittoBroker
-from .durable_util import PersistentSubscriber, access, running
-from .test_names import ACCESS, NAME, Rig, rig
-from .util import until
+from ..mqtt.durable_util import PersistentSubscriber, access, running
+from ..mqtt.test_names import ACCESS, NAME, Rig, rig
+from ..mqtt.util import until
 
 __all__ = ["rig"]  # the fixture (parametrised names on/off) is re-used
 

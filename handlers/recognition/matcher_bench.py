@@ -1,0 +1,97 @@
+"""1:N bench on a gallery shaped like a deployment: many templates per subject, look-alikes.
+
+``bench_matcher_realistic(n)`` enrols ``n`` templates: subjects own 1..20
+templates (a tenth own the configured maximum of 20), rows interleaved as if
+enrolled over months (one subject's rows span many blocks), and every subject
+has a look-alike sibling (centres at cosine 0.6). Probes are fresh views of a
+random subject. It reports, against :meth:`Matcher.exact_search` (exhaustive
+float32, per subject): recall@1, runner-up agreement (same runner-up subject),
+the largest margin error, search p50/p99 and which kernel ran on which CPU.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .cpu import cpu_label
+from .matcher import Matcher
+
+_MODEL = "bench@0"
+_CHUNK = 65_536
+
+
+def _views(centres: npt.NDArray[np.float32], cos: float, rng: np.random.Generator) -> npt.NDArray[np.float32]:
+    noise = rng.standard_normal(centres.shape).astype(np.float32)
+    noise -= (noise * centres).sum(1, keepdims=True) * centres
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    out = cos * centres + np.float32(np.sqrt(1 - cos**2)) * noise
+    return np.asarray(out / np.linalg.norm(out, axis=1, keepdims=True), dtype=np.float32)
+
+
+def _percentiles(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms)
+    return {"p50": round(float(np.percentile(a, 50)), 3), "p99": round(float(np.percentile(a, 99)), 3)}
+
+
+def build_gallery(n: int, *, dim: int = 128, seed: int = 0, matcher: Matcher | None = None
+                  ) -> tuple[Matcher, npt.NDArray[np.float32]]:
+    """A matcher with ``n`` templates (see module doc) and its subject centres."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 21, max(2, n // 10))
+    counts[: counts.size // 10] = 20
+    counts = counts[np.cumsum(counts) <= n]
+    counts = np.append(counts, n - counts.sum()) if counts.sum() < n else counts
+    subjects = counts.size
+    half = rng.standard_normal(((subjects + 1) // 2, dim)).astype(np.float32)
+    half /= np.linalg.norm(half, axis=1, keepdims=True)
+    centres = np.empty((subjects, dim), np.float32)
+    centres[0::2] = half[: (subjects + 1) // 2]
+    centres[1::2] = _views(half[: subjects // 2], 0.6, rng)  # siblings: look-alikes
+    owner = np.repeat(np.arange(subjects, dtype=np.int64), counts)
+    rng.shuffle(owner)
+    m = matcher if matcher is not None else Matcher(_MODEL, dim)
+    for start in range(0, n, _CHUNK):
+        o = owner[start : start + _CHUNK]
+        x = _views(centres[o], 0.8, rng)
+        m.add_batch([f"s{i}" for i in o.tolist()], [f"t{start + j}" for j in range(o.size)], x, _MODEL)
+    return m, centres
+
+
+def bench_matcher_realistic(n: int, *, queries: int = 200, dim: int = 128, seed: int = 0) -> dict[str, Any]:
+    """Latency and agreement with exact search (see module doc)."""
+    m, centres = build_gallery(n, dim=dim, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    qs = _views(centres[rng.integers(0, centres.shape[0], queries)], 0.8, rng)
+    m.search(qs[0], k=2)  # warm-up (creates the scan session)
+    ms: list[float] = []
+    results = []
+    for q in qs:
+        t = time.perf_counter()
+        results.append(m.search(q, k=2))
+        ms.append((time.perf_counter() - t) * 1e3)
+    best = runner = 0
+    margin_err = 0.0
+    for q, res in zip(qs, results, strict=True):
+        ref = m.exact_search(q, k=2)
+        if res.best and ref.best and res.best.subject_id == ref.best.subject_id:
+            best += 1
+        if res.runner_up and ref.runner_up and res.runner_up.subject_id == ref.runner_up.subject_id:
+            runner += 1
+        if res.best and res.runner_up and ref.best and ref.runner_up:
+            margin_err = max(margin_err, abs((res.best.score - res.runner_up.score)
+                                             - (ref.best.score - ref.runner_up.score)))
+    return {
+        "n": n,
+        "subjects": m.subject_count,
+        "search": _percentiles(ms),
+        "recall_at_1": round(best / queries, 4),
+        "runner_up_agreement": round(runner / queries, 4),
+        "max_margin_error": round(margin_err, 4),
+        "kernel": m.kernel,
+        "cpu": cpu_label(),
+        "queries": queries,
+    }
