@@ -72,6 +72,15 @@ class SubjectRecords:
         row = await self._db.fetchone(f"SELECT MIN({_LAST_USE}) FROM subjects s")  # noqa: S608  # constant expression
         return None if row is None or row[0] is None else float(row[0])
 
+    async def count_with_templates(self, *, except_subject: str | None = None) -> int:
+        """Subjects holding at least one usable (not quarantined) template, ``except_subject`` aside."""
+        row = await self._db.fetchone(
+            "SELECT COUNT(DISTINCT subject_id) FROM templates WHERE quarantined_at IS NULL "
+            "AND subject_id != ?",
+            (except_subject or "",),
+        )
+        return int(row[0]) if row is not None else 0
+
     async def count_templates(self, tx: Tx) -> int:
         row = await tx.fetchone("SELECT COUNT(*) FROM templates")
         return int(row[0]) if row else 0

@@ -114,12 +114,7 @@ class LicenceManager:
 
     async def admit_enrolment(self, subject_id: str | None) -> None:
         """:meth:`check_enrolment` against the subjects holding templates (a known subject is free)."""
-        row = await self._store.db.fetchone(
-            "SELECT COUNT(DISTINCT subject_id) FROM templates WHERE quarantined_at IS NULL "
-            "AND subject_id != ?",
-            (subject_id or "",),
-        )
-        self.check_enrolment(int(row[0]) if row is not None else 0)
+        self.check_enrolment(await self._store.subjects.count_with_templates(except_subject=subject_id))
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -58,6 +58,9 @@ async def wait_ready(device: Device) -> None:
     parts = device.parts
     if parts.mqtt is not None and parts.mqtt.commands is not None:
         await parts.mqtt.commands.wait_ready()
+        # The command filter is registered; the broker has it once the link is connected
+        # (subscriptions are sent before the link reports CONNECTED).
+        await parts.mqtt.link.wait_connected()
     if parts.recognition is not None:
         await parts.recognition.wait_ready()
 

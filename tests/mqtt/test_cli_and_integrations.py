@@ -73,6 +73,7 @@ async def device(
     async with Device(load_config(cfg), handle_signals=False) as dev:
         assert dev.parts.mqtt is not None and dev.parts.mqtt.commands is not None
         await asyncio.wait_for(dev.parts.mqtt.commands.wait_ready(), 30)
+        await asyncio.wait_for(dev.parts.mqtt.link.wait_connected(), 30)
         await asyncio.sleep(0.3)
         yield dev
         dev.request_shutdown("test over")

@@ -81,6 +81,7 @@ async def device(
         assert dev.parts.recognition is not None
         async with asyncio.timeout(120):
             await dev.parts.mqtt.commands.wait_ready()
+            await dev.parts.mqtt.link.wait_connected()
             await dev.parts.recognition.wait_ready()
         await asyncio.sleep(0.3)  # the SUBSCRIBE reaches the broker
         yield dev
