@@ -37,7 +37,9 @@ class MatchRecorder:
     async def run(self) -> None:
         async with self._bus.subscribe(AccessDecision, name=self.name, maxsize=1024) as sub:
             async for decision in sub:
-                if decision.decision is Decision.GRANTED and decision.subject_id:
+                # a remote open naming a subject is not a face match (handlers/access/remote.py)
+                face = decision.reason != "remote_open"
+                if decision.decision is Decision.GRANTED and decision.subject_id and face:
                     await self._policy.record_match(decision.subject_id, decision.at)
 
 

@@ -11,7 +11,6 @@ Usage: .venv/bin/python scripts/bench_cli.py [N]
 from __future__ import annotations
 
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -19,15 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from facegate.runtime.machine import cpu_model
 
 
 def measure(argv: list[str], n: int) -> tuple[list[float], list[float]]:

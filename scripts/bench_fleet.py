@@ -22,14 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from facegate.runtime.machine import cpu_model
 from facegate.testing.broker import MosquittoProcess, mosquitto_binary
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def proc_cpu_s(pid: int) -> float:

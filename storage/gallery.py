@@ -40,6 +40,7 @@ from .errors import KeyUnavailableError, SubjectNotFoundError, TamperError
 from .keys import KeyRing
 from .live_matcher import LiveMatcher
 from .loader import LoadReport, TemplateSink, load_gallery
+from .passages import forget_passages
 from .subjects import seal_attributes
 from .uuid7 import uuid7_str
 
@@ -215,6 +216,7 @@ class Gallery:
                 raise SubjectNotFoundError(f"no subject {subject_id}")
             n = await tx.execute("DELETE FROM templates WHERE subject_id = ?", (subject_id,))
             await tx.execute("DELETE FROM subjects WHERE subject_id = ?", (subject_id,))
+            await forget_passages(tx, subject_id)  # anti-passback state (storage/passages.py)
             receipt = ErasureReceipt(uuid7_str(), subject_id, n, tx.at)
             await audit.append(
                 tx,

@@ -131,6 +131,18 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
         3,
         (
+            # Anti-passback: the last passage per subject (typed access: storage/passages.py).
+            # Pseudonymous ids, a direction and a time only; rows older than the timeout are pruned.
+            """CREATE TABLE passages (
+                subject_id TEXT PRIMARY KEY,
+                direction TEXT NOT NULL,
+                at REAL NOT NULL
+            )""",
+        ),
+    ),
+    (
+        4,
+        (
             # The privacy policy's records (it decides; storage owns the tables). IF NOT
             # EXISTS: a version-1 file may already hold them, from when the policy created
             # them itself at open.

@@ -13,27 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import statistics
 import time
-from pathlib import Path
 
 from ...runtime.clock import SystemClock
+from ...runtime.machine import cpu_model
 from .simulated import SimulatedGpio
 
 RELAY = 17
-
-
-def cpu_model() -> str:
-    """The CPU model name (``lscpu``'s 'Model name'), or the platform string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 async def measure(runs: int, open_s: float, stall_factor: float) -> list[float]:
     """Pulse-end errors in seconds, one per run."""

@@ -6,9 +6,9 @@ Each reader has a direction (``access.direction`` for this device's camera,
 the same direction within ``anti_passback_timeout_s`` of the last one is a
 violation: ``hard`` mode denies it (``DENIED anti_passback``), ``soft`` mode
 grants it and raises ``event/security anti_passback``. After the timeout the
-subject starts fresh. State is in memory only (pseudonymous ids, no
-persistence): a restart forgets it, which errs on the side of letting people
-through.
+subject starts fresh. The state is in memory; with a journal
+(:mod:`.journal`, when the device has a store) each passage is also persisted
+and restored at start-up with its age, so a restart forgets nothing.
 """
 
 from __future__ import annotations
@@ -39,15 +39,41 @@ class Passage:
     monotonic: float
 
 
+class Journal(Protocol):
+    """Where passages are persisted (:class:`.journal.PassageJournal`)."""
+
+    def put(self, subject_id: str, direction: str, at: float) -> None: ...
+
+
 class AntiPassback:
     """Last passage per subject (guarded by a lock: peers and recognition both record)."""
 
-    def __init__(self, mode: Literal["hard", "soft"], timeout_s: float, clock: Clock) -> None:
+    def __init__(
+        self,
+        mode: Literal["hard", "soft"],
+        timeout_s: float,
+        clock: Clock,
+        *,
+        journal: Journal | None = None,
+    ) -> None:
         self.mode = mode
         self._timeout_s = timeout_s
         self._clock = clock
         self._last: dict[str, Passage] = {}
         self._lock = threading.Lock()
+        self.journal = journal
+
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout_s
+
+    def restore(self, subject_id: str, direction: str, at: float) -> None:
+        """Re-create a persisted passage made at wall time ``at`` (its age is kept)."""
+        age = max(0.0, self._clock.wall() - at)
+        if age >= self._timeout_s:
+            return
+        with self._lock:
+            self._last[subject_id] = Passage(direction, self._clock.monotonic() - age)
 
     def repeats(self, subject_id: str, direction: str) -> bool:
         """True if passing ``direction`` now repeats the subject's last, unexpired direction."""
@@ -61,12 +87,12 @@ class AntiPassback:
     def record(self, subject_id: str, direction: str) -> None:
         """Remember a passage now (and drop expired ones)."""
         now = self._clock.monotonic()
+        if self.journal is not None:
+            self.journal.put(subject_id, direction, self._clock.wall())
         with self._lock:
             self._last[subject_id] = Passage(direction, now)
             if len(self._last) > 1024:
-                self._last = {
-                    k: v for k, v in self._last.items() if now - v.monotonic < self._timeout_s
-                }
+                self._last = {k: v for k, v in self._last.items() if now - v.monotonic < self._timeout_s}
 
     def violation(self, bus: EventBus, subject_id: str, direction: str) -> None:
         """Report a soft-mode violation as a SecurityEvent (pseudonymous id only)."""

@@ -17,7 +17,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -37,6 +36,7 @@ from ...runtime.clock import SystemClock
 from ...runtime.config import load_config
 from ...runtime.config.gpio import GpioSection
 from ...runtime.config.link import CommandsSection
+from ...runtime.machine import cpu_model
 from ...runtime.mqtt import MqttLink
 from ..door import DoorController
 from . import build_command_service, envelope
@@ -48,17 +48,6 @@ def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
 
 def _hostile(key: Ed25519PrivateKey) -> list[tuple[str, bytes]]:
     now = int(time.time() * 1000)
@@ -213,7 +202,7 @@ def main() -> None:
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    print(f"CPU: {_cpu()} ({os.cpu_count()} logical); load average {os.getloadavg()}")
+    print(f"CPU: {cpu_model()} ({os.cpu_count()} logical); load average {os.getloadavg()}")
     for rate in args.rate or [2.0, 200.0, 2000.0]:
         port = _port()
         with tempfile.TemporaryDirectory() as tmp:

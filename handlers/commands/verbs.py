@@ -31,9 +31,12 @@ from typing import Any, Protocol
 from ...runtime import __version__
 from ...runtime.clock import Clock, utc_iso
 from ...runtime.errors import CodedError
+from ..access.remote import RemoteOpen, RemoteOpenDenied
+from ..door.errors import DoorError
 from .errors import CommandError, CommandRefused, VerbFailed, VerbNotAvailable
 
 Result = dict[str, Any]
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +189,7 @@ def device_verbs(
     keys: KeyRotator | None = None,
     rights: RightsActions | None = None,
     destroy: Decommissioner | None = None,
+    remote_open: RemoteOpen | None = None,
 ) -> VerbTable:
     """Bind ``ping``, ``set`` and every verb whose part is given."""
     table = VerbTable()
@@ -203,6 +207,8 @@ def device_verbs(
 
     if door is not None:
         _bind_door(table, door)
+    if remote_open is not None:
+        bind_remote_open(table, remote_open)
     if privacy is not None:
         _bind_privacy(table, privacy)
     if rights is not None:
@@ -346,3 +352,30 @@ def bind_destroy(table: VerbTable, teardown: Decommissioner) -> None:
         return await teardown.destroy(operator=inv.operator, nonce=inv.nonce, args=inv.args)
 
     table.bind("destroy", destroy)
+
+
+def bind_remote_open(table: VerbTable, opener: RemoteOpen) -> None:
+    """Bind ``open`` to the remote-open path (it replaces the door-only binding).
+
+    Optional args ``subject`` (a subject id) and ``group`` (an access group) are
+    authorised like a face; the reply carries the decision's id and reason codes only.
+    """
+
+    async def open_(inv: Invocation) -> Result:
+        subject = inv.args.get("subject")
+        group = inv.args.get("group")
+        try:
+            decision = await opener.open(
+                cause=inv.cause,
+                operator=inv.operator,
+                subject=str(subject) if subject is not None else None,
+                group=str(group) if group is not None else None,
+            )
+        except RemoteOpenDenied as exc:
+            code = "locked_down" if exc.decision.reason == "lockdown" else exc.decision.reason
+            raise VerbFailed(f"remote open denied: {exc.decision.reason}", code=code) from None
+        except DoorError as exc:
+            raise VerbFailed(f"door: {exc}") from None
+        return {"opened": True, "decision": decision.event_id, "reason": decision.reason}
+
+    table.bind("open", open_)

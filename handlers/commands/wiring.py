@@ -5,6 +5,7 @@ from __future__ import annotations
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.config.link import CommandsSection
+from ..access.remote import RemoteOpen
 from .auth import NonceCache, NonceStore, Verifier
 from .service import CommandLink, CommandService
 from .verbs import (
@@ -33,6 +34,7 @@ async def build_command_service(
     keys: KeyRotator | None = None,
     rights: RightsActions | None = None,
     destroy: Decommissioner | None = None,
+    remote_open: RemoteOpen | None = None,
 ) -> CommandService:
     """A ready :class:`CommandService` (its nonce cache already loaded from ``nonce_store``).
 
@@ -59,6 +61,7 @@ async def build_command_service(
         keys=keys,
         rights=rights,
         destroy=destroy,
+        remote_open=remote_open,
     )
     return CommandService(
         link,

@@ -19,32 +19,21 @@ import os
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before onnxruntime is imported
 
 import argparse
-import platform
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from ...drivers.models.loader import LoadedModels, ModelOptions, load_models
+from ...runtime.demo import faces_dir
+from ...runtime.machine import cpu_model
 from .bench import make_frames, percentiles
 from .fusion import EmbedOptions
 from .matcher import Matcher
 from .pipeline import FramePipeline
 
-SAMPLE = Path(__file__).resolve().parents[2] / "tests" / "data" / "faces" / "obama.jpg"
-
-
-def _cpu() -> str:
-    """The CPU model name (what ``lscpu | grep 'Model name'`` shows)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text("utf-8")
-    except OSError:
-        return platform.processor()
-    return next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
-                 if ln.startswith("model name")), platform.processor())
-
+SAMPLE = faces_dir() / "obama.jpg"  # shipped with the package: the bench runs from a wheel
 
 class _OpenCV:
     def __init__(self, models: LoadedModels, width: int) -> None:
@@ -94,7 +83,7 @@ def run(frames_n: int, precision: str) -> None:
                 t = time.perf_counter()
                 o.run(f)
                 times[k].append((time.perf_counter() - t) * 1e3)
-    print(f"CPU: {_cpu()}; load average {os.getloadavg()[0]:.2f}; {len(frames)} frames; "
+    print(f"CPU: {cpu_model()}; load average {os.getloadavg()[0]:.2f}; {len(frames)} frames; "
           f"recogniser {models.model_id}")
     p50 = {k: percentiles(v) for k, v in times.items()}
     for k, v in p50.items():

@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ...drivers.models.registry import check_same_model
-from .cpu import has_vnni
+from ...runtime.machine import has_vnni
 from .errors import GalleryError
 from .scan import Int8Scan
 

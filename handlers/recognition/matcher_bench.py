@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .cpu import cpu_label
+from ...runtime.machine import cpu_label
 from .matcher import Matcher
 
 _MODEL = "bench@0"

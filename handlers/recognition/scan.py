@@ -32,7 +32,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from .cpu import has_vnni
+from ...runtime.machine import has_vnni
 
 SEGMENT = 32_768
 #: Above this many rows nothing is packed: packing costs ~5x the int8 data in RSS

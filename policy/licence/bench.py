@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import base64
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -32,6 +31,7 @@ from ...runtime.clock import SystemClock
 from ...runtime.config._convert import build_section
 from ...runtime.config.licence import LicenceSection
 from ...runtime.logs import configure_logging
+from ...runtime.machine import cpu_model
 from ...storage import KekSource, KekSourceKind, Store
 from ...storage.crypto import new_key
 from ...storage.kek import encode_key
@@ -39,16 +39,6 @@ from .document import issue_test_licence, key_id, make_body, public_bytes, sign
 from .fingerprint import kiosk_fingerprint
 from .manager import LicenceManager
 from .seats import SeatService, SeatTable
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _stats(label: str, samples: Sequence[float]) -> None:

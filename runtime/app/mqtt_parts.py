@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from ...handlers.access.remote import RemoteOpen
 from ...handlers.commands import CommandService, Tunable, Tunables, build_command_service
 from ...handlers.commands.verbs import (
     Decommissioner,
@@ -96,6 +97,7 @@ async def build_link_parts(
     licence: LicenceInstaller | None = None,
     rights: RightsActions | None = None,
     destroy: Decommissioner | None = None,
+    remote_open: RemoteOpen | None = None,
 ) -> LinkParts:
     """Events, names, door state, commands and discovery over ``link`` (from :func:`new_link`)."""
     cfg = loaded.config
@@ -136,6 +138,7 @@ async def build_link_parts(
             keys=keys,
             rights=rights,
             destroy=destroy,
+            remote_open=remote_open,
         )
         if not cfg.commands.operators:
             _log.warning("commands.no_operators", detail="only 'ping' can succeed")

@@ -29,11 +29,13 @@ import structlog
 from ...drivers.camera import OpenCVCamera, SimulatedCamera, create_camera
 from ...drivers.gpio import GpioDriver, GpioInputWatcher, build_driver, input_lines
 from ...handlers.access import AntiPassback, Authoriser, PeerPassages, store_lookup
+from ...handlers.access.journal import PassageJournal
+from ...handlers.access.remote import RemoteOpen
 from ...handlers.door import DoorController
 from ...handlers.recognition.engine import RecognitionEngine
 from ...handlers.recognition.gallery_load import GalleryLoader
 from ...handlers.recognition.matcher import Matcher
-from ...handlers.recognition.service import Authorise, RecognitionService
+from ...handlers.recognition.service import RecognitionService
 from ...policy import Policy
 from ...policy.actions import PrivacyActions
 from ...policy.device_keys import rewrap_secrets
@@ -88,6 +90,9 @@ class Resources:
     gallery: GalleryLoader | None
     policy: Policy | None
     broker: EmbeddedBroker | None
+    passback: AntiPassback | None = None
+    """Anti-passback state, restored from its journal when the device has a store."""
+    journal: PassageJournal | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,8 +215,15 @@ async def open_resources(ctx: Context, stack: AsyncExitStack) -> Resources:
         # A resource, so it opens before and closes after every service: the link's
         # clean ``offline`` still reaches it at shutdown.
         broker = await stack.enter_async_context(EmbeddedBroker(cfg.mqtt.host, cfg.mqtt.port))
+    passback = anti_passback(ctx)
+    journal: PassageJournal | None = None
+    if passback is not None and store is not None:  # the state survives a restart
+        journal = PassageJournal(passback, store, ctx.clock)
+        passback.journal = journal
+        await stack.enter_async_context(journal)
     return Resources(
-        gpio=gpio, store=store, licence=licence, engine=engine, gallery=gallery, policy=policy, broker=broker
+        gpio=gpio, store=store, licence=licence, engine=engine, gallery=gallery, policy=policy,
+        broker=broker, passback=passback, journal=journal,
     )
 
 
@@ -246,12 +258,12 @@ def anti_passback(ctx: Context) -> AntiPassback | None:
     return AntiPassback(access.anti_passback, access.anti_passback_timeout_s, ctx.clock)
 
 
-def authoriser(ctx: Context, store: Store | None, passback: AntiPassback | None) -> Authorise | None:
+def authoriser(ctx: Context, store: Store | None, passback: AntiPassback | None) -> Authoriser | None:
     """Validity dates and schedules (``handlers/access``) after identification, when enabled."""
     section = ctx.config.access
     if not section.enabled or store is None:
         return None
-    return Authoriser(section, store_lookup(store), passback=passback, bus=ctx.bus).authorise
+    return Authoriser(section, store_lookup(store), passback=passback, bus=ctx.bus)
 
 
 def watchdog(ctx: Context) -> Watchdog | None:
@@ -281,7 +293,8 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
     services.append(camera)
     ctx.health.register("camera", camera.health)
     recognition: RecognitionService | None = None
-    passback = anti_passback(ctx)
+    passback = res.passback
+    auth = authoriser(ctx, res.store, passback)
     lic = res.licence
     if res.engine is not None:
         # The policy alone decides that face crops are kept: only then does recognition
@@ -294,7 +307,7 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
             ctx.bus,
             ctx.clock,
             snapshot_sink=sink,
-            authorise=authoriser(ctx, res.store, passback),
+            authorise=None if auth is None else auth.authorise,
             gate=lic.recognition_allowed if lic is not None else None,
         )
         services.append(recognition)
@@ -316,6 +329,12 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
         services.extend(
             incident_services(cfg, res.policy, bus=ctx.bus, clock=ctx.clock, door=door, gpio=res.gpio)
         )
+    remote_open = RemoteOpen(
+        door, ctx.bus, ctx.clock, authoriser=auth, store=res.store
+    )
+    ctx.health.register("access.remote_open", lambda: dict(remote_open.counters))
+    if res.journal is not None:
+        services.append(res.journal)
     link, metrics = new_link(ctx.loaded, clock=ctx.clock, bus=ctx.bus, health=ctx.health)
     mqtt = await build_link_parts(
         ctx.loaded,
@@ -330,6 +349,7 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
         keys=keys,
         licence=lic,
         rights=privacy,
+        remote_open=remote_open,
         destroy=None if res.policy is None else remote_destroy(cfg, res.policy, link),
     )
     if lic is not None:

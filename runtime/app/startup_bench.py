@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from ...handlers.recognition.cpu import cpu_label
 from ...storage.crypto import new_key
 from ...storage.kek import KekSource, KekSourceKind, encode_key
+from ..machine import cpu_label
 
 ENV = "FACEGATE_STARTUP_BENCH_KEK"
 _CHUNK = 2000

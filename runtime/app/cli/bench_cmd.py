@@ -49,10 +49,10 @@ def register(sub: Any) -> None:
 
 def _realistic_matcher(result: dict[str, Any], sizes: list[str], queries: int) -> None:
     """Issue 16: runner-up agreement on subjects with up to 20 templates, kernel and CPU."""
-    from ....handlers.recognition.cpu import cpu_label  # noqa: PLC0415 - on demand
     from ....handlers.recognition.matcher_bench import (  # noqa: PLC0415 - on demand
         bench_matcher_realistic,
     )
+    from ...machine import cpu_label  # noqa: PLC0415 - on demand
 
     result["cpu"] = cpu_label()
     realistic: dict[str, Any] = {}

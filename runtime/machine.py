@@ -1,4 +1,4 @@
-"""CPU features that decide which 1:N scan kernel runs (read once from /proc/cpuinfo)."""
+"""The machine a figure was measured on: CPU model, SIMD features (which pick the 1:N scan kernel), load."""
 
 from __future__ import annotations
 
