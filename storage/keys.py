@@ -96,7 +96,17 @@ class KeyRing:
             async with self.db.transaction() as tx:
                 salt_hex = await get_meta(tx, SALT) or os.urandom(16).hex()
                 await set_meta(tx, SALT, salt_hex)
-        kek = await read_source(self.source, bytes.fromhex(salt_hex) if salt_hex else None)
+        try:
+            kek = await read_source(self.source, bytes.fromhex(salt_hex) if salt_hex else None)
+        except KekSourceError as exc:
+            if await get_meta(self.db, ACTIVE) is None:
+                raise
+            # Initialised database: 'keys init' would refuse (it already has a KEK); say what helps.
+            detail = str(exc).replace(" (run 'facegate keys init')", "")
+            raise KekSourceError(
+                f"{detail}, but {self.db.path} is already initialised with a KEK: restore that key "
+                "(from your backup or secret store) to this source; 'facegate keys init' would refuse"
+            ) from None
         kid = kek_id(kek)
         active = await get_meta(self.db, ACTIVE)
         target = await get_meta(self.db, TARGET)

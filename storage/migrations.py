@@ -143,6 +143,25 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
         4,
         (
+            # Results of actuating commands by nonce (typed access: storage/command_results.py),
+            # so a retry of the same signed command replays its result instead of actuating
+            # again, also after a restart. No personal data: verb, code and the verb's result.
+            """CREATE TABLE command_results (
+                nonce TEXT PRIMARY KEY,
+                verb TEXT NOT NULL,
+                sig_digest TEXT NOT NULL,
+                ok INTEGER NOT NULL,
+                code TEXT NOT NULL,
+                message TEXT NOT NULL,
+                result TEXT NOT NULL,
+                at REAL NOT NULL
+            )""",
+            "CREATE INDEX command_results_at ON command_results(at)",
+        ),
+    ),
+    (
+        5,
+        (
             # The privacy policy's records (it decides; storage owns the tables). IF NOT
             # EXISTS: a version-1 file may already hold them, from when the policy created
             # them itself at open.

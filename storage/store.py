@@ -26,6 +26,7 @@ from ..runtime.clock import Clock, SystemClock
 from ..runtime.events import SecurityEvent, SecurityKind
 from . import audit as _audit
 from .audit import AuditRecord, AuditTail, AuditVerification, Scalar, verify_chain
+from .command_results import CommandResults
 from .consents import Ages, Consents
 from .db import Database, Publish, Tx
 from .gallery import Gallery
@@ -124,6 +125,7 @@ class Store:
         self.ages = Ages(self.db)
         self.snapshots = Snapshots(self.db)
         self.audit_tail = AuditTail(self.db)
+        self.command_results = CommandResults(self.db)
         self._register = register_kek
 
     @classmethod

@@ -100,6 +100,10 @@ class Verifier:
         self._nonces = nonces
 
     @property
+    def window_s(self) -> float:
+        return self._window_ms / 1000
+
+    @property
     def operators(self) -> tuple[str, ...]:
         return tuple(sorted(self._keys))
 
@@ -120,6 +124,10 @@ class Verifier:
             return False
         ts = int(env["ts"])
         return not self._nonces.seen(str(env["nonce"]), ts)
+
+    def verify_signed(self, env: Mapping[str, Any]) -> str:
+        """Device, operator, signature and time window (NOT the nonce); returns the operator."""
+        return self._check_signed(env)
 
     def _check_signed(self, env: Mapping[str, Any]) -> str:
         """Device, operator, signature and time window; returns the operator."""

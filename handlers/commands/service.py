@@ -53,6 +53,8 @@ from ...runtime.mqtt.topics import DeviceTopics, check_topic
 from .auth import Verifier
 from .errors import CommandError, CommandRefused, VerbFailed
 from .guard import check_shape
+from .idempotent import ACTUATING_VERBS, MemoryResults, ResultLedger
+from .reply_sig import ReplySigner, sign_reply
 from .schema import VERBS, first_error, schema_name
 from .verbs import Invocation, VerbTable, coded
 
@@ -109,6 +111,8 @@ class Outcome:
     reply_to: str | None
     authenticated: bool = False
     """False: the reply goes only into this device's own reply subtree (no reflection)."""
+    replayed: bool = False
+    """True: a retry answered from the result ledger; nothing actuated again (issue 10.10)."""
 
 
 class CommandService:
@@ -125,7 +129,11 @@ class CommandService:
         max_payload_bytes: int,
         queue: int = 32,
         name: str = "commands",
+        ledger: ResultLedger | None = None,
+        signer: ReplySigner | None = None,
     ) -> None:
+        self._signer = signer
+        self._ledger = ledger or ResultLedger(MemoryResults(), window_s=verifier.window_s)
         self._link = link
         self._verifier = verifier
         self._verbs = verbs
@@ -237,9 +245,24 @@ class CommandService:
 
     async def handle(self, msg: InboundMessage) -> Outcome:
         """Run one message through the pipeline; never raises (except cancellation)."""
-        topic_verb = msg.topic.removeprefix(f"{self._topics.base}/cmd/")
         seen: list[dict[str, Any]] = []  # the parsed envelope, then {} once authenticated
+        outcome = await self._evaluate(msg, seen)
+        if outcome.authenticated and not outcome.replayed and outcome.verb in ACTUATING_VERBS:
+            try:
+                await self._ledger.record(
+                    seen[0], ok=outcome.ok, code=outcome.code, message=outcome.message,
+                    result=outcome.result, at=self._clock.wall(),
+                )
+            except Exception as exc:  # noqa: BLE001  # the verb ran; a ledger failure must not hide its reply
+                _log.error("commands.ledger_failed", verb=outcome.verb, error_type=type(exc).__name__)
+        return outcome
+
+    async def _evaluate(self, msg: InboundMessage, seen: list[dict[str, Any]]) -> Outcome:
+        topic_verb = msg.topic.removeprefix(f"{self._topics.base}/cmd/")
         try:
+            replay = await self._replayed(msg, topic_verb, seen)
+            if replay is not None:
+                return replay
             inv, result = await self._pipeline(msg, topic_verb, seen)
         except CommandError as exc:
             return self._refused(exc, topic_verb, _first(seen), authenticated=len(seen) > 1)
@@ -268,6 +291,36 @@ class CommandService:
         # never to the device log.
         _log.info("commands.executed", verb=inv.verb)
         return Outcome(inv.verb, True, "ok", "done", result, _corr(env), _str(env.get("reply_to")), True)
+
+    async def _replayed(
+        self, msg: InboundMessage, topic_verb: str, seen: list[dict[str, Any]]
+    ) -> Outcome | None:
+        """A retry of an actuating command already run: its recorded outcome, else None.
+
+        Only for an envelope whose signature and time window verify now and whose
+        signature equals the recorded one (so the same signed verb/args/device).
+        """
+        if topic_verb not in ACTUATING_VERBS:
+            return None
+        env = self._parse(msg)
+        if env["verb"] != topic_verb:
+            return None
+        self._check_reply_to(env.get("reply_to"))
+        if msg.response_topic is not None:
+            self._check_reply_to(msg.response_topic)
+        try:
+            self._verifier.verify_signed(env)
+        except CommandError:
+            return None  # the normal pipeline refuses it with the right code
+        row = await self._ledger.recorded(env)
+        if row is None:
+            return None
+        seen.extend([env, {}])
+        _log.info("commands.replayed", verb=row.verb, code=row.code)
+        return Outcome(
+            row.verb, row.ok, row.code, row.message, row.result,
+            _corr(env), _str(env.get("reply_to")), True, replayed=True,
+        )
 
     async def _pipeline(
         self, msg: InboundMessage, topic_verb: str, seen: list[dict[str, Any]]
@@ -367,6 +420,8 @@ class CommandService:
             "at": utc_iso(self._clock.wall()),
             "result": outcome.result,
         }
+        if outcome.replayed:
+            body["replayed"] = True  # the recorded outcome of an earlier delivery; nothing actuated now
         own = f"{self._topics.base}/{REPLY}"
         topic, correlation = own, msg.correlation_data
         if msg.response_topic is not None and outcome.code != "bad_reply_to":
@@ -376,6 +431,9 @@ class CommandService:
         if not outcome.authenticated and not self._own_reply(topic):
             # Unauthenticated: never reflect to a topic the sender chose (issue 10.9).
             topic = own
+        if self._signer is not None:
+            bound = correlation if correlation is not None else (outcome.correlation_id or "").encode("utf-8")
+            body = sign_reply(body, bound, self._signer)
         try:
             # QoS 0 for a command that did not authenticate: a flood of junk must not make
             # the worker wait for a PUBACK per refusal (best effort is all a stranger gets).

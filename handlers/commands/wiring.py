@@ -7,6 +7,8 @@ from ...runtime.clock import Clock
 from ...runtime.config.link import CommandsSection
 from ..access.remote import RemoteOpen
 from .auth import NonceCache, NonceStore, Verifier
+from .idempotent import MemoryResults, ResultLedger, ResultStore
+from .reply_sig import ReplySigner
 from .service import CommandLink, CommandService
 from .verbs import (
     Decommissioner,
@@ -35,6 +37,8 @@ async def build_command_service(
     rights: RightsActions | None = None,
     destroy: Decommissioner | None = None,
     remote_open: RemoteOpen | None = None,
+    result_store: ResultStore | None = None,
+    signer: ReplySigner | None = None,
 ) -> CommandService:
     """A ready :class:`CommandService` (its nonce cache already loaded from ``nonce_store``).
 
@@ -71,4 +75,6 @@ async def build_command_service(
         clock=clock,
         max_payload_bytes=section.max_payload_bytes,
         queue=section.queue,
+        ledger=ResultLedger(result_store or MemoryResults(), window_s=section.window_s),
+        signer=signer,
     )

@@ -135,7 +135,8 @@ class DoorController:
             raise DoorLockedDownError("door is in lockdown")
         if not self._has_relay:
             raise DoorNoRelayError("gpio.relay = 'none': an external controller owns the lock")
-        self._pulse(f"command:{cause}")
+        # The command layer already says ``command:<nonce>``: do not prefix twice.
+        self._pulse(cause if cause.startswith("command:") else f"command:{cause}")
 
     def lockdown(self, cause: str = "command") -> None:
         """Lock now and refuse grants and remote opens until :meth:`release`.

@@ -30,10 +30,12 @@ autosaves after the loop iteration). So "delivered" is tentative for
 ``redeliver_window_s`` seconds: after every reconnect (a new connection after
 a lost one) the drain first republishes, in commit order and before any newer
 row, every row whose PUBACK came at most that long before the old connection
-was lost (:meth:`Outbox.delivered_since`, and rows it republished itself,
-whose fresh acknowledgement restarts their window). A row stays in that set
-until a connection acknowledges it again, however many connections fail in
-between. The window must exceed the broker's save delay; 0 disables it. A
+was lost (:meth:`Outbox.delivered_since`). A row stays in that set until a
+connection acknowledges it again, however many connections fail in between;
+that acknowledged republish does NOT restart its window (issue 10.2): a row is
+republished after a reconnect at most once per acknowledged delivery, so a
+flapping broker cannot make the redelivery set grow at every reconnect. The
+window must exceed the broker's save delay; 0 disables it. A
 ``mqtt.events.reconnects`` task wakes the drain on every reconnect (the
 link's ``ComponentStateChanged``), so the republish does not wait for new events.
 
@@ -152,7 +154,9 @@ class DurableEvents:
         self._serviced = 0  # the connection the drain last published on (0: none yet)
         self._last_ack = 0.0  # wall time of the last PUBACK bookkeeping
         self._redeliver: dict[int, OutboxRecord] = {}  # seq -> row to republish first
-        self._reacked: dict[int, tuple[OutboxRecord, float]] = {}  # republished rows, re-ack time
+        # Rows whose republish was acknowledged -> that time: never due again for the
+        # same original delivery (at most one republish per acknowledged delivery).
+        self._redone: dict[int, float] = {}
         self._refusing = False  # the last failed send had a refusal (not a lost connection)
         self._refusal_backoff = Backoff(base=0.5, cap=30.0, rng=random.Random())
         self._wake = asyncio.Event()
@@ -292,11 +296,11 @@ class DurableEvents:
         cutoff = lost - self._window
         rows = await self._outbox.delivered_since(cutoff)
         for row in rows:
-            self._redeliver.setdefault(row.seq, row)
-        for seq, (row, acked_at) in list(self._reacked.items()):
-            if acked_at >= cutoff:
-                self._redeliver.setdefault(seq, row)
-            del self._reacked[seq]  # either due again now, or outside every later window
+            if row.seq not in self._redone:
+                self._redeliver.setdefault(row.seq, row)
+        for seq, redone_at in list(self._redone.items()):
+            if redone_at < cutoff:  # its original delivery is older still: never returned again
+                del self._redone[seq]
         if self._redeliver:
             _log.info(
                 "mqtt.events.redeliver",
@@ -320,7 +324,7 @@ class DurableEvents:
         fresh: list[str] = []
         for row in acked:
             if self._redeliver.pop(row.seq, None) is not None:
-                self._reacked[row.seq] = (row, now)  # its window restarts with this PUBACK
+                self._redone[row.seq] = now  # republished once for this delivery: done
                 self.stats.redelivered += 1
             else:
                 fresh.append(row.event_id)
@@ -329,9 +333,6 @@ class DurableEvents:
             self.stats.published += len(fresh)
         if acked:
             self._last_ack = now
-        for seq, (_, acked_at) in list(self._reacked.items()):
-            if acked_at < now - self._window:
-                del self._reacked[seq]
         if failed:
             self.stats.publish_failures += 1
             _log.info("mqtt.events.resend_pending", unacknowledged=failed, backlog=self.backlog)

@@ -31,6 +31,7 @@ from ...handlers.reporting.durable import DurableEvents
 from ...handlers.reporting.homeassistant import HomeAssistantDiscovery
 from ...handlers.reporting.metrics import LinkMetrics
 from ...handlers.reporting.names import SubjectNames
+from ...policy.device_keys import SigningKey
 from ...storage import Store
 from ..bus import EventBus
 from ..clock import Clock
@@ -139,6 +140,9 @@ async def build_link_parts(
             rights=rights,
             destroy=destroy,
             remote_open=remote_open,
+            result_store=store.command_results if store is not None else None,
+            # replies are signed with the device key (issue 10.9)
+            signer=await SigningKey.load(store) if store is not None else None,
         )
         if not cfg.commands.operators:
             _log.warning("commands.no_operators", detail="only 'ping' can succeed")

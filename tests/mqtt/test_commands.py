@@ -23,7 +23,7 @@ from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import SystemClock
 from facegate.runtime.config.gpio import GpioSection
 from facegate.runtime.config.link import CommandsSection
-from facegate.runtime.events import SecurityEvent, SecurityKind
+from facegate.runtime.events import DoorEvent, DoorKind, SecurityEvent, SecurityKind
 from facegate.runtime.mqtt import MqttLink
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,7 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ..fixtures.brokers import MosquittoBroker, mosquitto_client
-from .util import load
+from .util import load, until
 
 pytestmark = pytest.mark.mosquitto
 BASE = "facegate/v1/gate-1"
@@ -50,8 +50,10 @@ class Device:
         gpio: SimulatedGpio,
         door: DoorController,
         security: list[SecurityEvent],
+        doors: list[DoorEvent] | None = None,
     ) -> None:
         self.link, self.svc, self.gpio, self.door, self.security = link, svc, gpio, door, security
+        self.doors: list[DoorEvent] = doors if doors is not None else []
 
     @property
     def actuations(self) -> int:
@@ -80,21 +82,29 @@ async def device(tmp_path: Path, mosquitto: MosquittoBroker) -> AsyncIterator[De
             clock=clock,
         )
 
+        doors: list[DoorEvent] = []
+
         async def collect() -> None:
             async with bus.subscribe(SecurityEvent, name="test.security") as sub:
                 async for ev in sub:
                     security.append(ev)
 
+        async def collect_doors() -> None:
+            async with bus.subscribe(DoorEvent, name="test.doors") as sub:
+                async for ev in sub:
+                    doors.append(ev)
+
         tasks = [
             tg.create_task(door.run(), name="test.door"),
             tg.create_task(svc.run(), name="test.commands"),
             tg.create_task(collect(), name="test.collect"),
+            tg.create_task(collect_doors(), name="test.collect_doors"),
         ]
         await asyncio.wait_for(link.wait_connected(), 10)
         await asyncio.wait_for(svc.wait_ready(), 5)
         await asyncio.sleep(0.2)  # the SUBSCRIBE reaches the broker
         try:
-            yield Device(link, svc, gpio, door, security)
+            yield Device(link, svc, gpio, door, security, doors)
         finally:
             for t in tasks:
                 t.cancel()
@@ -152,9 +162,14 @@ async def operator(mosquitto: MosquittoBroker) -> AsyncIterator[Operator]:
 
 @pytest.mark.asyncio
 async def test_signed_open_actuates_and_replies_on_response_topic(device: Device, operator: Operator) -> None:
-    reply = await operator.call("open", signed("open"))
+    opened = signed("open")
+    reply = await operator.call("open", opened)
     assert reply["ok"] is True and reply["code"] == "ok", reply
     assert device.actuations == 1
+    # The door event names the command once: ``command:<nonce>`` (not command:command:...).
+    nonce = json.loads(opened)["nonce"]
+    await until(lambda: any(e.kind is DoorKind.UNLOCKED for e in device.doors), within=10)
+    assert [e.cause for e in device.doors if e.kind is DoorKind.UNLOCKED] == [f"command:{nonce}"]
     assert (await operator.call("lockdown", signed("lockdown")))["ok"]
     refused = await operator.call("open", signed("open"))
     assert refused["code"] == "locked_down" and device.actuations == 1
@@ -177,8 +192,15 @@ async def test_bad_commands_are_refused_without_actuation(device: Device, operat
         reply = await operator.call("open", payload)
         assert reply["ok"] is False and reply["code"] == code, (code, reply)
     assert device.actuations == 0
-    assert (await operator.call("open", replayed))["ok"] is True
-    assert (await operator.call("open", replayed))["code"] == "replay"
+    first = await operator.call("open", replayed)
+    assert first["ok"] is True and "replayed" not in first
+    # A retry of the same signed command replays its result (issue 10.10) ...
+    again = await operator.call("open", replayed)
+    assert again["ok"] is True and again["replayed"] is True and again["code"] == "ok"
+    # ... but a DIFFERENT envelope reusing the nonce is still a replay.
+    nonce = json.loads(replayed)["nonce"]
+    reused = await operator.call("open", signed("open", nonce=nonce, ts_ms=now_ms() + 1))
+    assert reused["code"] == "replay" and "replayed" not in reused
     assert device.actuations == 1
     await asyncio.sleep(0.05)
     rejected = [e for e in device.security if e.kind is SecurityKind.COMMAND_REJECTED]

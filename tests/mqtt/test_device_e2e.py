@@ -105,6 +105,7 @@ async def test_enrol_over_mqtt_recognise_then_withdraw(sim_device: SimDevice, mq
     # their state (docs/licence.md), and the installed licence stays in force.
     reply = await dev.command("licence/install", licence_b64="AAAA")
     assert reply["ok"] is False and reply["code"] == "invalid_signature", reply
+    assert reply["message"].startswith("licence not installed (invalid_signature)"), reply
 
     await asyncio.sleep(2.5)  # the decision cooldown of the track ends
     probe.mark()

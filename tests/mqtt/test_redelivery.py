@@ -145,7 +145,8 @@ async def test_reconnect_republishes_the_window_in_order_before_new_events(rig: 
 
 @pytest.mark.asyncio
 async def test_a_republished_event_stays_due_until_a_connection_acknowledges_it(rig: Rig) -> None:
-    """Sticky across failed connections, and a fresh PUBACK restarts the window.
+    """Sticky across failed connections, and republished at most once per acknowledged
+    delivery: the republish's PUBACK does not restart its window (issue 10.2).
 
     (A pass may start on one connection and publish on the next; the drain
     then republishes once more: a duplicate, never a loss. So the checks
@@ -166,15 +167,30 @@ async def test_a_republished_event_stays_due_until_a_connection_acknowledges_it(
     await rig.until(lambda: rig.link.acked.count(ev1) >= 2)  # still due: republished
     await rig.until(lambda: rig.events.backlog == 0)
 
-    # Its fresh acknowledgement restarts its window: a loss 3 s later republishes it again.
+    # Its republish was acknowledged: a loss 3 s later (inside the republish's own
+    # "window") does NOT republish it again (the old code did, at every reconnect).
+    await rig.until(lambda: rig.events.stats.redelivered >= 1)
     await rig.clock.advance(3)
     mark = len(rig.link.acked)
     rig.link.drop()
     await rig.emit(2)
     rig.link.reconnect()
     await rig.until(lambda: ev2 in rig.link.acked)
+    await rig.clock.advance(4)  # the drain's poll would send anything still due
     new = rig.link.acked[mark:]
-    assert ev1 in new and new.index(ev1) < new.index(ev2), new  # republished first
+    assert ev1 not in new, new
+    # ... while ev2, acknowledged once, is republished once after the next loss, and only once.
+    await rig.clock.advance(1)
+    mark = len(rig.link.acked)
+    rig.link.drop()
+    rig.link.reconnect()
+    await rig.until(lambda: ev2 in rig.link.acked[mark:])
+    await rig.clock.advance(1)
+    mark = len(rig.link.acked)
+    rig.link.drop()
+    rig.link.reconnect()
+    await rig.clock.advance(4)
+    assert ev2 not in rig.link.acked[mark:] and ev1 not in rig.link.acked[mark:]
 
     # ... and a loss 10 s after the last acknowledgement republishes nothing.
     await rig.until(lambda: rig.events.backlog == 0)

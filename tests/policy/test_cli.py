@@ -125,3 +125,45 @@ def test_destroy_needs_confirmation_then_wipes(
     assert "destroyed: 0 subject(s)" in capsys.readouterr().out
     assert not (tmp_path / "facegate.kek").exists()
     assert main(["audit", "verify", "--db", str(tmp_path / "dev.db")]) == 0
+
+
+def test_enrol_names_a_missing_or_failing_image_without_a_traceback(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 10 (operator experience): a missing file and a rejected image are named."""
+    c = str(config)
+    face = str(FACES / "Family1-Dad1.jpg")
+    missing = tmp_path / "missing.jpg"
+    assert main(["subjects", "enrol", "-c", c, "P1", "--image", face, "--image", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read image {missing}" in err and "Traceback" not in err, err
+    assert main(["subjects", "age", "-c", c, "P1", "--age-band", "18_plus"]) == 0
+    grant = ["subjects", "consent", "grant", "-c", c, "P1", "--method", "kiosk", "--evidence", EVIDENCE]
+    assert main([*grant, "--activate"]) == 0
+    capsys.readouterr()
+    # A real JPEG with no face in it, second of two: the CLI says which one.
+    blank = tmp_path / "blank.jpg"
+    import cv2  # noqa: PLC0415  # the real OpenCV encoder
+    import numpy as np  # noqa: PLC0415
+
+    assert cv2.imwrite(str(blank), np.full((480, 640, 3), 128, dtype=np.uint8))
+    assert main(["subjects", "enrol", "-c", c, "P1", "--image", face, "--image", str(blank)]) == 1
+    err = capsys.readouterr().err
+    assert f"image 2 of 2 ({blank}) failed" in err and "Traceback" not in err, err
+    assert main(["subjects", "list", "-c", c]) == 0
+    assert "0 subject(s)" in capsys.readouterr().err
+
+
+def test_missing_kek_on_an_initialised_db_does_not_advise_keys_init(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The advice must be something that works: 'keys init' refuses an initialised database."""
+    c = str(config)
+    assert main(["subjects", "list", "-c", c]) == 0  # opens: initialised
+    (tmp_path / "facegate.kek").unlink()
+    capsys.readouterr()
+    assert main(["subjects", "list", "-c", c]) != 0
+    err = capsys.readouterr().err
+    assert "already initialised" in err and "restore" in err, err
+    assert "run 'facegate keys init'" not in err and "Traceback" not in err, err
+    assert main(["keys", "init", "-c", c]) != 0  # ... which is why it is not advised

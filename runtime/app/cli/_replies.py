@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
+
+Verify = Callable[[dict[str, Any], bytes], bool]
+"""(reply body, correlation bytes) -> signature valid."""
 
 
 class NoReply(Exception):
@@ -40,8 +44,20 @@ def matches(body: object, props_corr: bytes | None, *, device: str, verb: str, c
     return body.get("verb") == verb or (body.get("verb") is None and body.get("ok") is False)
 
 
-async def expect_reply(client: aiomqtt.Client, *, device: str, verb: str, correlation: str) -> dict[str, Any]:
-    """The first message that :func:`matches`; others are skipped. Raises NoReply."""
+async def expect_reply(
+    client: aiomqtt.Client,
+    *,
+    device: str,
+    verb: str,
+    correlation: str,
+    verify: Verify | None = None,
+    forged: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The first message that :func:`matches` (and passes ``verify``); others are skipped.
+
+    A matching reply whose device signature does not verify is appended to
+    ``forged`` and skipped (a spoofer cannot answer for the device). Raises NoReply.
+    """
     async for m in client.messages:
         raw = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
         try:
@@ -51,5 +67,9 @@ async def expect_reply(client: aiomqtt.Client, *, device: str, verb: str, correl
         props_corr = getattr(m.properties, "CorrelationData", None) if m.properties is not None else None
         if matches(body, props_corr, device=device, verb=verb, correlation=correlation):
             assert isinstance(body, dict)
+            if verify is not None and not verify(body, correlation.encode("utf-8")):
+                if forged is not None:
+                    forged.append(body)
+                continue
             return body
     raise NoReply

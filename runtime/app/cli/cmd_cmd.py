@@ -33,8 +33,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ....handlers.commands import VERBS, envelope
+from ....handlers.commands.reply_sig import verify_reply
 from . import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from ._broker_opts import BrokerOptions, add_broker_options, broker_options
+from ._device_key import resolve_device_key
 from ._replies import NoReply, expect_reply, reply_topic_for
 
 
@@ -54,6 +56,16 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--protocol", choices=["5", "3.1.1"], default="5", help="MQTT protocol")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply")
+    p.add_argument(
+        "--device-key",
+        help="device Ed25519 public key (base64, or a file; env FACEGATE_DEVICE_KEY): replies must be "
+        "signed with it ('facegate subjects public-key' on the device prints it)",
+    )
+    p.add_argument(
+        "--known-devices",
+        type=Path,
+        help="JSON file of pinned device keys (env FACEGATE_KNOWN_DEVICES); a given key is pinned there",
+    )
     add_broker_options(p)
     p.set_defaults(handler=_cmd)
     op = sub.add_parser("operator", help="operator key pairs for signed commands")
@@ -110,6 +122,9 @@ def _cmd(args: argparse.Namespace) -> int:
         cmd_args = _object(args.args)
         broker = broker_options(args)
         key = load_key(args.key) if args.key is not None else None
+        device_key = resolve_device_key(
+            args.device_key, args.known_devices, prefix=args.prefix, device=args.device
+        )
     except (ValueError, OSError) as exc:
         print(f"facegate: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -117,12 +132,27 @@ def _cmd(args: argparse.Namespace) -> int:
         print("facegate: every verb but ping needs --key", file=sys.stderr)
         return EXIT_USAGE
     operator = args.operator or (args.key.stem if args.key is not None else None)
+    if device_key is None:
+        print(
+            "facegate: warning: reply signature not checked (no device key: --device-key, "
+            "FACEGATE_DEVICE_KEY or --known-devices)",
+            file=sys.stderr,
+        )
+    forged: list[dict[str, Any]] = []
     try:
-        reply = asyncio.run(_send(args, broker, cmd_args, key=key, operator=operator))
+        reply = asyncio.run(
+            _send(args, broker, cmd_args, key=key, operator=operator, device_key=device_key, forged=forged)
+        )
     except aiomqtt.MqttError as exc:
         print(f"facegate: no reply: broker {broker.host}:{broker.port}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except (NoReply, TimeoutError):
+        if forged:
+            print(
+                f"facegate: rejected {len(forged)} reply(ies) for device {args.device!r} whose signature "
+                "does not verify with the device key (spoofed or another key)",
+                file=sys.stderr,
+            )
         print(
             f"facegate: no reply from device {args.device!r} within {args.timeout:g} s "
             "(is it online, and may this account read its reply topic?)",
@@ -140,6 +170,8 @@ async def _send(
     *,
     key: Ed25519PrivateKey | None,
     operator: str | None,
+    device_key: bytes | None = None,
+    forged: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     v5 = args.protocol == "5"
     client_id = f"facegate-cmd-{secrets.token_hex(4)}"
@@ -174,4 +206,18 @@ async def _send(
             f"{args.prefix}/{args.device}/cmd/{args.verb}", envelope.encode(env), qos=1, properties=props
         )
         async with asyncio.timeout(args.timeout):
-            return await expect_reply(client, device=args.device, verb=args.verb, correlation=correlation)
+            verify = None
+            if device_key is not None:
+                pub = device_key
+
+                def verify(body: dict[str, Any], corr: bytes) -> bool:
+                    return verify_reply(body, corr, pub)
+
+            return await expect_reply(
+                client,
+                device=args.device,
+                verb=args.verb,
+                correlation=correlation,
+                verify=verify,
+                forged=forged,
+            )

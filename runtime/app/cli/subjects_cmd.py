@@ -34,6 +34,8 @@ from ....storage import Store
 from ....storage.filemodes import write_private
 from ...clock import SystemClock, utc_iso
 from ...config import LoadedConfig, load_config
+from ...errors import FacegateError
+from . import EXIT_USAGE
 
 
 def _actor(args: argparse.Namespace) -> str:
@@ -195,8 +197,13 @@ def _show(args: argparse.Namespace) -> int:
 def _enrol(args: argparse.Namespace) -> int:
     from ....handlers.recognition.engine import RecognitionEngine  # noqa: PLC0415  # heavy: models
 
+    paths: list[Path] = list(args.image)
+    try:
+        images = [p.read_bytes() for p in paths]
+    except OSError as exc:  # an operator mistake: name the file, no traceback
+        print(f"facegate: cannot read image {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     loaded = load_config(args.config)
-    images = [p.read_bytes() for p in args.image]
 
     async def body(policy: Policy) -> int:
         from ....policy.licence.manager import enrolment_licence  # noqa: PLC0415  # only when enrolling
@@ -206,8 +213,21 @@ def _enrol(args: argparse.Namespace) -> int:
             await licence.admit_enrolment(args.subject)  # LicenceRequired: a clear error, exit 1
         await policy.require_enrolment_consent(args.subject)  # before loading any model
         engine = await RecognitionEngine.create(loaded.config.recognition, config_path=loaded.path)
+        done = 0
+
+        async def embed_named(data: bytes) -> Any:
+            """``engine.embed_image`` naming the image that fails (enrol_images embeds in order)."""
+            nonlocal done
+            index = done
+            done += 1
+            try:
+                return await engine.embed_image(data)
+            except FacegateError as exc:
+                name = paths[index] if index < len(paths) else "?"
+                print(f"facegate: image {index + 1} of {len(paths)} ({name}) failed: {exc}", file=sys.stderr)
+                raise
         res = await enrol_images(
-            policy, args.subject, images, engine.embed_image, actor=_actor(args), display_name=args.name
+            policy, args.subject, images, embed_named, actor=_actor(args), display_name=args.name
         )
         print(f"enrolled {res.subject_id}: {len(res.template_ids)} template(s)")
         return 0
