@@ -21,7 +21,7 @@ import pytest_asyncio
 from facegate.handlers.commands import first_error
 from facegate.handlers.reporting.names import SubjectNames
 from facegate.policy import AgeBand, ConsentKind, ConsentMethod, Policy
-from facegate.runtime.app.mqtt_parts import LinkParts, build_link_parts
+from facegate.runtime.app.mqtt_parts import LinkParts, build_link_parts, new_link
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock, SystemClock
 from facegate.runtime.config.privacy import PrivacySection
@@ -64,11 +64,13 @@ async def rig(
         policy = await Policy(store, PrivacySection(), clock=clock, device_id="gate-1").open()
         await _enrol(policy, "emp-7", NAME)
         await _enrol(policy, "emp-8", None)
+        link, metrics = new_link(loaded, clock=clock, bus=bus, health=HealthMonitor(clock=clock, bus=bus))
         parts = await build_link_parts(
             loaded,
+            link,
+            metrics,
             clock=clock,
             bus=bus,
-            health=HealthMonitor(clock=clock, bus=bus),
             store=store,
             door=None,
             privacy=None,
