@@ -123,6 +123,7 @@ class SimulatedCamera(CameraService):
         self._published = 0
         self._size = (0, 0)
         self._last_frame: float | None = None
+        self._lost: str | None = None
 
     @property
     def state(self) -> CameraState:
@@ -144,6 +145,31 @@ class SimulatedCamera(CameraService):
             height=self._size[1],
             last_frame_age_s=None if last is None else self._clock.monotonic() - last,
         )
+
+    # ---- faults from a test -------------------------------------------------------------
+
+    @property
+    def lost(self) -> bool:
+        """True between :meth:`lose` and :meth:`restore`: the source gives no frames."""
+        return self._lost is not None
+
+    async def lose(self, detail: str = "source lost") -> None:
+        """The camera source fails (cable pulled): no frames, state ``reconnecting`` until restored.
+
+        Scenes queued by :meth:`show` wait for :meth:`restore`. ``detail`` is
+        published with the state change, so it must be safe to publish.
+        """
+        self._lost = detail
+        await self._states.set(CameraState.RECONNECTING, detail)
+
+    async def restore(self) -> None:
+        """The source is back: state ``streaming`` (if running) and frames flow again."""
+        if self._lost is None:
+            return
+        self._lost = None
+        if self._running:
+            await self._states.set(CameraState.STREAMING, f"{self._section.width}x{self._section.height}")
+        self._wake.set()
 
     # ---- frames from a test -------------------------------------------------------------
 
@@ -279,6 +305,8 @@ class SimulatedCamera(CameraService):
     async def _next_frame(
         self, playlist: _Playlist
     ) -> tuple[Image, Image | None, asyncio.Future[None] | None] | None:
+        if self._lost is not None:
+            return None
         if self._scenes:
             scene = self._scenes[0]
             i = scene.shown % len(scene.images)

@@ -88,6 +88,19 @@ class PipelineResult:
     sustained_fps: float
     opencv: dict[str, float] = field(default_factory=dict)
     opencv_stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    opencv_at_input: dict[str, float] = field(default_factory=dict)
+    """OpenCV's path with its detector given facegate's detector input width (like for like)."""
+    detector_input_width: int = 0
+
+    def ratios(self) -> dict[str, float | None]:
+        """Our total over OpenCV's, p50 and p99, at 640 px and at our detector input width."""
+        ours = self.stages["total"]
+        out: dict[str, float | None] = {}
+        for key, ref in (("640", self.opencv), ("input", self.opencv_at_input)):
+            for q in ("p50", "p99"):
+                r = ref.get(q)
+                out[f"{q}_vs_opencv_{key}"] = round(ours[q] / r, 3) if r else None
+        return out
 
 
 class _OurPath:
@@ -128,7 +141,10 @@ class _OurPath:
 class _OpenCVPath:
     """OpenCV's own YuNet + SFace path on the same JPEG bytes and (converted) models."""
 
-    def __init__(self, models: LoadedModels) -> None:
+    def __init__(self, models: LoadedModels, input_width: int | None = None) -> None:
+        """``input_width``: detect on the frame scaled to this width (facegate's detector
+        input, like for like) and map the face back to the full frame for alignment."""
+        self.input_width = input_width
         self.det = cv2.FaceDetectorYN.create(str(models.detector_path), "", (640, 480),
                                              0.6, 0.3, 50)
         # OpenCV gets the plain fp32 fold (its own fused Conv+PReLU path is fast
@@ -140,8 +156,17 @@ class _OpenCVPath:
         t0 = time.perf_counter()
         bgr = _decode(data)
         t1 = time.perf_counter()
-        self.det.setInputSize((bgr.shape[1], bgr.shape[0]))
-        _, faces = self.det.detect(bgr)
+        small, scale = bgr, 1.0
+        if self.input_width is not None and bgr.shape[1] > self.input_width:
+            scale = self.input_width / bgr.shape[1]
+            small = np.asarray(cv2.resize(bgr, (self.input_width, round(bgr.shape[0] * scale)),
+                                          interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
+        self.det.setInputSize((small.shape[1], small.shape[0]))
+        _, faces = self.det.detect(small)
+        if faces is not None and scale != 1.0:
+            mapped = np.asarray(faces, dtype=np.float32).copy()
+            mapped[:, :14] = mapped[:, :14] / scale
+            faces = mapped
         t2 = time.perf_counter()
         if faces is None or not len(faces):
             return None
@@ -171,16 +196,21 @@ def bench_compare(
     frames go through ours, then OpenCV's, then the next block, so both see
     the same background load. Sustained fps is ours, back to back, afterwards.
     """
+    width = int(getattr(models.detector, "input_width", 320))
     ours, ocv = _OurPath(models, gallery), _OpenCVPath(models)
+    ocv_in = _OpenCVPath(models, width)
     for data in frames[:warmup]:
         ours.run(data)
         ocv.run(data)
+        ocv_in.run(data)
     ours_rows: list[dict[str, float]] = []
     ocv_rows: list[dict[str, float]] = []
+    ocv_in_rows: list[dict[str, float]] = []
     for i in range(0, len(frames), block):
         chunk = frames[i : i + block]
         ours_rows.extend(r for d in chunk if (r := ours.run(d)) is not None)
         ocv_rows.extend(r for d in chunk if (r := ocv.run(d)) is not None)
+        ocv_in_rows.extend(r for d in chunk if (r := ocv_in.run(d)) is not None)
     stages = _collect(ours_rows, OURS_STAGES)
     ocv_stages = _collect(ocv_rows, OPENCV_STAGES)
     start = time.perf_counter()
@@ -188,7 +218,9 @@ def bench_compare(
         ours.run(data)
     fps = len(frames) / (time.perf_counter() - start)
     return PipelineResult(stages=stages, sustained_fps=round(fps, 1),
-                          opencv=ocv_stages["total"], opencv_stages=ocv_stages)
+                          opencv=ocv_stages["total"], opencv_stages=ocv_stages,
+                          opencv_at_input=_collect(ocv_in_rows, OPENCV_STAGES)["total"],
+                          detector_input_width=width)
 
 
 def bench_pipeline(

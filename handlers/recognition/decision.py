@@ -8,7 +8,8 @@ Rules, evaluated after every frame and on every tick:
 
 - ``granted``: k usable frames within ``window_s`` agree on the same subject
   with score >= threshold (and margin >= ``min_margin``), and the stillness
-  check over those frames passes.
+  check over those frames passes. With the adaptive rule (``adaptive.py``)
+  k is ``fast_k`` on strong evidence and ``weak_k`` on weak evidence.
 - ``denied``: the same, but the confirmation frames are perfectly still
   (``liveness_still``), or k frames in the window failed a frame liveness
   check (e.g. ``liveness_ir_missing``).
@@ -32,8 +33,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from ...drivers.models.detector import Detection
 from ...runtime.config.recognition import DecisionSettings
 from ...runtime.events import AccessDecision, Decision, StageResult
+from .adaptive import required_frames
 from .liveness import StillnessCheck, iou
 from .pipeline import FrameAnalysis
 from .reasons import Reason
@@ -88,6 +91,19 @@ class DecisionEngine:
     @property
     def tracking(self) -> bool:
         return self._track is not None
+
+    def hold(self, now: float) -> Callable[[Detection], bool] | None:
+        """A predicate for a frame taken at ``now``: is this face in a decided, cooling-down track?
+
+        Snapshot of the current track (safe to call in a worker thread); None when
+        no track is decided, so the frame must be analysed in full.
+        """
+        tr, s = self._track, self.settings
+        if (tr is None or tr.decided_at is None or now - tr.decided_at >= s.cooldown_s
+                or now - tr.last_seen > s.track_lost_s):
+            return None
+        box = tr.box
+        return lambda d: iou(box, d.box) >= s.track_iou
 
     def observe(self, a: FrameAnalysis, now: float, wall: float) -> list[AccessDecision]:
         """Feed one frame's analysis taken at monotonic ``now``; returns 0..2 decisions."""
@@ -163,8 +179,10 @@ class DecisionEngine:
             else:
                 below.append(o)
         for frames in votes.values():
-            if len(frames) >= s.k:
-                return self._confirm(tr, frames[-s.k:], Decision.GRANTED, Reason.MATCH,
+            need = required_frames(s, [o.analysis for o in frames], threshold,
+                                   liveness_failed=bool(live_fail))
+            if len(frames) >= need:
+                return self._confirm(tr, frames[-need:], Decision.GRANTED, Reason.MATCH,
                                      threshold=threshold, wall=wall, now=now)
         if len(below) >= s.unknown_k:
             reason = Reason.EMPTY_GALLERY if gallery == 0 else Reason.NO_MATCH

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -55,6 +55,8 @@ class FrameAnalysis:
     embedding: npt.NDArray[np.float32] | None = field(default=None, repr=False)
     search: SearchResult | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)
+    skipped: bool = False
+    """The target's track was already decided: analysis stopped after selection."""
 
     @property
     def usable(self) -> bool:
@@ -83,6 +85,8 @@ class FramePipeline:
         self.embed_opts = embed or EmbedOptions()
         self.quality = quality or QualityLimits()
         self.frame_checks = tuple(frame_checks)
+        self.embedded = 0
+        """Faces embedded so far (a work counter for benches and tests)."""
 
     def analyse(
         self,
@@ -90,6 +94,7 @@ class FramePipeline:
         ir: npt.NDArray[np.uint8] | None = None,
         *,
         search: bool = True,
+        skip_if: Callable[[Detection], bool] | None = None,
     ) -> FrameAnalysis:
         """Analyse one frame. Never raises for bad pixels: the reason says what was wrong."""
         lat: dict[str, float] = {}
@@ -108,6 +113,10 @@ class FramePipeline:
         sel = select_face(faces, bgr.shape[1], bgr.shape[0], self.rule)
         if sel.face is None:
             return FrameAnalysis(reason=sel.reason, faces=len(faces), latency_ms=lat)
+        if skip_if is not None and skip_if(sel.face):
+            # Its track is decided and cooling down: nothing after this can change a decision.
+            return FrameAnalysis(reason=Reason.OK, faces=len(faces), target=sel.face,
+                                 latency_ms=lat, skipped=True)
         target = refine(self.models.detector, bgr, sel.face, self.embed_opts)
         t_ref = time.perf_counter()
         lat["refine"] = (t_ref - t1) * 1e3
@@ -135,6 +144,7 @@ class FramePipeline:
             out.reason = Reason(live_failed.reason)
             return out
         out.embedding = fuse_rows(self.models.embedder.embed(aligned_views(crop, self.embed_opts)))
+        self.embedded += 1
         t5 = time.perf_counter()
         lat["embed"] = (t5 - t4) * 1e3
         if search:

@@ -19,12 +19,14 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from ...drivers.models.detector import Detection
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.errors import FacegateError
 from ...runtime.events import AccessDecision, FrameCaptured
 from .decision import DecisionEngine
 from .engine import RecognitionEngine
+from .framediff import FrameDiff
 from .pipeline import FrameAnalysis
 
 _log = structlog.get_logger("facegate.recognition")
@@ -63,6 +65,7 @@ class RecognitionService:
         snapshot_sink: SnapshotSink | None = None,
         authorise: Authorise | None = None,
         gate: Callable[[], bool] | None = None,
+        unchanged_threshold: float = 0.15,
     ) -> None:
         self._engine = engine
         self._authorise = authorise
@@ -78,6 +81,12 @@ class RecognitionService:
             enrolled=engine.matcher.has_subject,
         )
         self.frames_analysed = 0
+        self.frames_unchanged = 0
+        """Frames equal to the last analysed one (framediff.py): its analysis was reused."""
+        self.frames_skipped_decided = 0
+        """Frames whose face's track was decided: analysis stopped after selection."""
+        self._diff = FrameDiff(unchanged_threshold)
+        self._last: FrameAnalysis | None = None
         self.frames_gated = 0
         self.reasons: collections.Counter[str] = collections.Counter()
         self._ready = asyncio.Event()
@@ -124,8 +133,8 @@ class RecognitionService:
                 if self._gate is not None and not self._gate():
                     self.frames_gated += 1
                     continue
-                analysis: FrameAnalysis = await asyncio.to_thread(
-                    self._engine.pipeline.analyse, ev.image, ev.ir
+                analysis = await asyncio.to_thread(
+                    self._analyse, ev.image, ev.ir, self.decider.hold(ev.monotonic)
                 )
                 self.frames_analysed += 1
                 self.reasons[str(analysis.reason)] += 1
@@ -134,6 +143,25 @@ class RecognitionService:
                 self._publish(decisions)
                 if decisions and self._snapshot_sink is not None and analysis.target is not None:
                     await self._snapshot(decisions, ev.image, analysis.target.box)
+
+    def _analyse(
+        self,
+        image: npt.NDArray[np.uint8],
+        ir: npt.NDArray[np.uint8] | None,
+        hold: Callable[[Detection], bool] | None,
+    ) -> FrameAnalysis:
+        """Worker thread (one frame at a time): skip what cannot change the decision."""
+        prev = self._last
+        if (ir is None and prev is not None and not prev.skipped
+                and self._diff.unchanged(image, prev.target.box if prev.target else None)):
+            self.frames_unchanged += 1
+            return prev
+        analysis = self._engine.pipeline.analyse(image, ir, skip_if=hold)
+        if analysis.skipped:
+            self.frames_skipped_decided += 1
+        self._diff.remember(image)
+        self._last = analysis
+        return analysis
 
     async def _snapshot(
         self,

@@ -93,6 +93,14 @@ class MqttSection:
         "not used: the link connects to the first and fails over to the next on each failed or "
         "lost connection, with the same jittered backoff. Telemetry reports the endpoint in use.",
     )
+    connect_timeout_s: float = setting(
+        5.0,
+        doc="Bound of one connection attempt (TCP, TLS, CONNECT until CONNACK) in seconds: an "
+        "endpoint that accepts and then resets or stays silent before CONNACK counts as failed "
+        "after this, and the link fails over to the next endpoint.",
+        gt=0,
+        le=120,
+    )
 
     def check(self) -> None:
         for i, entry in enumerate(self.hosts):

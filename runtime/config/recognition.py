@@ -158,6 +158,35 @@ class DecisionSettings:
     cooldown_s: float = setting(
         2.0, doc="After a decision, the same track is not decided again for this long.", ge=0
     )
+    fast_k: int = setting(
+        0,
+        doc="Adaptive rule (handlers/recognition/adaptive.py): grant on this many frames (>= 2) "
+        "when each scores >= fast_score with margin >= fast_margin and liveness passed; "
+        "0 = off (always k).",
+        ge=0,
+        le=30,
+    )
+    fast_score: float = setting(
+        0.55, doc="Per-frame score a fast_k grant needs (devset FMR: docs/performance.md).",
+        ge=0, le=1,
+    )
+    fast_margin: float = setting(
+        0.15, doc="Per-frame margin over the runner-up subject a fast_k grant needs.", ge=0, le=1
+    )
+    weak_k: int = setting(
+        0, doc="Frames a grant needs when evidence is weak (see weak_band, weak_margin); "
+        "0 = off (k).", ge=0, le=30,
+    )
+    weak_band: float = setting(
+        0.05, doc="A vote within this of the threshold is weak evidence.", ge=0, le=1
+    )
+    weak_margin: float = setting(
+        0.05, doc="A vote with a margin under this is weak evidence.", ge=0, le=1
+    )
+
+    def check(self) -> None:
+        if self.fast_k == 1:
+            raise FieldError("fast_k", "must be 0 (off) or >= 2: the stillness check needs 2 frames")
 
 
 @dataclass(frozen=True)

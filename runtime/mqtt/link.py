@@ -25,6 +25,7 @@ root (``facegate.runtime.app.mqtt_parts``) builds the link and the services usin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from types import TracebackType
 from typing import Self
@@ -342,10 +343,19 @@ class MqttLink:
         """One connection from CONNECT to its end; raises MqttConnectError when it fails or drops."""
         endpoints = self._options.all_endpoints
         client = self._options.new_client(self._will, endpoints[self._endpoint_index])
+        bound = self._options.connect_timeout
         try:
-            await client.__aenter__()
+            async with asyncio.timeout(bound):
+                await client.__aenter__()
         except aiomqtt.MqttError as exc:
             raise MqttConnectError(describe(exc)) from exc
+        except TimeoutError:
+            # Reset or silent before CONNACK: give up on this endpoint now (the client's own
+            # timeout is longer) and release the half-open client.
+            client.timeout = 1.0
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.__aexit__(None, None, None)
+            raise MqttConnectError(f"no CONNACK within {bound:g} s (mqtt.connect_timeout_s)") from None
         session = Session(client=client, number=self._sessions + 1, lost=new_future())
         self._session = session
         try:

@@ -34,6 +34,8 @@ class ClientOptions:
     timeout: float
     endpoints: tuple[tuple[str, int], ...] = ()
     """Every broker endpoint to fail over between, in order; empty means ``(host, port)`` only."""
+    connect_timeout: float = 5.0
+    """Bound of one connection attempt until CONNACK (``mqtt.connect_timeout_s``)."""
 
     @property
     def all_endpoints(self) -> tuple[tuple[str, int], ...]:
@@ -137,4 +139,5 @@ def client_options(cfg: MqttSection, *, device_id: str, timeout: float = 10.0) -
         password=cfg.password.reveal() if cfg.password is not None else None,
         tls=ctx,
         timeout=timeout,
+        connect_timeout=cfg.connect_timeout_s,
     )

@@ -58,6 +58,8 @@ class SimOptions:
     mqtt_hosts: tuple[str, ...] = ()
     """Several broker endpoints ``HOST:PORT`` (``mqtt.hosts``: failover); empty: the test broker only."""
     telemetry_interval_s: float = 60.0
+    mqtt_connect_timeout_s: float = 5.0
+    """``mqtt.connect_timeout_s``: bound of one connection attempt until CONNACK."""
     model_cache: Path | None = None
     """Converted-model cache (default: the user cache, shared between runs)."""
     extra_config: str = ""
@@ -89,6 +91,7 @@ keepalive = 5
 reconnect_min_s = 0.05
 reconnect_max_s = 0.5
 telemetry_interval_s = {opts.telemetry_interval_s}
+connect_timeout_s = {opts.mqtt_connect_timeout_s}
 {hosts}
 [lifecycle]
 watchdog = false

@@ -10,6 +10,8 @@ then a forced door. Decisions enter at the device's event bus, where the
 recognition pipeline would put them: running the ONNX models for hundreds of
 devices in one process would measure the models, not the fleet. Everything
 downstream (door handler, GPIO, outbox, MQTT) is the real device. With
+``camera_loss_every_s`` each device's simulated camera loses its source now
+and then (no frames: the scenes meanwhile are nobody recognised). With
 ``broker_loss_every_s`` each device reaches the broker through its own
 :class:`~.netfault.LossyLink`, whose uplink dies now and then: the device
 reconnects with its backoff and its outbox delivers what it held.
@@ -36,7 +38,7 @@ from typing import Any
 
 import aiomqtt
 
-from ..runtime.events import AccessDecision, Decision, StageResult
+from ..runtime.events import AccessDecision, ComponentStateChanged, Decision, StageResult
 from .broker import BrokerInfo
 from .device import SimDevice, SimOptions
 from .netfault import LossyLink
@@ -72,6 +74,13 @@ class FleetOptions:
     """Mean seconds between broker losses per device (its uplink cut for ``broker_loss_s``);
     0: none. Each device connects through its own :class:`~.netfault.LossyLink`."""
     broker_loss_s: float = 3.0
+    camera_loss_every_s: float = 0.0
+    """Mean seconds between camera losses per device (its simulated camera's source fails for
+    ``camera_loss_s``: state ``reconnecting``, no frames, nobody recognised); 0: none."""
+    camera_loss_s: float = 2.0
+    drain_limit_s: float = 60.0
+    """After the scripted period, how long to wait at most for every scripted access event to reach
+    the collector (the outboxes drain after a cut uplink reconnects) before the devices stop."""
 
 
 @dataclass
@@ -85,9 +94,20 @@ class FleetStats:
     """Wall time the scripted period began: earlier events (start-up) are not counted."""
     scenes: int = 0
     broker_losses: int = 0
+    camera_losses: int = 0
+    unseen: int = 0
+    """Scenes nobody was recognised in because the device's camera was lost."""
+    camera_states: list[tuple[str, str]] = field(default_factory=list)
+    """(device, state) of every camera state change the devices published during a loss cycle."""
     sent_access: list[str] = field(default_factory=list)
     """Event ids of every scripted access decision, in order (to check nothing was lost)."""
     received: dict[str, int] = field(default_factory=dict)
+    arrived_access: set[str] = field(default_factory=set)
+    """Event ids of the access events the collector received (at least once)."""
+    access_arrival: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    """Set by the collector on every access event (the drain clears it and waits again)."""
+    drain_s: float = 0.0
+    """How long the outboxes took to deliver the last scripted access events after the run."""
     latencies_ms: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -99,7 +119,11 @@ class FleetStats:
             "seconds": round(self.seconds, 1),
             "start_s": round(self.start_s, 1),
             "scenes": self.scenes,
+            "access_missing": len(set(self.sent_access) - self.arrived_access),
+            "drain_s": round(self.drain_s, 1),
             "broker_losses": self.broker_losses,
+            "camera_losses": self.camera_losses,
+            "unseen": self.unseen,
             "events": total,
             "by_topic": dict(sorted(self.received.items())),
             "events_per_s": round(total / self.seconds, 1) if self.seconds else 0.0,
@@ -131,7 +155,10 @@ async def _script(dev: SimDevice, rng: random.Random, rate: float, stats: FleetS
         r = rng.random()
         kind = (Decision.GRANTED if r < 0.6 else Decision.UNKNOWN if r < 0.85
                 else Decision.DENIED if r < 0.97 else None)
-        if kind is None:  # a forced door
+        if kind is not None and dev.camera.lost:  # the camera is down: nobody is recognised
+            stats.unseen += 1
+            continue
+        if kind is None:  # a forced door (the door contact does not need the camera)
             await dev.door.open()
             await asyncio.sleep(1.0)
             await dev.door.close()
@@ -155,6 +182,28 @@ async def _losses(link: LossyLink, rng: random.Random, opts: FleetOptions, stats
         await link.cut(opts.broker_loss_s)
 
 
+async def _camera_losses(dev: SimDevice, rng: random.Random, opts: FleetOptions, stats: FleetStats) -> None:
+    """Now and then, this device's camera source fails for ``camera_loss_s`` and comes back.
+
+    The state changes the device publishes on its bus (``reconnecting``, then ``streaming``) are
+    recorded after each cycle.
+    """
+    cam = dev.camera
+    async with dev.device.bus.subscribe(ComponentStateChanged, name=f"fleet.camera.{dev.id}",
+                                        maxsize=64) as sub:
+        while True:
+            await asyncio.sleep(rng.expovariate(1.0 / opts.camera_loss_every_s))
+            stats.camera_losses += 1
+            await cam.lose("simulated camera loss")
+            try:
+                await asyncio.sleep(opts.camera_loss_s)
+            finally:
+                await cam.restore()
+            while (ev := sub.get_nowait()) is not None:
+                if ev.component == cam.name:
+                    stats.camera_states.append((dev.id, ev.state))
+
+
 @contextlib.asynccontextmanager
 async def _collector(
     broker: BrokerInfo, prefix: str, mine: frozenset[str], stats: FleetStats
@@ -174,6 +223,9 @@ async def _collector(
                     continue
                 with contextlib.suppress(ValueError, TypeError, KeyError):
                     body = json.loads(message.payload)
+                    if suffix == "event/access":
+                        stats.arrived_access.add(str(body["event_id"]))
+                        stats.access_arrival.set()
                     at = datetime.fromisoformat(str(body["at"]).replace("Z", "+00:00")).timestamp()
                     if at >= stats.measure_from:
                         stats.received[suffix] = stats.received.get(suffix, 0) + 1
@@ -232,12 +284,22 @@ async def run_fleet(broker: BrokerInfo, folder: Path, opts: FleetOptions) -> Fle
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(_script(d, random.Random(rng.random()), opts.rate, stats),
                                     name=f"fleet.script.{d.id}") for d in devices]
+            if opts.camera_loss_every_s > 0:
+                tasks += [tg.create_task(_camera_losses(d, random.Random(rng.random()), opts, stats),
+                                         name=f"fleet.camera.{d.id}") for d in devices]
             tasks += [tg.create_task(_losses(link, random.Random(rng.random()), opts, stats),
                                      name=f"fleet.faults.{n}") for n, link in enumerate(links)]
             await asyncio.sleep(opts.seconds)
             for t in tasks:
                 t.cancel()
-        # The last events leave the outboxes (after a cut uplink came back and reconnected).
-        await asyncio.sleep(1.0 + (opts.broker_loss_s + 1.0 if links else 0.0))
+        # The last events leave the outboxes (after a cut uplink came back and reconnected): wait
+        # until the collector has every scripted access event, at most drain_limit_s.
+        t2 = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(opts.drain_limit_s):
+                while not stats.arrived_access.issuperset(stats.sent_access):
+                    stats.access_arrival.clear()
+                    await stats.access_arrival.wait()
+        stats.drain_s = time.monotonic() - t2
         stats.seconds = time.monotonic() - t1
     return stats

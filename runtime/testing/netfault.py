@@ -30,6 +30,10 @@ class LossyLink:
         self._pipes: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self.cuts = 0
+        self.reset_handshakes = False
+        """While True, each new connection is reset once the client has sent its first bytes
+        (MQTT CONNECT), before the broker could answer: a broker that dies mid-handshake."""
+        self.handshakes_reset = 0
 
     @property
     def down(self) -> bool:
@@ -72,6 +76,12 @@ class LossyLink:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.down:
+            writer.transport.abort()
+            return
+        if self.reset_handshakes:
+            with contextlib.suppress(ConnectionError, OSError):
+                await reader.read(_CHUNK)  # the CONNECT
+            self.handshakes_reset += 1
             writer.transport.abort()
             return
         try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,6 +163,15 @@ class MqttProbe:
         if name is not None and (error := first_error(name, body)) is not None:
             raise ProbeError(f"{msg.topic} breaks schema {name}: {error}")
         return body
+
+    async def wait_until(self, check: Callable[[list[Received]], bool], *, timeout: float = 30.0) -> bool:
+        """Until ``check(messages)`` holds (re-checked on every arrival); False after ``timeout``."""
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: check(self.messages))
+        except TimeoutError:
+            return False
+        return True
 
     async def never(self, suffix: str, *, within: float, device: str | None = None, **fields: Any) -> None:
         """Wait ``within`` seconds; fail if a matching message arrived since the mark."""

@@ -145,23 +145,38 @@ async def test_fleet_on_a_three_node_cluster_survives_a_node_kill(
         assert not missing, f"{len(missing)} of {len(sent)} ids never reached n3; per device: {by_device}"
         print(f"cluster: {len(sent)} events, {len(got)} deliveries, {len(got) - len(set(got))} duplicates")
 
-        # Retained status from a surviving node: every device online, gate-0 (it was on n1) too.
+        # Retained status and licence from a surviving node: every device online with its valid
+        # test licence, gate-0 (it was on n1) too.
         # Observed with nats-server 2.15: a node sometimes serves no retained messages to new
         # subscribers for a while after a peer's SIGKILL, so each survivor is asked in turn.
-        served = {}
-        for node in (n3, n2):
-            status = Consumer(node, "facegate/v1/+/status")
-            async with status.running():
-                await status.wait_for(lambda s=status: len({t for t, _, _ in s.received}) >= 3, within=45)
-            latest = {t.split("/")[2]: body.get("state") for t, body, _ in status.received}
-            served[node.name] = latest
-            if latest == {f"gate-{i}": "online" for i in range(3)}:
-                break
+        online = {f"gate-{i}": "online" for i in range(3)}
+        served = await _retained_from_survivors((n3, n2), "status", online)
         print(f"cluster: retained status served after the kill: {served}")
         assert {f"gate-{i}": "online" for i in range(3)} in served.values(), served
+        valid = {f"gate-{i}": "valid" for i in range(3)}
+        licences = await _retained_from_survivors((n3, n2), "licence", valid)
+        print(f"cluster: retained licence served after the kill: {licences}")
+        assert {f"gate-{i}": "valid" for i in range(3)} in licences.values(), licences
 
     # The will across nodes: a device process on n2 dies; a consumer on n3 sees it offline.
     await _will_across_nodes(n2, n3, tmp_path)
+
+
+async def _retained_from_survivors(
+    nodes: tuple[NatsNode, ...], suffix: str, want: dict[str, str]
+) -> dict[str, dict[str, object]]:
+    """Ask each surviving node in turn for the retained ``suffix`` of every device (``state`` per device)."""
+    served: dict[str, dict[str, object]] = {}
+    for node in nodes:
+        watch = Consumer(node, f"facegate/v1/+/{suffix}")
+        async with watch.running():
+            await watch.wait_for(lambda w=watch: len({t for t, _, r in w.received if r}) >= len(want),
+                                 within=45)
+        latest = {t.split("/")[2]: body.get("state") for t, body, kept in watch.received if kept}
+        served[node.name] = latest
+        if latest == want:
+            break
+    return served
 
 
 async def _will_across_nodes(on: NatsNode, watch: NatsNode, tmp_path: Path) -> None:

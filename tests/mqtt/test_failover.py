@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 
 import pytest
+from facegate.runtime.bus import EventBus
+from facegate.runtime.clock import SystemClock
 from facegate.runtime.config import ConfigError, load_config
+from facegate.runtime.events import ComponentStateChanged
+from facegate.runtime.mqtt import MqttLink
+from facegate.runtime.mqtt import link as link_module
 from facegate.runtime.mqtt.options import client_options
 from facegate.testing import MqttProbe, SimDevice, SimOptions
 from facegate.testing.fleet import ExternalBroker
+from facegate.testing.netfault import LossyLink
 
 from ..fixtures.brokers import MosquittoBroker, mosquitto_binary
 from ..runtime.util import write_config
+from .util import load
 
 pytestmark = pytest.mark.mosquitto
 DEVICE = '[device]\nid = "d"\nsite = "s"\n'
@@ -96,3 +104,32 @@ def test_hosts_are_validated(tmp_path: Path) -> None:
     assert options.all_endpoints == (("b1", 1883), ("::1", 1884))
     assert (options.host, options.port) == ("b1", 1883)
     assert "endpoints=2" in repr(options)
+
+
+@pytest.mark.asyncio
+async def test_a_reset_before_connack_fails_over_within_the_connect_bound(
+    two_brokers: tuple[MosquittoBroker, MosquittoBroker], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first endpoint accepts TCP, reads CONNECT and resets before any CONNACK (a broker dying
+    mid-handshake). aiomqtt notices nothing until its own timeout; mqtt.connect_timeout_s bounds the
+    attempt, so the link fails over to the next endpoint at once."""
+    a, b = two_brokers
+    # The client's own timeout raised to 600 s: without the bound, the first attempt would hang
+    # far beyond the 60 s this test waits for the link to come up on B.
+    monkeypatch.setattr(link_module, "client_options", functools.partial(client_options, timeout=600.0))
+    async with LossyLink(a.host, a.port) as proxy:
+        proxy.reset_handshakes = True
+        hosts = [f"{proxy.host}:{proxy.port}", f"{b.host}:{b.port}"]
+        loaded = load(tmp_path, a, device_id="gate-r", hosts=hosts, connect_timeout_s=1.0)
+        bus = EventBus()
+        link = MqttLink.from_config(loaded, clock=SystemClock(), bus=bus)
+        async with bus.subscribe(ComponentStateChanged, name="test.link-states", maxsize=64) as states:
+            async with link:
+                await asyncio.wait_for(link.wait_connected(), 60)
+                assert link.endpoint == hosts[1]
+            seen = []
+            while (ev := states.get_nowait()) is not None:
+                seen.append((ev.state, ev.detail))
+    assert proxy.handshakes_reset >= 1
+    reconnecting = [detail for state, detail in seen if state == "reconnecting"]
+    assert reconnecting and "no CONNACK within 1 s" in reconnecting[0], seen

@@ -42,6 +42,10 @@ def register(sub: Any) -> None:
                    "(0: never)")
     p.add_argument("--broker-loss-for", type=float, default=3.0, metavar="S",
                    help="how long each broker loss lasts (default 3 s)")
+    p.add_argument("--camera-loss-every", type=float, default=0.0, metavar="S",
+                   help="mean seconds between camera losses per device (0: none)")
+    p.add_argument("--camera-loss-for", type=float, default=2.0, metavar="S",
+                   help="how long each camera loss lasts (default 2 s)")
     p.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_simulate)
@@ -71,6 +75,9 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.broker_loss_every < 0 or args.broker_loss_for <= 0:
         print("facegate: --broker-loss-every must be >= 0 and --broker-loss-for > 0", file=sys.stderr)
         return EXIT_USAGE
+    if args.camera_loss_every < 0 or args.camera_loss_for <= 0:
+        print("facegate: --camera-loss-every must be >= 0 and --camera-loss-for > 0", file=sys.stderr)
+        return EXIT_USAGE
     summary = _split(args) if args.procs > 1 else _one(args)
     if args.json:
         print(json.dumps(summary))
@@ -89,7 +96,8 @@ def _one(args: argparse.Namespace) -> dict[str, Any]:
     broker = ExternalBroker(host, port, args.protocol)
     opts = FleetOptions(devices=args.devices, first=args.first, rate=args.rate, seconds=args.seconds,
                         seed=args.seed + args.first, broker_loss_every_s=args.broker_loss_every,
-                        broker_loss_s=args.broker_loss_for)
+                        broker_loss_s=args.broker_loss_for,
+                        camera_loss_every_s=args.camera_loss_every, camera_loss_s=args.camera_loss_for)
     with tempfile.TemporaryDirectory(prefix="facegate-fleet-") as tmp:
         stats = asyncio.run(run_fleet(broker, Path(tmp), opts))
     return stats.summary()
@@ -106,7 +114,9 @@ def _split(args: argparse.Namespace) -> dict[str, Any]:
                 "--broker", f"{host}:{port}", "--protocol", args.protocol, "--rate", str(args.rate),
                 "--seconds", str(args.seconds), "--seed", str(args.seed), "--first", str(first), "--json",
                 "--broker-loss-every", str(args.broker_loss_every),
-                "--broker-loss-for", str(args.broker_loss_for)]
+                "--broker-loss-for", str(args.broker_loss_for),
+                "--camera-loss-every", str(args.camera_loss_every),
+                "--camera-loss-for", str(args.camera_loss_for)]
         procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))  # noqa: S603  # ourselves
         first += n
     parts = []
@@ -122,6 +132,10 @@ def _split(args: argparse.Namespace) -> dict[str, Any]:
         "start_s": max(p["start_s"] for p in parts),
         "scenes": sum(p["scenes"] for p in parts),
         "broker_losses": sum(p["broker_losses"] for p in parts),
+        "camera_losses": sum(p.get("camera_losses", 0) for p in parts),
+        "unseen": sum(p.get("unseen", 0) for p in parts),
+        "access_missing": sum(p.get("access_missing", 0) for p in parts),
+        "drain_s": max(p.get("drain_s", 0.0) for p in parts),
         "events": sum(p["events"] for p in parts),
         "events_per_s": round(sum(p["events_per_s"] for p in parts), 1),
         "e2e_ms_p50": max((p["e2e_ms_p50"] or 0) for p in parts),

@@ -1,0 +1,92 @@
+"""Work that cannot change a decision is skipped: decided tracks and unchanged frames.
+
+The real service on real photos (ManualClock, frames 100 ms apart as in
+test_service.py); the work counters are the pipeline's embeddings and the
+service's skip counters, and each test compares the decisions with the same
+frames analysed in full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import numpy as np
+import pytest
+from facegate.drivers.models import LoadedModels
+from facegate.handlers.recognition import RecognitionEngine, RecognitionService
+from facegate.runtime.bus import EventBus
+from facegate.runtime.clock import ManualClock
+from facegate.runtime.config.recognition import RecognitionSection
+from facegate.runtime.events import AccessDecision, Decision
+
+from .conftest import face_bgr, face_bytes, jittered, place_in_frame
+from .test_service import ENROL, Rig
+
+
+async def _rig(models: LoadedModels, **kw: float) -> AsyncIterator[Rig]:
+    engine = RecognitionEngine(RecognitionSection(), models)
+    for sid, photo in ENROL.items():
+        emb = await engine.embed_image(face_bytes(photo))
+        engine.matcher.add(sid, f"{sid}-t1", emb.embedding, emb.model_id)
+    bus, clock = EventBus(), ManualClock()
+    service = RecognitionService(engine, bus, clock, **kw)
+    async with bus.subscribe(AccessDecision, name="test") as decisions:
+        task = asyncio.create_task(service.run(), name="recognition")
+        await asyncio.wait_for(service.wait_ready(), 5)
+        try:
+            yield Rig(engine, service, bus, clock, decisions)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
+def _live(models: LoadedModels) -> Iterator[np.ndarray]:
+    return jittered(place_in_frame(face_bgr("obama3.jpg"), models), 5)
+
+
+def _frozen(models: LoadedModels) -> Iterator[np.ndarray]:
+    frame = place_in_frame(face_bgr("obama3.jpg"), models)
+    while True:
+        yield frame.copy()
+
+
+def _summary(ds: list[AccessDecision]) -> list[tuple[Decision, str, str | None, int]]:
+    return [(d.decision, d.reason, d.subject_id, d.frames) for d in ds]
+
+
+@pytest.mark.asyncio
+async def test_a_decided_track_is_not_embedded_again_until_its_cooldown_ends(
+    models: LoadedModels,
+) -> None:
+    async for rig in _rig(models):
+        pipe, svc = rig.engine.pipeline, rig.service
+        first = await rig.show(_live(models), 3)
+        assert _summary(first) == [(Decision.GRANTED, "match", "S-001", 3)]
+        assert pipe.embedded == 3 and svc.frames_skipped_decided == 0
+        assert svc.frames_unchanged == 0  # a live face is never taken for an unchanged frame
+        during = await rig.show(_live(models), 10)  # 1 s, inside the 2 s cool-down
+        assert during == [] and pipe.embedded == 3 and svc.frames_skipped_decided == 10
+        after = await rig.show(_live(models), 14)  # the cool-down ends: decided again, in full
+        assert _summary(after) == [(Decision.GRANTED, "match", "S-001", 3)]
+        assert pipe.embedded > 3
+
+
+@pytest.mark.asyncio
+async def test_unchanged_frames_reuse_the_analysis_and_decide_the_same(
+    models: LoadedModels,
+) -> None:
+    results = {}
+    for threshold in (0.0, 0.15):  # 0 = every frame analysed in full
+        async for rig in _rig(models, unchanged_threshold=threshold):
+            got = await rig.show(_frozen(models), 4)
+            blank = await rig.show(iter([np.full((480, 640, 3), 90, np.uint8)] * 4), 4)
+            results[threshold] = (_summary(got), _summary(blank), rig.engine.pipeline.embedded,
+                                  rig.service.frames_unchanged)
+    full, skipping = results[0.0], results[0.15]
+    assert full[0] == skipping[0] == [(Decision.DENIED, "liveness_still", None, 3)]
+    assert full[1] == skipping[1]
+    assert (full[2], full[3]) == (3, 0)
+    # one frozen frame embedded, the other 2 before the decision reused; blank frames: 3 of 4
+    assert skipping[2] == 1 and skipping[3] >= 2 + 3
