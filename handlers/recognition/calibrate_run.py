@@ -8,6 +8,13 @@ Every row of the report also says how many images failed to enrol (no face
 selected) and how many the gate refused, and how many of those refusals
 would have matched (their genuine comparisons mostly reach the FMR 1e-4
 threshold of the ungated set).
+
+With mirror fusion on and ``fusion.flip_band`` < 1 the device configuration
+is ``refine+flip@gate`` (or ``coarse+flip@gate``): templates fused, probes
+fused only when uncertain (:func:`~.evaluation.gate_flip_stats` around the
+fused configuration's FMR 1e-4 threshold; the open set with the exact gate
+rule, runner-up margin included), and the table is built from those scores.
+Enrolment in the open set uses ``fusion.enrol_max_yaw_deg``.
 """
 
 from __future__ import annotations
@@ -20,10 +27,11 @@ from typing import Any
 
 from ...drivers.models.loader import LoadedModels, ModelOptions, load_models
 from ...runtime.config.recognition import RecognitionSection
-from .calibration import REPORT_FMRS, build_table
-from .engine import model_options, quality_limits, selection_rule
-from .evaluation import CONFIGS, Sample, collect, embedded_set, gate_report, stats_of
+from .calibration import REPORT_FMRS, ScoreStats, build_table
+from .engine import embed_options, model_options, quality_limits, selection_rule
+from .evaluation import CONFIGS, Sample, collect, embedded_set, gate_flip_stats, gate_report, stats_of
 from .openset import OpenSetResult, run_open_set
+from .pipeline import enrol_limits
 from .reference import collect_reference
 from .selection import ENROL_RULE
 from .thresholds import CalibrationError, CalibrationTable, ThresholdPolicy
@@ -34,7 +42,9 @@ __all__ = ["CalibrationError", "CalibrationReport", "run_calibration"]
 def device_config_name(cfg: RecognitionSection) -> str:
     """The :data:`~.evaluation.CONFIGS` entry the device settings correspond to."""
     name = "refine" if cfg.fusion.refine else "coarse"
-    return name + "+flip" if cfg.fusion.flip else name
+    if not cfg.fusion.flip:
+        return name
+    return name + ("+flip@gate" if cfg.fusion.flip_band < 1.0 else "+flip")
 
 
 @dataclass
@@ -80,7 +90,8 @@ class CalibrationReport:
                 f"{o.mated_probes} mated probes ({100 * o.fnir_passed:.2f}% of those the gate "
                 f"passed; refused {o.mated_refused}, below threshold {o.mated_missed}, "
                 f"wrong subject {o.mated_wrong}); strangers granted {o.strangers_granted} of "
-                f"{o.stranger_probes} ({o.stranger_refused} refused by the gate)"
+                f"{o.stranger_probes} ({o.stranger_refused} refused by the gate); mirror view "
+                f"embedded for {o.probes_mirrored} of {o.probes_searched} searched probes"
             )
         return out
 
@@ -117,6 +128,24 @@ def _row(name: str, precision: str, samples: list[Sample], dim: int, identities:
     return row, (stats, data)
 
 
+def _gate_row(fused_row: dict[str, Any], fused: ScoreStats, samples: list[Sample],
+              cfg: RecognitionSection, name: str) -> tuple[dict[str, Any], ScoreStats]:
+    """The fused row re-scored under the gate's mirror rule (see module docstring)."""
+    t = fused.threshold_at(1e-4)
+    stats, share = gate_flip_stats(samples, threshold=t, band=cfg.fusion.flip_band)
+    if stats is None:
+        raise CalibrationError("the quality gate left too few images to compare")
+    row = {k: v for k, v in fused_row.items() if not k.startswith(("fnmr@", "threshold@"))}
+    row.update(config=name, genuine_pairs=int(stats.genuine.size),
+               impostor_pairs=int(stats.impostor_sorted.size),
+               mirror_threshold=round(t, 5), mirrored_pair_share=round(share, 5))
+    for f in REPORT_FMRS:
+        row[f"fnmr@{f:g}"] = round(stats.fnmr(stats.threshold_at(f)), 5)
+        row[f"threshold@{f:g}"] = round(stats.threshold_at(f), 5)
+    row["eer"] = round(stats.eer()[0], 5)
+    return row, stats
+
+
 def run_calibration(
     cfg: RecognitionSection, root: Path, *, config_path: Path | None = None,
     compare: bool = False, open_set: bool = False, reference: bool = False, every: int = 1,
@@ -139,21 +168,29 @@ def run_calibration(
         models = load_models(dataclasses.replace(opts, recognizer_precision=prec))
         first_models = first_models or models
         got = collect(models, root, rule=rule, enrol_rule=ENROL_RULE, limits=limits,
-                      face_px=cfg.fusion.refine_face_px, every=every, progress=progress)
+                      face_px=cfg.fusion.refine_face_px, every=every, progress=progress,
+                      enrol_limits=enrol_limits(limits, cfg.fusion.enrol_max_yaw_deg))
         dim = models.embedder.dim
+        base_cfg = device_cfg.removesuffix("@gate")
         for name in CONFIGS:
-            if prec != device_prec and name not in ("legacy", device_cfg):
+            if prec != device_prec and name not in ("legacy", base_cfg):
                 continue
             row, (stats, data) = _row(name, prec, got.samples[name], dim, got.identities,
                                       gated=name != "legacy")
             row["model_id"] = models.model_id
             rows.append(row)
-            if prec == device_prec and name == device_cfg:
+            if name != base_cfg:
+                continue
+            if device_cfg != base_cfg:
+                row, stats = _gate_row(row, stats, got.samples[name], cfg, device_cfg)
+                rows.append(row)
+            if prec == device_prec:
                 table = build_table(stats, models.model_id, data)
                 report = CalibrationReport(table=table, device_config=device_cfg)
                 if open_set:
                     policy = ThresholdPolicy(table, cfg.target_fmr, fixed=cfg.threshold)
-                    report.open_set = run_open_set(got.samples[name], policy)
+                    report.open_set = run_open_set(got.samples[name], policy,
+                                                   embed_options(cfg))
     if (compare or reference) and first_models is not None:
         ref = collect_reference(first_models, root, every=every, progress=progress)
         ident = len({s.label for s in ref})

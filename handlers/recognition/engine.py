@@ -26,7 +26,7 @@ from .enrol import ImageEmbedding, embed_image_bytes
 from .fusion import EmbedOptions
 from .liveness import FrameCheck, IrPresenceCheck, OnnxPadCheck, StillnessCheck
 from .matcher import Matcher
-from .pipeline import FramePipeline
+from .pipeline import FramePipeline, enrol_limits
 from .quality import QualityLimits
 from .selection import GATE_RULE, SelectionRule
 from .thresholds import CalibrationError, CalibrationTable, ThresholdPolicy, builtin_table
@@ -66,7 +66,8 @@ def quality_limits(cfg: RecognitionSection) -> QualityLimits:
 def embed_options(cfg: RecognitionSection) -> EmbedOptions:
     """Refinement and view fusion from ``[recognition.fusion]``."""
     f = cfg.fusion
-    return EmbedOptions(refine=f.refine, refine_face_px=f.refine_face_px, flip=f.flip)
+    return EmbedOptions(refine=f.refine, refine_face_px=f.refine_face_px, flip=f.flip,
+                        flip_band=f.flip_band, flip_margin=f.flip_margin)
 
 
 def selection_rule(cfg: RecognitionSection) -> SelectionRule:
@@ -125,6 +126,8 @@ class RecognitionEngine:
         self.pipeline = FramePipeline(
             models, self.matcher, roi=cfg.roi, quality=quality_limits(cfg), frame_checks=checks,
             rule=selection_rule(cfg), embed=embed_options(cfg),
+            threshold=self.thresholds.threshold,
+            enrol_quality=enrol_limits(quality_limits(cfg), cfg.fusion.enrol_max_yaw_deg),
         )
 
     @classmethod

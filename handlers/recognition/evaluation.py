@@ -14,7 +14,9 @@ legacy     the pipeline before issue 15: face nearest the centre, coarse
 coarse     selection rule, coarse landmarks, one view
 coarse+flip  selection rule, coarse landmarks, mirror-fused
 refine     selection rule, refined landmarks, one view
-refine+flip  selection rule, refined landmarks, mirror-fused (the default)
+refine+flip  selection rule, refined landmarks, mirror-fused on every image
+refine+flip@gate  the device: templates fused, a probe fused only when its plain
+           score is uncertain (``fusion.needs_mirror``; :func:`gate_flip_stats`)
 ========== ================================================================
 
 Per configuration: failures to enrol (no face selected: none found, none in
@@ -57,6 +59,9 @@ class Sample:
     enrol_selected: Reason  # enrolment rule
     gate: Reason = Reason.OK  # first failed quality check of the selected face
     embedding: npt.NDArray[np.float32] | None = field(default=None, repr=False)
+    enrol_gate: Reason = Reason.OK  # the same with the enrolment limits (wider yaw)
+    plain: npt.NDArray[np.float32] | None = field(default=None, repr=False)
+    """Flip configurations: the plain view alone (what the gate embeds first)."""
 
 
 @dataclass
@@ -100,6 +105,7 @@ def _nearest_centre(faces: list[Detection], width: int, height: int) -> Detectio
 def analyse_image(
     models: LoadedModels, bgr: npt.NDArray[np.uint8], label: int, *, rule: SelectionRule,
     enrol_rule: SelectionRule, limits: QualityLimits, face_px: float,
+    enrol_limits: QualityLimits | None = None,
 ) -> dict[str, Sample]:
     """Every configuration of :data:`CONFIGS` for one decoded image. Blocking."""
     framed, pad, w, h = prepare(bgr)
@@ -117,11 +123,14 @@ def analyse_image(
         out["legacy"] = Sample(label, Reason.NO_FACE, Reason.NO_FACE)
     face = sel.face or esel.face
     gates: dict[str, Reason] = {}
+    egates: dict[str, Reason] = {}
     if face is not None:
         fine = refine(models.detector, framed, face, EmbedOptions(refine_face_px=face_px))
         for name, det in (("coarse", face), ("refine", fine)):
             failed = first_failure(assess(framed, det, limits))
             gates[name] = Reason.OK if failed is None else Reason(failed.reason)
+            efailed = first_failure(assess(framed, det, enrol_limits or limits))
+            egates[name] = Reason.OK if efailed is None else Reason(efailed.reason)
             crops.extend(aligned_views(align_face(framed, det.landmarks), EmbedOptions()))
     rows = models.embedder.embed(np.stack(crops)) if crops else None
     if rows is not None and faces:
@@ -131,7 +140,9 @@ def analyse_image(
         if rows is not None and face is not None:
             base = 1 if cfg.startswith("coarse") else 3
             s.gate = gates["coarse" if cfg.startswith("coarse") else "refine"]
+            s.enrol_gate = egates["coarse" if cfg.startswith("coarse") else "refine"]
             s.embedding = fuse_rows(rows[base : base + 2]) if cfg.endswith("flip") else rows[base]
+            s.plain = rows[base] if cfg.endswith("flip") else None
         out[cfg] = s
     return out
 
@@ -141,6 +152,7 @@ def collect(
     rule: SelectionRule = GATE_RULE, enrol_rule: SelectionRule = ENROL_RULE,
     limits: QualityLimits | None = None, face_px: float = EmbedOptions().refine_face_px,
     every: int = 1, progress: Callable[[int, int], None] | None = None,
+    enrol_limits: QualityLimits | None = None,
 ) -> Collected:
     """Analyse every image under ``root`` (every ``every``-th identity). Blocking, minutes."""
     lim = limits or QualityLimits()
@@ -155,7 +167,7 @@ def collect(
         try:
             bgr = decode_image(path.read_bytes(), max_bytes=50_000_000, max_pixels=50_000_000)
             per = analyse_image(models, bgr, label, rule=rule, enrol_rule=enrol_rule,
-                                limits=lim, face_px=face_px)
+                                limits=lim, face_px=face_px, enrol_limits=enrol_limits)
         except (ImageRejected, OSError):
             per = {c: Sample(label, Reason.IMAGE_CORRUPT, Reason.IMAGE_CORRUPT) for c in CONFIGS}
         for c in CONFIGS:
@@ -218,3 +230,43 @@ def stats_of(data: EmbeddedSet) -> ScoreStats | None:
     if stats.genuine.size == 0 or stats.impostor_sorted.size == 0:
         return None
     return stats
+
+
+def gate_flip_stats(
+    samples: list[Sample], *, threshold: float, band: float
+) -> tuple[ScoreStats | None, float]:
+    """All-pairs statistics under the gate's mirror rule, and the share of pairs mirrored.
+
+    Pair (i, j), i < j, is image i probed against image j's template: the
+    template is fused (enrolment always fuses), the probe's plain view is
+    scored first, and the fused score replaces it when the plain score lies
+    within ``band`` of ``threshold`` (the device's operating threshold). The
+    runner-up margin does not apply to a 1:1 pair; the open-set run models it.
+    """
+    use = [s for s in samples if s.selected is Reason.OK and s.gate is Reason.OK
+           and s.embedding is not None and s.plain is not None]
+    if len(use) < 2:
+        return None, 0.0
+    e = np.stack([s.embedding for s in use if s.embedding is not None])
+    p = np.stack([s.plain for s in use if s.plain is not None])
+    y = np.asarray([s.label for s in use], dtype=np.int64)
+    gen: list[npt.NDArray[np.float32]] = []
+    imp: list[npt.NDArray[np.float32]] = []
+    mirrored = pairs = 0
+    for start in range(0, e.shape[0], 512):
+        plain = p[start : start + 512] @ e.T
+        fused = e[start : start + 512] @ e.T
+        uncertain = np.abs(plain - threshold) < band
+        block = np.where(uncertain, fused, plain)
+        for i in range(block.shape[0]):
+            r = start + i
+            row, same = block[i, r + 1 :], y[r + 1 :] == y[r]
+            mirrored += int(uncertain[i, r + 1 :].sum())
+            pairs += row.size
+            gen.append(row[same])
+            imp.append(row[~same])
+    stats = ScoreStats(genuine=np.concatenate(gen).astype(np.float32),
+                       impostor_sorted=np.sort(np.concatenate(imp)).astype(np.float32))
+    if stats.genuine.size == 0 or stats.impostor_sorted.size == 0:
+        return None, 0.0
+    return stats, mirrored / max(1, pairs)

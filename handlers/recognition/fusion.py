@@ -40,7 +40,11 @@ class EmbedOptions:
     """Re-detect the face on a crop at ``refine_face_px`` for precise landmarks."""
     refine_face_px: float = REFINE_FACE_PX
     flip: bool = True
-    """Average the embedding with that of the mirrored crop."""
+    """Average the embedding with that of the mirrored crop (always at enrolment)."""
+    flip_band: float = 0.08
+    """At the gate: mirror pass only when |best - threshold| < flip_band (1.0: always)."""
+    flip_margin: float = 0.03
+    """At the gate: mirror pass also when best - runner-up < flip_margin."""
 
     @classmethod
     def legacy(cls) -> EmbedOptions:
@@ -53,6 +57,27 @@ class EmbedOptions:
         if self.flip:
             parts.append("flip")
         return "+".join(parts)
+
+
+def needs_mirror(
+    best: float | None, runner_up: float | None, threshold: float, opts: EmbedOptions
+) -> bool:
+    """Whether the gate embeds the mirror view after the plain one (rule above).
+
+    ``best``/``runner_up``: the plain view's top two subject scores (None when
+    the gallery has fewer subjects). ``flip_band`` >= 1: always. A face below
+    ``threshold - flip_band`` (or an empty gallery) is a clear stranger whatever
+    the runner-up; the margin rule applies to a face that could be granted.
+    """
+    if not opts.flip:
+        return False
+    if opts.flip_band >= 1.0:
+        return True
+    if best is None or best <= threshold - opts.flip_band:
+        return False  # nobody can be granted: a clear stranger
+    if best - threshold < opts.flip_band:
+        return True
+    return runner_up is not None and best - runner_up < opts.flip_margin
 
 
 def refine(

@@ -10,7 +10,11 @@ enrolled identity is a **mated probe**; every image of a stranger is a
 quality gate; a probe that passes is searched against the gallery and
 granted when its best score reaches the device threshold
 (``ThresholdPolicy``: ``target_fmr / gallery size`` looked up in the
-calibration table).
+calibration table). Enrolment uses the enrolment quality limits (wider yaw)
+and the fused template. With ``opts`` (mirror fusion on), a probe is searched
+with its plain view first and re-searched fused only when
+:func:`~.fusion.needs_mirror` says so, as the gate does; ``probes_mirrored``
+counts those.
 
 Reported: FNIR per mated probe image (not granted as its own identity,
 including gate refusals; also without them), mated probes granted as
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .evaluation import Sample
+from .fusion import EmbedOptions, needs_mirror
 from .reasons import Reason
 from .thresholds import ThresholdPolicy
 
@@ -45,6 +50,9 @@ class OpenSetResult:
     stranger_refused: int
     strangers_granted: int
     threshold: float
+    probes_searched: int = 0
+    probes_mirrored: int = 0
+    """Searched probes whose plain view was uncertain (mirror view embedded)."""
 
     @property
     def fnir(self) -> float:
@@ -68,12 +76,33 @@ def _usable(s: Sample, *, enrol: bool) -> Reason:
     reason = s.enrol_selected if enrol else s.selected
     if reason is not Reason.OK:
         return reason
-    if s.gate is not Reason.OK or s.embedding is None:
-        return s.gate if s.gate is not Reason.OK else Reason.NO_FACE
+    gate = s.enrol_gate if enrol else s.gate
+    if gate is not Reason.OK or s.embedding is None:
+        return gate if gate is not Reason.OK else Reason.NO_FACE
     return Reason.OK
 
 
-def run_open_set(samples: list[Sample], policy: ThresholdPolicy) -> OpenSetResult:
+def _probe(s: Sample, g: np.ndarray, owners: list[int], *, threshold: float,
+           opts: EmbedOptions | None, counts: list[int]) -> int:
+    """Granted label or -1 for a probe that passed the gate (the gate's mirror rule)."""
+    assert s.embedding is not None
+    scores = g @ s.embedding
+    if opts is not None and s.plain is not None:
+        plain = g @ s.plain
+        top = np.sort(plain)[::-1]
+        second = float(top[1]) if top.size > 1 else None
+        counts[0] += 1
+        if needs_mirror(float(top[0]), second, threshold, opts):
+            counts[1] += 1
+        else:
+            scores = plain
+    j = int(np.argmax(scores))
+    return owners[j] if float(scores[j]) >= threshold else -1
+
+
+def run_open_set(
+    samples: list[Sample], policy: ThresholdPolicy, opts: EmbedOptions | None = None
+) -> OpenSetResult:
     """Run the protocol above on ``samples`` (file order: identity, then image)."""
     by_label: dict[int, list[Sample]] = {}
     for s in samples:
@@ -98,15 +127,13 @@ def run_open_set(samples: list[Sample], policy: ThresholdPolicy) -> OpenSetResul
         mated.extend(rest)
     threshold = policy.threshold(len(gallery))
     g = np.stack(gallery) if gallery else np.zeros((0, 1), np.float32)
+    counts = [0, 0]  # probes searched with the plain view first, of them mirrored
 
     def search(s: Sample) -> tuple[bool, int]:
         """(passed gate, granted label or -1)."""
         if _usable(s, enrol=False) is not Reason.OK or not owners:
             return False, -1
-        assert s.embedding is not None
-        scores = g @ s.embedding
-        j = int(np.argmax(scores))
-        return True, owners[j] if float(scores[j]) >= threshold else -1
+        return True, _probe(s, g, owners, threshold=threshold, opts=opts, counts=counts)
 
     m_ref = m_miss = m_wrong = 0
     for s in mated:
@@ -127,5 +154,5 @@ def run_open_set(samples: list[Sample], policy: ThresholdPolicy) -> OpenSetResul
         enrolled=len(owners), failed_to_enrol=sum(fte.values()), fte_reasons=fte,
         mated_probes=len(mated), mated_refused=m_ref, mated_missed=m_miss, mated_wrong=m_wrong,
         stranger_probes=len(probes), stranger_refused=s_ref, strangers_granted=s_grant,
-        threshold=threshold,
+        threshold=threshold, probes_searched=counts[0], probes_mirrored=counts[1],
     )

@@ -2,6 +2,11 @@
 
 Selection is :func:`~.selection.select_face` (largest face in the ROI, with a
 margin against the second); refinement and view fusion are ``fusion.py``.
+The mirror view is embedded only when the plain view's search is uncertain
+(:func:`~.fusion.needs_mirror`: best score near the decision threshold, or a
+small runner-up margin); :attr:`FramePipeline.mirror_passes` counts those
+extra recogniser runs. Without a ``threshold`` function (tools, benches) or
+with ``search=False`` the mirror view is always fused.
 
 :meth:`FramePipeline.analyse` is blocking (ONNX, OpenCV) and runs in a worker
 thread. Its :class:`FrameAnalysis` is internal to the recognition package:
@@ -12,6 +17,7 @@ and is never published, logged or stored.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,13 +31,21 @@ from ...drivers.models.loader import LoadedModels
 from ...runtime.events import StageResult
 from .align import align_face
 from .errors import ImageRejected
-from .fusion import EmbedOptions, aligned_views, fuse_rows, refine
+from .fusion import EmbedOptions, aligned_views, fuse_rows, needs_mirror, refine
 from .image import to_bgr8
 from .liveness import FrameCheck
 from .matcher import Matcher, SearchResult
 from .quality import QualityLimits, assess, first_failure
 from .reasons import Reason
 from .selection import GATE_RULE, Roi, SelectionRule, select_face
+
+ENROL_MAX_YAW_DEG = 85.0
+"""Default ``fusion.enrol_max_yaw_deg``: enrolment photos accept a wider yaw than the gate."""
+
+
+def enrol_limits(gate: QualityLimits, max_yaw_deg: float = ENROL_MAX_YAW_DEG) -> QualityLimits:
+    """The gate's quality limits with the enrolment yaw limit (never narrower than the gate's)."""
+    return dataclasses.replace(gate, max_yaw_deg=max(gate.max_yaw_deg, max_yaw_deg))
 
 
 def pick_target(
@@ -54,6 +68,8 @@ class FrameAnalysis:
     crop_grey: npt.NDArray[np.uint8] | None = field(default=None, repr=False)
     embedding: npt.NDArray[np.float32] | None = field(default=None, repr=False)
     search: SearchResult | None = None
+    mirrored: bool = False
+    """The mirror view was embedded and fused (uncertain plain view, or always)."""
     latency_ms: dict[str, float] = field(default_factory=dict)
     skipped: bool = False
     """The target's track was already decided: analysis stopped after selection."""
@@ -77,6 +93,8 @@ class FramePipeline:
         frame_checks: Sequence[FrameCheck] = (),
         rule: SelectionRule | None = None,
         embed: EmbedOptions | None = None,
+        threshold: Callable[[int], float] | None = None,
+        enrol_quality: QualityLimits | None = None,
     ) -> None:
         self.models = models
         self.matcher = matcher
@@ -85,6 +103,13 @@ class FramePipeline:
         self.embed_opts = embed or EmbedOptions()
         self.quality = quality or QualityLimits()
         self.frame_checks = tuple(frame_checks)
+        self.enrol_quality = enrol_quality or enrol_limits(self.quality)
+        """The gate's limits with the wider enrolment yaw (``fusion.enrol_max_yaw_deg``)."""
+        self.threshold = threshold
+        """Decision threshold for a gallery size; None: the mirror view is always fused."""
+        self.mirror_passes = 0
+        """Recogniser runs spent on a mirror view (work counter, for tests and benches)."""
+        self._count_lock = threading.Lock()
         self.embedded = 0
         """Faces embedded so far (a work counter for benches and tests)."""
 
@@ -143,12 +168,48 @@ class FramePipeline:
         if live_failed is not None:
             out.reason = Reason(live_failed.reason)
             return out
-        out.embedding = fuse_rows(self.models.embedder.embed(aligned_views(crop, self.embed_opts)))
+        self._embed_and_search(out, crop, search=search)
         self.embedded += 1
-        t5 = time.perf_counter()
-        lat["embed"] = (t5 - t4) * 1e3
-        if search:
-            out.search = self.matcher.search(out.embedding, k=2)
-            lat["search"] = (time.perf_counter() - t5) * 1e3
+        lat["embed"] = (time.perf_counter() - t4) * 1e3 - lat.get("search", 0.0)
         lat["total"] = (time.perf_counter() - t0) * 1e3
         return out
+
+    def _embed_and_search(
+        self, out: FrameAnalysis, crop: npt.NDArray[np.uint8], *, search: bool
+    ) -> None:
+        """Plain view, search; the mirror view only when the rule says so (fusion.py)."""
+        opts = self.embed_opts
+        if not opts.flip or self.threshold is None or not search or opts.flip_band >= 1.0:
+            out.mirrored = opts.flip
+            out.embedding = fuse_rows(self.models.embedder.embed(aligned_views(crop, opts)))
+            if opts.flip:
+                self._count()
+            if search:
+                self._search(out)
+            return
+        plain = self.models.embedder.embed(crop[None])
+        out.embedding = np.asarray(plain[0], dtype=np.float32)
+        self._search(out)
+        assert out.search is not None
+        best, second = out.search.best, out.search.runner_up
+        threshold = self.threshold(out.search.subjects)
+        if needs_mirror(best.score if best else None, second.score if second else None,
+                        threshold, opts):
+            mirror = self.models.embedder.embed(
+                np.asarray(cv2.flip(crop, 1), dtype=np.uint8)[None])
+            self._count()
+            out.mirrored = True
+            out.embedding = fuse_rows(np.concatenate([plain, mirror]))
+            self._search(out)
+
+    def _search(self, out: FrameAnalysis) -> None:
+        """Top-2 subjects of ``out.embedding``; its time adds to ``latency_ms['search']``."""
+        assert out.embedding is not None
+        t = time.perf_counter()
+        out.search = self.matcher.search(out.embedding, k=2)
+        ms = (time.perf_counter() - t) * 1e3
+        out.latency_ms["search"] = out.latency_ms.get("search", 0.0) + ms
+
+    def _count(self) -> None:
+        with self._count_lock:
+            self.mirror_passes += 1

@@ -205,7 +205,31 @@ class FusionSettings:
     flip: bool = setting(
         True,
         doc="Embed the aligned face and its mirror image in one batch and average the two "
-        "(enrolment and gate alike); costs one more recogniser row per frame.",
+        "(enrolment and gate alike); costs one more recogniser row per frame.  At the gate "
+        "only uncertain faces get the mirror row (flip_band, flip_margin).",
+    )
+    flip_band: float = setting(
+        0.08,
+        doc="At the gate the mirror view is embedded only when the plain view is uncertain: "
+        "its best score within this distance of the decision threshold (1.0: every frame; "
+        "0: only by flip_margin). Enrolment always fuses when flip is on.",
+        ge=0,
+        le=1,
+    )
+    flip_margin: float = setting(
+        0.03,
+        doc="At the gate the mirror view is also embedded when the plain view's best score "
+        "is above the flip_band and leads the runner-up subject by less than this.",
+        ge=0,
+        le=1,
+    )
+    enrol_max_yaw_deg: float = setting(
+        85.0,
+        doc="Largest yaw (deg) accepted in an enrolment photo (the live gate uses "
+        "quality.max_yaw_deg): a photo is enrolled offline with both views fused, so a wider "
+        "pose is still a usable template.",
+        gt=0,
+        le=90,
     )
     central_roi: tuple[float, float, float, float] = setting(
         (0.25, 0.25, 0.5, 0.5),

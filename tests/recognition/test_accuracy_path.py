@@ -235,7 +235,8 @@ def test_open_set_counts_fte_fnir_and_strangers_at_the_device_threshold() -> Non
     for lab in range(6):
         s.append(Sample(lab, ok, ok, embedding=axes[lab]))  # first image: enrolment
         s.append(Sample(lab, ok, ok, embedding=_unit([*axes[lab][:6] * 3, 1, 0])))  # mate
-    s[2].gate = Reason.QUALITY_BLUR  # identity 1 fails to enrol
+    s[2].gate = s[2].enrol_gate = Reason.QUALITY_BLUR  # identity 1 fails to enrol
+    s[0].gate = Reason.QUALITY_POSE_YAW  # identity 0: too turned for the gate, not to enrol
     s[7].gate = Reason.QUALITY_POSE_YAW  # identity 3's probe is refused
     s[1].embedding = _unit([0, 1, 0, 0, 0, 0, 0, 0])  # identity 0's probe looks like 1
     s[5].embedding = _unit([1, 0, 0, 0, 0, 0, 0, 0])  # stranger 2 looks like identity 0
@@ -248,5 +249,6 @@ def test_open_set_counts_fte_fnir_and_strangers_at_the_device_threshold() -> Non
     assert r.fnir == pytest.approx(2 / 3)
     assert r.stranger_probes == 4 and r.strangers_granted == 1
     g = gate_report(s, threshold=0.5)
-    assert g.refused == 2 and g.by_reason == {"quality_blur": 1, "quality_pose_yaw": 1}
-    assert g.refused_with_mates == 2 and g.would_match == 2
+    assert g.refused == 3 and g.by_reason == {"quality_blur": 1, "quality_pose_yaw": 2}
+    # Identity 0's refused first image does not resemble its (odd) probe: would not match.
+    assert g.refused_with_mates == 3 and g.would_match == 2

@@ -140,9 +140,14 @@ def test_calibrate_cli_writes_a_usable_table(
     assert summary["identities"] == 6 and summary["images"] == 14
     # Every configuration reports failures to enrol and gate refusals next to FNMR.
     rows = {r["config"]: r for r in summary["configurations"]}
-    assert summary["device_config"] == "refine+flip" and set(rows) >= {"legacy", "refine+flip"}
+    # The device fuses templates always and probes only when uncertain (fusion.flip_band).
+    assert summary["device_config"] == "refine+flip@gate"
+    assert set(rows) >= {"legacy", "refine+flip", "refine+flip@gate"}
     assert {"failed_to_enrol", "gate_refused", "gate_would_match", "fnmr@0.0001"} <= set(
         rows["refine+flip"])
+    assert 0 <= rows["refine+flip@gate"]["mirrored_pair_share"] <= 1
+    o = summary["open_set"]
+    assert 0 <= o["probes_mirrored"] <= o["probes_searched"]
     assert summary["open_set"]["enrolled"] + summary["open_set"]["failed_to_enrol"] == 4
     assert summary["genuine_pairs"] == 10 and summary["impostor_pairs"] == 81
     assert 0 < summary["eer"] < 0.2  # only the mislabelled pair is a genuine miss

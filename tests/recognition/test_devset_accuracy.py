@@ -1,5 +1,14 @@
 """Opt-in accuracy check on ../shared/faces/devset (1,056 identities, 5,232 images).
 
+CI runs it on every 4th identity (264 identities, 1,278 images) so it stays well
+inside its timeout on the shared 2-core machine. Measured cost of calibrate's
+device path (detect, refine, gate, four recogniser rows): 0.128 s of CPU per
+image (AMD EPYC, from `--every 20` vs `--every 4` runs: 27.7 s vs 164.4 s CPU for
+208 vs 1,278 images). Estimate on an idle 2-core machine (wall <= CPU time):
+~170 s for `--every 4` (14% of the 1,200 s timeout); `--every 2` would be ~340 s
+idle but took ~24 min at today's load average of 13 (one `--every 4` run: 722 s
+wall), past the timeout, and the full set ~680 s idle.
+
 The devset is research data that must never be copied into the project, so a
 fresh clone does not have it: this test then skips and says so. CI has the
 folder beside the clone, so there it guards against accuracy regressions of
@@ -28,21 +37,30 @@ DEVSET = Path(__file__).resolve().parents[2].parent / "shared" / "faces" / "devs
 def test_calibrate_on_devset_meets_the_reference(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "facegate.runtime.app.cli", "calibrate", str(DEVSET),
-         "--json", "--open-set", "-o", str(tmp_path / "table.json")],
+         "--every", "4", "--json", "--open-set", "-o", str(tmp_path / "table.json")],
         capture_output=True, text=True, timeout=1180, check=True,
     )
     summary = json.loads(out.stdout)
     print(json.dumps(summary, indent=2))  # the figures land in the CI log
-    assert summary["identities"] >= 1000
-    # No worse than the published reference for this model pair.
+    assert summary["identities"] >= 250  # every 4th of 1,056
+    # No worse than the published reference for this model pair (measured on every 4th
+    # identity, device configuration refine+flip@gate, int8: EER 0.65%, FNMR 1.76% at
+    # 1e-3 and 4.44% at 1e-4).
     assert summary["eer"] <= 0.0217
     assert summary["fnmr@0.001"] <= 0.0471
     assert summary["fnmr@0.0001"] <= 0.0779
     assert (tmp_path / "table.json").is_file()
     # Issue 15: the device path (selection, refinement, gate, flip fusion) beats the
     # legacy path at FMR 1e-4, and the open-set run at the device threshold grants no
-    # stranger (measured on every 4th identity: 4.4% vs 5.1%, 0 strangers granted).
+    # stranger (measured on every 4th identity: 4.44% vs 5.15%, 0 of 345 strangers granted).
     rows = {r["config"]: r for r in summary["configurations"]}
+    assert summary["device_config"] == "refine+flip@gate"
     assert rows["refine+flip"]["fnmr@0.0001"] < rows["legacy"]["fnmr@0.0001"]
+    assert rows["refine+flip@gate"]["fnmr@0.0001"] < rows["legacy"]["fnmr@0.0001"]
     assert rows["refine+flip"]["fte_rate"] <= 0.01
-    assert summary["open_set"]["strangers_granted"] == 0
+    o = summary["open_set"]
+    assert o["strangers_granted"] == 0
+    # Enrolment accepts a wider yaw than the gate (measured: 0 of 176 at 85 deg; 2 at 65).
+    assert o["fte_rate"] <= 0.01
+    # The gate spends the mirror view on the uncertain probes only (measured 128 of 1,076).
+    assert o["probes_mirrored"] <= 0.3 * o["probes_searched"]

@@ -91,7 +91,10 @@ def test_face_count_and_quality_rejections(engine: RecognitionEngine) -> None:
     assert _reason(engine, face_bytes("identification1.jpg")) == Reason.MANY_FACES
     strict = RecognitionEngine(
         dataclasses.replace(RecognitionSection(), quality=dataclasses.replace(
-            RecognitionSection().quality, max_yaw_deg=30.0)), engine.models)
+            RecognitionSection().quality, max_yaw_deg=30.0),
+            # Enrolment has its own (wider) yaw limit: strict there too.
+            fusion=dataclasses.replace(RecognitionSection().fusion, enrol_max_yaw_deg=30.0)),
+        engine.models)
     assert _reason(strict, face_bytes("detection3.jpg")) == Reason.QUALITY_POSE_YAW
     blurred = cv2.GaussianBlur(face_bgr("obama.jpg"), (0, 0), 12)
     assert _reason(engine, _png(blurred)) in {Reason.QUALITY_BLUR, Reason.NO_FACE}
