@@ -62,7 +62,8 @@ async def rig(policy: Policy, clock: ManualClock) -> AsyncIterator[Rig]:
             store=policy.store,
         )
         table = device_verbs(
-            {"door": door, "access.remote_open": remote},
+            door=door,
+            remote_open=remote,
             clock=clock,
             device_id="gate-1",
             tunables=Tunables(),
@@ -200,7 +201,7 @@ async def test_a_door_that_cannot_open_is_recorded_in_the_chain(
         door = DoorController(section, gpio, bus, clock)
         remote = RemoteOpen(door, bus, clock, authoriser=None, store=policy.store)
         table = device_verbs(
-            {"door": door, "access.remote_open": remote}, clock=clock, device_id="gate-1", tunables=Tunables()
+            door=door, remote_open=remote, clock=clock, device_id="gate-1", tunables=Tunables()
         )
         task = asyncio.create_task(door.run(), name="door")
         for _ in range(20):
