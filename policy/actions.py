@@ -1,4 +1,4 @@
-"""The data-subject rights as MQTT command verbs: component ``privacy`` (and ``keys``).
+"""The data-subject rights as MQTT command verbs (``Parts.privacy`` of the composition root).
 
 :class:`PrivacyActions` adapts the :class:`~facegate.policy.Policy` API to the
 command layer's ``PrivacyActions`` protocol (``facegate.handlers.commands.verbs``).
@@ -18,13 +18,11 @@ The policy decides what personal data is processed, so the adapter lives here:
   without a key the reply is a summary of counts and ids.
 
 Every reply holds ids and counts only, never a name, attribute value, image or
-embedding. Errors become :class:`VerbFailed` with a stable code:
-``consent_required``, ``unknown_consent``, ``consent_mismatch``,
-``unknown_subject``, ``invalid_transition``, ``image_rejected:<reason>``,
-``bad_args``, ``not_ready``.
-
-:class:`OfflineKeyRotation` (component ``keys``) refuses ``keys/rotate`` with
-``not_supported_while_running``: see its docstring for why.
+embedding. Errors are the policy's own :class:`~.errors.PolicyActionError`
+with a stable ``code`` (``consent_required``, ``unknown_consent``,
+``consent_mismatch``, ``unknown_subject``, ``invalid_transition``,
+``image_rejected:<reason>``, ``bad_args``, ``busy``); the command layer maps
+them to reply codes.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ import hashlib
 import json
 import os
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -43,7 +41,6 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from ..handlers.commands.errors import CommandRefused, VerbFailed
 from ..handlers.recognition.errors import ImageRejected, RecognitionError
 from ..storage.errors import InvalidInputError, OutboxFullError, StorageError
 from .consent import ACCESS_CONTROL
@@ -55,17 +52,14 @@ from .errors import (
     ConsentNotFoundError,
     ConsentRequiredError,
     InvalidTransitionError,
+    PolicyActionError,
     PolicyError,
     SubjectRestrictedError,
     SubjectUnknownError,
 )
 from .images import EmbeddedImage, enrol_images
-from .licence.errors import LicenceRequired
 from .rights import export_subject
 from .rights_actions import RightsActions
-
-if TYPE_CHECKING:
-    pass
 
 _log = structlog.get_logger("facegate.policy.actions")
 
@@ -74,13 +68,6 @@ BUNDLE_ALG = "X25519-HKDF-SHA256-AES256GCM"
 _BUNDLE_INFO = b"facegate/export-bundle/v1"
 _MAPPED = (PolicyError, StorageError, RecognitionError)
 """Errors that become a reply code; anything else is a bug and propagates."""
-
-
-class PolicySource(Protocol):
-    """Where the opened policy comes from (:class:`~facegate.policy.assembly.PolicyHost`)."""
-
-    @property
-    def policy(self) -> Policy: ...
 
 
 Embedder = Callable[[bytes], Awaitable[EmbeddedImage]]
@@ -97,25 +84,20 @@ class EnrolmentGate(Protocol):
 
 
 class PrivacyActions(RightsActions):
-    """Component ``privacy``: the rights verbs over one device's policy (see module docstring).
+    """The rights verbs over one device's opened policy (see module docstring).
 
-    ``embedder`` returns the image embedder (``RecognitionEngine.embed_image``)
-    or None when recognition is not part of this device; it is looked up per
-    call because the engine loads after assembly.
+    ``embedder`` is the image embedder (``RecognitionEngine.embed_image``), or
+    None when recognition is not part of this device (``enroll`` then fails
+    with ``not_available``).
     """
 
-    def __init__(self, source: PolicySource, embedder: Callable[[], Embedder | None]) -> None:
-        self._source = source
+    def __init__(
+        self, policy: Policy, embedder: Embedder | None, *, licence: EnrolmentGate | None = None
+    ) -> None:
+        self._policy = policy
         self._embedder = embedder
-        self.licence: EnrolmentGate | None = None
-        """Set by the licence wiring: enrolment needs a usable licence and respects max_subjects."""
-
-    @property
-    def _policy(self) -> Policy:
-        try:
-            return self._source.policy
-        except RuntimeError:
-            raise VerbFailed("the privacy policy is not open yet", code="not_ready") from None
+        self.licence = licence
+        """Enrolment needs a usable licence and respects max_subjects (when licensing is on)."""
 
     # -- enrol ------------------------------------------------------------------------------
 
@@ -123,28 +105,29 @@ class PrivacyActions(RightsActions):
         self, image: bytes, *, consent_ref: str, subject_id: str | None, actor: str = "mqtt"
     ) -> Result:
         policy = self._policy
-        embed = self._embedder()
+        embed = self._embedder
         if embed is None:
-            raise VerbFailed("this device has no recognition engine to enrol with", code="not_available")
+            raise PolicyActionError(
+                "this device has no recognition engine to enrol with", code="not_available"
+            )
         if self.licence is not None:
-            try:
-                await self.licence.admit_enrolment(subject_id)
-            except LicenceRequired as exc:
-                raise VerbFailed(str(exc), code=exc.code) from None
+            await self.licence.admit_enrolment(subject_id)  # LicenceRequired: a coded refusal
         try:
             consent = await policy.consents.get(consent_ref)
         except ConsentNotFoundError:
-            raise VerbFailed("consent_ref names no consent on this device", code="unknown_consent") from None
+            raise PolicyActionError(
+                "consent_ref names no consent on this device", code="unknown_consent"
+            ) from None
         sid = subject_id or consent.subject_id
         if consent.subject_id != sid:
-            raise VerbFailed("consent_ref belongs to another subject", code="consent_mismatch")
+            raise PolicyActionError("consent_ref belongs to another subject", code="consent_mismatch")
         usable = (
             consent.kind is ConsentKind.BIOMETRIC
             and consent.purpose == ACCESS_CONTROL
             and consent.is_active(policy.clock.wall())
         )
         if not usable:
-            raise VerbFailed(
+            raise PolicyActionError(
                 f"consent_ref is a {consent.state.value} {consent.kind.value} consent for "
                 f"{consent.purpose}; enrolment needs an active biometric consent for {ACCESS_CONTROL}",
                 code="consent_required",
@@ -181,7 +164,7 @@ class PrivacyActions(RightsActions):
         except _MAPPED as exc:
             raise _mapped(exc) from None
         if consent.subject_id != subject_id:
-            raise VerbFailed("consent_ref belongs to another subject", code="consent_mismatch")
+            raise PolicyActionError("consent_ref belongs to another subject", code="consent_mismatch")
         try:
             record, erased = await policy.withdraw_consent(consent_ref, actor=actor)
         except _MAPPED as exc:
@@ -199,8 +182,10 @@ class PrivacyActions(RightsActions):
 
     async def rectify(self, subject_id: str, attributes: Mapping[str, Any], *, actor: str = "mqtt") -> Result:
         if "display_name" in attributes or "name" in attributes:
-            raise CommandRefused(
-                "names are not accepted over MQTT; use `facegate subjects rectify --name`", code="bad_args"
+            raise PolicyActionError(
+                "names are not accepted over MQTT; use `facegate subjects rectify --name`",
+                code="bad_args",
+                bad_input=True,
             )
         remove = [k for k, v in attributes.items() if v is None]
         update = {k: v for k, v in attributes.items() if v is not None}
@@ -253,25 +238,26 @@ def _erasure(subject_id: str, out: ErasureOutcome) -> Result:
     }
 
 
-def _mapped(exc: Exception) -> Exception:
+def _mapped(exc: Exception) -> PolicyActionError:
     """The stable reply code of a policy, storage or recognition error."""
     if isinstance(exc, ConsentRequiredError):
-        return VerbFailed(f"missing consent: {exc.missing}", code="consent_required")
+        return PolicyActionError(f"missing consent: {exc.missing}", code="consent_required")
     if isinstance(exc, SubjectUnknownError):
-        return VerbFailed("the subject is not known to this device", code="unknown_subject")
+        return PolicyActionError("the subject is not known to this device", code="unknown_subject")
     if isinstance(exc, ConsentNotFoundError):
-        return VerbFailed("consent_ref names no consent on this device", code="unknown_consent")
+        return PolicyActionError("consent_ref names no consent on this device", code="unknown_consent")
     if isinstance(exc, SubjectRestrictedError):
-        return VerbFailed(str(exc), code="restricted")
+        return PolicyActionError(str(exc), code="restricted")
     if isinstance(exc, InvalidTransitionError):
-        return VerbFailed(str(exc), code="invalid_transition")
+        return PolicyActionError(str(exc), code="invalid_transition")
     if isinstance(exc, ImageRejected):
-        return VerbFailed(f"image rejected: {exc.reason_code}", code=f"image_rejected:{exc.reason_code}")
+        reason = exc.reason_code
+        return PolicyActionError(f"image rejected: {reason}", code=f"image_rejected:{reason}")
     if isinstance(exc, ConsentInputError | InvalidInputError):
-        return CommandRefused(str(exc), code="bad_args")
+        return PolicyActionError(str(exc), code="bad_args", bad_input=True)
     if isinstance(exc, OutboxFullError):
-        return VerbFailed("the event outbox is full; try again when the broker drains it", code="busy")
-    return VerbFailed(f"{type(exc).__name__}: {exc}")
+        return PolicyActionError("the event outbox is full; try again when the broker drains it", code="busy")
+    return PolicyActionError(f"{type(exc).__name__}: {exc}")
 
 
 # -- encrypted export bundles ---------------------------------------------------------------------
@@ -287,7 +273,9 @@ def seal_bundle(bundle: bytes, subject_id: str, recipient_public_key: bytes) -> 
     try:
         recipient = X25519PublicKey.from_public_bytes(recipient_public_key)
     except ValueError:
-        raise CommandRefused("recipient_key_b64 must be 32 raw X25519 bytes", code="bad_args") from None
+        raise PolicyActionError(
+            "recipient_key_b64 must be 32 raw X25519 bytes", code="bad_args", bad_input=True
+        ) from None
     eph = X25519PrivateKey.generate()
     eph_pub = eph.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     key = _bundle_key(eph.exchange(recipient), subject_id, eph_pub, recipient_public_key)

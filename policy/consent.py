@@ -21,13 +21,13 @@ combines a withdrawal with the erasure it implies.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from ..runtime.config.privacy import PrivacySection
 from ..runtime.events import PrivacyKind
 from ..storage import AuditAction, EventClass, Store, Tx, uuid7_str
+from ..storage.consents import AgeRow, ConsentRow
 from . import receipts
 from .collection import check_subject_id
 from .consent_model import (
@@ -49,12 +49,6 @@ _GRANTED = frozenset({ConsentState.PENDING, ConsentState.ACTIVE})
 _DIGEST = re.compile(r"^[A-Za-z0-9:+/=_.-]{8,200}$")
 _TEXT = re.compile(r"^[^\x00-\x1f]{1,128}$")
 
-_COLUMNS = (
-    "consent_id, subject_id, kind, purpose, state, granted_at, method, notice_version, actor, "
-    "evidence_digest, expires_at, guardian_id, guardian_relationship, guardian_evidence_digest, "
-    "changed_at"
-)
-
 
 @dataclass(frozen=True)
 class AgeRecord:
@@ -71,24 +65,58 @@ def today(wall: float) -> date:
     return datetime.fromtimestamp(wall, tz=UTC).date()
 
 
-def _row_to_record(r: Sequence[object]) -> ConsentRecord:
+def _record(r: ConsentRow) -> ConsentRecord:
     guardian = None
-    if r[11] is not None:
-        guardian = Guardian(guardian_id=str(r[11]), relationship=str(r[12]), evidence_digest=str(r[13]))
+    if r.guardian_id is not None:
+        guardian = Guardian(
+            guardian_id=r.guardian_id,
+            relationship=str(r.guardian_relationship),
+            evidence_digest=str(r.guardian_evidence_digest),
+        )
     return ConsentRecord(
-        consent_id=str(r[0]),
-        subject_id=str(r[1]),
-        kind=ConsentKind(str(r[2])),
-        purpose=str(r[3]),
-        state=ConsentState(str(r[4])),
-        granted_at=None if r[5] is None else float(str(r[5])),
-        method=ConsentMethod(str(r[6])),
-        notice_version=str(r[7]),
-        actor=str(r[8]),
-        evidence_digest=str(r[9]),
-        expires_at=None if r[10] is None else float(str(r[10])),
+        consent_id=r.consent_id,
+        subject_id=r.subject_id,
+        kind=ConsentKind(r.kind),
+        purpose=r.purpose,
+        state=ConsentState(r.state),
+        granted_at=r.granted_at,
+        method=ConsentMethod(r.method),
+        notice_version=r.notice_version,
+        actor=r.actor,
+        evidence_digest=r.evidence_digest,
+        expires_at=r.expires_at,
         guardian=guardian,
-        changed_at=float(str(r[14])),
+        changed_at=r.changed_at,
+    )
+
+
+def _row(rec: ConsentRecord) -> ConsentRow:
+    g = rec.guardian
+    return ConsentRow(
+        consent_id=rec.consent_id,
+        subject_id=rec.subject_id,
+        kind=rec.kind.value,
+        purpose=rec.purpose,
+        state=rec.state.value,
+        granted_at=rec.granted_at,
+        method=rec.method.value,
+        notice_version=rec.notice_version,
+        actor=rec.actor,
+        evidence_digest=rec.evidence_digest,
+        expires_at=rec.expires_at,
+        guardian_id=g.guardian_id if g else None,
+        guardian_relationship=g.relationship if g else None,
+        guardian_evidence_digest=g.evidence_digest if g else None,
+        changed_at=rec.changed_at,
+    )
+
+
+def _age(r: AgeRow) -> AgeRecord:
+    return AgeRecord(
+        r.subject_id,
+        None if r.birth_date is None else date.fromisoformat(r.birth_date),
+        None if r.age_band is None else AgeBand(r.age_band),
+        r.recorded_at,
     )
 
 
@@ -107,38 +135,17 @@ class ConsentRegistry:
 
     # -- reads ------------------------------------------------------------
     async def get(self, consent_id: str, *, tx: Tx | None = None) -> ConsentRecord:
-        src = tx if tx is not None else self.store.db
-        row = await src.fetchone(
-            f"SELECT {_COLUMNS} FROM consents WHERE consent_id = ?",  # noqa: S608  # constant column list
-            (consent_id,),
-        )
+        row = await self.store.consents.get(consent_id, tx=tx)
         if row is None:
             raise ConsentNotFoundError(f"no consent {consent_id}")
-        return _row_to_record(row)
+        return _record(row)
 
     async def for_subject(self, subject_id: str, *, tx: Tx | None = None) -> list[ConsentRecord]:
-        src = tx if tx is not None else self.store.db
-        rows = await src.fetchall(
-            f"SELECT {_COLUMNS} FROM consents WHERE subject_id = ? "  # noqa: S608  # constant column list
-            "ORDER BY consent_id",
-            (subject_id,),
-        )
-        return [_row_to_record(r) for r in rows]
+        return [_record(r) for r in await self.store.consents.for_subject(subject_id, tx=tx)]
 
     async def age(self, subject_id: str, *, tx: Tx | None = None) -> AgeRecord | None:
-        src = tx if tx is not None else self.store.db
-        row = await src.fetchone(
-            "SELECT birth_date, age_band, recorded_at FROM policy_age WHERE subject_id = ?",
-            (subject_id,),
-        )
-        if row is None:
-            return None
-        return AgeRecord(
-            subject_id,
-            None if row[0] is None else date.fromisoformat(str(row[0])),
-            None if row[1] is None else AgeBand(str(row[1])),
-            float(row[2]),
-        )
+        row = await self.store.ages.get(subject_id, tx=tx)
+        return None if row is None else _age(row)
 
     # -- the enrolment rule -------------------------------------------------
     async def check_enrolment(self, subject_id: str, purpose: str, *, tx: Tx | None = None) -> str:
@@ -222,27 +229,7 @@ class ConsentRegistry:
                 guardian=guardian,
                 changed_at=tx.at,
             )
-            g = guardian
-            await tx.execute(
-                f"INSERT INTO consents({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608  # constant column list
-                (
-                    record.consent_id,
-                    subject_id,
-                    kind.value,
-                    purpose,
-                    record.state.value,
-                    None,
-                    method.value,
-                    notice,
-                    actor,
-                    evidence_digest,
-                    expires_at,
-                    g.guardian_id if g else None,
-                    g.relationship if g else None,
-                    g.evidence_digest if g else None,
-                    tx.at,
-                ),
-            )
+            await self.store.consents.insert(tx, _row(record))
             await self._audit(tx, record, None, actor, "granted")
             if activate:
                 record = await self._move(tx, record, ConsentState.ACTIVE, actor, "granted")
@@ -263,13 +250,9 @@ class ConsentRegistry:
 
     async def expire_due(self, tx: Tx) -> list[ConsentRecord]:
         """Mark every active consent whose expiry has passed as ``expired`` (audited)."""
-        rows = await tx.fetchall(
-            f"SELECT {_COLUMNS} FROM consents WHERE state = ? "  # noqa: S608  # constant column list
-            "AND expires_at IS NOT NULL AND expires_at <= ?",
-            (ConsentState.ACTIVE.value, tx.at),
-        )
+        rows = await self.store.consents.due_to_expire(tx, active_state=ConsentState.ACTIVE.value)
         return [
-            await self._move(tx, _row_to_record(r), ConsentState.EXPIRED, "policy.retention", "expired")
+            await self._move(tx, _record(r), ConsentState.EXPIRED, "policy.retention", "expired")
             for r in rows
         ]
 
@@ -298,12 +281,12 @@ class ConsentRegistry:
     ) -> AgeRecord:
         if birth is not None and birth > today(tx.at):
             raise ConsentInputError("birth date is in the future")
-        await tx.execute(
-            "INSERT INTO policy_age(subject_id, birth_date, age_band, recorded_at, actor) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(subject_id) DO UPDATE SET "
-            "birth_date = excluded.birth_date, age_band = excluded.age_band, "
-            "recorded_at = excluded.recorded_at, actor = excluded.actor",
-            (subject_id, None if birth is None else birth.isoformat(), band and band.value, tx.at, actor),
+        await self.store.ages.put(
+            tx,
+            subject_id,
+            birth_date=None if birth is None else birth.isoformat(),
+            age_band=None if band is None else band.value,
+            actor=actor,
         )
         # The audit row says that age evidence was recorded, never the date itself.
         await self.store.audit(
@@ -319,9 +302,8 @@ class ConsentRegistry:
         self, tx: Tx, record: ConsentRecord, to: ConsentState, actor: str, reason: str
     ) -> ConsentRecord:
         new = record.transition(to, at=tx.at)
-        await tx.execute(
-            "UPDATE consents SET state = ?, granted_at = ?, changed_at = ? WHERE consent_id = ?",
-            (new.state.value, new.granted_at, new.changed_at, new.consent_id),
+        await self.store.consents.set_state(
+            tx, new.consent_id, state=new.state.value, granted_at=new.granted_at, changed_at=new.changed_at
         )
         await self._audit(tx, new, record.state, actor, reason)
         return new

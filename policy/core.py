@@ -6,16 +6,19 @@ check consent and then write through the storage gallery. Storage's own
 ``Gallery.enroll`` is an internal primitive: anything that reaches the
 database without consent is erased by the retention sweeper.
 
-Matcher coherence: one asyncio lock serialises enrolment, erasure and
-sweeps, so an erasure can never be overtaken by a concurrent enrolment's
-matcher update. Erasure removes the subject from the in-memory matcher
-before anything else, so the subject is unmatchable before the call returns.
+Matcher coherence: the gallery's :class:`~facegate.storage.live_matcher.LiveMatcher`
+is the single writer of the in-memory matcher; the policy decides when a
+subject leaves or re-enters it. One asyncio lock serialises enrolment, erasure
+and sweeps, so an erasure can never be overtaken by a concurrent enrolment's
+matcher update. Erasure makes the subject unmatchable before anything else
+(once: the gallery's removal is told so), so it is unmatchable before the
+call returns. Policy holds no SQL and seals nothing: storage's repositories
+(``store.consents``, ``store.ages``, ``store.subjects``, ``store.snapshots``, ...) do.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,23 +31,17 @@ from ..runtime.clock import Clock
 from ..runtime.config.privacy import PrivacySection
 from ..runtime.events import PrivacyKind
 from ..storage import EnrolResult, ErasureReceipt, Store, TemplateSink, Tx, rights_state, uuid7_str
-from ..storage.crypto import seal, subject_aad
 from ..storage.errors import SubjectNotFoundError
+from ..storage.scrub import scrub_subject
 from . import receipts
 from .collection import AttrValue, check_attributes, check_display_name
 from .consent import ACCESS_CONTROL, ConsentRegistry
 from .consent_model import AgeBand, ConsentKind, ConsentRecord, ConsentState
 from .errors import ConsentRequiredError, DeviceDestroyedError, SubjectRestrictedError, SubjectUnknownError
-from .schema import ensure_schema
-from .scrub import scrub_subject
 from .startup import unpermitted_subjects
 
 _log = structlog.get_logger("facegate.policy")
 DESTROYED_KEY = "policy.destroyed_at"
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
 
 
 async def _check_processing(policy: Policy, subject_id: str) -> None:
@@ -103,12 +100,17 @@ class Policy:
         self.device_id = device_id
         self.consents = ConsentRegistry(store, privacy)
         self.lock = asyncio.Lock()
-        self.sink: TemplateSink | None = None
+        self.live = store.gallery.live
+        """The matcher's single writer (the gallery's): the policy decides, it writes."""
         self.attach(sink)
+
+    @property
+    def sink(self) -> TemplateSink | None:
+        """The live matcher attached to the gallery (None: none)."""
+        return self.live.sink
 
     def attach(self, sink: TemplateSink | None) -> None:
         """Keep ``sink`` (the live matcher) in step with enrolments and erasures."""
-        self.sink = sink
         self.store.gallery.attach(sink)
 
     async def open(self) -> Policy:
@@ -122,7 +124,6 @@ class Policy:
         """
         if await self.store.kv.get(DESTROYED_KEY) is not None:
             raise DeviceDestroyedError("this device was destroyed; re-provision it before use")
-        await ensure_schema(self.store)
         from . import reconsent  # noqa: PLC0415  # it imports this module
 
         await reconsent.note_notice(self)
@@ -134,12 +135,7 @@ class Policy:
                 doomed.update(await rights_state.restricted_ids(self.store.db))
                 doomed.update(sid for sid, _ in await rights_state.pending_erasures(self.store.db))
                 doomed.update((await reconsent.status(self)).lapsed)
-                remove_many = getattr(self.sink, "remove_subjects", None)
-                if remove_many is not None:
-                    await _maybe_await(remove_many(sorted(doomed)))
-                else:
-                    for sid in sorted(doomed):
-                        await _maybe_await(self.sink.remove_subject(sid))
+                await self.live.remove_many(sorted(doomed))
         return self
 
     # -- enrolment -----------------------------------------------------------
@@ -215,13 +211,8 @@ class Policy:
                     )
                     if item.display_name is not None or item.attributes:
                         await self._seal_attrs(tx, item.subject_id, item.display_name, item.attributes)
-            if self.sink is not None:
-                for res, arr in done:
-                    await _maybe_await(
-                        self.sink.add_batch(
-                            [res.subject_id] * len(arr), list(res.template_ids), arr, model_id
-                        )
-                    )
+            for res, arr in done:
+                await self.live.add(res.subject_id, res.template_ids, arr, model_id)
         _log.info("policy.enrolled", subjects=len(done), templates=sum(len(r.template_ids) for r, _ in done))
         return [r for r, _ in done]
 
@@ -229,14 +220,8 @@ class Policy:
         self, tx: Tx, subject_id: str, name: str | None, attributes: Mapping[str, AttrValue] | None
     ) -> None:
         blob = json.dumps({"display_name": name, "attributes": check_attributes(attributes)})
-        dek = await self.store.keys.load_dek(tx, subject_id)
-        if dek is None:
+        if not await self.store.subjects.set_attributes(tx, subject_id, blob.encode()):
             raise SubjectUnknownError(f"subject {subject_id} is not enrolled")
-        await tx.execute(
-            "UPDATE subjects SET attrs = ?, updated_at = ? WHERE subject_id = ?",
-            (seal(dek.aead, blob.encode(), subject_aad(subject_id)), tx.at, subject_id),
-        )
-        await self.store.keys.count_uses(tx, dek, 1)
 
     async def record_age(
         self,
@@ -261,16 +246,10 @@ class Policy:
     async def record_match(self, subject_id: str, at: float) -> None:
         """Recognition calls this on a successful match; template retention counts from it."""
         async with self.store.transaction(durable=False) as tx:
-            await tx.execute(
-                "UPDATE subjects SET last_match_at = MAX(COALESCE(last_match_at, 0), ?) WHERE subject_id = ?",
-                (at, subject_id),
-            )
+            await self.store.subjects.record_match(tx, subject_id, at)
 
     async def is_enrolled(self, subject_id: str) -> bool:
-        return (
-            await self.store.db.fetchone("SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,))
-            is not None
-        )
+        return await self.store.subjects.exists(subject_id)
 
     # -- rectification -----------------------------------------------------------
     async def rectify(
@@ -329,8 +308,8 @@ class Policy:
             sid = before.subject_id
             live = before.state in {ConsentState.PENDING, ConsentState.ACTIVE}
             detach = live and before.kind is not ConsentKind.OTHER and await self.is_enrolled(sid)
-            if detach and self.sink is not None:
-                await _maybe_await(self.sink.remove_subject(sid))
+            if detach:
+                await self.live.remove(sid)
             try:
                 record = await self.consents.transition(
                     consent_id, ConsentState.WITHDRAWN, actor=actor, reason="withdrawn"
@@ -369,11 +348,7 @@ class Policy:
             return
         for model in sorted({t.model_id for t in live}):
             rows = [i for i, t in enumerate(live) if t.model_id == model]
-            await _maybe_await(
-                self.sink.add_batch(
-                    [subject_id] * len(rows), [live[i].template_id for i in rows], rec.embeddings[rows], model
-                )
-            )
+            await self.live.add(subject_id, [live[i].template_id for i in rows], rec.embeddings[rows], model)
 
     async def withdraw_subject(
         self, subject_id: str, *, actor: str, purpose: str = ACCESS_CONTROL
@@ -405,8 +380,7 @@ class Policy:
     ) -> ErasureOutcome:
         """Erase with :attr:`lock` already held by the caller (the sweeper)."""
         t0 = self.clock.monotonic()
-        if self.sink is not None:
-            await _maybe_await(self.sink.remove_subject(subject_id))
+        await self.live.remove(subject_id)
         t_unmatchable = self.clock.monotonic() - t0
         withdrawn = 0
         if withdraw:
@@ -429,9 +403,9 @@ class Policy:
 
         async def in_tx(tx: Tx, receipt: ErasureReceipt) -> None:
             await scrub_subject(tx, subject_id)  # before the receipt: that one must name it
-            await tx.execute("DELETE FROM policy_age WHERE subject_id = ?", (subject_id,))
+            await self.store.ages.delete(tx, subject_id)
             await rights_state.forget_subject(tx, subject_id)
-            snaps = await tx.execute("DELETE FROM policy_snapshots WHERE subject_id = ?", (subject_id,))
+            snaps = await self.store.snapshots.delete_for_subject(tx, subject_id)
             await receipts.emit(
                 self.store,
                 tx,
@@ -444,7 +418,9 @@ class Policy:
 
         receipt: ErasureReceipt | None = None
         try:
-            receipt = await self.store.gallery.remove(subject_id, actor=actor, reason=reason, in_tx=in_tx)
+            receipt = await self.store.gallery.remove(
+                subject_id, actor=actor, reason=reason, in_tx=in_tx, unmatched=True
+            )
         except SubjectNotFoundError:
             age = await self.consents.age(subject_id)
             if age is None and not withdrawn:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..runtime.errors import FacegateError
+from ..runtime.errors import CodedError
 
 
-class PolicyError(FacegateError):
-    """A privacy rule refused an operation."""
+class PolicyError(CodedError):
+    """A privacy rule refused an operation. ``code`` is the stable reply code of a command."""
 
 
 class ConsentRequiredError(PolicyError):
@@ -52,6 +52,10 @@ class SnapshotsDisabledError(PolicyError):
 
 class DeviceDestroyedError(PolicyError):
     """The device was torn down (``facegate destroy``); it holds no keys or subjects."""
+
+
+class PolicyActionError(PolicyError):
+    """A rights verb (:mod:`.actions`) refused or failed; its message and ``code`` go in the reply."""
 
 
 class SubjectRestrictedError(PolicyError):

@@ -94,7 +94,7 @@ class IncidentResponder:
 
     def __init__(
         self,
-        policy: Callable[[], Policy],
+        policy: Policy,
         bus: EventBus,
         clock: Clock,
         *,
@@ -126,7 +126,7 @@ class IncidentResponder:
         incident_id = uuid7_str()
         outcome = await self._respond(rule.response, incident_id)
         handled_s = self._clock.monotonic() - t0
-        policy = self._policy()
+        policy = self._policy
         store = policy.store
         async with store.transaction() as tx:
             row = IncidentRow(incident_id, tx.at, kind, rule.severity, rule.response, event.source, outcome)

@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import structlog
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..handlers.commands.envelope import canonical
-from ..handlers.commands.errors import CommandRefused
 from ..runtime.config.link import decode_public_key
 from ..storage import KekSource
 from .core import Policy
+from .errors import PolicyActionError
 from .teardown import destroy
 
 _log = structlog.get_logger("facegate.policy")
@@ -49,17 +49,25 @@ def cosign(key: Ed25519PrivateKey, operator: str, *, device_id: str, nonce: str)
     return {"operator": operator, "sig": base64.b64encode(sig).decode("ascii")}
 
 
+class DecommissionLink(Protocol):
+    """What the teardown needs from the MQTT link: stop presence, clear the retained status."""
+
+    decommissioned: bool
+
+    async def publish(self, suffix: str, payload: bytes, *, qos: int = ..., retain: bool = ...) -> None: ...
+
+
 class RemoteDestroy:
     """Component ``teardown``: the ``destroy`` verb (see module docstring)."""
 
     def __init__(
         self,
-        policy: Callable[[], Policy],
+        policy: Policy,
         *,
         device_id: str,
         operators: Mapping[str, str],
         kek: KekSource | None,
-        link: Callable[[], Any | None],
+        link: DecommissionLink | None,
     ) -> None:
         self._policy = policy
         self._device_id = device_id
@@ -69,28 +77,36 @@ class RemoteDestroy:
 
     def _check(self, operator: str | None, nonce: str, args: Mapping[str, Any]) -> str:
         if args.get("confirm_device_id") != self._device_id:
-            raise CommandRefused("confirm_device_id must name this device", code="bad_args")
+            raise PolicyActionError(
+                "confirm_device_id must name this device", code="bad_args", bad_input=True
+            )
         co = args.get("cosign") or {}
         second = str(co.get("operator", ""))
         if operator is None or not second or second == operator:
-            raise CommandRefused(
-                "destroy needs a second, distinct operator's co-signature", code="cosign_required"
+            raise PolicyActionError(
+                "destroy needs a second, distinct operator's co-signature",
+                code="cosign_required",
+                bad_input=True,
             )
         key_b64 = self._operators.get(second)
         if key_b64 is None:
-            raise CommandRefused("the co-signer is not an operator of this device", code="bad_cosign")
+            raise PolicyActionError(
+                "the co-signer is not an operator of this device", code="bad_cosign", bad_input=True
+            )
         try:
             sig = base64.b64decode(str(co.get("sig", "")), validate=True)
             public = Ed25519PublicKey.from_public_bytes(decode_public_key(key_b64))
             public.verify(sig, cosign_bytes(device_id=self._device_id, nonce=nonce))
         except (binascii.Error, ValueError, InvalidSignature):
-            raise CommandRefused("the co-signature does not verify", code="bad_cosign") from None
+            raise PolicyActionError(
+                "the co-signature does not verify", code="bad_cosign", bad_input=True
+            ) from None
         return second
 
     async def destroy(self, *, operator: str | None, nonce: str, args: Mapping[str, Any]) -> dict[str, Any]:
         second = self._check(operator, nonce, args)
-        report = await destroy(self._policy(), actor=f"remote:{operator}+{second}", kek=self._kek)
-        link = self._link()
+        report = await destroy(self._policy, actor=f"remote:{operator}+{second}", kek=self._kek)
+        link = self._link
         if link is not None:
             link.decommissioned = True  # no birth/offline status any more (MqttLink)
             await link.publish("status", b"", retain=True)  # empty retained = deleted

@@ -80,8 +80,7 @@ async def restrict(
     async with policy.lock:
         await _known(policy, subject_id)
         t0 = policy.clock.monotonic()
-        if policy.sink is not None:
-            await _maybe_await(policy.sink.remove_subject(subject_id))
+        await policy.live.remove(subject_id)
         t_unmatchable = policy.clock.monotonic() - t0
         try:
             async with policy.store.transaction() as tx:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import inspect
 from dataclasses import dataclass, field
 
 import structlog
@@ -38,6 +37,7 @@ from ..runtime.errors import FacegateError
 from ..runtime.events import PrivacyKind
 from ..storage import AuditAction, EventClass, Store
 from ..storage.audit import purge_before
+from ..storage.outbox import purge_class_before
 from . import holds, receipts, reconsent
 from .consent import ACCESS_CONTROL
 from .consent_model import ConsentState
@@ -84,16 +84,15 @@ def _validity_end(value: object) -> float | None:
 
 async def validity_ended(store: Store, now: float) -> list[str]:
     """Subjects whose ``valid_until`` attribute has passed (visitor passes): erased by the sweep."""
-    rows = await store.db.fetchall("SELECT subject_id FROM subjects WHERE attrs IS NOT NULL")
     out: list[str] = []
-    for (sid,) in rows:
+    for sid in await store.subjects.with_attributes():
         try:
-            record = await store.gallery.get(str(sid))
+            record = await store.gallery.get(sid)
         except FacegateError:
             continue  # erased meanwhile or unreadable: other rules handle it
         end = _validity_end(record.attributes.get("valid_until"))
         if end is not None and now >= end:
-            out.append(str(sid))
+            out.append(sid)
     return out
 
 
@@ -114,14 +113,9 @@ async def sweep(policy: Policy) -> SweepReport:
                 await policy.consents.check_enrolment(sid, ACCESS_CONTROL)
             except ConsentRequiredError as exc:
                 erase.append((sid, _unpermitted_reason(exc)))
-        idle = await store.db.fetchall(
-            "SELECT s.subject_id FROM subjects s WHERE MAX(COALESCE(s.last_match_at, 0), s.created_at, "
-            "COALESCE((SELECT MAX(t.created_at) FROM templates t WHERE t.subject_id = s.subject_id), 0)) "
-            "<= ?",
-            (now - ret.template_idle_s,),
-        )
+        idle = await store.subjects.idle_since(now - ret.template_idle_s)
         seen = {sid for sid, _ in erase}
-        erase += [(str(r[0]), "idle") for r in idle if str(r[0]) not in seen]
+        erase += [(sid, "idle") for sid in idle if sid not in seen]
         seen = {sid for sid, _ in erase}
         erase += [(sid, "validity_ended") for sid in await validity_ended(store, now) if sid not in seen]
         for sid, reason in erase:
@@ -140,24 +134,20 @@ async def sweep(policy: Policy) -> SweepReport:
         if device_hold:  # a device-wide legal hold keeps every record until it lapses
             return await _held_sweep(policy, counts, failures)
         async with store.transaction() as tx:
-            counts["access_events"] = await tx.execute(
-                "DELETE FROM outbox WHERE klass = ? AND created_at < ?",
-                (EventClass.ACCESS.value, tx.at - ret.access_event_days * _DAY),
+            counts["access_events"] = await purge_class_before(
+                tx, EventClass.ACCESS, tx.at - ret.access_event_days * _DAY
             )
             snap_cutoff = (
                 tx.at - ret.snapshot_hours * 3600.0 if policy.privacy.decision_snapshots else tx.at + 1
             )
-            counts["snapshots"] = await tx.execute(
-                "DELETE FROM policy_snapshots WHERE created_at < ?", (snap_cutoff,)
+            counts["snapshots"] = await store.snapshots.purge_before(tx, snap_cutoff)
+            counts["consent_records"] = await store.consents.purge_closed(
+                tx,
+                states=(ConsentState.WITHDRAWN.value, ConsentState.EXPIRED.value),
+                changed_before=tx.at - ret.audit_days * _DAY,
             )
-            counts["consent_records"] = await tx.execute(
-                "DELETE FROM consents WHERE state IN (?, ?) AND changed_at < ?",
-                (ConsentState.WITHDRAWN.value, ConsentState.EXPIRED.value, tx.at - ret.audit_days * _DAY),
-            )
-            counts["age_records"] = await tx.execute(
-                "DELETE FROM policy_age WHERE subject_id NOT IN (SELECT subject_id FROM subjects) "
-                "AND subject_id NOT IN (SELECT subject_id FROM consents WHERE state IN (?, ?))",
-                (ConsentState.PENDING.value, ConsentState.ACTIVE.value),
+            counts["age_records"] = await store.ages.purge_orphans(
+                tx, live_states=(ConsentState.PENDING.value, ConsentState.ACTIVE.value)
             )
             counts["audit_rows"] = await purge_before(tx, tx.at - ret.audit_days * _DAY)
             await store.audit(tx, actor=_ACTOR, action=AuditAction.RETENTION_SWEEP, detail=dict(counts))
@@ -188,33 +178,25 @@ _DELETED = ("outbox_delivered", "access_events", "snapshots", "consent_records",
 async def _reconsent(policy: Policy) -> dict[str, int]:
     """Counts of subjects that must re-consent; the lapsed ones leave the matcher."""
     state = await reconsent.status(policy)
-    if policy.sink is not None:
-        for sid in state.lapsed:
-            removed = policy.sink.remove_subject(sid)
-            if inspect.isawaitable(removed):
-                await removed
+    for sid in state.lapsed:
+        await policy.live.remove(sid)
     return {"reconsent_pending": len(state.pending), "reconsent_lapsed": len(state.lapsed)}
 
 
 async def next_deadline(policy: Policy) -> float | None:
     """Wall time of the earliest known retention deadline (consent, template, snapshot)."""
     ret = policy.privacy.retention
-    row = await policy.store.db.fetchone(
-        "SELECT (SELECT MIN(expires_at) FROM consents WHERE state = ? AND expires_at IS NOT NULL), "
-        "(SELECT MIN(MAX(COALESCE(s.last_match_at, 0), s.created_at, COALESCE((SELECT MAX(t.created_at) "
-        "FROM templates t WHERE t.subject_id = s.subject_id), 0))) FROM subjects s), "
-        "(SELECT MIN(created_at) FROM policy_snapshots)",
-        (ConsentState.ACTIVE.value,),
-    )
-    if row is None:
-        return None
+    store = policy.store
+    expiry = await store.consents.next_expiry(active_state=ConsentState.ACTIVE.value)
+    last_use = await store.subjects.earliest_last_use()
+    snapshot = await store.snapshots.oldest()
     due = []
-    if row[0] is not None:
-        due.append(float(row[0]))
-    if row[1] is not None:
-        due.append(float(row[1]) + ret.template_idle_s)
-    if row[2] is not None:
-        due.append(float(row[2]) + ret.snapshot_hours * 3600.0)
+    if expiry is not None:
+        due.append(expiry)
+    if last_use is not None:
+        due.append(last_use + ret.template_idle_s)
+    if snapshot is not None:
+        due.append(snapshot + ret.snapshot_hours * 3600.0)
     due += [d for d in (await holds.next_expiry(policy), await reconsent.deadline(policy)) if d is not None]
     # A deadline still past after a sweep is data a legal hold keeps (or a failed erasure):
     # waking for it every second would spin; the hold's own expiry is the deadline that matters.

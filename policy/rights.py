@@ -42,6 +42,7 @@ from ..runtime.clock import utc_iso
 from ..runtime.events import PrivacyKind
 from ..storage import AuditAction, EventClass
 from ..storage.errors import SubjectNotFoundError
+from ..storage.outbox import payloads_naming
 from . import receipts
 from .core import Policy
 from .device_keys import SigningKey, key_id
@@ -120,17 +121,12 @@ def decrypt_templates(
 
 async def access_history(policy: Policy, subject_id: str) -> list[dict[str, Any]]:
     """Access events naming ``subject_id`` still within retention (from the outbox, newest first)."""
-    rows = await policy.store.db.fetchall(
-        "SELECT event_id, created_at, CAST(payload AS TEXT) FROM outbox WHERE klass = ? "
-        "AND json_valid(CAST(payload AS TEXT)) "
-        "AND json_extract(CAST(payload AS TEXT), '$.subject_id') = ? ORDER BY seq DESC LIMIT ?",
-        (EventClass.ACCESS.value, subject_id, _HISTORY_LIMIT),
-    )
+    rows = await payloads_naming(policy.store.db, EventClass.ACCESS, subject_id, _HISTORY_LIMIT)
     out: list[dict[str, Any]] = []
     for event_id, created_at, text in rows:
-        body = json.loads(str(text))
+        body = json.loads(text)
         keep = {k: body[k] for k in ("decision", "reason", "score", "model_id") if k in body}
-        out.append({"event_id": str(event_id), "at": utc_iso(float(created_at)), **keep})
+        out.append({"event_id": event_id, "at": utc_iso(created_at), **keep})
     return out
 
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..handlers.commands.errors import CommandRefused, VerbFailed
 from . import holds, restriction
-from .errors import ConsentInputError, HoldNotFoundError, SubjectUnknownError
+from .errors import ConsentInputError, HoldNotFoundError, PolicyActionError, SubjectUnknownError
 
 if TYPE_CHECKING:
     from .core import Policy
@@ -23,20 +22,18 @@ Result = dict[str, Any]
 _DAY = 86_400.0
 
 
-def _mapped(exc: Exception) -> Exception:
+def _mapped(exc: Exception) -> PolicyActionError:
     if isinstance(exc, SubjectUnknownError):
-        return VerbFailed("the subject is not known to this device", code="unknown_subject")
+        return PolicyActionError("the subject is not known to this device", code="unknown_subject")
     if isinstance(exc, HoldNotFoundError):
-        return VerbFailed("hold_id names no open legal hold", code="unknown_hold")
-    return CommandRefused(str(exc), code="bad_args")
+        return PolicyActionError("hold_id names no open legal hold", code="unknown_hold")
+    return PolicyActionError(str(exc), code="bad_args", bad_input=True)
 
 
 class RightsActions:
     """Restriction and legal hold over MQTT; needs ``self._policy`` (see PrivacyActions)."""
 
-    @property
-    def _policy(self) -> Policy:  # pragma: no cover - overridden by PrivacyActions
-        raise NotImplementedError
+    _policy: Policy
 
     async def restrict(self, subject_id: str, *, reason: str, actor: str = "mqtt") -> Result:
         try:

@@ -38,6 +38,7 @@ from ..runtime.logs import configure_logging
 from ..storage import KekSource, KekSourceKind, Store
 from ..storage.crypto import new_key
 from ..storage.kek import encode_key
+from ..storage.keys import count_subject_keys
 from . import restriction
 from .bench import DIM, MODEL, TimedSink, _pct
 from .consent_model import ConsentKind, ConsentMethod
@@ -113,7 +114,7 @@ async def _tamper_round(subjects: int, path: Path, seed: int) -> tuple[float, fl
             done["shredded"] = time.perf_counter()
 
         rules = {"enclosure_open": IncidentRule(severity="critical", response="shred_kek")}
-        responder = IncidentResponder(lambda: policy, bus, clock, rules=rules, shred=shred)
+        responder = IncidentResponder(policy, bus, clock, rules=rules, shred=shred)
         async with gpio:
             tamper = TamperInput(bus, clock, gpio, line=TAMPER_LINE, open_high=True)
             services = (GpioInputWatcher(gpio, bus, clock), tamper, responder)
@@ -127,8 +128,7 @@ async def _tamper_round(subjects: int, path: Path, seed: int) -> tuple[float, fl
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        keys = await store.db.fetchone("SELECT COUNT(*) FROM vault.subject_keys")
-        assert keys is not None and keys[0] == 0, "vault not shredded"
+        assert await count_subject_keys(store.db) == 0, "vault not shredded"
     return done["shredded"] - t_edge, t_persisted - t_edge
 
 

@@ -30,6 +30,8 @@ import structlog
 from ..runtime.events import PrivacyKind
 from ..storage import AuditAction, EventClass, KekSource, KekSourceKind
 from ..storage.kek import fsync_dir
+from ..storage.keys import shred_vault
+from ..storage.outbox import delete_class
 from . import receipts
 from .core import DESTROYED_KEY, Policy
 
@@ -75,29 +77,23 @@ async def destroy(
             await result
     async with policy.lock:
         ids = await store.gallery.subject_ids()
-        if policy.sink is not None:
-            for sid in ids:
-                removed = policy.sink.remove_subject(sid)
-                if inspect.isawaitable(removed):
-                    await removed
+        for sid in ids:
+            await policy.live.remove(sid)
         async with store.transaction() as tx:
-            row = await tx.fetchone("SELECT COUNT(*) FROM templates")
-            templates = int(row[0]) if row else 0
-            shredded = await tx.execute("DELETE FROM vault.subject_keys")
-            await tx.execute("DELETE FROM vault.key_meta")
+            templates = await store.subjects.count_templates(tx)
+            shredded = await shred_vault(tx)
         async with store.transaction() as tx:
-            await tx.execute("DELETE FROM templates")
-            subjects = await tx.execute("DELETE FROM subjects")
-            consents = await tx.execute("DELETE FROM consents")
-            await tx.execute("DELETE FROM policy_age")
-            await tx.execute("DELETE FROM policy_snapshots")
-            await tx.execute("DELETE FROM outbox WHERE klass = ?", (EventClass.ACCESS.value,))
+            subjects = await store.subjects.delete_all(tx)
+            consents = await store.consents.delete_all(tx)
+            await store.ages.delete_all(tx)
+            await store.snapshots.delete_all(tx)
+            await delete_class(tx, EventClass.ACCESS)
             counts = {"subjects": subjects, "templates": templates, "keys": shredded, "consents": consents}
             await store.kv.set_in(tx, DESTROYED_KEY, str(tx.at))
             await store.audit(tx, actor=actor, action=AuditAction.TEARDOWN, detail=counts)
             await receipts.emit(store, tx, PrivacyKind.TEARDOWN, counts=counts, detail="device destroyed")
         await store.checkpoint()
-        await store.db.fetchall("VACUUM")  # under the database lock: no transaction may be open
+        await store.vacuum()
         await store.checkpoint()
     destroyed, note = await _destroy_kek(kek)
     _log.warning("policy.device_destroyed", subjects=subjects, templates=templates, kek_destroyed=destroyed)

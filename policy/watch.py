@@ -2,18 +2,17 @@
 
 ``facegate subjects erase`` or ``facegate enroll`` may run while the device
 runs; they cannot reach its in-memory matcher. :class:`GalleryWatcher` polls
-``PRAGMA data_version`` (it changes only when *another* connection commits)
-and then follows the audit log: every subject named by a new ``enrol`` or
-``erase`` row (and ``restrict``, ``unrestrict``, ``consent_change``,
-``erasure_deferred``) is resynchronised (removed, then reloaded if still
-enrolled and matchable: :func:`~facegate.policy.restriction.why_unmatchable`);
-a ``teardown`` row empties the matcher. So a CLI erasure is unmatchable on
-the device within one poll interval (default 0.5 s).
+the database's data version (``store.audit_tail``: it changes only when
+*another* connection commits) and then follows the audit log: every subject
+named by a new ``enrol`` or ``erase`` row (and ``restrict``, ``unrestrict``,
+``consent_change``, ``erasure_deferred``) is resynchronised (removed, then
+reloaded if still enrolled and matchable:
+:func:`~facegate.policy.restriction.why_unmatchable`); a ``teardown`` row
+empties the matcher. So a CLI erasure is unmatchable on the device within one
+poll interval (default 0.5 s).
 """
 
 from __future__ import annotations
-
-import inspect
 
 import structlog
 
@@ -24,6 +23,12 @@ from .core import Policy
 from .errors import ConsentRequiredError
 
 _log = structlog.get_logger("facegate.policy")
+
+
+_FOLLOWED = (
+    "enrol", "erase", "teardown", "restrict", "unrestrict", "consent_change", "erasure_deferred",
+)
+"""Audit actions after which a subject's place in the matcher is re-decided."""
 
 
 class GalleryWatcher:
@@ -47,38 +52,26 @@ class GalleryWatcher:
 
     async def poll(self) -> int:
         """One check; returns how many subjects were resynchronised."""
-        db = self.policy.store.db
-        version_row = await db.fetchone("PRAGMA data_version")
-        version = int(version_row[0]) if version_row else 0
+        tail = self.policy.store.audit_tail
+        version = await tail.data_version()
         if self.last_seq is None:
-            row = await db.fetchone("SELECT COALESCE(MAX(seq), 0) FROM audit")
-            self.last_seq, self._version = (int(row[0]) if row else 0), version
+            self.last_seq, self._version = await tail.last_seq(), version
             return 0
         if version == self._version:
             return 0
         self._version = version
-        rows = await db.fetchall(
-            "SELECT seq, action, subject_id FROM audit WHERE seq > ? "
-            "AND action IN ('enrol', 'erase', 'teardown', 'restrict', 'unrestrict', 'consent_change', "
-            "'erasure_deferred') ORDER BY seq",
-            (self.last_seq,),
-        )
+        rows = await tail.after(self.last_seq, _FOLLOWED)
         if not rows:
             return 0
-        self.last_seq = int(rows[-1][0])
-        sink = self.policy.sink
-        if sink is None:
+        self.last_seq = rows[-1][0]
+        if self.policy.sink is None:
             return 0
         if any(action == "teardown" for _, action, _ in rows):
-            clear = getattr(sink, "clear", None)
-            if callable(clear):
-                clear()
-        subjects = sorted({str(s) for _, action, s in rows if s is not None and action != "teardown"})
+            self.policy.live.clear()
+        subjects = sorted({s for _, action, s in rows if s is not None and action != "teardown"})
         async with self.policy.lock:
             for sid in subjects:
-                removed = sink.remove_subject(sid)
-                if inspect.isawaitable(removed):
-                    await removed
+                await self.policy.live.remove(sid)
                 if not await self.policy.is_enrolled(sid):
                     continue
                 try:

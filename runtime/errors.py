@@ -22,3 +22,23 @@ class BusOverflowError(RuntimeCoreError):
 
 class ShutdownTimeoutError(RuntimeCoreError):
     """The graceful shutdown path ran out of time and the forced path was taken."""
+
+
+class CodedError(FacegateError):
+    """A refusal or failure with a stable machine-readable ``code``, meant for an operator.
+
+    Subsystems raise their own subclasses (the policy's, the key rotation's);
+    the command layer maps them to reply codes without knowing the subsystem:
+    ``bad_input`` errors are refusals of the request (``invalid`` class), the
+    others failures of the verb.
+    """
+
+    code: str = "failed"
+    bad_input: bool = False
+
+    def __init__(self, message: str, *, code: str | None = None, bad_input: bool | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        if bad_input is not None:
+            self.bad_input = bad_input

@@ -12,7 +12,7 @@ package boundaries (recognition -> door -> MQTT link -> storage outbox).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,9 +23,7 @@ class Overflow(enum.Enum):
     """What a subscriber's full queue does with a new event."""
 
     LATEST_WINS = "latest_wins"
-    """Drop the oldest queued event; counted as a drop (camera frames, state)."""
-    DROP_OLDEST = "drop_oldest"
-    """Same mechanics as LATEST_WINS, for best-effort data such as telemetry."""
+    """Drop the oldest queued event; counted as a drop (camera frames, state, best-effort data)."""
     NEVER_DROP = "never_drop"
     """The event is not delivered; this is logged as an error and counted."""
 
@@ -34,7 +32,7 @@ class Overflow(enum.Enum):
 class Event:
     """Base of every bus event. ``at`` is wall-clock POSIX seconds from the injected clock."""
 
-    overflow: ClassVar[Overflow] = Overflow.DROP_OLDEST
+    overflow: ClassVar[Overflow] = Overflow.LATEST_WINS
     at: float
 
 
@@ -170,18 +168,10 @@ class DoorEvent(Event):
 class ComponentStateChanged(Event):
     """A driver or connection changed state (published once per change, not per retry)."""
 
-    overflow: ClassVar[Overflow] = Overflow.DROP_OLDEST
+    overflow: ClassVar[Overflow] = Overflow.LATEST_WINS
     component: str
     state: str
     detail: str = ""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TelemetryTick(Event):
-    """A periodic health snapshot (see :mod:`facegate.runtime.health`)."""
-
-    overflow: ClassVar[Overflow] = Overflow.DROP_OLDEST
-    snapshot: tuple[tuple[str, object], ...] = field(default=())
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)

@@ -10,13 +10,28 @@ The MQTT link publishes it periodically on ``<prefix>/<device>/telemetry``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from . import __version__
 from .bus import EventBus
 from .clock import Clock, utc_iso
-from .supervisor import Supervisor
 
 Source = Callable[[], Mapping[str, int | float | str | bool | None]]
+
+
+class TaskStatus(Protocol):
+    """One supervised task's status (``facegate.runtime.app.supervisor.ServiceStatus``)."""
+
+    @property
+    def restarts(self) -> int: ...
+
+    def as_dict(self) -> dict[str, object]: ...
+
+
+class TaskStatuses(Protocol):
+    """What reports the supervised tasks (``facegate.runtime.app.supervisor.Supervisor``)."""
+
+    def status(self) -> Mapping[str, TaskStatus]: ...
 
 
 class HealthMonitor:
@@ -27,7 +42,7 @@ class HealthMonitor:
         *,
         clock: Clock,
         bus: EventBus,
-        supervisor: Supervisor | None = None,
+        supervisor: TaskStatuses | None = None,
         device_id: str = "",
     ) -> None:
         self._clock = clock
@@ -43,7 +58,7 @@ class HealthMonitor:
         """Wall-clock POSIX seconds when the monitor (the device) started."""
         return self._started_wall
 
-    def attach(self, supervisor: Supervisor) -> None:
+    def attach(self, supervisor: TaskStatuses) -> None:
         """Report the services of ``supervisor`` (set once by the Device)."""
         self._supervisor = supervisor
 

@@ -18,11 +18,11 @@ import enum
 import hashlib
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .db import Tx
+from .db import Database, Tx
 from .errors import InvalidInputError
 
 GENESIS = "0" * 64
@@ -194,3 +194,32 @@ def verify_chain(path: Path | str) -> AuditVerification:
         return AuditVerification(rows, None)
     finally:
         conn.close()
+
+
+class AuditTail:
+    """Reads new audit rows of some actions: how another process's changes are noticed.
+
+    ``PRAGMA data_version`` changes only when another connection committed,
+    so a poll that finds it unchanged costs one pragma.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def data_version(self) -> int:
+        row = await self._db.fetchone("PRAGMA data_version")
+        return int(row[0]) if row else 0
+
+    async def last_seq(self) -> int:
+        row = await self._db.fetchone("SELECT COALESCE(MAX(seq), 0) FROM audit")
+        return int(row[0]) if row else 0
+
+    async def after(self, seq: int, actions: Sequence[str]) -> list[tuple[int, str, str | None]]:
+        """``(seq, action, subject_id)`` of rows after ``seq`` with one of ``actions``, in order."""
+        marks = ", ".join("?" for _ in actions)
+        rows = await self._db.fetchall(
+            f"SELECT seq, action, subject_id FROM audit WHERE seq > ? AND action IN ({marks}) "  # noqa: S608  # placeholders only
+            "ORDER BY seq",
+            (seq, *actions),
+        )
+        return [(int(r[0]), str(r[1]), None if r[2] is None else str(r[2])) for r in rows]

@@ -6,7 +6,7 @@ Every error raised on purpose by :mod:`facegate.storage` derives from
 
 from __future__ import annotations
 
-from ..runtime.errors import FacegateError
+from ..runtime.errors import CodedError, FacegateError
 
 
 class StorageError(FacegateError):
@@ -45,15 +45,13 @@ class KeyUnavailableError(KeyMaterialError):
     """A subject's data key is wrapped under a KEK this process does not hold (mid-rotation)."""
 
 
-class RotationError(KeyMaterialError):
+class RotationError(KeyMaterialError, CodedError):
     """A key rotation cannot start or continue (missing next key, mismatched ids).
 
     ``code`` is a stable machine-readable reason (command replies carry it).
     """
 
-    def __init__(self, message: str, *, code: str = "rotation_failed") -> None:
-        super().__init__(message)
-        self.code = code
+    code = "rotation_failed"
 
 
 class TamperError(StorageError):
@@ -86,3 +84,7 @@ class AuditChainError(StorageError):
     def __init__(self, message: str, *, seq: int) -> None:
         super().__init__(message)
         self.seq = seq
+
+
+class DeviceSecretError(KeyMaterialError):
+    """A device secret (export signing key, snapshot key) cannot be created or unwrapped."""

@@ -20,7 +20,6 @@ Contract
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -34,23 +33,21 @@ import structlog
 from ..runtime.clock import Clock
 from ..runtime.events import SecurityEvent, SecurityKind
 from . import audit
-from .crypto import AuthenticationFailed, open_sealed, seal, subject_aad, template_aad
+from .crypto import AuthenticationFailed, open_sealed, subject_aad, template_aad
 from .db import Database, Tx
 from .enrolment import EnrolResult, as_embeddings, check_id, create_missing_keys, enrol_batch
 from .errors import KeyUnavailableError, SubjectNotFoundError, TamperError
 from .keys import KeyRing
+from .live_matcher import LiveMatcher
 from .loader import LoadReport, TemplateSink, load_gallery
 from .passages import forget_passages
+from .subjects import seal_attributes
 from .uuid7 import uuid7_str
 
 _log = structlog.get_logger("facegate.storage")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 Embeddings = npt.NDArray[np.float32]
 AttrValue = str | int | float | bool | None
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
 
 
 @dataclass(frozen=True)
@@ -100,11 +97,12 @@ class Gallery:
         self.keys = keys
         self.clock = clock
         self.max_templates_per_subject = max_templates_per_subject
-        self._sink: TemplateSink | None = None
+        self.live = LiveMatcher()
+        """The single writer of the attached matcher."""
 
     def attach(self, sink: TemplateSink | None) -> None:
         """Keep ``sink`` in step with enrolments and erasures from now on."""
-        self._sink = sink
+        self.live.attach(sink)
 
     async def prepare_subject(self, subject_id: str) -> None:
         """Create the subject's DEK in the vault in its own durable transaction, if absent.
@@ -168,10 +166,7 @@ class Gallery:
             result, arr = await self.enroll_in(
                 tx, subject_id, embeddings, model_id, actor=actor, consent_ref=consent_ref
             )
-        if self._sink is not None:
-            await _maybe_await(
-                self._sink.add_batch([subject_id] * len(arr), list(result.template_ids), arr, model_id)
-            )
+        await self.live.add(subject_id, result.template_ids, arr, model_id)
         return result
 
     async def enroll_many(
@@ -196,11 +191,8 @@ class Gallery:
                 consent_ref=consent_ref,
                 max_per_subject=self.max_templates_per_subject,
             )
-        if self._sink is not None:
-            for res, (_, arr) in zip(results, valid, strict=True):
-                await _maybe_await(
-                    self._sink.add_batch([res.subject_id] * len(arr), list(res.template_ids), arr, model_id)
-                )
+        for res, (_, arr) in zip(results, valid, strict=True):
+            await self.live.add(res.subject_id, res.template_ids, arr, model_id)
         return results
 
     async def remove(
@@ -210,11 +202,15 @@ class Gallery:
         actor: str = "system",
         reason: str = "erasure",
         in_tx: Callable[[Tx, ErasureReceipt], Awaitable[None]] | None = None,
+        unmatched: bool = False,
     ) -> ErasureReceipt:
-        """Erase a subject: unmatchable, crypto-shredded, deleted, audited, checkpointed."""
+        """Erase a subject: unmatchable, crypto-shredded, deleted, audited, checkpointed.
+
+        ``unmatched``: the caller already made it unmatchable through :attr:`live`.
+        """
         check_id(subject_id, "subject id")
-        if self._sink is not None:
-            await _maybe_await(self._sink.remove_subject(subject_id))
+        if not unmatched:
+            await self.live.remove(subject_id)
         async with self.db.transaction() as tx:
             if await tx.fetchone("SELECT 1 FROM subjects WHERE subject_id = ?", (subject_id,)) is None:
                 raise SubjectNotFoundError(f"no subject {subject_id}")
@@ -249,14 +245,8 @@ class Gallery:
         """Replace the subject's encrypted display name and attributes (rectification)."""
         blob = json.dumps({"display_name": display_name, "attributes": dict(attributes or {})})
         async with self.db.transaction() as tx:
-            dek = await self.keys.load_dek(tx, subject_id)
-            if dek is None:
+            if not await seal_attributes(tx, self.keys, subject_id, blob.encode()):
                 raise SubjectNotFoundError(f"no subject {subject_id}")
-            await tx.execute(
-                "UPDATE subjects SET attrs = ?, updated_at = ? WHERE subject_id = ?",
-                (seal(dek.aead, blob.encode(), subject_aad(subject_id)), tx.at, subject_id),
-            )
-            await self.keys.count_uses(tx, dek, 1)
             await audit.append(tx, actor=actor, action=audit.AuditAction.RECTIFY, subject_id=subject_id)
 
     async def get(self, subject_id: str, *, include_embeddings: bool = False) -> SubjectRecord:

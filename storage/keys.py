@@ -216,3 +216,19 @@ class KeyRing:
         await tx.execute(
             "UPDATE vault.subject_keys SET uses = uses + ? WHERE subject_id = ?", (n, dek.subject_id)
         )
+
+
+async def shred_vault(tx: Tx) -> int:
+    """Teardown: delete every wrapped data key and every KEK fact; returns the keys shredded.
+
+    Without the vault rows no copy of the main file decrypts (crypto-shredding).
+    """
+    shredded = await tx.execute("DELETE FROM vault.subject_keys")
+    await tx.execute("DELETE FROM vault.key_meta")
+    return shredded
+
+
+async def count_subject_keys(db: Database) -> int:
+    """How many subject data keys the vault holds (0 after teardown)."""
+    row = await db.fetchone("SELECT COUNT(*) FROM vault.subject_keys")
+    return int(row[0]) if row else 0

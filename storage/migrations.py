@@ -159,6 +159,36 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX command_results_at ON command_results(at)",
         ),
     ),
+    (
+        5,
+        (
+            # The privacy policy's records (it decides; storage owns the tables). IF NOT
+            # EXISTS: a version-1 file may already hold them, from when the policy created
+            # them itself at open.
+            # Age evidence of a subject (birth date or age band): decides whether a
+            # guardian's consent is needed. Deleted with the subject on erasure.
+            """CREATE TABLE IF NOT EXISTS policy_age (
+        subject_id TEXT PRIMARY KEY,
+        birth_date TEXT,
+        age_band TEXT,
+        recorded_at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        CHECK (birth_date IS NOT NULL OR age_band IS NOT NULL)
+    )""",
+            # Decision snapshots (only when turned on): AES-GCM sealed under the device
+            # snapshot key, kept at most privacy.retention.snapshot_hours.
+            """CREATE TABLE IF NOT EXISTS policy_snapshots (
+        snapshot_id TEXT PRIMARY KEY,
+        decision_id TEXT NOT NULL,
+        subject_id TEXT,
+        created_at REAL NOT NULL,
+        ciphertext BLOB NOT NULL
+    )""",
+            "CREATE INDEX IF NOT EXISTS policy_snapshots_by_age ON policy_snapshots(created_at)",
+            # The retention purge of access events by age.
+            "CREATE INDEX IF NOT EXISTS outbox_by_klass_created ON outbox(klass, created_at)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

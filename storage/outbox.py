@@ -313,3 +313,26 @@ def _event_count(payload: bytes) -> int:
         events = body.get("events")
         return events if isinstance(events, int) and events > 0 else 1
     return 1
+
+
+async def purge_class_before(tx: Tx, klass: EventClass, cutoff: float) -> int:
+    """Delete rows of ``klass`` created before ``cutoff`` (delivered or not): retention."""
+    return await tx.execute("DELETE FROM outbox WHERE klass = ? AND created_at < ?", (klass.value, cutoff))
+
+
+async def delete_class(tx: Tx, klass: EventClass) -> int:
+    """Teardown: every row of ``klass``."""
+    return await tx.execute("DELETE FROM outbox WHERE klass = ?", (klass.value,))
+
+
+async def payloads_naming(
+    db: Database, klass: EventClass, subject_id: str, limit: int
+) -> list[tuple[str, float, str]]:
+    """``(event_id, created_at, payload text)`` of rows of ``klass`` whose payload names the subject."""
+    rows = await db.fetchall(
+        "SELECT event_id, created_at, CAST(payload AS TEXT) FROM outbox WHERE klass = ? "
+        "AND json_valid(CAST(payload AS TEXT)) "
+        "AND json_extract(CAST(payload AS TEXT), '$.subject_id') = ? ORDER BY seq DESC LIMIT ?",
+        (klass.value, subject_id, limit),
+    )
+    return [(str(r[0]), float(r[1]), str(r[2])) for r in rows]

@@ -25,13 +25,16 @@ from typing import TYPE_CHECKING, Literal
 from ..runtime.clock import Clock, SystemClock
 from ..runtime.events import SecurityEvent, SecurityKind
 from . import audit as _audit
-from .audit import AuditRecord, AuditVerification, Scalar, verify_chain
+from .audit import AuditRecord, AuditTail, AuditVerification, Scalar, verify_chain
 from .command_results import CommandResults
+from .consents import Ages, Consents
 from .db import Database, Publish, Tx
 from .gallery import Gallery
 from .kek import KekSource, KekSourceKind
 from .keys import KeyRing
 from .outbox import Outbox
+from .snapshots import Snapshots
+from .subjects import SubjectRecords
 
 if TYPE_CHECKING:
     from ..runtime.config.storage import StorageSection
@@ -116,6 +119,12 @@ class Store:
         )
         self.outbox = Outbox(self.db, max_pending=outbox_max_pending, clock=self.clock)
         self.kv = KvState(self.db)
+        # The privacy policy's records: storage owns the tables, keys and seals.
+        self.subjects = SubjectRecords(self.db, self.keys)
+        self.consents = Consents(self.db)
+        self.ages = Ages(self.db)
+        self.snapshots = Snapshots(self.db)
+        self.audit_tail = AuditTail(self.db)
         self.command_results = CommandResults(self.db)
         self._register = register_kek
 
@@ -227,3 +236,10 @@ class Store:
 
     async def checkpoint(self) -> None:
         await self.db.checkpoint()
+
+    async def vacuum(self) -> None:
+        """Rewrite the main file without free pages (after teardown: no deleted bytes remain).
+
+        Runs under the database lock: no transaction may be open.
+        """
+        await self.db.fetchall("VACUUM")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -32,10 +32,6 @@ class CameraStats:
     ir_paired: int = 0
     ir_unpaired: int = 0
 
-    def as_pairs(self) -> tuple[tuple[str, object], ...]:
-        """Flat ``(key, value)`` pairs for a :class:`~facegate.runtime.events.TelemetryTick`."""
-        return tuple(asdict(self).items())
-
 
 class CameraService:
     """Base of the camera drivers: a supervised :meth:`run` plus ``async with`` for direct use.
@@ -61,6 +57,17 @@ class CameraService:
     def stats(self) -> CameraStats:  # pragma: no cover - overridden
         """A telemetry snapshot."""
         raise NotImplementedError
+
+    def health(self) -> dict[str, int | float | str | bool | None]:
+        """Counters for telemetry (``frames_dropped`` is summed by the health monitor)."""
+        s = self.stats()
+        return {
+            "state": s.state,
+            "captured": s.captured,
+            "published": s.published,
+            "frames_dropped": s.dropped,
+            "reconnects": s.reconnects,
+        }
 
     async def run(self) -> None:  # pragma: no cover - overridden
         """Capture and publish frames until cancelled."""

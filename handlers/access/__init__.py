@@ -5,9 +5,9 @@ Public surface: :class:`Authoriser`, :class:`Schedule`, :func:`store_lookup`.
 
 from __future__ import annotations
 
+from ...runtime.schedule import Schedule, ScheduleError, parse_window
 from .authoriser import Authoriser, Verdict, store_lookup
 from .passback import AntiPassback, PeerPassages
-from .schedule import Schedule, ScheduleError, parse_window
 
 __all__ = [
     "AntiPassback",

@@ -33,8 +33,8 @@ import structlog
 from ...runtime.bus import EventBus
 from ...runtime.config.access import AccessSection
 from ...runtime.events import AccessDecision, Decision
+from ...runtime.schedule import Schedule
 from .passback import AntiPassback
-from .schedule import Schedule
 
 _log = structlog.get_logger("facegate.access")
 

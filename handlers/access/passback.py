@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -109,24 +108,30 @@ class AntiPassback:
         )
 
 
+class PeerLink(Protocol):
+    """What the follower needs from the MQTT link (:class:`~facegate.runtime.mqtt.MqttLink`)."""
+
+    async def subscribe(self, topic_filter: str, handler: MessageHandler, *, qos: int = ...) -> None: ...
+
+
 class PeerPassages:
     """Service ``access.peers``: follows the GRANTED decisions of the site's other readers.
 
-    The MQTT link (component ``mqtt``) is looked up when the service starts; without
-    one the service idles and only this device's own passages count.
+    ``link`` is the device's MQTT link (the composition root passes it); without
+    one, or without peers, the service idles and only this device's own passages count.
     """
 
     def __init__(
         self,
         passback: AntiPassback,
         peers: dict[str, str],
-        components: Mapping[str, object],
+        link: PeerLink | None,
         *,
         prefix: str = "facegate/v1",
     ) -> None:
         self._passback = passback
         self._peers = dict(peers)
-        self._components = components
+        self._link = link
         self._prefix = prefix
         self.recorded = 0
 
@@ -135,14 +140,13 @@ class PeerPassages:
         return "access.peers"
 
     async def run(self) -> None:
-        link = self._components.get("mqtt")
-        subscribe = getattr(link, "subscribe", None)
-        if subscribe is None or not self._peers:
+        link = self._link
+        if link is None or not self._peers:
             _log.info("access.peers_off", reason="no MQTT link or no peers")
             await asyncio.Event().wait()
             return
         for peer, direction in self._peers.items():
-            await subscribe(f"{self._prefix}/{peer}/event/access", self._handler(direction))
+            await link.subscribe(f"{self._prefix}/{peer}/event/access", self._handler(direction))
         await asyncio.Event().wait()
 
     def _handler(self, direction: str) -> MessageHandler:

@@ -81,7 +81,7 @@ async def _run(port: int, rate: float, seconds: float) -> dict[str, object]:  # 
             svc = await build_command_service(
                 CommandsSection(operators={"alice": pub}, window_s=60.0, max_payload_bytes=2_000_000),
                 link,
-                components={"door": door},
+                door=door,
                 bus=bus,
                 clock=clock,
             )

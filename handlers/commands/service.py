@@ -45,7 +45,7 @@ import structlog
 
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock, utc_iso
-from ...runtime.errors import FacegateError
+from ...runtime.errors import CodedError, FacegateError
 from ...runtime.events import SecurityEvent, SecurityKind
 from ...runtime.mqtt import InboundMessage, MqttPublishError
 from ...runtime.mqtt.payloads import encode
@@ -56,7 +56,7 @@ from .guard import check_shape
 from .idempotent import ACTUATING_VERBS, MemoryResults, ResultLedger
 from .reply_sig import ReplySigner, sign_reply
 from .schema import VERBS, first_error, schema_name
-from .verbs import Invocation, VerbTable
+from .verbs import Invocation, VerbTable, coded
 
 _log = structlog.get_logger("facegate.commands")
 
@@ -266,6 +266,9 @@ class CommandService:
             inv, result = await self._pipeline(msg, topic_verb, seen)
         except CommandError as exc:
             return self._refused(exc, topic_verb, _first(seen), authenticated=len(seen) > 1)
+        except CodedError as exc:
+            # A part's own coded refusal (policy, licence, key rotation): its code is the reply code.
+            return self._refused(coded(exc), topic_verb, _first(seen), authenticated=len(seen) > 1)
         except RecursionError:
             too_deep = CommandRefused("the command is nested too deeply", code="too_deep")
             return self._refused(too_deep, topic_verb, _first(seen), authenticated=len(seen) > 1)

@@ -1,19 +1,23 @@
 """What each verb does, bound to the device's parts.
 
 :class:`VerbTable` maps a verb to an async handler ``(Invocation) -> result dict``.
-:func:`device_verbs` binds the verbs to whatever the device has:
+:func:`device_verbs` binds the verbs to the parts the composition root passes in
+(typed keyword arguments; None means this device was built without that part):
 
 * ``ping``: always;
 * ``open`` / ``lockdown`` / ``release``: the door controller (``open(cause)``,
   ``lockdown(cause)``, ``release(cause)``); the cause is ``command:<nonce>``,
   never the operator's name;
 * ``set``: the :class:`Tunables` registry (settings components chose to expose);
-* ``enroll`` / ``erase`` / ``export`` / ``withdraw`` / ``rectify``: a
-  :class:`PrivacyActions` component (the policy layer);
-* ``licence/install``: a :class:`LicenceInstaller` component;
-* ``keys/rotate``: a :class:`KeyRotator` component.
+* ``enroll`` / ``erase`` / ``export`` / ``withdraw`` / ``rectify``: the
+  :class:`PrivacyActions` of the policy layer (absent when storage is off);
+* ``licence/install``: a :class:`LicenceInstaller`;
+* ``keys/rotate``: a :class:`KeyRotator`.
 
-A verb whose part is missing replies ``not_available`` and actuates nothing.
+A verb whose part is absent replies ``not_available`` and actuates nothing.
+Parts raise their own :class:`~facegate.runtime.errors.CodedError` subclasses;
+the service maps them to reply codes with :func:`coded` (the command layer
+imports no subsystem's errors).
 """
 
 from __future__ import annotations
@@ -22,13 +26,17 @@ import base64
 import binascii
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from ...runtime import __version__
 from ...runtime.clock import Clock, utc_iso
-from .errors import CommandRefused, VerbFailed, VerbNotAvailable
+from ...runtime.errors import CodedError
+from ..access.remote import RemoteOpen, RemoteOpenDenied
+from ..door.errors import DoorError
+from .errors import CommandError, CommandRefused, VerbFailed, VerbNotAvailable
 
 Result = dict[str, Any]
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +88,6 @@ class VerbTable:
         return await handler(inv)
 
 
-@runtime_checkable
 class Door(Protocol):
     """The door controller's command API (facegate.handlers.door.DoorController)."""
 
@@ -91,15 +98,13 @@ class Door(Protocol):
     def release(self, cause: str = ...) -> None: ...
 
 
-@runtime_checkable
 class PrivacyActions(Protocol):
-    """Data-subject rights, implemented by the policy layer (component ``privacy``).
+    """Data-subject rights, implemented by the policy layer (:class:`facegate.policy.actions.PrivacyActions`).
 
     ``actor`` is the verified operator's name (recorded in the audit log, never
     in an event). Each returns a reply ``result`` of ids and counts only and
-    raises a :class:`~.errors.CommandError` with a stable code on failure
-    (``consent_required``, ``unknown_subject``, ``image_rejected:<reason>``, ...).
-    See :class:`facegate.policy.actions.PrivacyActions`.
+    raises a :class:`~facegate.runtime.errors.CodedError` with a stable code on
+    failure (``consent_required``, ``unknown_subject``, ``image_rejected:<reason>``, ...).
     """
 
     async def enroll(
@@ -115,16 +120,14 @@ class PrivacyActions(Protocol):
     async def rectify(self, subject_id: str, attributes: Mapping[str, Any], *, actor: str) -> Result: ...
 
 
-@runtime_checkable
 class LicenceInstaller(Protocol):
-    """Component ``licence``."""
+    """Installs a licence blob."""
 
     async def install(self, blob: bytes) -> Result: ...
 
 
-@runtime_checkable
 class KeyRotator(Protocol):
-    """Component ``keys`` (may refuse with ``not_supported_while_running``)."""
+    """Rotates the storage KEK (may refuse with ``not_supported_while_running``)."""
 
     async def rotate(self, *, actor: str) -> Result: ...
 
@@ -168,10 +171,27 @@ def _b64(value: str, what: str) -> bytes:
         raise CommandRefused(f"{what} is not valid base64", code="bad_args") from None
 
 
+def coded(exc: CodedError) -> CommandError:
+    """The reply error of a part's coded error: a refusal for bad input, else a failure."""
+    if exc.bad_input:
+        return CommandRefused(str(exc), code=exc.code)
+    return VerbFailed(str(exc), code=exc.code)
+
+
 def device_verbs(
-    components: Mapping[str, object], *, clock: Clock, device_id: str, tunables: Tunables
+    *,
+    clock: Clock,
+    device_id: str,
+    tunables: Tunables,
+    door: Door | None = None,
+    privacy: PrivacyActions | None = None,
+    licence: LicenceInstaller | None = None,
+    keys: KeyRotator | None = None,
+    rights: RightsActions | None = None,
+    destroy: Decommissioner | None = None,
+    remote_open: RemoteOpen | None = None,
 ) -> VerbTable:
-    """Bind every verb whose part is present in ``components``."""
+    """Bind ``ping``, ``set`` and every verb whose part is given."""
     table = VerbTable()
 
     async def ping(inv: Invocation) -> Result:
@@ -185,36 +205,28 @@ def device_verbs(
 
     table.bind("set", set_)
 
-    door = components.get("door")
-    if isinstance(door, Door):
+    if door is not None:
         _bind_door(table, door)
-    from .remote_open import bind_remote_open  # noqa: PLC0415  # imports verbs (cycle)
-
-    bind_remote_open(table, components)
-    privacy = components.get("privacy")
-    if isinstance(privacy, PrivacyActions):
+    if remote_open is not None:
+        bind_remote_open(table, remote_open)
+    if privacy is not None:
         _bind_privacy(table, privacy)
-    bind_rights(table, components)
-    bind_destroy(table, components)
-    licence = components.get("licence")
-    if isinstance(licence, LicenceInstaller):
+    if rights is not None:
+        bind_rights(table, rights)
+    if destroy is not None:
+        bind_destroy(table, destroy)
+    if licence is not None:
         lic = licence
 
         async def install(inv: Invocation) -> Result:
             return await lic.install(_b64(str(inv.args["licence_b64"]), "licence_b64"))
 
         table.bind("licence/install", install)
-    keys = components.get("keys")
-    if isinstance(keys, KeyRotator):
+    if keys is not None:
         rot = keys
 
         async def rotate(inv: Invocation) -> Result:
-            from ...storage.errors import RotationError  # noqa: PLC0415  # optional part
-
-            try:
-                return await rot.rotate(actor=_actor(inv))
-            except RotationError as exc:
-                raise VerbFailed(str(exc), code=exc.code) from None
+            return await rot.rotate(actor=_actor(inv))
 
         table.bind("keys/rotate", rotate)
     return table
@@ -284,9 +296,8 @@ def _bind_privacy(table: VerbTable, p: PrivacyActions) -> None:
         table.bind(verb, fn)
 
 
-@runtime_checkable
 class RightsActions(Protocol):
-    """Restriction of processing and legal hold (component ``privacy``; policy.rights_actions)."""
+    """Restriction of processing and legal hold (the policy's rights actions)."""
 
     async def restrict(self, subject_id: str, *, reason: str, actor: str) -> Result: ...
 
@@ -297,12 +308,8 @@ class RightsActions(Protocol):
     async def release_hold(self, hold_id: str, *, actor: str) -> Result: ...
 
 
-def bind_rights(table: VerbTable, components: Mapping[str, object]) -> None:
-    """Bind ``restrict``, ``unrestrict``, ``hold``, ``hold/release`` when the policy offers them."""
-    p = components.get("privacy")
-    if not isinstance(p, RightsActions):
-        return
-    rights = p
+def bind_rights(table: VerbTable, rights: RightsActions) -> None:
+    """Bind ``restrict``, ``unrestrict``, ``hold``, ``hold/release`` (the policy's rights actions)."""
 
     async def restrict(inv: Invocation) -> Result:
         reason = str(inv.args.get("reason", "request"))
@@ -332,21 +339,43 @@ def bind_rights(table: VerbTable, components: Mapping[str, object]) -> None:
         table.bind(verb, fn)
 
 
-@runtime_checkable
 class Decommissioner(Protocol):
-    """Component ``teardown``: remote ``destroy`` with two operator signatures (policy.remote_destroy)."""
+    """Remote ``destroy`` with two operator signatures (policy.remote_destroy)."""
 
     async def destroy(self, *, operator: str | None, nonce: str, args: Mapping[str, Any]) -> Result: ...
 
 
-def bind_destroy(table: VerbTable, components: Mapping[str, object]) -> None:
-    """Bind ``destroy`` when the policy's teardown component is present."""
-    d = components.get("teardown")
-    if not isinstance(d, Decommissioner):
-        return
-    teardown = d
+def bind_destroy(table: VerbTable, teardown: Decommissioner) -> None:
+    """Bind ``destroy`` (the policy's two-signature remote teardown)."""
 
     async def destroy(inv: Invocation) -> Result:
         return await teardown.destroy(operator=inv.operator, nonce=inv.nonce, args=inv.args)
 
     table.bind("destroy", destroy)
+
+
+def bind_remote_open(table: VerbTable, opener: RemoteOpen) -> None:
+    """Bind ``open`` to the remote-open path (it replaces the door-only binding).
+
+    Optional args ``subject`` (a subject id) and ``group`` (an access group) are
+    authorised like a face; the reply carries the decision's id and reason codes only.
+    """
+
+    async def open_(inv: Invocation) -> Result:
+        subject = inv.args.get("subject")
+        group = inv.args.get("group")
+        try:
+            decision = await opener.open(
+                cause=inv.cause,
+                operator=inv.operator,
+                subject=str(subject) if subject is not None else None,
+                group=str(group) if group is not None else None,
+            )
+        except RemoteOpenDenied as exc:
+            code = "locked_down" if exc.decision.reason == "lockdown" else exc.decision.reason
+            raise VerbFailed(f"remote open denied: {exc.decision.reason}", code=code) from None
+        except DoorError as exc:
+            raise VerbFailed(f"door: {exc}") from None
+        return {"opened": True, "decision": decision.event_id, "reason": decision.reason}
+
+    table.bind("open", open_)

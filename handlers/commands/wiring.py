@@ -1,28 +1,42 @@
-"""Build the command service from config and the device's components."""
+"""Build the command service from config and the device's parts (typed, passed in)."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.config.link import CommandsSection
+from ..access.remote import RemoteOpen
 from .auth import NonceCache, NonceStore, Verifier
 from .idempotent import MemoryResults, ResultLedger, ResultStore
 from .reply_sig import ReplySigner
 from .service import CommandLink, CommandService
-from .verbs import Tunables, device_verbs
+from .verbs import (
+    Decommissioner,
+    Door,
+    KeyRotator,
+    LicenceInstaller,
+    PrivacyActions,
+    RightsActions,
+    Tunables,
+    device_verbs,
+)
 
 
 async def build_command_service(
     section: CommandsSection,
     link: CommandLink,
     *,
-    components: Mapping[str, object],
     bus: EventBus,
     clock: Clock,
     nonce_store: NonceStore | None = None,
     tunables: Tunables | None = None,
+    door: Door | None = None,
+    privacy: PrivacyActions | None = None,
+    licence: LicenceInstaller | None = None,
+    keys: KeyRotator | None = None,
+    rights: RightsActions | None = None,
+    destroy: Decommissioner | None = None,
+    remote_open: RemoteOpen | None = None,
     result_store: ResultStore | None = None,
     signer: ReplySigner | None = None,
 ) -> CommandService:
@@ -42,7 +56,16 @@ async def build_command_service(
         nonces=nonces,
     )
     verbs = device_verbs(
-        components, clock=clock, device_id=link.topics.device_id, tunables=tunables or Tunables()
+        clock=clock,
+        device_id=link.topics.device_id,
+        tunables=tunables or Tunables(),
+        door=door,
+        privacy=privacy,
+        licence=licence,
+        keys=keys,
+        rights=rights,
+        destroy=destroy,
+        remote_open=remote_open,
     )
     return CommandService(
         link,

@@ -95,6 +95,15 @@ class RecognitionService:
     def name(self) -> str:
         return self._name
 
+    def health(self) -> dict[str, int | float | str | bool | None]:
+        """Counts only: frames analysed and gallery size."""
+        return {
+            "loaded": True,
+            "frames_analysed": self.frames_analysed,
+            "gallery_templates": len(self._engine.matcher),
+            "gallery_subjects": self._engine.matcher.subject_count,
+        }
+
     async def wait_ready(self) -> None:
         """Return once the frame subscription exists (frames published before are not seen)."""
         await self._ready.wait()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...runtime.errors import FacegateError
+from ...runtime.errors import CodedError, FacegateError
 
 
 class LicenceError(FacegateError):
@@ -26,12 +26,18 @@ class FingerprintError(LicenceError):
     """No device identifier could be read for a kiosk fingerprint."""
 
 
-class LicenceRequired(LicenceError):
-    """An operation needs a usable licence (or a feature limit was reached)."""
+class LicenceRequired(LicenceError, CodedError):
+    """An operation needs a usable licence (or a feature limit was reached); ``code`` is the reply code."""
 
     def __init__(self, message: str, *, code: str) -> None:
-        super().__init__(message)
-        self.code = code
+        CodedError.__init__(self, message, code=code)
+
+
+class LicenceNotInstalled(LicenceError, CodedError):
+    """``licence/install`` refused a licence; ``code`` is the state it would give."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        CodedError.__init__(self, message, code=code)
 
 
 class SeatServiceError(LicenceError):

@@ -25,7 +25,7 @@ from ...runtime.events import SecurityEvent, SecurityKind
 from ...storage.audit import AuditAction
 from .clockguard import ClockGuard
 from .document import trust_list
-from .errors import LicenceRequired
+from .errors import LicenceNotInstalled, LicenceRequired
 from .files import read_optional, remove, write_atomic
 from .fingerprint import Fingerprint, device_fingerprint
 from .state import LicenceState, LicenceStatus, evaluate
@@ -114,12 +114,7 @@ class LicenceManager:
 
     async def admit_enrolment(self, subject_id: str | None) -> None:
         """:meth:`check_enrolment` against the subjects holding templates (a known subject is free)."""
-        row = await self._store.db.fetchone(
-            "SELECT COUNT(DISTINCT subject_id) FROM templates WHERE quarantined_at IS NULL "
-            "AND subject_id != ?",
-            (subject_id or "",),
-        )
-        self.check_enrolment(int(row[0]) if row is not None else 0)
+        self.check_enrolment(await self._store.subjects.count_with_templates(except_subject=subject_id))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -243,8 +238,6 @@ class LicenceManager:
         expired) is refused with its state as the error code and leaves the old one in force;
         tamper states also raise a security event.
         """
-        from ...handlers.commands.errors import VerbFailed  # noqa: PLC0415  # command layer is optional
-
         async with self._lock:
             candidate = evaluate(
                 blob,
@@ -258,7 +251,7 @@ class LicenceManager:
                 _log.warning("licence.install_refused", state=candidate.state.value, detail=candidate.detail)
                 if candidate.state.tamper:
                     self._security(candidate.state, f"install refused: {candidate.detail}")
-                raise VerbFailed(
+                raise LicenceNotInstalled(
                     f"licence not installed ({candidate.state.value}): {candidate.detail}",
                     code=candidate.state.value,
                 )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 import structlog
@@ -32,9 +31,9 @@ class _Link(Protocol):
 class LicenceReporter:
     """Keeps the retained licence topic equal to the manager's state."""
 
-    def __init__(self, manager: LicenceManager, components: Mapping[str, object], *, clock: Clock) -> None:
+    def __init__(self, manager: LicenceManager, link: _Link | None, *, clock: Clock) -> None:
         self._manager = manager
-        self._components = components
+        self._link = link
         self._clock = clock
         self._changed = asyncio.Event()
         self.published: dict[str, Any] | None = None
@@ -50,7 +49,7 @@ class LicenceReporter:
     async def run(self) -> None:
         from ...runtime.mqtt.errors import MqttPublishError  # noqa: PLC0415  # the link is optional
 
-        link: Any = self._components.get("mqtt")
+        link = self._link
         if link is None:
             _log.warning(
                 "licence.report_unavailable", reason="no MQTT link: the licence topic is not published"

@@ -13,7 +13,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -25,12 +25,22 @@ from .state import LicenceState
 _log = structlog.get_logger("facegate.licence")
 
 
-class SeatClient:
-    """Keeps this device's seat lease fresh (constructor-injected link lookup)."""
+class SeatLink(Protocol):
+    """What the seat client needs from the MQTT link (:class:`~facegate.runtime.mqtt.MqttLink`)."""
 
-    def __init__(self, manager: LicenceManager, components: Mapping[str, object], *, clock: Clock) -> None:
+    async def subscribe(self, topic_filter: str, handler: Any, *, qos: int = ...) -> None: ...
+
+    async def wait_connected(self) -> None: ...
+
+    async def publish_to(self, topic: str, payload: bytes, *, qos: int = ..., retain: bool = ...) -> None: ...
+
+
+class SeatClient:
+    """Keeps this device's seat lease fresh over the device's link (None: no MQTT, idles)."""
+
+    def __init__(self, manager: LicenceManager, link: SeatLink | None, *, clock: Clock) -> None:
         self._manager = manager
-        self._components = components
+        self._link = link
         self._clock = clock
         self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=16)
         self.last_result: str | None = None
@@ -50,7 +60,7 @@ class SeatClient:
     async def run(self) -> None:
         from ...runtime.mqtt.errors import MqttPublishError  # noqa: PLC0415  # the link is optional
 
-        link: Any = self._components.get("mqtt")
+        link = self._link
         if link is None:
             _log.error("licence.seat_unavailable", reason="no MQTT link: cannot reach the licence service")
             await asyncio.Event().wait()

@@ -64,10 +64,7 @@ class AccessSection:
     )
 
     def check(self) -> None:
-        from ...handlers.access.schedule import (  # noqa: PLC0415  # config must not import handlers at load
-            Schedule,
-            ScheduleError,
-        )
+        from ..schedule import Schedule, ScheduleError  # noqa: PLC0415  # parsed only when validated
 
         try:
             ZoneInfo(self.timezone)

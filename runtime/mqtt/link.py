@@ -18,9 +18,8 @@ Publishing never buffers: :meth:`MqttLink.publish` waits for the broker's
 acknowledgement (PUBACK for QoS 1) or raises a :class:`MqttPublishError`.
 The durable outbox (issue 6) owns buffering and resending on top of this.
 
-Neighbours: client options from config in :mod:`.options`, the assembly
-factory :func:`build` in :mod:`.factory` (re-exported here, where
-``runtime/assembly.py`` looks for it).
+Neighbours: client options from config in :mod:`.options`; the composition
+root (``facegate.runtime.app.mqtt_parts``) builds the link and the services using it.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ from ..clock import Clock
 from ..config.loader import LoadedConfig
 from . import payloads
 from .errors import MqttConnectError, MqttNotConnected, MqttPublishError, MqttPublishRefused
-from .factory import build
 from .inbound import InboundMessage, MessageHandler, from_aiomqtt
 from .options import ClientOptions, client_options
 from .payloads import Identity
@@ -52,7 +50,7 @@ from .topics import DeviceTopics, check_filter, check_topic, filter_matches
 
 _log = structlog.get_logger("facegate.mqtt")
 
-__all__ = ["InboundMessage", "LinkState", "MessageHandler", "MqttLink", "build"]
+__all__ = ["InboundMessage", "LinkState", "MessageHandler", "MqttLink"]
 
 
 class MqttLink:

@@ -9,19 +9,31 @@ that finds the link offline is skipped rather than queued.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 
 from ..clock import Clock
 from . import payloads
 from .errors import MqttPublishError
+from .payloads import Identity
 from .topics import TELEMETRY
 
-if TYPE_CHECKING:
-    from .link import MqttLink
-
 SnapshotProvider = Callable[[], Mapping[str, object]]
+
+
+class TelemetryLink(Protocol):
+    """What the publisher needs from :class:`~.link.MqttLink` (which owns the publisher)."""
+
+    @property
+    def identity(self) -> Identity: ...
+
+    @property
+    def endpoint(self) -> str: ...
+
+    async def wait_connected(self) -> None: ...
+
+    async def publish(self, suffix: str, payload: bytes, *, qos: int = ..., retain: bool = ...) -> None: ...
 
 _log = structlog.get_logger("facegate.mqtt")
 
@@ -36,7 +48,7 @@ class TelemetryPublisher:
 
     def __init__(
         self,
-        link: MqttLink,
+        link: TelemetryLink,
         snapshot: SnapshotProvider,
         *,
         interval_s: float,

@@ -1,6 +1,6 @@
 """``SimDevice``: a whole facegate device for tests, on a real broker, without hardware.
 
-A real :class:`~facegate.runtime.device.Device` with its real parts: the
+A real :class:`~facegate.runtime.app.device.Device` with its real parts: the
 encrypted SQLite store (temporary folder, fresh KEK), the real models and
 recognition pipeline, consent policy, door control, signed commands and the
 durable MQTT link. Only the lowest seams are simulated: the camera
@@ -29,8 +29,8 @@ from ..drivers.gpio import SimulatedGpio
 from ..drivers.models import default_cache_dir
 from ..policy import AgeBand, ConsentKind, ConsentMethod, Policy, enrol_images
 from ..policy.licence.demo import issue_demo_licence
+from ..runtime.app.device import Device
 from ..runtime.config import load_config
-from ..runtime.device import Device
 from ..storage.crypto import new_key
 from ..storage.kek import write_key_file
 from . import parts as internals

@@ -1,6 +1,6 @@
 """A fleet of simulated facegate devices on one broker, with a scripted stream of events.
 
-Each device is a real :class:`~facegate.runtime.device.Device` (own id, own
+Each device is a real :class:`~facegate.runtime.app.device.Device` (own id, own
 encrypted store and key, own operator key, door control, durable MQTT link and
 retained status) built by :class:`~.device.SimDevice`. What happens in front of
 the gates is scripted per device from a seeded random stream at ``rate`` scenes

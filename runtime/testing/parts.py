@@ -1,7 +1,7 @@
 """The one place facegate.testing reaches into a device's internals, and typed views of its hardware.
 
-Everything that knows how a :class:`Device` holds its parts (today
-``device.parts.components[...]``) is in the functions at the top of this
+Everything that knows how a :class:`Device` holds its parts (the typed
+``device.parts`` of the composition root) is in the functions at the top of this
 module; the rest of the plugin only sees typed objects. The lock relay and the
 door contact are :class:`Relay` and :class:`Door`.
 """
@@ -16,12 +16,12 @@ from typing import Any
 from ..drivers.camera import SimulatedCamera
 from ..drivers.gpio import SimulatedGpio
 from ..policy import Policy
-from ..runtime.device import Device
+from ..runtime.app.device import Device
 
 
 def camera(device: Device) -> SimulatedCamera:
     """The device's simulated camera (a device under test must use ``driver = "simulated"``)."""
-    cam = device.parts.components["camera"]
+    cam = device.parts.camera
     if not isinstance(cam, SimulatedCamera):
         raise TypeError("the device's camera is not simulated")
     return cam
@@ -29,7 +29,7 @@ def camera(device: Device) -> SimulatedCamera:
 
 def gpio(device: Device) -> SimulatedGpio:
     """The device's simulated GPIO lines."""
-    lines = device.parts.components["gpio"]
+    lines = device.parts.gpio
     if not isinstance(lines, SimulatedGpio):
         raise TypeError("the device's GPIO is not simulated")
     return lines
@@ -37,31 +37,32 @@ def gpio(device: Device) -> SimulatedGpio:
 
 def policy(device: Device) -> Policy:
     """The consent/retention policy over the device's store."""
-    host: Any = device.parts.components["policy"]
-    found = host.policy
-    assert isinstance(found, Policy)
+    found = device.parts.policy
+    if found is None:
+        raise TypeError("the device has no store, so no privacy policy")
     return found
 
 
 async def embedder(device: Device) -> Callable[[bytes], Awaitable[Any]]:
     """The recognition engine's image embedder, once the models are loaded."""
-    recognition: Any = device.parts.components["recognition"]
-    engine = await recognition.wait_ready()
-    embed: Callable[[bytes], Awaitable[Any]] = engine.embed_image
+    parts = device.parts
+    if parts.recognition is None or parts.engine is None:
+        raise TypeError("the device has no recognition")
+    await parts.recognition.wait_ready()
+    embed: Callable[[bytes], Awaitable[Any]] = parts.engine.embed_image
     return embed
 
 
 async def wait_ready(device: Device) -> None:
     """Until signed commands are subscribed and the recognition models are loaded (when present)."""
-    components = device.parts.components
-    commands: Any = components.get("commands")
-    if commands is not None:
-        while commands.service is None:  # noqa: ASYNC110  # built when the service first runs
-            await asyncio.sleep(0.02)
-        await commands.service.wait_ready()
-    recognition: Any = components.get("recognition")
-    if recognition is not None:
-        await recognition.wait_ready()
+    parts = device.parts
+    if parts.mqtt is not None and parts.mqtt.commands is not None:
+        await parts.mqtt.commands.wait_ready()
+        # The command filter is registered; the broker has it once the link is connected
+        # (subscriptions are sent before the link reports CONNECTED).
+        await parts.mqtt.link.wait_connected()
+    if parts.recognition is not None:
+        await parts.recognition.wait_ready()
 
 
 @dataclass(frozen=True)

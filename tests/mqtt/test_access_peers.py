@@ -26,7 +26,7 @@ async def test_peer_exit_reader_resets_the_entry_direction(
     link = MqttLink.from_config(load(tmp_path, mosquitto), clock=SystemClock(), bus=EventBus())
     passback = AntiPassback("hard", 3600.0, SystemClock())
     passback.record("emp-7", "entry")  # entered through this device
-    peers = PeerPassages(passback, {"gate-exit": "exit"}, {"mqtt": link})
+    peers = PeerPassages(passback, {"gate-exit": "exit"}, link)
     async with link, asyncio.TaskGroup() as tg:
         await asyncio.wait_for(link.wait_connected(), 30)
         task = tg.create_task(peers.run(), name="test.peers")

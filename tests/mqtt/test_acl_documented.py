@@ -21,14 +21,14 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from facegate.runtime.cli.cmd_cmd import load_key
-from facegate.runtime.cli.fleet_cmd import Fleet
+from facegate.handlers.reporting.homeassistant import HomeAssistantDiscovery
+from facegate.runtime.app.cli.cmd_cmd import load_key
+from facegate.runtime.app.cli.fleet_cmd import Fleet
+from facegate.runtime.app.device import Device
 from facegate.runtime.config import load_config
-from facegate.runtime.device import Device
 from facegate.runtime.mqtt import MqttLink
 from facegate.runtime.mqtt.checked import CheckedClient
 from facegate.runtime.mqtt.errors import MqttPublishRefused
-from facegate.runtime.mqtt.homeassistant import HomeAssistantDiscovery
 
 from ..fixtures.acl import AclBroker, acl_broker, documented_acl
 from .device_util import KEK_ENV, device_config, fresh_kek
@@ -125,11 +125,11 @@ async def test_documented_acl_device_fleet_reader_and_operator(
             account(broker, "ops.alice", ["facegate/v1/+/event/#", "facegate/v1/+/status"], v5) as ops,
             Device(load_config(cfg), handle_signals=False) as dev,
         ):
-            link: MqttLink = dev.parts.components["mqtt"]  # type: ignore[assignment]  # registered by the factory
-            ha: HomeAssistantDiscovery = dev.parts.components["mqtt.homeassistant"]  # type: ignore[assignment]  # services
-            commands = dev.parts.components["commands"]
-            await until(lambda: getattr(commands, "service", None) is not None, within=30)
-            await asyncio.wait_for(commands.service.wait_ready(), 30)  # type: ignore[attr-defined]  # CommandsRunner
+            mqtt = dev.parts.mqtt
+            assert mqtt is not None and mqtt.homeassistant is not None and mqtt.commands is not None
+            link: MqttLink = mqtt.link
+            ha: HomeAssistantDiscovery = mqtt.homeassistant
+            await asyncio.wait_for(mqtt.commands.wait_ready(), 30)
             # The device's status reaches the fleet reader; HA discovery for 'gate-1' passes the ACL.
             await until(lambda: any(t == "facegate/v1/gate-1/status" for t, _ in fleet.got), within=30)
             await until(lambda: ha.published_for >= 1, within=30)

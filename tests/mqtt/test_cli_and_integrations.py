@@ -15,17 +15,18 @@ import aiomqtt
 import numpy as np
 import pytest
 import pytest_asyncio
+from facegate.drivers.gpio import SimulatedGpio
 from facegate.handlers.commands import first_error
+from facegate.handlers.reporting.codec import EventCodec, decode
+from facegate.handlers.reporting.homeassistant import HomeAssistantDiscovery, lock_config_topic
+from facegate.handlers.reporting.metrics import LinkMetrics
+from facegate.runtime.app.cli.cmd_cmd import load_key
+from facegate.runtime.app.device import Device
 from facegate.runtime.bus import EventBus
-from facegate.runtime.cli.cmd_cmd import load_key
 from facegate.runtime.clock import ManualClock, SystemClock
 from facegate.runtime.config import load_config
-from facegate.runtime.device import Device
 from facegate.runtime.events import FrameCaptured
 from facegate.runtime.mqtt import MqttLink
-from facegate.runtime.mqtt.codec import EventCodec, decode
-from facegate.runtime.mqtt.homeassistant import HomeAssistantDiscovery, lock_config_topic
-from facegate.runtime.mqtt.metrics import LinkMetrics
 
 from ..fixtures.brokers import MosquittoBroker
 from .device_util import KEK_ENV, device_config, fresh_kek
@@ -33,7 +34,7 @@ from .durable_util import access
 from .util import load, observe, status_is, until
 
 pytestmark = pytest.mark.mosquitto
-CLI = [sys.executable, "-m", "facegate.runtime.cli"]
+CLI = [sys.executable, "-m", "facegate.runtime.app.cli"]
 
 
 async def run_cli(*args: str, within: float = 60.0) -> tuple[int, str, str]:
@@ -70,9 +71,9 @@ async def device(
         extra="[homeassistant]\ndiscovery = true\nlock = true\n",
     )
     async with Device(load_config(cfg), handle_signals=False) as dev:
-        commands = dev.parts.components["commands"]
-        await until(lambda: getattr(commands, "service", None) is not None, within=30)
-        await asyncio.wait_for(commands.service.wait_ready(), 30)  # type: ignore[attr-defined]  # CommandsRunner
+        assert dev.parts.mqtt is not None and dev.parts.mqtt.commands is not None
+        await asyncio.wait_for(dev.parts.mqtt.commands.wait_ready(), 30)
+        await asyncio.wait_for(dev.parts.mqtt.link.wait_connected(), 30)
         await asyncio.sleep(0.3)
         yield dev
         dev.request_shutdown("test over")
@@ -83,15 +84,16 @@ async def test_cmd_client_signs_sends_and_prints_the_reply(
     device: Device, mosquitto: MosquittoBroker, operator_key: Path, tmp_path: Path
 ) -> None:
     broker = f"{mosquitto.host}:{mosquitto.port}"
-    gpio = device.parts.components["gpio"]
-    before = gpio.actuations(17, to=True)  # type: ignore[attr-defined]  # SimulatedGpio
+    gpio = device.parts.gpio
+    assert isinstance(gpio, SimulatedGpio)
+    before = gpio.actuations(17, to=True)
     code, out, err = await run_cli(
         "cmd", "open", "--key", str(operator_key), "--broker", broker, "--device", "gate-1"
     )
     assert code == 0, err
     reply = json.loads(out)
     assert reply["ok"] is True and reply["verb"] == "open" and first_error("reply", reply) is None
-    assert gpio.actuations(17, to=True) == before + 1  # type: ignore[attr-defined]  # SimulatedGpio
+    assert gpio.actuations(17, to=True) == before + 1
 
     code, out, _ = await run_cli("cmd", "ping", "--broker", broker, "--protocol", "3.1.1")
     assert code == 0 and json.loads(out)["result"]["pong"] is True
@@ -132,7 +134,8 @@ async def test_homeassistant_discovery_retained_lock_only_with_a_bridge(
     device: Device, mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
     # The device has lock = true but no lock_bridge: no lock entity, sensors only.
-    ha: HomeAssistantDiscovery = device.parts.components["mqtt.homeassistant"]  # type: ignore[assignment]  # registered by services
+    assert device.parts.mqtt is not None and device.parts.mqtt.homeassistant is not None
+    ha: HomeAssistantDiscovery = device.parts.mqtt.homeassistant
     await until(lambda: ha.published_for > 0, within=15)
     async with observe(mosquitto, "homeassistant/#", client_id="ha") as obs:  # joins late: retained only
         await obs.wait_for(lambda s: s.topic.endswith("outbox_backlog/config"))

@@ -53,7 +53,7 @@ async def running_device(
         svc = await build_command_service(
             CommandsSection(operators={"alice": pub_b64(ALICE)}, window_s=60.0),
             link,
-            components={"door": door},
+            door=door,
             bus=bus,
             clock=clock,
             nonce_store=store.kv,

@@ -77,7 +77,7 @@ async def device(tmp_path: Path, mosquitto: MosquittoBroker) -> AsyncIterator[De
         svc = await build_command_service(
             CommandsSection(operators={"alice": pub_b64(ALICE)}, window_s=30.0),
             link,
-            components={"door": door},
+            door=door,
             bus=bus,
             clock=clock,
         )

@@ -43,7 +43,7 @@ class DeviceProcess:
     def start(self) -> None:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "facegate.runtime.cli", "run", "-c", str(self.config)],
+            [sys.executable, "-m", "facegate.runtime.app.cli", "run", "-c", str(self.config)],
             env=self.env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from facegate.drivers.gpio import SimulatedGpio
 from facegate.handlers.commands import first_error
-from facegate.handlers.door import DoorController
+from facegate.runtime.app.device import Device
 from facegate.runtime.clock import SystemClock
 from facegate.runtime.config import load_config
-from facegate.runtime.device import Device
 
 from ..fixtures.brokers import MosquittoBroker
 from .util import Seen, observe, until, write_config
@@ -43,9 +42,9 @@ async def test_door_state_is_retained_and_ha_sees_door_and_fire(
     )
     device = Device(load_config(path), clock=SystemClock(), handle_signals=False)
     async with observe(mosquitto, "facegate/v1/gate-1/door/#", client_id="ds") as obs, device:
-        gpio = device.parts.components["gpio"]
+        gpio = device.parts.gpio
         assert isinstance(gpio, SimulatedGpio)
-        door = device.parts.component("door", DoorController)
+        door = device.parts.door
         await obs.wait_for(state_is(lock="locked", door="closed", fire="normal"), within=30)
         await door.open("test")
         await obs.wait_for(state_is(lock="unlocked"), within=30)
@@ -53,8 +52,9 @@ async def test_door_state_is_retained_and_ha_sees_door_and_fire(
         await obs.wait_for(state_is(door="open"), within=30)
         gpio.drive_input(FIRE, True)
         await obs.wait_for(state_is(fire="active", lock="unlocked"), within=30)
-        ha_service = device.parts.components["mqtt.homeassistant"]
-        await until(lambda: getattr(ha_service, "published_for", 0) > 0, within=30)
+        assert device.parts.mqtt is not None and device.parts.mqtt.homeassistant is not None
+        ha_service = device.parts.mqtt.homeassistant
+        await until(lambda: ha_service.published_for > 0, within=30)
     for seen in obs.messages:
         assert seen.retain or seen.topic == STATE
         assert set(seen.json()) == {"lock", "door", "fire", "lockdown"}  # no identifiers

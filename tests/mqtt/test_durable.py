@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from facegate.handlers.commands import first_error
+from facegate.handlers.reporting.codec import EventCodec
+from facegate.handlers.reporting.durable import DurableEvents
 from facegate.policy import receipts
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import SystemClock
@@ -23,8 +25,6 @@ from facegate.runtime.events import (
     SecurityKind,
 )
 from facegate.runtime.mqtt import LinkState, MqttLink
-from facegate.runtime.mqtt.codec import EventCodec
-from facegate.runtime.mqtt.durable import DurableEvents
 from facegate.storage import Store
 
 from ..fixtures.brokers import MosquittoBroker, require_mosquitto

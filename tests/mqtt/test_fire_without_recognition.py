@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from facegate.drivers.gpio import SimulatedGpio
+from facegate.runtime.app.device import Device
 from facegate.runtime.config import load_config
-from facegate.runtime.device import Device
 
 from ..fixtures.brokers import MosquittoBroker
 from .device_util import KEK_ENV, device_config, fresh_kek
@@ -43,8 +43,9 @@ async def test_fire_releases_the_lock_with_recognition_stopped_and_the_loop_stal
         device,
     ):
         await device.started.wait()
-        await asyncio.wait_for(device.parts.components["recognition"].wait_ready(), 120)  # type: ignore[attr-defined]  # RecognitionHost
-        gpio = device.parts.components["gpio"]
+        assert device.parts.recognition is not None
+        await asyncio.wait_for(device.parts.recognition.wait_ready(), 120)
+        gpio = device.parts.gpio
         assert isinstance(gpio, SimulatedGpio)
         assert gpio.level(RELAY) is False  # fail-secure strike, locked
 

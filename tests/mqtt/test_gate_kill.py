@@ -39,7 +39,7 @@ def stop_hook_command(config: Path) -> list[str]:
     line = next(x for x in UNIT.read_text().splitlines() if x.startswith("ExecStopPost="))
     args = line.removeprefix("ExecStopPost=").split()
     assert args[1:4] == ["gpio", "safe", "--config"], line
-    return [sys.executable, "-m", "facegate.runtime.cli", "gpio", "safe", "--config", str(config)]
+    return [sys.executable, "-m", "facegate.runtime.app.cli", "gpio", "safe", "--config", str(config)]
 
 
 async def wait_for(cond: Callable[[], bool], within: float = 30.0) -> None:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from facegate.runtime.cli import build_parser
+from facegate.runtime.app.cli import build_parser
 
 from ..fixtures.brokers import BrokerHandle, MosquittoBroker, mosquitto_client
 from .util import observe, status_is, write_config
@@ -30,8 +30,8 @@ def device_command(config: Path) -> list[str]:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     if "run" in (sub.choices or {}):
-        return [sys.executable, "-m", "facegate.runtime.cli", "run", "--config", str(config)]
-    return [sys.executable, "-m", "facegate.runtime.mqtt.runner", "--config", str(config)]
+        return [sys.executable, "-m", "facegate.runtime.app.cli", "run", "--config", str(config)]
+    return [sys.executable, str(Path(__file__).with_name("presence_runner.py")), "--config", str(config)]
 
 
 async def _start_device(config: Path, tmp_path: Path) -> asyncio.subprocess.Process:

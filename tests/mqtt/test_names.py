@@ -2,7 +2,7 @@
 
 A real encrypted store and policy (consent, enrolment with a display name,
 rectification, erasure), the real durable pipeline as the device wires it
-(:class:`DurableEventsRunner` with component ``store``) and a real Mosquitto,
+(:func:`facegate.runtime.app.mqtt_parts.build_link_parts` with the store) and a real Mosquitto,
 observed by an outside subscriber.
 """
 
@@ -19,15 +19,14 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from facegate.handlers.commands import first_error
+from facegate.handlers.reporting.names import SubjectNames
 from facegate.policy import AgeBand, ConsentKind, ConsentMethod, Policy
+from facegate.runtime.app.mqtt_parts import LinkParts, build_link_parts, new_link
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock, SystemClock
 from facegate.runtime.config.privacy import PrivacySection
 from facegate.runtime.events import PrivacyEvent, PrivacyKind
-from facegate.runtime.mqtt import MqttLink
-from facegate.runtime.mqtt.metrics import LinkMetrics
-from facegate.runtime.mqtt.names import SubjectNames
-from facegate.runtime.mqtt.services import DurableEventsRunner
+from facegate.runtime.health import HealthMonitor
 from facegate.storage import Store
 from structlog.testing import capture_logs
 
@@ -46,7 +45,7 @@ class Rig:
     bus: EventBus
     store: Store
     policy: Policy
-    runner: DurableEventsRunner
+    parts: LinkParts
 
 
 @pytest_asyncio.fixture(params=[True, False], ids=["names_on", "names_off"])
@@ -57,30 +56,39 @@ async def rig(
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Rig]:
     clock, bus = SystemClock(), EventBus()
-    link = MqttLink.from_config(load(tmp_path, mosquitto, protocol="5"), clock=clock, bus=bus)
+    loaded = load(tmp_path, mosquitto, protocol="5")
+    cfg = loaded.config
+    loaded = replace(loaded, config=replace(cfg, events=replace(cfg.events, include_names=request.param)))
     kek = kek_source(monkeypatch)
     async with open_store(tmp_path / "dev.db", kek, clock=clock, publish=bus.publish) as store:
         policy = await Policy(store, PrivacySection(), clock=clock, device_id="gate-1").open()
         await _enrol(policy, "emp-7", NAME)
         await _enrol(policy, "emp-8", None)
-        runner = DurableEventsRunner(
+        link, metrics = new_link(loaded, clock=clock, bus=bus, health=HealthMonitor(clock=clock, bus=bus))
+        parts = await build_link_parts(
+            loaded,
             link,
-            {"store": store},
-            bus=bus,
+            metrics,
             clock=clock,
-            include_names=request.param,
-            metrics=LinkMetrics(bus, clock),
+            bus=bus,
+            store=store,
+            door=None,
+            privacy=None,
+            keys=None,
         )
+        assert parts.events is not None
+        link, events = parts.link, parts.events
         async with link, asyncio.TaskGroup() as tg:
-            task = tg.create_task(runner.run(), name="test.events")
-            await until(lambda: runner.events is not None)
-            assert runner.events is not None
-            await asyncio.wait_for(runner.events.wait_subscribed(), 5)
+            tasks = [tg.create_task(events.run(), name="test.events")]
+            if parts.names is not None:
+                tasks.append(tg.create_task(parts.names.run(), name="test.names"))
+            await asyncio.wait_for(events.wait_subscribed(), 5)
             await asyncio.wait_for(link.wait_connected(), 10)
             try:
-                yield Rig(bus, store, policy, runner)
+                yield Rig(bus, store, policy, parts)
             finally:
-                task.cancel()
+                for task in tasks:
+                    task.cancel()
 
 
 async def _enrol(policy: Policy, subject_id: str, name: str | None) -> None:
@@ -111,7 +119,7 @@ async def _decision(rig: Rig, obs: Observer, n: int, subject_id: str | None) -> 
 async def test_access_events_carry_names_only_when_configured(
     rig: Rig, mosquitto: MosquittoBroker
 ) -> None:
-    on = rig.runner.names is not None
+    on = rig.parts.names is not None
     with capture_logs() as logs:
         async with observe(mosquitto, ACCESS, client_id="names-obs") as obs:
             named = await _decision(rig, obs, 1, "emp-7")
@@ -131,7 +139,7 @@ async def test_access_events_carry_names_only_when_configured(
     if on:
         assert named["name"] == NAME and again["name"] == NAME
         assert rectified["name"] == NEW_NAME
-        assert rig.runner.names is not None and rig.runner.names.lookups <= 4  # cached, not per event
+        assert rig.parts.names is not None and rig.parts.names.lookups <= 4  # cached, not per event
     for body in ([named, again, rectified] if not on else []) + [nameless, unknown, erased]:
         assert "name" not in body, body
     if not on:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from facegate.handlers.reporting.codec import EventCodec
+from facegate.handlers.reporting.durable import DurableEvents
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.events import ComponentStateChanged
-from facegate.runtime.mqtt.codec import EventCodec
-from facegate.runtime.mqtt.durable import DurableEvents
 from facegate.runtime.mqtt.errors import MqttNotConnected
 
 from .durable_util import access, kek_source, open_store

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+from facegate.handlers.reporting.codec import EventCodec
+from facegate.handlers.reporting.durable import DurableEvents
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import SystemClock
 from facegate.runtime.events import SecurityEvent, SecurityKind
 from facegate.runtime.mqtt import MqttLink
-from facegate.runtime.mqtt.codec import EventCodec
-from facegate.runtime.mqtt.durable import DurableEvents
 from facegate.runtime.mqtt.refusals import PublishState
 
 from ..fixtures.acl import AclBroker, acl_broker, documented_acl

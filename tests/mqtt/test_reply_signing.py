@@ -20,7 +20,7 @@ import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from facegate.handlers.commands.reply_sig import sign_reply, verify_reply
 from facegate.policy.device_keys import device_public_key
-from facegate.runtime.device import Device
+from facegate.runtime.app.device import Device
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -90,7 +90,8 @@ async def test_cmd_rejects_a_spoofed_ok_reply_and_accepts_the_signed_one(
     tmp_path: Path,
 ) -> None:
     broker = f"{mosquitto.host}:{mosquitto.port}"
-    pub = base64.b64encode(await device_public_key(device.parts.components["store"])).decode()  # type: ignore[arg-type]  # the Store component
+    assert device.parts.store is not None
+    pub = base64.b64encode(await device_public_key(device.parts.store)).decode()
     # Without the device key the spoofer wins for a device that does not exist (the old behaviour).
     code, out, err = await run_cli("cmd", "ping", "--broker", broker, "--device", "ghost", "--timeout", "5")
     assert code == 0 and json.loads(out)["ok"] is True and "signature not checked" in err

@@ -26,7 +26,7 @@ from .test_tls import _tls_mosquitto
 from .util import load
 
 pytestmark = pytest.mark.mosquitto
-CLI = [sys.executable, "-m", "facegate.runtime.cli"]
+CLI = [sys.executable, "-m", "facegate.runtime.app.cli"]
 
 
 async def run_cli(
@@ -53,7 +53,7 @@ async def test_cmd_and_fleet_watch_over_a_tls_only_listener(tmp_path: Path) -> N
         cfg = load(tmp_path, broker, host="localhost", tls={"ca_file": str(ca)}, protocol="5")
         async with MqttLink.from_config(cfg, clock=clock, bus=bus) as link, asyncio.TaskGroup() as tg:
             svc = await build_command_service(
-                CommandsSection(), link, components={}, bus=bus, clock=clock
+                CommandsSection(), link, bus=bus, clock=clock
             )
             task = tg.create_task(svc.run(), name="test.commands")
             await asyncio.wait_for(link.wait_connected(), 15)

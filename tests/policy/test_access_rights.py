@@ -11,12 +11,12 @@ import pytest
 from facegate.handlers.access import AntiPassback, Authoriser, store_lookup
 from facegate.handlers.commands import first_error
 from facegate.handlers.recognition.matcher import Matcher
+from facegate.handlers.reporting.codec import EventCodec
 from facegate.policy import Policy, sweep
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.config.access import AccessSection, ScheduleSection
 from facegate.runtime.events import AccessDecision, Decision, SecurityEvent, SecurityKind
-from facegate.runtime.mqtt.codec import EventCodec
 
 from .conftest import DAY, MODEL, consent_adult, embeddings
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
+import contextlib
 
 import pytest
 from facegate.handlers.recognition.matcher import Matcher
-from facegate.policy.assembly import PolicyHost, build
-from facegate.runtime.assembly import Parts
+from facegate.policy.retention import RetentionSweeper
+from facegate.runtime.app.policy_parts import policy_services
+from facegate.runtime.app.root import open_policy
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.config.privacy import PrivacySection
@@ -19,38 +20,29 @@ from .conftest import MODEL, consent_adult, embeddings, matches
 
 
 @pytest.mark.asyncio
-async def test_build_opens_policy_and_runs_sweeper_and_watcher(
+async def test_root_opens_policy_and_runs_sweeper_and_watcher(
     store: Store, clock: ManualClock, matcher: Matcher
 ) -> None:
-    cfg = SimpleNamespace(privacy=PrivacySection(), device=SimpleNamespace(id="gate-1"))
     bus = EventBus()
-    ctx = SimpleNamespace(config=cfg, clock=clock, bus=bus)
-    recognition = SimpleNamespace(engine=SimpleNamespace(matcher=matcher))
-    parts = Parts()
-    build(ctx, parts)  # type: ignore[arg-type]  # duck-typed context
-    assert parts.resources == []  # no store component: nothing to wire
-    parts.components.update(store=store, recognition=recognition)
-    build(ctx, parts)  # type: ignore[arg-type]  # duck-typed context
-    host = parts.component("policy", PolicyHost)
-    assert [s.name for s in parts.services] == [
-        "policy.retention",
-        "policy.gallery_watch",
-        "policy.match_recorder",
-        "policy.incidents",
-    ]
-    async with host:
-        await consent_adult(host.policy, "D1")
+    async with contextlib.AsyncExitStack() as stack:
+        policy = await open_policy(
+            store, PrivacySection(), clock=clock, matcher=matcher, device_id="gate-1", stack=stack
+        )
+        services = policy_services(policy, clock=clock, bus=bus)
+        assert [s.name for s in services] == [
+            "policy.retention",
+            "policy.gallery_watch",
+            "policy.match_recorder",
+        ]
+        await consent_adult(policy, "D1")
         emb = embeddings(1, seed=41)
-        await host.policy.enrol_subject("D1", emb, MODEL, actor="op")
+        await policy.enrol_subject("D1", emb, MODEL, actor="op")
         assert matches(matcher, "D1", emb[0])
-        tasks = [asyncio.create_task(s.run(), name=s.name) for s in parts.services]
+        tasks = [asyncio.create_task(s.run(), name=s.name) for s in services]
         try:
-            deferred = parts.services[0]
-            for _ in range(100):  # the wrapper builds the sweeper on its first run
-                if deferred.service is not None:  # type: ignore[attr-defined]  # the deferred wrapper
-                    break
-                await asyncio.sleep(0)
-            await asyncio.wait_for(deferred.service.wait_sweeps(1), 10)  # type: ignore[attr-defined]  # same
+            sweeper = services[0]
+            assert isinstance(sweeper, RetentionSweeper)
+            await asyncio.wait_for(sweeper.wait_sweeps(1), 10)
             # A granted decision is recorded as the subject's last match (template retention
             # counts from it); other decisions are not.
             def decision(kind: Decision, at: float) -> AccessDecision:
@@ -71,4 +63,4 @@ async def test_build_opens_policy_and_runs_sweeper_and_watcher(
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-    assert host.policy.sink is None
+    assert policy.sink is None

@@ -11,7 +11,7 @@ import pytest
 import structlog
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from facegate.runtime.cli import main
+from facegate.runtime.app.cli import main
 
 from .conftest import EVIDENCE
 

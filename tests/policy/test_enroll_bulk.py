@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import structlog
-from facegate.runtime.cli import main
+from facegate.runtime.app.cli import main
 
 from .conftest import EVIDENCE
 

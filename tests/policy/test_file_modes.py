@@ -15,7 +15,7 @@ import pytest
 
 from ..fixtures.brokers import free_port
 
-CLI = [sys.executable, "-m", "facegate.runtime.cli"]
+CLI = [sys.executable, "-m", "facegate.runtime.app.cli"]
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from facegate.handlers.commands import first_error
-from facegate.policy import Policy
 from facegate.policy.incidents import report_incident
+from facegate.runtime.app.device import Device
 from facegate.runtime.clock import SystemClock
 from facegate.runtime.config import load_config
-from facegate.runtime.device import Device
 from facegate.runtime.events import SecurityEvent, SecurityKind
 from facegate.storage import Store
 from facegate.storage.errors import KekSourceError
@@ -47,11 +46,11 @@ def _config(tmp_path: Path, broker: MosquittoBroker, extra: str = "") -> Path:
 @asynccontextmanager
 async def _device(cfg: Path) -> AsyncIterator[Device]:
     async with Device(load_config(cfg), handle_signals=False) as dev:
-        commands: Any = dev.parts.components["commands"]
+        mqtt = dev.parts.mqtt
+        assert mqtt is not None and mqtt.commands is not None
         async with asyncio.timeout(60):
-            while commands.service is None:  # noqa: ASYNC110  # built when the service first runs
-                await asyncio.sleep(0.02)
-            await commands.service.wait_ready()
+            await mqtt.commands.wait_ready()
+            await mqtt.link.wait_connected()
         await asyncio.sleep(0.3)  # the SUBSCRIBE reaches the broker
         yield dev
         dev.request_shutdown("test over")
@@ -73,11 +72,12 @@ async def test_opened_enclosure_on_a_kiosk_shreds_the_kek_and_the_device_refuses
         observe(mosquitto, "facegate/v1/gate-1/#", client_id="outside-inc") as obs,
         _device(cfg) as dev,
     ):
-        policy: Policy = dev.parts.components["policy"].policy  # type: ignore[attr-defined]  # PolicyHost
+        policy = dev.parts.policy
+        assert policy is not None
         await grant_consent(policy, "emp-1")
         x = np.random.default_rng(3).standard_normal((1, 128)).astype(np.float32)
         await policy.enrol_subject("emp-1", x / np.linalg.norm(x), "sface-2021dec", actor="kiosk")
-        gpio: Any = dev.parts.components["gpio"]
+        gpio: Any = dev.parts.gpio
         gpio.drive_input(TAMPER, True)  # the enclosure is opened
         incident = await _incident(obs, "enclosure_open")
         body = incident.json()
@@ -111,7 +111,7 @@ async def test_door_terminal_locks_down_and_hook_and_bus_overflow_are_incidents(
         observe(mosquitto, "facegate/v1/gate-1/#", client_id="outside-inc2") as obs,
         _device(cfg) as dev,
     ):
-        gpio: Any = dev.parts.components["gpio"]
+        gpio: Any = dev.parts.gpio
         gpio.drive_input(TAMPER, True)
         body = (await _incident(obs, "enclosure_open")).json()
         assert body["response"] == "lockdown" and body["outcome"] == "locked_down", body
@@ -137,7 +137,8 @@ async def test_door_terminal_locks_down_and_hook_and_bus_overflow_are_incidents(
             for _ in range(3):
                 report_incident(dev.bus, dev.clock, SecurityKind.COMMAND_REJECTED, "bad sig", source="test")
             await _incident(obs, "bus_overflow")
-        rows = await dev.parts.components["policy"].policy.store.db.fetchall(  # type: ignore[attr-defined]  # PolicyHost
+        assert dev.parts.policy is not None
+        rows = await dev.parts.policy.store.db.fetchall(
             "SELECT kind, COUNT(*) FROM incidents GROUP BY kind"
         )
         counts = {str(k): int(n) for k, n in rows}

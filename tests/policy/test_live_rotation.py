@@ -13,10 +13,10 @@ from facegate.runtime.clock import ManualClock
 from facegate.runtime.config.privacy import PrivacySection
 from facegate.runtime.config.storage import StorageSection
 from facegate.storage import KekSource, KekSourceKind, Store
-from facegate.storage.assembly import LiveKeyRotation
 from facegate.storage.crypto import new_key
 from facegate.storage.errors import RotationError
 from facegate.storage.kek import write_key_file
+from facegate.storage.live_rotation import LiveKeyRotation
 
 from .conftest import DIM, MODEL, consent_adult, embeddings
 
@@ -28,11 +28,10 @@ async def test_live_rotation_keeps_everything_readable(tmp_path: Path, clock: Ma
     old_key = key_file.read_bytes()
     section = StorageSection(path=tmp_path / "g.db", kek_source="file", kek_file=key_file)
     source = KekSource(kind=KekSourceKind.FILE, file=key_file)
-    rotation = LiveKeyRotation(section, publish=None)
+    rotation = LiveKeyRotation(section, publish=None, extra=(rewrap_secrets,))  # as the root wires it
     async with Store(section.path, source, clock=clock) as store:
         matcher = Matcher(MODEL, DIM, threads=1)
         policy = await Policy(store, PrivacySection(), clock=clock, sink=matcher).open()
-        rotation.extra.append(rewrap_secrets)  # as policy.assembly wires it
         for i in range(40):
             await consent_adult(policy, f"s{i}")
             await policy.enrol_subject(f"s{i}", embeddings(1, seed=i), MODEL, actor="op")

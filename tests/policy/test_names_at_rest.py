@@ -32,7 +32,7 @@ def _on_disk(db: Path) -> bytes:
 async def test_names_are_added_at_publish_time_and_erasure_scrubs_the_outbox(
     rig: Rig, mosquitto: MosquittoBroker
 ) -> None:
-    if rig.runner.names is None:
+    if rig.parts.names is None:
         pytest.skip("the names-on variant is the one under test")
     db = rig.store.db.path
     sub = PersistentSubscriber(mosquitto, ACCESS, client_id="rest-sub")  # survives the broker stop
@@ -46,7 +46,7 @@ async def _scenario(rig: Rig, mosquitto: MosquittoBroker, sub: PersistentSubscri
     await sub.wait_unique(5, within=20)
     named = [b for _, b in sub.messages]
     assert all(b.get("name") == NAME for b in named), named  # consumers still get the name
-    events = rig.runner.events
+    events = rig.parts.events
     assert events is not None
     await until(lambda: events.backlog == 0, within=20)
     # Five more while the broker is down: they stay pending in the outbox.

@@ -101,7 +101,7 @@ def test_a_device_run_creates_no_ort_device_id_and_reads_no_dmi(tmp_path: Path) 
     )
     env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
     env |= {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
-    cli = [sys.executable, "-m", "facegate.runtime.cli"]
+    cli = [sys.executable, "-m", "facegate.runtime.app.cli"]
     init = subprocess.run(
         [*cli, "keys", "init", "-c", str(cfg)], env=env, capture_output=True, timeout=120, check=False
     )

@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from facegate.handlers.commands import envelope
-from facegate.policy import Policy
 from facegate.policy.remote_destroy import cosign
+from facegate.runtime.app.device import Device
 from facegate.runtime.clock import SystemClock
 from facegate.runtime.config import load_config
-from facegate.runtime.device import Device
 from facegate.storage import Store
 from facegate.storage.errors import KekSourceError
 
@@ -76,12 +75,13 @@ async def test_remote_destroy_needs_two_operators_then_wipes_and_leaves_nothing_
         aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="op-rd") as client,
     ):
         await client.subscribe("ops/rd", qos=1)
-        commands: Any = dev.parts.components["commands"]
+        mqtt = dev.parts.mqtt
+        assert mqtt is not None and mqtt.commands is not None
         async with asyncio.timeout(60):
-            while commands.service is None:  # noqa: ASYNC110  # built when the service first runs
-                await asyncio.sleep(0.02)
-            await commands.service.wait_ready()
-        policy: Policy = dev.parts.components["policy"].policy  # type: ignore[attr-defined]  # PolicyHost
+            await mqtt.commands.wait_ready()
+            await mqtt.link.wait_connected()
+        policy = dev.parts.policy
+        assert policy is not None
         await grant_consent(policy, "emp-1")
         x = np.random.default_rng(5).standard_normal((1, 128)).astype(np.float32)
         await policy.enrol_subject("emp-1", x / np.linalg.norm(x), "sface-2021dec", actor="kiosk")

@@ -20,12 +20,12 @@ from facegate.handlers.access.remote import REMOTE_OPEN, RemoteOpen
 from facegate.handlers.commands.errors import VerbFailed
 from facegate.handlers.commands.verbs import Invocation, Tunables, VerbTable, device_verbs
 from facegate.handlers.door import DoorController
+from facegate.handlers.reporting.codec import EventCodec
 from facegate.policy import Policy
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.config.gpio import GpioSection
 from facegate.runtime.events import AccessDecision, Decision
-from facegate.runtime.mqtt.codec import EventCodec
 from facegate.storage.audit import verify_chain
 
 from .test_access_rights import SECTION, berlin, enrol
@@ -62,7 +62,8 @@ async def rig(policy: Policy, clock: ManualClock) -> AsyncIterator[Rig]:
             store=policy.store,
         )
         table = device_verbs(
-            {"door": door, "access.remote_open": remote},
+            door=door,
+            remote_open=remote,
             clock=clock,
             device_id="gate-1",
             tunables=Tunables(),
@@ -200,7 +201,7 @@ async def test_a_door_that_cannot_open_is_recorded_in_the_chain(
         door = DoorController(section, gpio, bus, clock)
         remote = RemoteOpen(door, bus, clock, authoriser=None, store=policy.store)
         table = device_verbs(
-            {"door": door, "access.remote_open": remote}, clock=clock, device_id="gate-1", tunables=Tunables()
+            door=door, remote_open=remote, clock=clock, device_id="gate-1", tunables=Tunables()
         )
         task = asyncio.create_task(door.run(), name="door")
         for _ in range(20):

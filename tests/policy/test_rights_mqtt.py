@@ -20,8 +20,8 @@ import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from facegate.handlers.commands import first_error
 from facegate.policy import Policy
+from facegate.runtime.app.device import Device
 from facegate.runtime.config import load_config
-from facegate.runtime.device import Device
 
 from ..fixtures.brokers import MosquittoBroker
 from ..mqtt.device_util import KEK_ENV, Operator, device_config, fresh_kek
@@ -41,11 +41,11 @@ async def device(
         device_config(tmp_path, mosquitto, operators={"dpo": DPO}, cache_dir=None, recognition=False)
     )
     async with Device(loaded, handle_signals=False) as dev:
-        commands: Any = dev.parts.components["commands"]
+        mqtt = dev.parts.mqtt
+        assert mqtt is not None and mqtt.commands is not None
         async with asyncio.timeout(60):
-            while commands.service is None:  # noqa: ASYNC110  # built when the service first runs
-                await asyncio.sleep(0.02)
-            await commands.service.wait_ready()
+            await mqtt.commands.wait_ready()
+            await mqtt.link.wait_connected()
         await asyncio.sleep(0.3)  # the SUBSCRIBE reaches the broker
         yield dev
         dev.request_shutdown("test over")
@@ -74,7 +74,8 @@ def _privacy(obs: Observer, kind: str, start: int) -> Any:
 async def test_restrict_and_legal_hold_over_signed_mqtt(
     device: Device, operator: Operator, mosquitto: MosquittoBroker
 ) -> None:
-    policy: Policy = device.parts.components["policy"].policy  # type: ignore[attr-defined]  # PolicyHost
+    policy = device.parts.policy
+    assert policy is not None
     await _enrol(policy, "emp-1", 1)
     await _enrol(policy, "emp-2", 2)
     async with observe(mosquitto, "facegate/v1/gate-1/#", client_id="outside-rights") as obs:

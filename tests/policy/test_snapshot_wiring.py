@@ -8,10 +8,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from facegate.drivers.camera import SimulatedCamera
 from facegate.policy import ConsentKind, ConsentMethod, enrol_images
 from facegate.policy.snapshots import get_snapshot
+from facegate.runtime.app.device import Device
 from facegate.runtime.config import load_config
-from facegate.runtime.device import Device
 from facegate.runtime.events import AccessDecision, Decision
 
 from ..fixtures.brokers import MosquittoBroker
@@ -33,8 +34,11 @@ async def _grant_one(
     device = Device(load_config(cfg), handle_signals=False)
     async with device:
         await device.started.wait()
-        engine = await device.parts.components["recognition"].wait_ready()  # type: ignore[attr-defined]  # RecognitionHost
-        policy = device.parts.components["policy"].policy  # type: ignore[attr-defined]  # PolicyHost
+        parts = device.parts
+        assert parts.recognition is not None and parts.engine is not None and parts.policy is not None
+        assert isinstance(parts.camera, SimulatedCamera)
+        await parts.recognition.wait_ready()
+        engine, policy, camera = parts.engine, parts.policy, parts.camera
         await policy.record_age("emp-1", actor="op", birth_date=date(1961, 8, 4))
         await policy.consents.grant(
             subject_id="emp-1", kind=ConsentKind.BIOMETRIC, method=ConsentMethod.KIOSK,
@@ -43,7 +47,7 @@ async def _grant_one(
         photo = (FACES / "obama.jpg").read_bytes()
         await enrol_images(policy, "emp-1", [photo], engine.embed_image, actor="op")
         async with device.bus.subscribe(AccessDecision, name="test", maxsize=64) as sub:
-            await device.parts.components["camera"].show(FACES / "obama2.jpg", frames=24, jitter=True)  # type: ignore[attr-defined]  # SimulatedCamera
+            await camera.show(FACES / "obama2.jpg", frames=24, jitter=True)
             async with asyncio.timeout(30):
                 while (d := await sub.get()).decision is not Decision.GRANTED:
                     pass

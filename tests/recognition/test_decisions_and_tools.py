@@ -22,7 +22,7 @@ from facegate.handlers.recognition.decision import DecisionEngine
 from facegate.handlers.recognition.liveness import OnnxPadCheck, StillnessCheck
 from facegate.handlers.recognition.pipeline import FramePipeline
 from facegate.handlers.recognition.thresholds import builtin_table
-from facegate.runtime.cli import main
+from facegate.runtime.app.cli import main
 from facegate.runtime.config._convert import ConversionError, build_section
 from facegate.runtime.config.recognition import DecisionSettings, RecognitionSection
 from facegate.runtime.events import Decision

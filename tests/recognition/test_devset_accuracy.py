@@ -36,7 +36,7 @@ DEVSET = Path(__file__).resolve().parents[2].parent / "shared" / "faces" / "devs
 )
 def test_calibrate_on_devset_meets_the_reference(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "facegate.runtime.cli", "calibrate", str(DEVSET),
+        [sys.executable, "-m", "facegate.runtime.app.cli", "calibrate", str(DEVSET),
          "--every", "4", "--json", "--open-set", "-o", str(tmp_path / "table.json")],
         capture_output=True, text=True, timeout=1180, check=True,
     )

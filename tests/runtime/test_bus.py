@@ -9,12 +9,12 @@ import pytest
 from facegate.runtime.bus import EventBus
 from facegate.runtime.events import (
     AccessDecision,
+    ComponentStateChanged,
     Decision,
     FrameCaptured,
     Overflow,
     SecurityEvent,
     SecurityKind,
-    TelemetryTick,
 )
 
 from .util import CapturedLogs
@@ -61,12 +61,12 @@ async def test_frames_are_latest_wins() -> None:
 
 
 @pytest.mark.asyncio
-async def test_telemetry_drops_oldest() -> None:
+async def test_best_effort_events_drop_oldest() -> None:
     bus = EventBus()
-    assert TelemetryTick.overflow is Overflow.DROP_OLDEST
-    async with bus.subscribe(TelemetryTick, name="link", maxsize=3) as sub:
+    assert ComponentStateChanged.overflow is Overflow.LATEST_WINS
+    async with bus.subscribe(ComponentStateChanged, name="link", maxsize=3) as sub:
         for i in range(10):
-            bus.publish(TelemetryTick(at=float(i)))
+            bus.publish(ComponentStateChanged(at=float(i), component="camera", state="streaming"))
         got = [sub.get_nowait() for _ in range(4)]
     assert [e.at for e in got if e is not None] == [7.0, 8.0, 9.0]
     assert got[3] is None

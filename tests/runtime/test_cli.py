@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from facegate.runtime.cli import main
-from facegate.runtime.cli.demo_cmd import default_config
+from facegate.runtime.app.cli import main
+from facegate.runtime.app.cli.demo_cmd import default_config
 
 from tests.fixtures.brokers import free_port
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from facegate.runtime.cli import build_parser, lazy_parser, main
-from facegate.runtime.cli._commands import COMMANDS
+from facegate.runtime.app.cli import build_parser, lazy_parser, main
+from facegate.runtime.app.cli._commands import COMMANDS
 
 HEAVY = (
     "cv2", "onnxruntime", "onnx", "numpy", "amqtt", "aiomqtt", "paho", "structlog", "rich", "cryptography",
@@ -40,7 +40,7 @@ def test_the_lazy_parser_registers_the_real_command(name: str) -> None:
 def _modules_after(argv: list[str]) -> tuple[int, list[str], str]:
     code = (
         "import contextlib, io, json, sys\n"
-        "from facegate.runtime.cli import main\n"
+        "from facegate.runtime.app.cli import main\n"
         "out = io.StringIO()\n"
         "with contextlib.redirect_stdout(out):\n"
         "    try:\n"

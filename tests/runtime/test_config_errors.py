@@ -9,7 +9,7 @@ import typing
 from pathlib import Path
 
 import pytest
-from facegate.runtime.cli import main
+from facegate.runtime.app.cli import main
 from facegate.runtime.config import (
     ConfigError,
     DeviceConfig,

@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from facegate.runtime.app.supervisor import Supervisor
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.events import FrameCaptured
 from facegate.runtime.health import HealthMonitor
-from facegate.runtime.supervisor import Supervisor
 
 
 class Idle:

@@ -70,7 +70,7 @@ def test_wheel_declares_the_console_entry_point(wheel: Path) -> None:
         ep_name = next(n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt"))
         parser = configparser.ConfigParser()
         parser.read_string(zf.read(ep_name).decode())
-    assert parser["console_scripts"]["facegate"] == "facegate.runtime.cli:main"
+    assert parser["console_scripts"]["facegate"] == "facegate.runtime.app.cli:main"
 
 
 def test_installed_wheel_imports_and_runs(wheel: Path, tmp_path: Path) -> None:
@@ -83,14 +83,14 @@ def test_installed_wheel_imports_and_runs(wheel: Path, tmp_path: Path) -> None:
     assert not (target / "runtime").exists() and not (target / "storage").exists()
     env = {**os.environ, "PYTHONPATH": str(target)}
     code = (
-        "import facegate.runtime.cli as c, facegate.runtime.device, facegate.handlers.door;"
+        "import facegate.runtime.app.cli as c, facegate.runtime.app.device, facegate.handlers.door;"
         "print(c.__file__)"
     )
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith(str(target))
     proc = subprocess.run(
-        [sys.executable, "-m", "facegate.runtime.cli", "version"],
+        [sys.executable, "-m", "facegate.runtime.app.cli", "version"],
         env=env, capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 0 and proc.stdout.startswith("facegate 0.1.0")

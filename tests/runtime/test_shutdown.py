@@ -7,18 +7,18 @@ import json
 import os
 import signal
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
 from facegate.drivers.gpio import GpioUnavailableError, SimulatedGpio
-from facegate.handlers.door import DoorController
-from facegate.runtime.assembly import AssemblyContext, Parts, add_gpio_and_door, assemble
+from facegate.runtime.app.device import Device
+from facegate.runtime.app.root import Context, Parts, open_gpio
 from facegate.runtime.clock import ManualClock
-from facegate.runtime.device import Device
 from facegate.runtime.errors import ShutdownTimeoutError
 from facegate.runtime.service import ServiceState
 
-from .util import CapturedLogs, load_text
+from .util import CapturedLogs, gpio_only, load_text
 
 RELAY = 17
 CONFIG = """
@@ -59,17 +59,8 @@ class SlowCleanup:
                 raise
 
 
-def gpio_only(*extra: object) -> Callable[[AssemblyContext], Parts]:
-    def assembler(ctx: AssemblyContext) -> Parts:
-        parts = assemble(ctx, [add_gpio_and_door])
-        parts.services.extend(extra)
-        return parts
-
-    return assembler
-
-
 def sim(device: Device) -> SimulatedGpio:
-    gpio = device.parts.components["gpio"]
+    gpio = device.parts.gpio
     assert isinstance(gpio, SimulatedGpio)
     return gpio
 
@@ -79,11 +70,11 @@ def sim(device: Device) -> SimulatedGpio:
 async def test_sigterm_shuts_down_gracefully_into_safe_state(tmp_path: Path, lock: str) -> None:
     loaded = load_text(tmp_path, CONFIG.format(lock=lock))
     clock = ManualClock()
-    device = Device(loaded, clock=clock, assembler=gpio_only())
+    device = Device(loaded, clock=clock, builder=gpio_only())
     async with device:
         await settle()
         gpio = sim(device)
-        door = device.parts.component("door", DoorController)
+        door = device.parts.door
         await door.open("test")
         assert door.unlocked
         assert gpio.level(RELAY) is (lock == "fail_secure")  # strike energised, maglock not
@@ -114,18 +105,13 @@ async def test_forced_shutdown_enters_safe_state_first_and_is_bounded(
         def enter_safe_state(self) -> None:
             safe_calls.append((clock.monotonic(), slow.relay_at_second_cancel))
 
-    def assembler(ctx: AssemblyContext) -> Parts:
-        parts = gpio_only(slow)(ctx)
-        parts.safe_outputs.append(Recorder())
-        return parts
-
-    device = Device(loaded, clock=clock, assembler=assembler, handle_signals=False)
+    device = Device(loaded, clock=clock, builder=gpio_only(slow, outputs=(Recorder(),)), handle_signals=False)
     holder["d"] = device
 
     async def lifetime() -> None:
         async with device:
             await settle()
-            await device.parts.component("door", DoorController).open("test")
+            await device.parts.door.open("test")
             device.request_shutdown("test")
             await device.wait_shutdown()
 
@@ -154,11 +140,11 @@ async def test_forced_shutdown_enters_safe_state_first_and_is_bounded(
 @pytest.mark.asyncio
 async def test_exception_in_body_still_reaches_safe_state(tmp_path: Path) -> None:
     loaded = load_text(tmp_path, CONFIG.format(lock="fail_secure"))
-    device = Device(loaded, clock=ManualClock(), assembler=gpio_only(), handle_signals=False)
+    device = Device(loaded, clock=ManualClock(), builder=gpio_only(), handle_signals=False)
     with pytest.raises(ZeroDivisionError):
         async with device:
             await settle()
-            await device.parts.component("door", DoorController).open("test")
+            await device.parts.door.open("test")
             assert sim(device).level(RELAY) is True
             _ = 1 / 0
     assert sim(device).level(RELAY) is False
@@ -168,11 +154,11 @@ async def test_exception_in_body_still_reaches_safe_state(tmp_path: Path) -> Non
 @pytest.mark.asyncio
 async def test_cancelled_device_task_still_reaches_safe_state(tmp_path: Path) -> None:
     loaded = load_text(tmp_path, CONFIG.format(lock="fail_secure"))
-    device = Device(loaded, clock=ManualClock(), assembler=gpio_only(), handle_signals=False)
+    device = Device(loaded, clock=ManualClock(), builder=gpio_only(), handle_signals=False)
 
     async def lifetime() -> None:
         async with device:
-            await device.parts.component("door", DoorController).open("test")
+            await device.parts.door.open("test")
             await asyncio.Event().wait()
 
     task = asyncio.create_task(lifetime(), name="lifetime")
@@ -195,15 +181,19 @@ async def test_startup_failure_closes_opened_resources(tmp_path: Path) -> None:
         async def __aexit__(self, *exc: object) -> None:
             return None
 
-    def assembler(ctx: AssemblyContext) -> Parts:
-        parts = assemble(ctx, [add_gpio_and_door])
-        parts.resources.append(Broken())
-        return parts
+    opened: list[SimulatedGpio] = []
 
-    device = Device(loaded, clock=ManualClock(), assembler=assembler, handle_signals=False)
+    async def builder(ctx: Context, stack: AsyncExitStack) -> Parts:
+        gpio = await open_gpio(ctx, stack)
+        assert isinstance(gpio, SimulatedGpio)
+        opened.append(gpio)
+        await stack.enter_async_context(Broken())  # a later resource fails to open
+        raise AssertionError("not reached")
+
+    device = Device(loaded, clock=ManualClock(), builder=builder, handle_signals=False)
     with pytest.raises(GpioUnavailableError):
         await device.__aenter__()
-    assert not sim(device).is_open
+    assert len(opened) == 1 and not opened[0].is_open
     assert not device.started.is_set()
 
 
@@ -211,7 +201,7 @@ async def test_startup_failure_closes_opened_resources(tmp_path: Path) -> None:
 async def test_health_snapshot_reports_tasks_queues_and_uptime(tmp_path: Path) -> None:
     loaded = load_text(tmp_path, CONFIG.format(lock="fail_secure"))
     clock = ManualClock()
-    device = Device(loaded, clock=clock, assembler=gpio_only(), handle_signals=False)
+    device = Device(loaded, clock=clock, builder=gpio_only(), handle_signals=False)
     async with device:
         await settle()
         await clock.advance(12.5)
@@ -236,7 +226,7 @@ async def test_second_shutdown_request_forces_without_waiting(tmp_path: Path) ->
     clock = ManualClock()
     holder: dict[str, Device] = {}
     slow = SlowCleanup(lambda: sim(holder["d"]))
-    device = Device(loaded, clock=clock, assembler=gpio_only(slow), handle_signals=False)
+    device = Device(loaded, clock=clock, builder=gpio_only(slow), handle_signals=False)
     holder["d"] = device
 
     async def lifetime() -> None:
@@ -262,12 +252,12 @@ async def test_second_shutdown_request_forces_without_waiting(tmp_path: Path) ->
 async def test_serve_runs_its_body_as_a_named_task(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from facegate.runtime.cli import run_cmd  # noqa: PLC0415  # the module under test
+    from facegate.runtime.app.cli import run_cmd  # noqa: PLC0415  # the module under test
 
     loaded = load_text(tmp_path, CONFIG.format(lock="fail_secure"))
 
     def device(cfg: object, **kw: object) -> Device:
-        return Device(loaded, assembler=gpio_only(), handle_signals=False)
+        return Device(loaded, builder=gpio_only(), handle_signals=False)
 
     monkeypatch.setattr(run_cmd, "Device", device)
     seen: list[str] = []

@@ -7,11 +7,11 @@ import itertools
 import random
 
 import pytest
+from facegate.runtime.app.supervisor import Supervisor, SupervisorError
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.events import ComponentStateChanged
 from facegate.runtime.service import ServiceState
-from facegate.runtime.supervisor import Supervisor, SupervisorError
 
 from .util import CapturedLogs
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from facegate.runtime.app.watchdog import SdNotifier, Watchdog, WatchdogError
 from facegate.runtime.clock import ManualClock
-from facegate.runtime.watchdog import SdNotifier, Watchdog, WatchdogError
 
 
 @pytest.fixture(params=["path", "abstract"])

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import structlog
+from facegate.runtime.app.device import Builder
+from facegate.runtime.app.root import Context, Parts, door_services, open_gpio
 from facegate.runtime.config import LoadedConfig, load_config
 from facegate.runtime.logs import configure_logging
+from facegate.runtime.service import SafeOutput, Service
 
 # Core tests run a device without a gallery: no store, no recognition models.
 NO_GALLERY = "\n[storage]\nenabled = false\n\n[recognition]\nenabled = false\n"
@@ -48,3 +52,14 @@ class CapturedLogs:
     def reset() -> None:
         structlog.reset_defaults()
         structlog.contextvars.clear_contextvars()
+
+
+def gpio_only(*extra: Service, outputs: tuple[SafeOutput, ...] = ()) -> Builder:
+    """A device builder with the root's GPIO and door parts only (plus ``extra`` services/outputs)."""
+
+    async def builder(ctx: Context, stack: AsyncExitStack) -> Parts:
+        gpio = await open_gpio(ctx, stack)
+        door, services = door_services(ctx, gpio)
+        return Parts(gpio=gpio, door=door, services=(*services, *extra), safe_outputs=(door, *outputs))
+
+    return builder

@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from facegate.runtime.cli import main as cli_main
+from facegate.runtime.app.cli import main as cli_main
 from facegate.storage import KekSource, Store, verify_chain
 from facegate.storage.audit import purge_before
 from facegate.storage.errors import InvalidInputError

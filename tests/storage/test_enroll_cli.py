@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from facegate.runtime.cli import main as cli_main
+from facegate.runtime.app.cli import main as cli_main
 from facegate.storage import KekSource, KekSourceKind, Store
 
 from .conftest import RecordingSink

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from facegate.runtime.cli import main as cli_main
+from facegate.runtime.app.cli import main as cli_main
 from facegate.storage import KekSource, KekSourceKind, Store, init_kek, rotate_kek
 from facegate.storage.crypto import new_key
 from facegate.storage.errors import KekSourceError, KeyFilePermissionError, WrongKekError

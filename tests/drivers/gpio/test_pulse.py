@@ -15,14 +15,12 @@ from pathlib import Path
 
 import pytest
 from facegate.drivers.gpio import LineHeldError, SimulatedGpio
-from facegate.handlers.door import DoorController
-from facegate.runtime.assembly import AssemblyContext, Parts, add_gpio_and_door, assemble
+from facegate.runtime.app.device import Device
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock, SystemClock
-from facegate.runtime.device import Device
 from facegate.runtime.events import AccessDecision, Decision, DoorEvent, DoorKind
 
-from ...runtime.util import MINIMAL, load_text
+from ...runtime.util import MINIMAL, gpio_only, load_text
 
 RELAY = 17
 TOLERANCE_S = 0.05
@@ -104,19 +102,14 @@ async def test_stalled_loop_still_ends_the_pulse_within_50ms(
     holder: dict[str, Device] = {}
     staller = LoopStaller(lambda: holder["d"].bus, 3 * unlock_s)
 
-    def assembler(ctx: AssemblyContext) -> Parts:
-        parts = assemble(ctx, [add_gpio_and_door])
-        parts.services.append(staller)
-        return parts
-
-    device = Device(loaded, clock=SystemClock(), assembler=assembler, handle_signals=False)
+    device = Device(loaded, clock=SystemClock(), builder=gpio_only(staller), handle_signals=False)
     holder["d"] = device
     energised = lock == "fail_secure"  # unlocked level: a strike energised, a maglock released
     errors: list[float] = []
     async with device:
-        gpio = device.parts.components["gpio"]
+        gpio = device.parts.gpio
         assert isinstance(gpio, SimulatedGpio)
-        door = device.parts.component("door", DoorController)
+        door = device.parts.door
         # A loop-dependent pulse would end ~2 s late on every attempt. On a heavily loaded
         # machine the OS may delay the pulse thread itself now and then, so up to three
         # attempts are measured; every one must end during the stall, one within 50 ms.

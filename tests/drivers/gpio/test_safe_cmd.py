@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from facegate.drivers.gpio.simchip import physical_level
-from facegate.runtime.cli import main
+from facegate.runtime.app.cli import main
 
 
 def config(tmp_path: Path, extra: str = "") -> Path:

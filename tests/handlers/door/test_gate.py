@@ -7,21 +7,21 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from facegate.drivers.gpio import GpioInputWatcher, SimulatedGpio, build_driver
 from facegate.handlers.door import DoorController, DoorNoRelayError, FireState
-from facegate.runtime.assembly import AssemblyContext, Parts, add_gpio_and_door, assemble
+from facegate.runtime.app import root
+from facegate.runtime.app.device import Device
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import Clock, ManualClock, SystemClock
 from facegate.runtime.config.gpio import GpioSection
-from facegate.runtime.device import Device
 from facegate.runtime.events import DoorEvent, SecurityEvent
 
-from ...runtime.util import MINIMAL, load_text
+from ...runtime.util import load_text
 from .test_door import Rig, settle
 
 RELAY, SENSOR, BUTTON, FIRE, RESET = 17, 22, 23, 24, 25
@@ -322,23 +322,44 @@ class Recorder:
 
 
 @pytest.mark.asyncio
-async def test_gpio_outputs_are_safe_before_anything_else_opens(tmp_path: Path) -> None:
+async def test_gpio_outputs_are_safe_before_anything_else_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The root's phase 1 opens the GPIO before the store (and closes it after)."""
     loaded = load_text(
-        tmp_path, MINIMAL + '[lifecycle]\nwatchdog = false\n[gpio]\nlock_type = "fail_safe"\n'
+        tmp_path,
+        '[device]\nid = "gate-1"\n[recognition]\nenabled = false\n'
+        '[lifecycle]\nwatchdog = false\n[gpio]\nlock_type = "fail_safe"\n',
     )
     holder: dict[str, SimulatedGpio] = {}
     recorder = Recorder(holder)
 
-    def other_subsystem(ctx: AssemblyContext, parts: Parts) -> None:
-        parts.resources.append(recorder)  # e.g. the store, registered before the GPIO
+    class FakeStore:  # stands for the store only at the seam the root opens it through
+        @staticmethod
+        def from_config(section: object, **kw: object) -> Recorder:
+            return recorder
 
-    def assembler(ctx: AssemblyContext) -> Parts:
-        parts = assemble(ctx, [other_subsystem, add_gpio_and_door])
-        gpio = parts.components["gpio"]
+    async def no_policy(*args: object, **kw: object) -> None:
+        return None
+
+    real_open_gpio = root.open_gpio
+
+    async def open_gpio(ctx: root.Context, stack: AsyncExitStack) -> object:
+        gpio = await real_open_gpio(ctx, stack)
         assert isinstance(gpio, SimulatedGpio)
         holder["d"] = gpio
-        return parts
+        return gpio
 
-    async with Device(loaded, clock=ManualClock(), assembler=assembler, handle_signals=False):
+    monkeypatch.setattr(root, "Store", FakeStore)
+    monkeypatch.setattr(root, "open_policy", no_policy)
+    monkeypatch.setattr(root, "open_gpio", open_gpio)
+
+    async def builder(ctx: root.Context, stack: AsyncExitStack) -> root.Parts:
+        res = await root.open_resources(ctx, stack)
+        assert res.store is recorder
+        door, services = root.door_services(ctx, res.gpio)
+        return root.Parts(gpio=res.gpio, door=door, services=tuple(services), safe_outputs=(door,))
+
+    async with Device(loaded, clock=ManualClock(), builder=builder, handle_signals=False):
         await settle()
     assert recorder.relay_at_open is False  # de-energised: the safe state

@@ -22,11 +22,13 @@ import aiomqtt
 import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from facegate.drivers.camera import SimulatedCamera
+from facegate.drivers.gpio import SimulatedGpio
 from facegate.handlers.commands import first_error
 from facegate.policy.licence import issue_test_licence
-from facegate.runtime.cli.fleet_cmd import Fleet
+from facegate.runtime.app.cli.fleet_cmd import Fleet
+from facegate.runtime.app.device import Device
 from facegate.runtime.config import load_config
-from facegate.runtime.device import Device
 
 from ...fixtures.brokers import MosquittoBroker, mosquitto_client
 from ...mqtt.device_util import FACES, KEK_ENV, Operator, device_config, fresh_kek, signed
@@ -75,12 +77,12 @@ async def device(
         path.read_text().replace("relay_line = 17\n", f"relay_line = 17\nexit_button_line = {EXIT}\n")
     )
     async with Device(load_config(path), handle_signals=False) as dev:
-        commands: Any = dev.parts.components["commands"]
+        assert dev.parts.mqtt is not None and dev.parts.mqtt.commands is not None
+        assert dev.parts.recognition is not None
         async with asyncio.timeout(120):
-            while commands.service is None:  # noqa: ASYNC110  # built when the service first runs
-                await asyncio.sleep(0.02)
-            await commands.service.wait_ready()
-            await dev.parts.components["recognition"].wait_ready()  # type: ignore[attr-defined]  # RecognitionHost
+            await dev.parts.mqtt.commands.wait_ready()
+            await dev.parts.mqtt.link.wait_connected()
+            await dev.parts.recognition.wait_ready()
         await asyncio.sleep(0.3)  # the SUBSCRIBE reaches the broker
         yield dev
         dev.request_shutdown("test over")
@@ -137,9 +139,10 @@ async def retained_licence(mosquitto: MosquittoBroker, state: str) -> dict[str, 
 async def test_licence_enforced_installed_over_signed_mqtt_and_reported(
     device: Device, operator: Operator, mosquitto: MosquittoBroker, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    recognition: Any = device.parts.components["recognition"]
-    camera: Any = device.parts.components["camera"]
-    licence: Any = device.parts.components["licence"]
+    recognition, engine, gallery = device.parts.recognition, device.parts.engine, device.parts.gallery
+    camera, licence, gpio = device.parts.camera, device.parts.licence, device.parts.gpio
+    assert recognition is not None and engine is not None and gallery is not None
+    assert isinstance(camera, SimulatedCamera) and isinstance(gpio, SimulatedGpio) and licence is not None
     fp = licence.fingerprint.value
     image = base64.b64encode((FACES / "obama.jpg").read_bytes()).decode()
 
@@ -150,9 +153,9 @@ async def test_licence_enforced_installed_over_signed_mqtt_and_reported(
         # No licence: frames are not analysed, no template was read, enrolment refused, door works.
         await camera.show(FACES / "obama2.jpg", frames=15, jitter=True)
         async with asyncio.timeout(60):
-            while recognition.service.frames_gated < 5:  # noqa: ASYNC110  # a counter, no event exists
+            while recognition.frames_gated < 5:  # noqa: ASYNC110  # a counter, no event exists
                 await asyncio.sleep(0.05)
-        assert recognition.service.frames_analysed == 0 and len(recognition.engine.matcher) == 0
+        assert recognition.frames_analysed == 0 and len(engine.matcher) == 0
         reply = await operator.call("enroll", {"image_b64": image, "consent_ref": "c-1"})
         assert reply["ok"] is False and reply["code"] == "licence_required", reply
         reply = await operator.call("open", {})
@@ -162,7 +165,7 @@ async def test_licence_enforced_installed_over_signed_mqtt_and_reported(
         )
         await asyncio.sleep(1.5)  # unlock_s = 1: the relay locks again
         mark = len(obs.messages)
-        device.parts.components["gpio"].drive_input(EXIT, True)  # type: ignore[attr-defined]  # SimulatedGpio
+        gpio.drive_input(EXIT, True)
         await obs.wait_for(
             lambda s: s.topic.endswith("event/door") and s.json()["kind"] == "exit_request",
             within=30,
@@ -201,11 +204,12 @@ async def test_licence_enforced_installed_over_signed_mqtt_and_reported(
         assert first_error("licence", valid) is None
 
         # With a licence: the deferred gallery loads, enrolment works, the face is recognised.
-        policy = device.parts.components["policy"].policy  # type: ignore[attr-defined]  # PolicyHost
+        policy = device.parts.policy
+        assert policy is not None
         consent = await grant_consent(policy, "emp-7")
         reply = await operator.call("enroll", {"image_b64": image, "consent_ref": consent})
         assert reply["ok"] is True, reply
-        assert recognition.gallery_loaded.is_set() and recognition.engine.matcher.subject_count == 1
+        assert gallery.loaded.is_set() and engine.matcher.subject_count == 1
         mark = len(obs.messages)
         await camera.show(FACES / "obama2.jpg", frames=30, jitter=True)
         granted = await obs.wait_for(

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from facegate.handlers.commands.errors import VerbFailed
 from facegate.policy.licence import LicenceManager, LicenceState, issue_test_licence, make_body, sign
 from facegate.policy.licence.clockguard import KV_KEY
-from facegate.policy.licence.errors import LicenceRequired
+from facegate.policy.licence.errors import LicenceNotInstalled, LicenceRequired
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.events import SecurityEvent, SecurityKind
@@ -112,7 +111,7 @@ async def test_each_tamper_is_refused_with_its_state_and_a_security_event(
         "other_device": lambda: issue_test_licence(vendor, "ab" * 32, now=clock.wall()),
     }[case]()
     # Over the install path: refused with the state as the code, the old licence stays in force.
-    with pytest.raises(VerbFailed) as info:
+    with pytest.raises(LicenceNotInstalled) as info:
         await m.install(bad)
     assert info.value.code == state.value
     assert m.path.read_bytes() == good and m.status.state is LicenceState.VALID

@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from facegate.handlers.commands import first_error
 from facegate.policy.licence import LicenceState, evaluate, make_body, sign
 from facegate.policy.licence.document import DAY, key_id, public_bytes, trust_list
+from facegate.runtime.app.device import Device
 from facegate.runtime.config import load_config
-from facegate.runtime.device import Device
 
 from ...fixtures.brokers import MosquittoBroker
 from ...mqtt.device_util import KEK_ENV, device_config, fresh_kek
@@ -68,7 +68,7 @@ class SeatServer:
             [
                 sys.executable,
                 "-m",
-                "facegate.runtime.cli",
+                "facegate.runtime.app.cli",
                 "licence",
                 "serve",
                 "--pool",
@@ -96,7 +96,8 @@ class SeatServer:
 
     def seats_cli(self, *args: str) -> str:
         out = subprocess.run(  # our own CLI
-            [sys.executable, "-m", "facegate.runtime.cli", "licence", "seats", "--db", str(self.db), *args],
+            [sys.executable, "-m", "facegate.runtime.app.cli", "licence", "seats", "--db", str(self.db),
+             *args],
             check=True,
             capture_output=True,
             timeout=60,
@@ -137,7 +138,7 @@ def is_summary(seen: Any) -> bool:
 
 
 def licence_of(dev: Device) -> Any:
-    return dev.parts.components["licence"]
+    return dev.parts.licence
 
 
 async def until_state(dev: Device, state: LicenceState, within: float = 60.0) -> None:

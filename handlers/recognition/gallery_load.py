@@ -1,0 +1,81 @@
+"""The stored gallery into the engine's matcher: at start-up, or once a licence allows it.
+
+Without a usable licence no template may be read (``gate()`` is False), so the
+load waits: :class:`GalleryLoader` is then also a Service
+(``recognition.gallery_deferred``) that loads as soon as the gate opens.
+:attr:`GalleryLoader.loaded` is set once the templates are in the matcher
+(enrolment after a licence install waits for it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+
+from ...runtime.clock import Clock
+from ...storage import Store
+from .engine import RecognitionEngine
+
+_log = structlog.get_logger("facegate.recognition")
+
+
+class GalleryLoader:
+    """Loads ``store``'s gallery into ``engine.matcher`` and attaches the gallery to it."""
+
+    def __init__(
+        self,
+        engine: RecognitionEngine,
+        store: Store,
+        *,
+        clock: Clock,
+        gate: Callable[[], bool] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._store = store
+        self._clock = clock
+        self._gate = gate
+        self.loaded = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return "recognition.gallery_deferred"
+
+    @property
+    def allowed(self) -> bool:
+        """True when templates may be read now."""
+        return self._gate is None or self._gate()
+
+    async def load(self) -> None:
+        """Decrypt every template into the matcher (off the loop, in batches); attach the gallery."""
+        engine, gallery = self._engine, self._store.gallery
+        report = await gallery.load_all(engine.matcher, model_id=engine.model_id)
+        gallery.attach(engine.matcher)
+        _log.info(
+            "recognition.gallery_loaded",
+            template_count=report.templates,
+            subject_count=engine.matcher.subject_count,
+            failures=len(report.failures),
+            other_models=report.other_models,
+        )
+        if report.other_models:
+            _log.warning(
+                "recognition.reenrolment_required",
+                other_models=report.other_models,
+                model_id=engine.model_id,
+                reason="templates of another model are never compared",
+                hint="re-enrol these subjects with this model, or set "
+                "[recognition.models] recognizer_precision to the build that made them "
+                "(templates enrolled before int8 became the default are fp32)",
+            )
+        self.loaded.set()
+
+    async def run(self) -> None:
+        """The deferred load: wait until the gate opens, load once, then idle."""
+        while not self.loaded.is_set():
+            if self.allowed:
+                await self.load()
+                break
+            await self._clock.sleep(0.5)
+        await asyncio.Event().wait()

@@ -1,7 +1,0 @@
-"""``python -m facegate.runtime.cli``."""
-
-import sys
-
-from . import main
-
-sys.exit(main())
