@@ -99,10 +99,11 @@ class KeyRing:
         try:
             kek = await read_source(self.source, bytes.fromhex(salt_hex) if salt_hex else None)
         except KekSourceError as exc:
-            if await get_meta(self.db, ACTIVE) is None:
-                raise
+            hint = " (run 'facegate keys init')"
+            if await get_meta(self.db, ACTIVE) is None or hint not in str(exc):
+                raise  # keep the specific error (permissions, format): its advice is right as it is
             # Initialised database: 'keys init' would refuse (it already has a KEK); say what helps.
-            detail = str(exc).replace(" (run 'facegate keys init')", "")
+            detail = str(exc).replace(hint, "")
             raise KekSourceError(
                 f"{detail}, but {self.db.path} is already initialised with a KEK: restore that key "
                 "(from your backup or secret store) to this source; 'facegate keys init' would refuse"

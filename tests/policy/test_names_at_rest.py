@@ -29,11 +29,10 @@ def _on_disk(db: Path) -> bytes:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("rig", [True], ids=["names_on"], indirect=True)  # names off has nothing to check
 async def test_names_are_added_at_publish_time_and_erasure_scrubs_the_outbox(
     rig: Rig, mosquitto: MosquittoBroker
 ) -> None:
-    if rig.parts.names is None:
-        pytest.skip("the names-on variant is the one under test")
     db = rig.store.db.path
     sub = PersistentSubscriber(mosquitto, ACCESS, client_id="rest-sub")  # survives the broker stop
     async with running(sub):
