@@ -27,7 +27,7 @@ def test_cli_prints_no_traceback_for_an_unwritable_model_cache(tmp_path: Path) -
     config.write_text(f'[device]\nid = "gate-1"\n\n[recognition.models]\ncache_dir = "{blocker}/cache"\n')
     (tmp_path / "faces").mkdir()
     run = subprocess.run(
-        [sys.executable, "-m", "facegate.runtime.cli", "calibrate",
+        [sys.executable, "-m", "facegate.runtime.app.cli", "calibrate",
          str(tmp_path / "faces"), "-c", str(config)],
         capture_output=True, text=True, timeout=170, check=False,
     )
