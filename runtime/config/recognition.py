@@ -166,10 +166,12 @@ class DecisionSettings:
         2.0, doc="After a decision, the same track is not decided again for this long.", ge=0
     )
     fast_k: int = setting(
-        0,
+        2,
         doc="Adaptive rule (handlers/recognition/adaptive.py): grant on this many frames (>= 2) "
         "when each scores >= fast_score with margin >= fast_margin and liveness passed; "
-        "0 = off (always k).",
+        "0 = off (always k). Default 2: on the devset (every 3rd identity, 446 impostor "
+        "approaches, 1.57M impostor pairs) it granted no impostor, fp32 and int8 alike, and no "
+        "impostor pair reached fast_score (docs/performance.md, issue 16 round 3).",
         ge=0,
         le=30,
     )

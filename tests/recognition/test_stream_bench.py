@@ -21,10 +21,11 @@ def test_stream_bench_runs_the_device_path(models: LoadedModels) -> None:
     assert got == [(0, "granted"), (1, "unknown")], got
     assert r["decisions"][0]["subject_is_expected"] is True
     assert r["decisions"][1]["subject_is_expected"] is None  # an unknown face names nobody
-    # Work that cannot change a decision is skipped: 3 frames decide each track, the
-    # rest of each stay stops after detection (decided-track skip).
-    assert r["work"]["embedded"] == 6 and r["work"]["skipped_decided"] == 10
-    assert r["ours_embedding_frames"]["count"] == 6
+    # Work that cannot change a decision is skipped: the grant takes fast_k = 2 frames (strong
+    # evidence), the stranger unknown_k = 3; the rest of each stay stops after detection.
+    assert [d["frames"] for d in r["decisions"]] == [2, 3]
+    assert r["work"]["embedded"] == 5 and r["work"]["skipped_decided"] == 16 - 5
+    assert r["ours_embedding_frames"]["count"] == 5
     for path in ("ours", "opencv_320", "opencv_640"):
         assert r["per_frame_ms"][path]["p50"] > 0 and r["what"][path] == WHAT[path]
     assert set(r["ratios"]) == {f"{q}_vs_{p}" for q in ("p50", "p99", "mean")
