@@ -47,6 +47,9 @@ def register(sub: Any) -> None:
                    help="empty frames between people in the stream (default 45, > track_lost_s)")
     p.add_argument("--engine-rounds", type=int, default=40,
                    help="timed runs per variant in the engine comparison (default 40)")
+    p.add_argument("--unlock-trials", type=int, default=40,
+                   help="camera-to-relay trials per decision rule, real services at 30 fps "
+                   "(default 40; 0 skips)")
     p.add_argument("--recognizer-threads", type=int, default=2,
                    help="onnxruntime intra-op threads of the recogniser (default 2, the same "
                    "budget as OpenCV's cv2.getNumThreads() on this machine)")
@@ -201,6 +204,10 @@ def _issue16_round3(result: dict[str, Any], args: argparse.Namespace, models: An
                                                      rounds=args.engine_rounds)
     if not args.skip_stream:
         result["device_stream"] = bench_stream(models, stay=args.stream_stay, gap=args.stream_gap)
+    if args.unlock_trials > 0:
+        from ..unlock_path import bench_camera_to_relay  # noqa: PLC0415 - on demand
+
+        result["camera_to_relay"] = bench_camera_to_relay(models, trials=args.unlock_trials)
 
 
 def _print_round3(result: dict[str, Any]) -> None:
@@ -228,6 +235,14 @@ def _print_round3(result: dict[str, Any]) -> None:
 
 def _print_issue16(result: dict[str, Any]) -> None:
     _print_round3(result)
+    if "camera_to_relay" in result:
+        c = result["camera_to_relay"]
+        print(f"\ntime to unlock at 30 fps ({c['what']}):")
+        for rule, r in c["rules"].items():
+            if r["trials"]:
+                print(f"  {rule:<18} p50 {r['p50']:7.1f}  p95 {r['p95']:7.1f} ms  "
+                      f"({r['trials']} trials, {r['no_grant_in_3s']} without a grant)  "
+                      f"target p95 <= {c['target_p95_ms']} ms")
     if "cpu" in result:
         cpu = result["cpu"]
         print(f"\nCPU: {cpu['model']}, {cpu['cores']} cores, features {' '.join(cpu['features'])}, "
