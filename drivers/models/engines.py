@@ -16,7 +16,8 @@ the plain fp32 fold in 11.9 ms where onnxruntime took 14.5 ms (int8) and
   < :data:`FAITHFUL_COS`: every candidate must compute the same function, so
   the model id and the templates do not depend on the engine), and keeps the
   one with the lowest median. The choice is cached per CPU, library versions,
-  model file and thread budget (:class:`ProbeCache`), so a device probes once.
+  model file and thread budget (:class:`ProbeCache`), so a device probes once
+  (again when a choice made on a busy machine meets a quieter one).
 
 The precision (int8 or fp32) is never chosen by a timing probe: it changes the
 model id, so it follows the CPU's features (``loader.resolve_precision``).
@@ -137,7 +138,7 @@ def _row(session: Session, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64
 def choose_engine(
     candidates: Mapping[str, Session],
     *,
-    rounds: int = 7,
+    rounds: int = 9,
     warmup: int = 2,
     timer: Callable[[], float] = time.perf_counter,
 ) -> EngineChoice:
@@ -207,9 +208,16 @@ class ProbeCache:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def get(self, key: str) -> EngineChoice | None:
+    def get(self, key: str, *, load_now: float | None = None) -> EngineChoice | None:
+        """The cached choice for ``key``; None when absent, unreadable, or measured on a busy
+        machine (1-minute load above the core count) that is now at most half as busy, so
+        a choice made under contention is measured again in quieter conditions."""
         row = self._read().get(key)
         if not isinstance(row, dict) or row.get("engine") not in ENGINES:
+            return None
+        then = row.get("load_avg")
+        now = os.getloadavg()[0] if load_now is None else load_now
+        if isinstance(then, int | float) and then > (os.cpu_count() or 1) and now <= then / 2:
             return None
         ms = row.get("probe_ms")
         return EngineChoice(str(row["engine"]), "cache",

@@ -141,3 +141,18 @@ def test_precision_follows_the_cpu(models: LoadedModels, tmp_path: Path) -> None
     # The device default (the ``models`` fixture) is the build this CPU gets.
     assert models.model_id.startswith(BUILTIN_RECOGNIZER.model_id)
     assert (":int8r" in models.model_id) == has_vnni()
+
+
+def test_a_choice_made_under_contention_is_measured_again_when_quieter(tmp_path: Path) -> None:
+    cache = ProbeCache(tmp_path)
+    from facegate.drivers.models.engines import EngineChoice  # noqa: PLC0415 - local to this test
+
+    cache.put("k", EngineChoice(OPENCV, "probe", {"onnxruntime": 9.0, OPENCV: 8.0}))
+    data = cache.path.read_text()
+    busy = data.replace('"load_avg": ', '"load_avg": 1000.0, "was": ')
+    cache.path.write_text(busy)
+    assert cache.get("k", load_now=999.0) is not None  # still as busy: keep the choice
+    assert cache.get("k", load_now=1.0) is None  # quieter now: measure again
+    cache.path.write_text(data.replace('"load_avg": ', '"load_avg": 0.5, "was": '))
+    got = cache.get("k", load_now=0.1)
+    assert got is not None and got.engine == OPENCV and got.source == "cache"
