@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -33,53 +32,18 @@ from ..runtime.events import PrivacyKind
 from ..storage import EnrolResult, ErasureReceipt, Store, TemplateSink, Tx, rights_state, uuid7_str
 from ..storage.errors import SubjectNotFoundError
 from ..storage.scrub import scrub_subject
-from . import receipts
+from . import holds, receipts, reconsent
 from .collection import AttrValue, check_attributes, check_display_name
 from .consent import ACCESS_CONTROL, ConsentRegistry
 from .consent_model import AgeBand, ConsentKind, ConsentRecord, ConsentState
 from .errors import ConsentRequiredError, DeviceDestroyedError, SubjectRestrictedError, SubjectUnknownError
+from .outcomes import EnrolItem, ErasureOutcome
+from .restriction import refuse_unmatchable, why_unmatchable
 from .startup import unpermitted_subjects
 
 _log = structlog.get_logger("facegate.policy")
 DESTROYED_KEY = "policy.destroyed_at"
-
-
-async def _check_processing(policy: Policy, subject_id: str) -> None:
-    """Enrolment refused for a restricted subject, a pending erasure, or an overdue re-consent."""
-    from .restriction import why_unmatchable  # noqa: PLC0415  # it imports this module
-
-    why = await why_unmatchable(policy, subject_id)
-    if why == "restricted":
-        raise SubjectRestrictedError(f"subject {subject_id} restricted processing")
-    if why == "erasure_deferred":
-        raise SubjectRestrictedError(f"an erasure of {subject_id} is pending behind a legal hold")
-    if why == "reconsent_required":
-        raise ConsentRequiredError(
-            subject_id, f"reconsent:{ACCESS_CONTROL}", "consent predates the current privacy notice"
-        )
-
-
-@dataclass(frozen=True)
-class EnrolItem:
-    """One subject of a bulk import."""
-
-    subject_id: str
-    embeddings: Any
-    display_name: str | None = None
-    attributes: Mapping[str, AttrValue] | None = None
-
-
-@dataclass(frozen=True)
-class ErasureOutcome:
-    """What an erasure did. ``unmatchable_s``: call start to matcher removal (clock seconds)."""
-
-    subject_id: str
-    receipt: ErasureReceipt | None
-    consents_withdrawn: int
-    unmatchable_s: float
-    total_s: float
-    deferred: bool = False
-    """A legal hold kept the data: the subject is unmatchable, the erasure runs when it lapses."""
+__all__ = ["DESTROYED_KEY", "EnrolItem", "ErasureOutcome", "Policy"]  # the records live in .outcomes
 
 
 class Policy:
@@ -124,8 +88,6 @@ class Policy:
         """
         if await self.store.kv.get(DESTROYED_KEY) is not None:
             raise DeviceDestroyedError("this device was destroyed; re-provision it before use")
-        from . import reconsent  # noqa: PLC0415  # it imports this module
-
         await reconsent.note_notice(self)
         if self.sink is not None:
             async with self.lock:
@@ -190,7 +152,7 @@ class Policy:
                 await self.consents.record_age(sid, birth_date=birth, age_band=band, actor=actor)
             for item in items:  # fail fast, before any data key is created
                 await self.consents.check_enrolment(item.subject_id, purpose)
-                await _check_processing(self, item.subject_id)
+                await refuse_unmatchable(self, item.subject_id)
             for item in items:
                 await gallery.prepare_subject(item.subject_id)
             done: list[tuple[EnrolResult, Any]] = []
@@ -338,8 +300,6 @@ class Policy:
 
     async def reload(self, subject_id: str) -> None:
         """Put a still-permitted subject back into the matcher (decrypting its templates)."""
-        from .restriction import why_unmatchable  # noqa: PLC0415  # it imports this module
-
         if self.sink is None or await why_unmatchable(self, subject_id) is not None:
             return
         rec = await self.store.gallery.get(subject_id, include_embeddings=True)
@@ -393,8 +353,6 @@ class Policy:
                         )
                         withdrawn += 1
         if await self.is_enrolled(subject_id) or await self.consents.age(subject_id) is not None:
-            from . import holds  # noqa: PLC0415  # it imports this module
-
             async with self.store.transaction() as tx:
                 if await holds.is_held(self, subject_id, tx=tx):
                     await holds.defer(self, tx, subject_id, actor=actor, reason=reason, withdrawn=withdrawn)

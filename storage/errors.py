@@ -88,3 +88,7 @@ class AuditChainError(StorageError):
 
 class DeviceSecretError(KeyMaterialError):
     """A device secret (export signing key, snapshot key) cannot be created or unwrapped."""
+
+
+class SealedValueError(StorageError):
+    """A sealed key-value entry failed authentication or is malformed (edited ciphertext?)."""

@@ -222,3 +222,24 @@ VAULT_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
 )
 
 VAULT_SCHEMA_VERSION = VAULT_MIGRATIONS[-1][0]
+
+# The fleet licence service's seat table: a separate SQLite file on the service host
+# (typed access: storage/seats.py). IF NOT EXISTS: files from before this registry hold
+# the same table at user_version 0.
+SEAT_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            """CREATE TABLE IF NOT EXISTS seats (
+                fingerprint TEXT PRIMARY KEY,
+                state TEXT NOT NULL CHECK (state IN ('active', 'revoked')),
+                activated_at REAL NOT NULL,
+                lease_expires REAL NOT NULL,
+                updated_at REAL NOT NULL,
+                extended_until REAL NOT NULL DEFAULT 0
+            )""",
+        ),
+    ),
+)
+
+SEAT_SCHEMA_VERSION = SEAT_MIGRATIONS[-1][0]
