@@ -31,6 +31,7 @@ from ...drivers.gpio import GpioDriver, GpioInputWatcher, build_driver, input_li
 from ...handlers.access import AntiPassback, Authoriser, PeerPassages, store_lookup
 from ...handlers.access.journal import PassageJournal
 from ...handlers.access.remote import RemoteOpen
+from ...handlers.commands import VerbParts
 from ...handlers.door import DoorController
 from ...handlers.recognition.engine import RecognitionEngine
 from ...handlers.recognition.gallery_load import GalleryLoader
@@ -343,14 +344,16 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
         clock=ctx.clock,
         bus=ctx.bus,
         store=res.store,
-        door=door,
         door_health=door.health,
-        privacy=privacy,
-        keys=keys,
-        licence=lic,
-        rights=privacy,
-        remote_open=remote_open,
-        destroy=None if res.policy is None else remote_destroy(cfg, res.policy, link),
+        parts=VerbParts(
+            door=door,
+            privacy=privacy,
+            keys=keys,
+            licence=lic,
+            rights=privacy,
+            remote_open=remote_open,
+            destroy=None if res.policy is None else remote_destroy(cfg, res.policy, link),
+        ),
     )
     if lic is not None:
         services.extend(licence_services(lic, mqtt.link, clock=ctx.clock))
