@@ -10,18 +10,9 @@ import pytest
 from facegate.storage import Store
 from facegate.storage.crypto import new_key
 from facegate.storage.errors import SchemaTooNewError, SealedValueError
-from facegate.storage.migrations import SEAT_SCHEMA_VERSION
+from facegate.storage.migrations import SEAT_MIGRATIONS, SEAT_SCHEMA_VERSION
 from facegate.storage.sealed_kv import SealedKv
 from facegate.storage.seats import SeatTable
-
-_PRE_REGISTRY = """CREATE TABLE seats (
-    fingerprint TEXT PRIMARY KEY,
-    state TEXT NOT NULL CHECK (state IN ('active', 'revoked')),
-    activated_at REAL NOT NULL,
-    lease_expires REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    extended_until REAL NOT NULL DEFAULT 0
-)"""
 
 
 def _version(path: Path) -> int:
@@ -32,7 +23,8 @@ def _version(path: Path) -> int:
 def test_seat_table_is_versioned_and_keeps_seats_of_an_unversioned_file(tmp_path: Path) -> None:
     path = tmp_path / "seats.db"
     with sqlite3.connect(path) as conn:  # a seat file written before the schema was versioned
-        conn.execute(_PRE_REGISTRY)
+        for sql in SEAT_MIGRATIONS[0][1]:  # the same table, but user_version stays 0
+            conn.execute(sql)
         conn.execute("INSERT INTO seats VALUES ('a', 'active', 1.0, 100.0, 1.0, 0)")
     table = SeatTable(path)
     try:
