@@ -29,10 +29,9 @@ import structlog
 from ..runtime.clock import Clock
 from ..runtime.config.privacy import PrivacySection
 from ..runtime.events import PrivacyKind
-from ..storage import EnrolResult, ErasureReceipt, Store, TemplateSink, Tx, rights_state, uuid7_str
+from ..storage import EnrolResult, Store, TemplateSink, Tx, rights_state
 from ..storage.errors import SubjectNotFoundError
-from ..storage.scrub import scrub_subject
-from . import holds, receipts, reconsent
+from . import erasure, receipts, reconsent
 from .collection import AttrValue, check_attributes, check_display_name
 from .consent import ACCESS_CONTROL, ConsentRegistry
 from .consent_model import AgeBand, ConsentKind, ConsentRecord, ConsentState
@@ -338,65 +337,7 @@ class Policy:
         purpose: str | None = None,
         withdraw: bool = False,
     ) -> ErasureOutcome:
-        """Erase with :attr:`lock` already held by the caller (the sweeper)."""
-        t0 = self.clock.monotonic()
-        await self.live.remove(subject_id)
-        t_unmatchable = self.clock.monotonic() - t0
-        withdrawn = 0
-        if withdraw:
-            async with self.store.transaction() as tx:
-                for rec in await self.consents.for_subject(subject_id, tx=tx):
-                    live = rec.state in {ConsentState.PENDING, ConsentState.ACTIVE}
-                    if live and (purpose is None or rec.purpose == purpose):
-                        await self.consents.transition(
-                            rec.consent_id, ConsentState.WITHDRAWN, actor=actor, reason=reason, tx=tx
-                        )
-                        withdrawn += 1
-        if await self.is_enrolled(subject_id) or await self.consents.age(subject_id) is not None:
-            async with self.store.transaction() as tx:
-                if await holds.is_held(self, subject_id, tx=tx):
-                    await holds.defer(self, tx, subject_id, actor=actor, reason=reason, withdrawn=withdrawn)
-                    total = self.clock.monotonic() - t0
-                    return ErasureOutcome(subject_id, None, withdrawn, t_unmatchable, total, deferred=True)
-
-        async def in_tx(tx: Tx, receipt: ErasureReceipt) -> None:
-            await scrub_subject(tx, subject_id)  # before the receipt: that one must name it
-            await self.store.ages.delete(tx, subject_id)
-            await rights_state.forget_subject(tx, subject_id)
-            snaps = await self.store.snapshots.delete_for_subject(tx, subject_id)
-            await receipts.emit(
-                self.store,
-                tx,
-                PrivacyKind.ERASURE,
-                subject_id=subject_id,
-                counts={"templates": receipt.templates, "snapshots": snaps, "consents_withdrawn": withdrawn},
-                receipt_id=receipt.receipt_id,
-                detail=reason,
-            )
-
-        receipt: ErasureReceipt | None = None
-        try:
-            receipt = await self.store.gallery.remove(
-                subject_id, actor=actor, reason=reason, in_tx=in_tx, unmatched=True
-            )
-        except SubjectNotFoundError:
-            age = await self.consents.age(subject_id)
-            if age is None and not withdrawn:
-                raise SubjectUnknownError(f"subject {subject_id} is not known to this device") from None
-            async with self.store.transaction() as tx:
-                await self.store.audit(
-                    tx,
-                    actor=actor,
-                    action="erase",
-                    subject_id=subject_id,
-                    detail={"templates": 0, "reason": reason},
-                )
-                await in_tx(tx, ErasureReceipt(uuid7_str(), subject_id, 0, tx.at))
-        total = self.clock.monotonic() - t0
-        _log.info(
-            "policy.erased",
-            subject_id=subject_id,
-            reason=reason,
-            unmatchable_ms=round(t_unmatchable * 1e3, 3),
+        """Erase with :attr:`lock` already held by the caller (the sweeper); see :mod:`.erasure`."""
+        return await erasure.erase_locked(
+            self, subject_id, actor=actor, reason=reason, purpose=purpose, withdraw=withdraw
         )
-        return ErasureOutcome(subject_id, receipt, withdrawn, t_unmatchable, total)
