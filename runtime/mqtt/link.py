@@ -18,8 +18,8 @@ Publishing never buffers: :meth:`MqttLink.publish` waits for the broker's
 acknowledgement (PUBACK for QoS 1) or raises a :class:`MqttPublishError`.
 The durable outbox (issue 6) owns buffering and resending on top of this.
 
-Neighbours: client options from config in :mod:`.options`; the composition
-root (``facegate.runtime.app.mqtt_parts``) builds the link and the services using it.
+Neighbours: :mod:`.options` (client options), :mod:`.session` (open/close a client),
+:mod:`.routes` (inbound handlers), :mod:`.presence` (birth/offline); ``runtime.app.mqtt_parts`` builds it.
 """
 
 from __future__ import annotations
@@ -82,9 +82,7 @@ class MqttLink:
         self._clock = clock
         self._bus = bus
         self._name = name
-        self._backoff = Backoff(
-            base=reconnect_min_s, cap=reconnect_max_s, rng=rng or random.Random()
-        )
+        self._backoff = Backoff(base=reconnect_min_s, cap=reconnect_max_s, rng=rng or random.Random())
         self._states = StateTracker(name, clock=clock, bus=bus)
         self.refusals = RefusalAlarm(topics, clock=clock, bus=bus, name=name)
         """Refused-publish alarm (issue 10.1); see :mod:`.refusals`."""
@@ -96,10 +94,8 @@ class MqttLink:
         self._sessions = 0
         self._lost_at: dict[int, float] = {}
         self._routes = Routes()
-        self._telemetry = (
-            TelemetryPublisher(self, telemetry, interval_s=telemetry_interval_s, clock=clock)
-            if telemetry is not None
-            else None
+        self._telemetry = None if telemetry is None else TelemetryPublisher(
+            self, telemetry, interval_s=telemetry_interval_s, clock=clock
         )
         self._runner: asyncio.TaskGroup | None = None
         self._run_task: asyncio.Task[None] | None = None
@@ -367,9 +363,7 @@ class MqttLink:
         except ExceptionGroup as group:
             # The inbound task ends only when the connection drops: unwrap that cause.
             first = group.exceptions[0]
-            if len(group.exceptions) == 1 and isinstance(
-                first, aiomqtt.MqttError | MqttPublishError
-            ):
+            if len(group.exceptions) == 1 and isinstance(first, aiomqtt.MqttError | MqttPublishError):
                 raise first from None
             raise
 
