@@ -87,7 +87,7 @@ def embed_folder(
     failed = 0
     for i, (person, path) in enumerate(files):
         try:
-            bgr = decode_image(path.read_bytes(), max_bytes=50_000_000, max_pixels=50_000_000)
+            bgr = decode_image(path.read_bytes())
             emb = embed_for_calibration(models, bgr)
         except (ImageRejected, OSError):
             emb = None
