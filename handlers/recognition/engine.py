@@ -58,9 +58,8 @@ def model_options(cfg: RecognitionSection, config_path: Path | None = None) -> M
 
 
 def quality_limits(cfg: RecognitionSection) -> QualityLimits:
-    q = cfg.quality
-    return QualityLimits(q.min_face_px, q.min_sharpness, q.max_yaw_deg, q.max_pitch_deg,
-                         q.min_brightness, q.max_brightness)
+    """The gate's thresholds: ``[recognition.quality]`` as configured (the same type)."""
+    return cfg.quality
 
 
 def embed_options(cfg: RecognitionSection) -> EmbedOptions:

@@ -65,11 +65,12 @@ class LinkParts:
 
 
 def new_link(
-    loaded: LoadedConfig, *, clock: Clock, bus: EventBus, health: HealthMonitor
+    loaded: LoadedConfig, *, clock: Clock, bus: EventBus, health: HealthMonitor, store: Store | None = None
 ) -> tuple[MqttLink, LinkMetrics]:
-    """The link (telemetry = health snapshot + metrics) and its metrics, before any user of it."""
-    metrics = LinkMetrics(bus, clock)
-    link = MqttLink.from_config(loaded, clock=clock, bus=bus, telemetry=metrics.telemetry(health.snapshot))
+    """The link (telemetry = the health snapshot, metrics included) and its metrics."""
+    metrics = LinkMetrics(bus, clock, outbox=store.outbox if store is not None else None)
+    health.include(metrics.health)  # fps, latency_ms, outbox_backlog, gallery_size
+    link = MqttLink.from_config(loaded, clock=clock, bus=bus, telemetry=health.snapshot)
     health.register("mqtt", link.health)  # refused-publish alarm in telemetry (issue 10.1)
     return link, metrics
 
@@ -111,7 +112,6 @@ async def build_link_parts(
             redeliver_window_s=cfg.mqtt.redeliver_window_s,
             names=names,
         )
-        metrics.backlog = lambda: outbox.backlog
     commands: CommandService | None = None
     if cfg.commands.enabled:
         commands = await build_command_service(

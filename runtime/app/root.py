@@ -333,10 +333,10 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
     remote_open = RemoteOpen(
         door, ctx.bus, ctx.clock, authoriser=auth, store=res.store
     )
-    ctx.health.register("access.remote_open", lambda: dict(remote_open.counters))
+    ctx.health.register("access.remote_open", remote_open.health)
     if res.journal is not None:
         services.append(res.journal)
-    link, metrics = new_link(ctx.loaded, clock=ctx.clock, bus=ctx.bus, health=ctx.health)
+    link, metrics = new_link(ctx.loaded, clock=ctx.clock, bus=ctx.bus, health=ctx.health, store=res.store)
     mqtt = await build_link_parts(
         ctx.loaded,
         link,
