@@ -67,6 +67,8 @@ class EnrolItem:
     embeddings: Any
     display_name: str | None = None
     attributes: Mapping[str, AttrValue] | None = None
+    sources: Sequence[bytes] | None = None
+    """The keyed digest of each embedding's image (storage/image_sources.py), or None."""
 
 
 @dataclass(frozen=True)
@@ -207,12 +209,14 @@ class Policy:
                             model_id,
                             actor=actor,
                             consent_ref=consent_id,
+                            sources=item.sources,
                         )
                     )
                     if item.display_name is not None or item.attributes:
                         await self._seal_attrs(tx, item.subject_id, item.display_name, item.attributes)
             for res, arr in done:
-                await self.live.add(res.subject_id, res.template_ids, arr, model_id)
+                if res.template_ids:
+                    await self.live.add(res.subject_id, res.template_ids, arr, model_id)
         _log.info("policy.enrolled", subjects=len(done), templates=sum(len(r.template_ids) for r, _ in done))
         return [r for r, _ in done]
 

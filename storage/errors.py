@@ -88,3 +88,13 @@ class AuditChainError(StorageError):
 
 class DeviceSecretError(KeyMaterialError):
     """A device secret (export signing key, snapshot key) cannot be created or unwrapped."""
+
+
+class ImageEnrolsAnotherSubjectError(InvalidInputError, CodedError):
+    """An enrolment image already enrols another subject: one photo cannot enrol two people.
+
+    The message names neither subject nor digest; the caller names the file.
+    """
+
+    code = "image_enrols_another_subject"
+    bad_input = True
