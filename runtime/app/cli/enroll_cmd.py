@@ -196,7 +196,7 @@ def _enroll(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     )
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # one line per file: greppable
     n = sum(summary.enrolled.values())
     console.print(f"enrolled {len(summary.enrolled)} person(s), {n} template(s)")
     for rel, reason in summary.skipped:
