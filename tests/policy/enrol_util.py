@@ -74,7 +74,7 @@ def templates(db: Path) -> list[tuple[str, bytes | None]]:
         columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(templates)")}
         digest = "source_digest" if "source_digest" in columns else "NULL"  # a schema before 6
         rows = conn.execute(
-            f"SELECT subject_id, {digest} FROM templates ORDER BY subject_id, template_id"  # noqa: S608  # constant
+            f"SELECT subject_id, {digest} FROM templates ORDER BY subject_id, template_id"  # constant
         ).fetchall()
     conn.close()
     return [(str(s), None if d is None else bytes(d)) for s, d in rows]
