@@ -65,6 +65,7 @@ class ImageEnrolReport:
     subject_id: str
     template_ids: tuple[str, ...]
     outcomes: tuple[ImageOutcome, ...]
+    created_subject: bool = False
 
     def count(self, status: ImageStatus) -> int:
         return sum(o.status is status for o in self.outcomes)
@@ -101,6 +102,7 @@ async def enrol_image_files(  # the enrolment's own options, all keyword-only
     display_name: str | None = None,
     attributes: Mapping[str, AttrValue] | None = None,
     all_or_nothing: bool = False,
+    raise_failures: bool = False,
     on_image: Callable[[], None] | None = None,
 ) -> ImageEnrolReport:
     """Enrol ``subject_id`` from ``(label, bytes)`` images, skipping those it is enrolled from.
@@ -108,6 +110,8 @@ async def enrol_image_files(  # the enrolment's own options, all keyword-only
     ``all_or_nothing``: when any image fails or enrols another subject,
     nothing is enrolled (the report says why). Raises ConsentRequiredError
     before any image is decoded; storage/policy refusals of the write propagate.
+    ``raise_failures``: an image the pipeline refuses raises its error (the
+    MQTT photo verb maps it to a reply code) instead of becoming an outcome.
     """
     if not images:
         raise ConsentInputError("no image given")
@@ -132,13 +136,16 @@ async def enrol_image_files(  # the enrolment's own options, all keyword-only
                 outcomes.append(None)
             seen.add(digest)
         except FacegateError as exc:  # an image the pipeline refuses: named, the rest go on
+            if raise_failures:
+                raise
             outcomes.append(ImageOutcome(label, ImageStatus.FAILED, _reason(exc), str(exc)))
         if on_image is not None:
             on_image()
     template_ids: tuple[str, ...] = ()
+    created = False
     refused = any(o is not None and o.status is not ImageStatus.ALREADY_ENROLLED for o in outcomes)
     if pending and not (all_or_nothing and refused):
-        template_ids = await _enrol(
+        template_ids, created = await _enrol(
             policy, subject_id, pending,
             actor=actor, purpose=purpose, display_name=display_name, attributes=attributes,
         )
@@ -152,7 +159,7 @@ async def enrol_image_files(  # the enrolment's own options, all keyword-only
         else:  # enrolled meanwhile by a concurrent run (storage's in-transaction check)
             status, reason = ImageStatus.ALREADY_ENROLLED, "already_enrolled"
         outcomes[index] = ImageOutcome(label, status, reason)
-    return ImageEnrolReport(subject_id, template_ids, tuple(o for o in outcomes if o is not None))
+    return ImageEnrolReport(subject_id, template_ids, tuple(o for o in outcomes if o is not None), created)
 
 
 async def _enrol(  # enrol_image_files' arguments, passed on
@@ -164,7 +171,7 @@ async def _enrol(  # enrol_image_files' arguments, passed on
     purpose: str,
     display_name: str | None,
     attributes: Mapping[str, AttrValue] | None,
-) -> tuple[str, ...]:
+) -> tuple[tuple[str, ...], bool]:
     models = {e.model_id for _, _, e in pending}
     if len(models) != 1:
         raise ConsentInputError("images were embedded by different models")
@@ -175,7 +182,7 @@ async def _enrol(  # enrol_image_files' arguments, passed on
         actor=actor,
         purpose=purpose,
     )
-    return res.template_ids
+    return res.template_ids, res.created_subject
 
 
 async def _template_digests(policy: Policy, template_ids: Sequence[str]) -> list[bytes]:

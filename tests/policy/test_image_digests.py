@@ -16,15 +16,20 @@ import cv2
 import numpy as np
 import pytest
 import structlog
+from facegate.handlers.recognition.engine import RecognitionEngine
 from facegate.handlers.recognition.image import decode_image
 from facegate.handlers.recognition.matcher import Matcher
 from facegate.policy import Policy
+from facegate.policy.actions import PrivacyActions
 from facegate.policy.core import EnrolItem
+from facegate.policy.errors import PolicyActionError
 from facegate.policy.retention import sweep
 from facegate.policy.teardown import destroy
 from facegate.runtime.app.cli import main
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.config import load_config
+from facegate.runtime.config.privacy import PrivacySection
+from facegate.runtime.config.recognition import RecognitionSection
 from facegate.storage import Store, image_sources
 from facegate.storage.image_digest import IMAGE_DIGEST_SECRET, ImageDigester, image_digester
 from facegate.storage.secrets import device_secret
@@ -159,3 +164,27 @@ def test_image_digest_never_leaves_the_database(tmp_path: Path, capsys: pytest.C
     assert set(_files_holding(tmp_path, digest)) <= {"g.db", "g.db-wal"}
     body = json.loads(json.loads(export.read_text())["payload"])
     assert body["enrolment"]["templates_from_recorded_image"] == 1  # a count, never the digest
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(300)  # loads the real models
+async def test_photo_verb_is_idempotent_and_one_photo_enrols_one_person(
+    store: Store, privacy: PrivacySection, clock: ManualClock
+) -> None:
+    """The MQTT enrol-by-photo verb's action records the digest too: same photo again adds nothing."""
+    engine = await RecognitionEngine.create(RecognitionSection())
+    policy = await Policy(store, privacy, clock=clock, device_id="gate-1").open()
+    actions = PrivacyActions(policy, engine.embed_image, image_files=engine)
+    cid = await consent_adult(policy, "M1")
+    other = await consent_adult(policy, "M2")
+    photo = (FACES / PHOTOS[0]).read_bytes()
+    first = await actions.enroll(photo, consent_ref=cid, subject_id=None)
+    assert first["templates_added"] == 1 and first["already_enrolled"] == 0 and first["created_subject"]
+    again = await actions.enroll(photo, consent_ref=cid, subject_id=None)
+    assert again["templates_added"] == 0 and again["already_enrolled"] == 1
+    with pytest.raises(PolicyActionError) as refused:
+        await actions.enroll(photo, consent_ref=other, subject_id=None)
+    assert refused.value.code == "image_enrols_another_subject"
+    assert "M1" not in str(refused.value)  # the other subject is not named
+    rows = await store.db.fetchall("SELECT subject_id FROM templates")
+    assert rows == [("M1",)]
