@@ -125,11 +125,11 @@ async def enrol_image_files(  # the enrolment's own options, all keyword-only
             pixels = await embedder.decode_image(data)
             digest = await asyncio.to_thread(digester.of_pixels, pixels)
             owner = (await image_sources.owners(policy.store.db, [digest])).get(digest)
-            if owner == subject_id or digest in seen:
-                outcomes.append(ImageOutcome(label, ImageStatus.ALREADY_ENROLLED, "already_enrolled"))
-            elif owner is not None:
+            if owner is not None and owner != subject_id:
                 code = ImageEnrolsAnotherSubjectError.code
                 outcomes.append(ImageOutcome(label, ImageStatus.ENROLS_ANOTHER_SUBJECT, code))
+            elif owner == subject_id or digest in seen:
+                outcomes.append(ImageOutcome(label, ImageStatus.ALREADY_ENROLLED, "already_enrolled"))
             else:
                 embedded = await embedder.embed_decoded(pixels)
                 pending.append((len(outcomes), digest, embedded))
