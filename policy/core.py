@@ -168,12 +168,14 @@ class Policy:
                             model_id,
                             actor=actor,
                             consent_ref=consent_id,
+                            sources=item.sources,
                         )
                     )
                     if item.display_name is not None or item.attributes:
                         await self._seal_attrs(tx, item.subject_id, item.display_name, item.attributes)
             for res, arr in done:
-                await self.live.add(res.subject_id, res.template_ids, arr, model_id)
+                if res.template_ids:
+                    await self.live.add(res.subject_id, res.template_ids, arr, model_id)
         _log.info("policy.enrolled", subjects=len(done), templates=sum(len(r.template_ids) for r, _ in done))
         return [r for r, _ in done]
 

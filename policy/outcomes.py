@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,8 @@ class EnrolItem:
     embeddings: Any
     display_name: str | None = None
     attributes: Mapping[str, AttrValue] | None = None
+    sources: Sequence[bytes] | None = None
+    """The keyed digest of each embedding's image (storage/image_sources.py), or None."""
 
 
 @dataclass(frozen=True)

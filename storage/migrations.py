@@ -189,6 +189,19 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX IF NOT EXISTS outbox_by_klass_created ON outbox(klass, created_at)",
         ),
     ),
+    (
+        6,
+        (
+            # Which image a template was enrolled from (typed access: storage/image_sources.py):
+            # HMAC-SHA256 of the decoded pixels under the device image-digest key (sealed in
+            # the vault), never a plain hash. On the template row, so every path that deletes
+            # a template (erasure, withdrawal, retention, teardown) deletes its digest too.
+            # Unique: one image enrols one template of one subject (resumable bulk enrolment).
+            "ALTER TABLE templates ADD COLUMN source_digest BLOB",
+            "CREATE UNIQUE INDEX templates_by_source ON templates(source_digest) "
+            "WHERE source_digest IS NOT NULL",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -325,6 +325,7 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
             res.policy,
             res.engine.embed_image if res.engine is not None else None,
             licence=None if lic is None else EnrolmentGate(lic, _loaded(res.gallery), clock=ctx.clock),
+            image_files=res.engine,  # photo enrolment records the image digest (idempotent)
         )
         services.extend(policy_services(res.policy, clock=ctx.clock, bus=ctx.bus))
         services.extend(
