@@ -10,15 +10,42 @@ load waits: :class:`GalleryLoader` is then also a Service
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import numpy.typing as npt
 
 import structlog
 
 from ...runtime.clock import Clock
 from ...storage import Store
 from .engine import RecognitionEngine
+from .matcher import Matcher
 
 _log = structlog.get_logger("facegate.recognition")
+
+
+class _OffLoopSink:
+    """The matcher as the loader's sink, each batch inserted in a worker thread: an insert
+    packs every scan segment it completes (an onnxruntime session each, tens of ms), which
+    must not stall the event loop. The matcher's lock makes it safe beside searches."""
+
+    def __init__(self, matcher: Matcher) -> None:
+        self._matcher = matcher
+
+    def reserve(self, rows: int) -> None:
+        self._matcher.reserve(rows)
+
+    async def add_batch(self, subject_ids: Sequence[str], template_ids: Sequence[str],
+                        embeddings: npt.NDArray[np.float32], model_id: str) -> None:
+        await asyncio.to_thread(self._matcher.add_batch, subject_ids, template_ids, embeddings, model_id)
+
+    async def add(self, subject_id: str, template_id: str, embedding: npt.NDArray[np.float32],
+                  model_id: str) -> None:
+        await self.add_batch([subject_id], [template_id], embedding[None], model_id)
+
+    def remove_subject(self, subject_id: str) -> int:
+        return self._matcher.remove_subject(subject_id)
 
 
 class GalleryLoader:
@@ -50,7 +77,7 @@ class GalleryLoader:
     async def load(self) -> None:
         """Decrypt every template into the matcher (off the loop, in batches); attach the gallery."""
         engine, gallery = self._engine, self._store.gallery
-        report = await gallery.load_all(engine.matcher, model_id=engine.model_id)
+        report = await gallery.load_all(_OffLoopSink(engine.matcher), model_id=engine.model_id)
         gallery.attach(engine.matcher)
         _log.info(
             "recognition.gallery_loaded",
