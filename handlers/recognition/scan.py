@@ -48,6 +48,7 @@ SIGMAS = 6.0
 #: Quantile of the rows' 4-bit scales the bound is computed for.
 SCALE_QUANTILE = 0.999
 _QMAX4 = 7
+_QUANT_CHUNK = 4096
 
 
 def _options(threads: int) -> ort.SessionOptions:
@@ -82,19 +83,26 @@ def _dynamic_session(threads: int) -> ort.InferenceSession:
     )
 
 
-def quantise_4bit(rows: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
+def quantise_4bit(rows: npt.NDArray[np.floating]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
     """MatMulNBits B and scales of ``rows`` (n x d, d a multiple of NBITS_BLOCK).
 
     Symmetric per block: code = rint(x / s) + 8 with s = max|x| / 7; two codes a
-    byte, the even component in the low nibble.
+    byte, the even component in the low nibble. Done ``_QUANT_CHUNK`` rows at a
+    time, so the float temporaries stay small (peak RSS is a target).
     """
     n, d = rows.shape
-    blocks = rows.reshape(n, d // NBITS_BLOCK, NBITS_BLOCK)
-    scales = np.abs(blocks).max(axis=2) / np.float32(_QMAX4)
-    scales[scales == 0] = 1.0
-    codes = (np.rint(blocks / scales[..., None]) + 8).astype(np.uint8)
-    packed = np.asarray(codes[..., 0::2] | (codes[..., 1::2] << 4), dtype=np.uint8)
-    return packed, np.asarray(scales, dtype=np.float32)
+    nb = d // NBITS_BLOCK
+    packed = np.empty((n, nb, NBITS_BLOCK // 2), np.uint8)
+    scales = np.empty((n, nb), np.float32)
+    for start in range(0, n, _QUANT_CHUNK):
+        end = min(n, start + _QUANT_CHUNK)
+        blocks = np.asarray(rows[start:end], dtype=np.float32).reshape(end - start, nb, NBITS_BLOCK)
+        sc = np.abs(blocks).max(axis=2) / np.float32(_QMAX4)
+        sc[sc == 0] = 1.0
+        codes = (np.rint(blocks / sc[..., None]) + 8).astype(np.uint8)
+        packed[start:end] = codes[..., 0::2] | (codes[..., 1::2] << 4)
+        scales[start:end] = sc
+    return packed, scales
 
 
 class _Segment:
@@ -102,7 +110,7 @@ class _Segment:
 
     __slots__ = ("session", "sq_scale")
 
-    def __init__(self, rows: npt.NDArray[np.float32], threads: int) -> None:
+    def __init__(self, rows: npt.NDArray[np.floating], threads: int) -> None:
         n, d = rows.shape
         packed, scales = quantise_4bit(rows)
         self.session = _session(
@@ -162,8 +170,7 @@ class GalleryScan:
             self._segments.append(None)
         for seg in range(full):
             if self._segments[seg] is None:
-                part = np.asarray(rows[seg * SEGMENT : (seg + 1) * SEGMENT], dtype=np.float32)
-                self._segments[seg] = _Segment(part, self._threads)
+                self._segments[seg] = _Segment(rows[seg * SEGMENT : (seg + 1) * SEGMENT], self._threads)
 
     def clear(self) -> None:
         self._segments.clear()
