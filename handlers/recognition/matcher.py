@@ -76,8 +76,6 @@ class Matcher:
         self._lock = threading.RLock()
         self._n = 0
         cap = self._round_cap(initial_capacity)
-        self._f16 = np.zeros((cap, dim), np.float16)
-        self._q8 = np.full((cap, dim), 128, np.uint8)
         self._row_sid = np.full(cap, _NO_SUBJECT, np.int32)
         self._row_template: list[str] = []
         self._template_row: dict[str, int] = {}
@@ -85,6 +83,11 @@ class Matcher:
         # Kernel chosen at run time (scan.py): 4-bit prepacked segments where int8 dot
         # products have no native instruction (AVX2 without VNNI), dynamic int8 otherwise.
         self._scan = GalleryScan(threads, self._qscale, pack=prepack)
+        self._f16 = np.zeros((cap, dim), np.float16)
+        # The int8 copy feeds the dynamic kernel only: with packed segments it has no
+        # columns (every write to it stays valid, and it costs nothing).
+        self._qdim = 0 if self._scan.packs else dim
+        self._q8 = np.full((cap, self._qdim), 128, np.uint8)
 
     @staticmethod
     def _round_cap(n: int) -> int:
@@ -123,7 +126,7 @@ class Matcher:
         return np.asarray(arr / norms, dtype=np.float32)
 
     def _quantise(self, arr: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
-        q = np.clip(np.rint(arr * self._qscale), -127, 127).astype(np.int8)
+        q = np.clip(np.rint(arr[:, : self._qdim] * self._qscale), -127, 127).astype(np.int8)
         return np.asarray(q.view(np.uint8) ^ np.uint8(0x80), dtype=np.uint8)
 
     def _ensure(self, rows: int, *, exact: bool = False) -> None:
@@ -134,7 +137,7 @@ class Matcher:
         new_cap = self._round_cap(need if exact else max(need, cap * 2))
         # np.zeros/np.empty map fresh pages lazily: only rows written cost memory.
         f16 = np.zeros((new_cap, self.dim), np.float16)
-        q8 = np.empty((new_cap, self.dim), np.uint8)
+        q8 = np.empty((new_cap, self._qdim), np.uint8)
         row_sid = np.full(new_cap, _NO_SUBJECT, np.int32)
         f16[: self._n] = self._f16[: self._n]
         q8[: self._n] = self._q8[: self._n]
@@ -307,7 +310,7 @@ class Matcher:
     def _candidates(self, q: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.intp]:
         padded = self._round_cap(self._n)
         self._q8[self._n : padded] = 128  # the block's tail scores 0 (rows past n may be unwritten)
-        y, bound = self._scan.scores(self._q8, padded, q)
+        y, bound = self._scan.scores(self._f16, self._q8 if self._qdim else None, self._n, padded, q)
         return shortlist(y, bound, self._row_sid, self._n, k)
 
     def _rank(self, rows: npt.NDArray[np.intp], scores: npt.NDArray[np.float32],

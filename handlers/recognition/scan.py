@@ -134,16 +134,16 @@ class GalleryScan:
     def __init__(self, threads: int, qscale: float, *, pack: bool | None = None) -> None:
         self._threads = threads
         self._qscale = qscale
-        self._pack = (not has_vnni()) if pack is None else pack
+        self.packs = (not has_vnni()) if pack is None else pack
         self._dynamic: ort.InferenceSession | None = None
-        self._segments: list[_Segment | None] = []  # None: changed since packed
+        # Segment i holds rows [i * SEGMENT, min(n, (i + 1) * SEGMENT)); None: changed since packed.
+        self._segments: list[_Segment | None] = []
 
     @property
     def kernel(self) -> str:
         isa = "VNNI" if has_vnni() else "AVX2, no VNNI"
-        if self._pack and self._segments:
-            return (f"onnxruntime MatMulNBits 4-bit/{NBITS_BLOCK} prepacked {SEGMENT}-row segments "
-                    f"+ int8 MatMulInteger tail ({isa})")
+        if self.packs:
+            return f"onnxruntime MatMulNBits 4-bit/{NBITS_BLOCK} prepacked {SEGMENT}-row segments ({isa})"
         return f"onnxruntime MatMulInteger u8s8, dynamic ({isa})"
 
     @property
@@ -151,7 +151,7 @@ class GalleryScan:
         return sum(s is not None for s in self._segments)
 
     def invalidate(self, row: int) -> None:
-        """Row ``row`` changed: its segment is scanned dynamically until re-packed."""
+        """Row ``row`` changed: its segment is re-packed before the next scan."""
         seg = row // SEGMENT
         if seg < len(self._segments):
             self._segments[seg] = None
@@ -161,12 +161,18 @@ class GalleryScan:
             self._segments[seg] = None
 
     def refresh(self, rows: npt.NDArray[np.floating], n: int) -> None:
-        """Pack every full segment of the first ``n`` rows (unit vectors) missing or changed."""
-        if not self._pack:
+        """The matrix now has ``n`` rows: pack every full segment missing or changed.
+
+        The partial last segment is packed by the next scan (a bulk load appends to it
+        batch after batch; packing it once, when searched, is enough).
+        """
+        if not self.packs:
             return
-        full = n // SEGMENT
-        del self._segments[full:]
-        while len(self._segments) < full:
+        full, parts = n // SEGMENT, -(-n // SEGMENT)
+        del self._segments[parts:]
+        if full < len(self._segments):
+            self._segments[full] = None  # the partial segment changed size or content
+        while len(self._segments) < parts:
             self._segments.append(None)
         for seg in range(full):
             if self._segments[seg] is None:
@@ -175,49 +181,40 @@ class GalleryScan:
     def clear(self) -> None:
         self._segments.clear()
 
-    def _bound(self, q: npt.NDArray[np.float32], packed: bool) -> float:
-        # int8 rows and query: each side rounds to 1/qscale, uniform error, unit vectors.
-        half = 0.5 / self._qscale
-        var = 2.0 * half * half / 3.0
-        if packed:
-            sq = np.max([s.sq_scale for s in self._segments if s is not None], axis=0)
-            qb = q.reshape(-1, NBITS_BLOCK).astype(np.float64)
-            # Row codes: uniform error of s/2 per component; the query is quantised to
-            # int8 per block by the kernel (step max|q_b| / 127), rows have norm <= ~1.
-            var4 = float(np.sum(np.sum(qb * qb, axis=1) * sq) / 12.0)
-            step_q = np.abs(qb).max(axis=1) / 127.0
-            var = max(var, var4 + float(np.sum(step_q * step_q)) / 12.0 * 1.1)
-        return SIGMAS * math.sqrt(var)
+    def _bound(self, q: npt.NDArray[np.float32]) -> float:
+        if not self.packs:
+            # int8 rows and query: each side rounds to 1/qscale, uniform error, unit vectors.
+            half = 0.5 / self._qscale
+            return SIGMAS * math.sqrt(2.0 * half * half / 3.0)
+        sq = np.max([s.sq_scale for s in self._segments if s is not None], axis=0)
+        qb = q.reshape(-1, NBITS_BLOCK).astype(np.float64)
+        # Row codes: uniform error of s/2 per component; the query is quantised to int8
+        # per block by the kernel (step max|q_b| / 127); rows have norm <= ~1.
+        var4 = float(np.sum(np.sum(qb * qb, axis=1) * sq) / 12.0)
+        step_q = np.abs(qb).max(axis=1) / 127.0
+        return SIGMAS * math.sqrt(var4 + float(np.sum(step_q * step_q)) / 12.0 * 1.1)
 
-    def scores(self, q8: npt.NDArray[np.uint8], padded: int,
-               q: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], float]:
+    def scores(self, rows: npt.NDArray[np.floating], q8: npt.NDArray[np.uint8] | None, n: int,
+               padded: int, q: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], float]:
         """Approximate cosines of rows ``[0, padded)`` for the unit query ``q``, and their bound.
 
-        ``q8`` is the offset-binary int8 copy of the rows (rows past n score 0).
+        ``rows`` are the first ``n`` unit rows (packed on demand); ``q8`` their
+        offset-binary int8 copy (the dynamic kernel's input; rows past ``n`` score 0).
+        Scores past ``n`` are meaningless.
         """
-        if self._dynamic is None:
-            self._dynamic = _dynamic_session(self._threads)
         y = np.empty(padded, np.float32)
-        qi = np.clip(np.rint(q * self._qscale), -127, 127).astype(np.int8)
-        qb = qi.reshape(-1, 1)
+        if not self.packs:
+            assert q8 is not None
+            if self._dynamic is None:
+                self._dynamic = _dynamic_session(self._threads)
+            qi = np.clip(np.rint(q * self._qscale), -127, 127).astype(np.int8)
+            raw = self._dynamic.run(None, {"A": q8[:padded], "B": qi.reshape(-1, 1)})[0].reshape(-1)
+            np.multiply(raw, np.float32(1.0 / (self._qscale * self._qscale)), out=y, casting="unsafe")
+            return y, self._bound(q)
         qa = np.ascontiguousarray(q.reshape(1, -1), dtype=np.float32)
-        inv = np.float32(1.0 / (self._qscale * self._qscale))
-        start = 0
-        packed = False
-        segs = self._segments
-        while start < padded:
-            seg = start // SEGMENT
-            part = segs[seg] if seg < len(segs) else None
-            if part is not None:
-                y[start : start + SEGMENT] = part.session.run(None, {"A": qa})[0].reshape(-1)
-                start += SEGMENT
-                packed = True
-                continue
-            # Dynamic run over consecutive unpacked segments (and the tail) at once.
-            end = start
-            while end < padded and not ((end // SEGMENT) < len(segs) and segs[end // SEGMENT] is not None):
-                end = min(padded, (end // SEGMENT + 1) * SEGMENT)
-            raw = self._dynamic.run(None, {"A": q8[start:end], "B": qb})[0].reshape(-1)
-            np.multiply(raw, inv, out=y[start:end], casting="unsafe")
-            start = end
-        return y, self._bound(q, packed)
+        for seg, packed in enumerate(self._segments):
+            start, end = seg * SEGMENT, min(n, (seg + 1) * SEGMENT)
+            part = packed if packed is not None else _Segment(rows[start:end], self._threads)
+            self._segments[seg] = part
+            y[start:end] = part.session.run(None, {"A": qa})[0].reshape(-1)
+        return y, self._bound(q)
