@@ -77,6 +77,7 @@ class GalleryLoader:
         """Decrypt every template into the matcher (off the loop, in batches); attach the gallery."""
         engine, gallery = self._engine, self._store.gallery
         report = await gallery.load_all(_OffLoopSink(engine.matcher), model_id=engine.model_id)
+        await asyncio.to_thread(engine.matcher.prepare)
         gallery.attach(engine.matcher)
         _log.info(
             "recognition.gallery_loaded",

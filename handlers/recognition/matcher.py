@@ -196,6 +196,12 @@ class Matcher:
         else:
             self._scan.clear()
 
+    def prepare(self) -> None:
+        """Pack what the next search would pack (after a bulk load: the first search stays fast)."""
+        with self._lock:
+            if self._n >= self.int8_min_rows:
+                self._scan.pack_pending(self._f16, self._n)
+
     def reserve(self, rows: int) -> None:
         """Allocate room for ``rows`` more templates at once (the start-up load knows its size).
 

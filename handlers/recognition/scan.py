@@ -178,6 +178,13 @@ class GalleryScan:
             if self._segments[seg] is None:
                 self._segments[seg] = _Segment(rows[seg * SEGMENT : (seg + 1) * SEGMENT], self._threads)
 
+    def pack_pending(self, rows: npt.NDArray[np.floating], n: int) -> None:
+        """Pack the partial last segment now instead of at the next scan."""
+        for seg, packed in enumerate(self._segments):
+            if packed is None:
+                start, end = seg * SEGMENT, min(n, (seg + 1) * SEGMENT)
+                self._segments[seg] = _Segment(rows[start:end], self._threads)
+
     def clear(self) -> None:
         self._segments.clear()
 

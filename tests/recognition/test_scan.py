@@ -56,6 +56,9 @@ def test_packed_segments_stay_within_their_bound_through_mutations() -> None:
     assert m._scan.packed_segments == 2
     _check_bound(m, probes)
     m.add("late", "late0", probes[0], MID)  # an enrolment re-packs the partial segment
+    assert m._scan.packed_segments == 2
+    m.prepare()  # now, not at the next search
+    assert m._scan.packed_segments == 3
     assert m.search(probes[0], k=1).best.template_id == "late0"  # type: ignore[union-attr]
     # The search itself finds every remaining template through the packed kernel.
     gone = {"s3", *(f"s{j}" for j in range(10_000, 10_100))}
