@@ -24,10 +24,10 @@ from .matcher import Matcher
 _log = structlog.get_logger("facegate.recognition")
 
 
-class _OffLoopSink:
-    """The matcher as the loader's sink, each batch inserted in a worker thread: an insert
-    packs every scan segment it completes (an onnxruntime session each, tens of ms), which
-    must not stall the event loop. The matcher's lock makes it safe beside searches."""
+class _DeferredPackSink:
+    """The matcher as the loader's sink: batches are inserted on the loop (vectorised copies)
+    but their scan segments are packed once, after the load, in a worker thread
+    (:meth:`Matcher.prepare`: an onnxruntime session per segment must not stall the loop)."""
 
     def __init__(self, matcher: Matcher) -> None:
         self._matcher = matcher
@@ -35,13 +35,13 @@ class _OffLoopSink:
     def reserve(self, rows: int) -> None:
         self._matcher.reserve(rows)
 
-    async def add_batch(self, subject_ids: Sequence[str], template_ids: Sequence[str],
-                        embeddings: npt.NDArray[np.float32], model_id: str) -> None:
-        await asyncio.to_thread(self._matcher.add_batch, subject_ids, template_ids, embeddings, model_id)
+    def add_batch(self, subject_ids: Sequence[str], template_ids: Sequence[str],
+                  embeddings: npt.NDArray[np.float32], model_id: str) -> None:
+        self._matcher.add_batch(subject_ids, template_ids, embeddings, model_id, pack=False)
 
-    async def add(self, subject_id: str, template_id: str, embedding: npt.NDArray[np.float32],
-                  model_id: str) -> None:
-        await self.add_batch([subject_id], [template_id], embedding[None], model_id)
+    def add(self, subject_id: str, template_id: str, embedding: npt.NDArray[np.float32],
+            model_id: str) -> None:
+        self.add_batch([subject_id], [template_id], embedding[None], model_id)
 
     def remove_subject(self, subject_id: str) -> int:
         return self._matcher.remove_subject(subject_id)
@@ -76,7 +76,7 @@ class GalleryLoader:
     async def load(self) -> None:
         """Decrypt every template into the matcher (off the loop, in batches); attach the gallery."""
         engine, gallery = self._engine, self._store.gallery
-        report = await gallery.load_all(_OffLoopSink(engine.matcher), model_id=engine.model_id)
+        report = await gallery.load_all(_DeferredPackSink(engine.matcher), model_id=engine.model_id)
         await asyncio.to_thread(engine.matcher.prepare)
         gallery.attach(engine.matcher)
         _log.info(

@@ -156,8 +156,14 @@ class Matcher:
         template_ids: Sequence[str],
         embeddings: npt.NDArray[np.floating],
         model_id: str,
+        *,
+        pack: bool = True,
     ) -> None:
-        """Enrol many templates at once (start-up load). All-or-nothing."""
+        """Enrol many templates at once (start-up load). All-or-nothing.
+
+        ``pack=False`` leaves the scan segments this batch completes unpacked until
+        :meth:`prepare` or the next search (a bulk load packs once, off the event loop).
+        """
         check_same_model(model_id, self.model_id)
         n = len(subject_ids)
         if n != len(template_ids) or n != (embeddings.shape[0] if embeddings.ndim > 1 else 1):
@@ -188,11 +194,11 @@ class Matcher:
             self._row_template.extend(tids)
             self._template_row.update(zip(tids, range(start, start + n), strict=True))
             self._n = start + n
-            self._repack()
+            self._repack(pack)
 
-    def _repack(self) -> None:
+    def _repack(self, pack: bool = True) -> None:
         if self._n >= self.int8_min_rows:
-            self._scan.refresh(self._f16, self._n)
+            self._scan.refresh(self._f16, self._n, pack=pack)
         else:
             self._scan.clear()
 

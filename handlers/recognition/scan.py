@@ -108,10 +108,11 @@ def quantise_4bit(rows: npt.NDArray[np.floating]) -> tuple[npt.NDArray[np.uint8]
 class _Segment:
     """One packed segment: its session and a high quantile of the squared scale per block."""
 
-    __slots__ = ("session", "sq_scale")
+    __slots__ = ("rows", "session", "sq_scale")
 
     def __init__(self, rows: npt.NDArray[np.floating], threads: int) -> None:
         n, d = rows.shape
+        self.rows = n
         packed, scales = quantise_4bit(rows)
         self.session = _session(
             [helper.make_node("MatMulNBits", ["A", "B", "S"], ["Y"], domain="com.microsoft",
@@ -160,26 +161,28 @@ class GalleryScan:
         for seg in range(row // SEGMENT, len(self._segments)):
             self._segments[seg] = None
 
-    def refresh(self, rows: npt.NDArray[np.floating], n: int) -> None:
+    def refresh(self, rows: npt.NDArray[np.floating], n: int, *, pack: bool = True) -> None:
         """The matrix now has ``n`` rows: pack every full segment missing or changed.
 
-        The partial last segment is packed by the next scan (a bulk load appends to it
-        batch after batch; packing it once, when searched, is enough).
+        The partial last segment (and, with ``pack=False``, every segment) is packed by
+        :meth:`pack_pending` or the next scan: a bulk load appends batch after batch, and
+        packing once is enough.
         """
         if not self.packs:
             return
         full, parts = n // SEGMENT, -(-n // SEGMENT)
         del self._segments[parts:]
-        if full < len(self._segments):
-            self._segments[full] = None  # the partial segment changed size or content
+        for seg, packed in enumerate(self._segments):
+            if packed is not None and packed.rows != min(n, (seg + 1) * SEGMENT) - seg * SEGMENT:
+                self._segments[seg] = None  # a partial segment that grew or shrank
         while len(self._segments) < parts:
             self._segments.append(None)
-        for seg in range(full):
+        for seg in range(full if pack else 0):
             if self._segments[seg] is None:
                 self._segments[seg] = _Segment(rows[seg * SEGMENT : (seg + 1) * SEGMENT], self._threads)
 
     def pack_pending(self, rows: npt.NDArray[np.floating], n: int) -> None:
-        """Pack the partial last segment now instead of at the next scan."""
+        """Pack every segment not packed yet now instead of at the next scan."""
         for seg, packed in enumerate(self._segments):
             if packed is None:
                 start, end = seg * SEGMENT, min(n, (seg + 1) * SEGMENT)

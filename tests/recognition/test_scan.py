@@ -59,6 +59,14 @@ def test_packed_segments_stay_within_their_bound_through_mutations() -> None:
     assert m._scan.packed_segments == 2
     m.prepare()  # now, not at the next search
     assert m._scan.packed_segments == 3
+    # A bulk load may defer packing; prepare() (or the next search) packs it all.
+    late = _unit(rng, SEGMENT)
+    m.add_batch([f"b{i}" for i in range(SEGMENT)], [f"bt{i}" for i in range(SEGMENT)], late, MID, pack=False)
+    assert m._scan.packed_segments == 2
+    m.prepare()
+    assert m._scan.packed_segments == 4
+    _check_bound(m, probes[:2])
+    assert m.search(late[7], k=1).best.template_id == "bt7"  # type: ignore[union-attr]
     assert m.search(probes[0], k=1).best.template_id == "late0"  # type: ignore[union-attr]
     # The search itself finds every remaining template through the packed kernel.
     gone = {"s3", *(f"s{j}" for j in range(10_000, 10_100))}
