@@ -244,6 +244,13 @@ class FusionSettings:
         gt=0,
         le=1,
     )
+    multiscale: bool = setting(
+        False,
+        doc="With refine and flip: the face aligned from the coarse pass's landmarks (and its "
+        "mirror) joins the mean, four recogniser rows. Always at enrolment; at the gate only "
+        "when the mirror view is embedded (flip_band, flip_margin). Devset figures: "
+        "docs/performance.md, issue 15 round 3.",
+    )
 
 
 @dataclass(frozen=True)
