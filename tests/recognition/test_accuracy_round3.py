@@ -96,7 +96,9 @@ def test_extra_views_follow_the_options(models: LoadedModels) -> None:
     face = models.detector.detect(frame)[0]
     crop = align_face(frame, face.landmarks)
     assert extra_views(frame, crop, face.landmarks, EmbedOptions(flip=False)).shape[0] == 0
-    assert extra_views(frame, crop, face.landmarks, EmbedOptions()).shape[0] == 1
+    one = EmbedOptions()  # the default: mirror only
+    assert extra_views(frame, crop, face.landmarks, one).shape[0] == 1
+    assert one.label == "refine160+flip"
     ms = EmbedOptions(multiscale=True)
     assert extra_views(frame, crop, face.landmarks, ms).shape == (3, *crop.shape)
     assert extra_views(frame, crop, None, ms).shape[0] == 1  # no coarse pass: mirror only
