@@ -31,7 +31,7 @@ from ...drivers.models.loader import LoadedModels
 from ...runtime.events import StageResult
 from .align import align_face
 from .errors import ImageRejected
-from .fusion import EmbedOptions, aligned_views, fuse_rows, needs_mirror, refine
+from .fusion import EmbedOptions, extra_views, fuse_rows, needs_mirror, refine
 from .image import to_bgr8
 from .liveness import FrameCheck
 from .matcher import Matcher, SearchResult
@@ -168,20 +168,23 @@ class FramePipeline:
         if live_failed is not None:
             out.reason = Reason(live_failed.reason)
             return out
-        self._embed_and_search(out, crop, search=search)
+        coarse = sel.face.landmarks if sel.face is not target else None
+        self._embed_and_search(out, crop, search=search, bgr=bgr, coarse=coarse)
         self.embedded += 1
         lat["embed"] = (time.perf_counter() - t4) * 1e3 - lat.get("search", 0.0)
         lat["total"] = (time.perf_counter() - t0) * 1e3
         return out
 
     def _embed_and_search(
-        self, out: FrameAnalysis, crop: npt.NDArray[np.uint8], *, search: bool
+        self, out: FrameAnalysis, crop: npt.NDArray[np.uint8], *, search: bool,
+        bgr: npt.NDArray[np.uint8], coarse: npt.NDArray[np.float32] | None = None,
     ) -> None:
         """Plain view, search; the mirror view only when the rule says so (fusion.py)."""
         opts = self.embed_opts
         if not opts.flip or self.threshold is None or not search or opts.flip_band >= 1.0:
             out.mirrored = opts.flip
-            out.embedding = fuse_rows(self.models.embedder.embed(aligned_views(crop, opts)))
+            views = np.concatenate([crop[None], extra_views(bgr, crop, coarse, opts)])
+            out.embedding = fuse_rows(self.models.embedder.embed(views))
             if opts.flip:
                 self._count()
             if search:
@@ -195,8 +198,7 @@ class FramePipeline:
         threshold = self.threshold(out.search.subjects)
         if needs_mirror(best.score if best else None, second.score if second else None,
                         threshold, opts):
-            mirror = self.models.embedder.embed(
-                np.asarray(cv2.flip(crop, 1), dtype=np.uint8)[None])
+            mirror = self.models.embedder.embed(extra_views(bgr, crop, coarse, opts))
             self._count()
             out.mirrored = True
             out.embedding = fuse_rows(np.concatenate([plain, mirror]))

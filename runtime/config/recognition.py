@@ -244,6 +244,14 @@ class FusionSettings:
         gt=0,
         le=1,
     )
+    multiscale: bool = setting(
+        False,
+        doc="With refine and flip: the face aligned from the coarse pass's landmarks (and its "
+        "mirror) joins the mean, four recogniser rows. Always at enrolment; at the gate only "
+        "when the mirror view is embedded (flip_band, flip_margin). Devset every 4th: FNMR@1e-4 3.70% vs "
+        "4.44% (int8), FNIR 8.3% vs 10.6%, but 1 stranger of 345 granted with int8 (0 with "
+        "fp32): off until a held-out check (docs/performance.md, issue 15 round 3).",
+    )
 
 
 @dataclass(frozen=True)
