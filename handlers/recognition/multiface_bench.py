@@ -100,7 +100,7 @@ def _engine(models: LoadedModels, photos: Sequence[npt.NDArray[np.uint8]],
 
 def bench_multi_face(
     models: LoadedModels, faces_dir: Path, *, counts: Sequence[int] = (1, 3, 6),
-    frames: int = 60, gallery: int = 1000, block: int = 10, face_px: int = 90,
+    frames: int = 60, gallery: int = 1000, block: int = 10, face_px: int = 90, reps: int = 30,
 ) -> dict[str, Any]:
     """Frame and per-face cost at each face count in ``counts`` (see module docstring)."""
     photos = []
@@ -137,7 +137,7 @@ def bench_multi_face(
                                      if n > 1 and counts[0] == 1 else None),
             "faces_embedded_mean": round(float(np.mean(found[n])), 2),
         }
-    return {"faces": out, "batch_vs_loop": batch_vs_loop(models, base[max(counts)], rng),
+    return {"faces": out, "batch_vs_loop": batch_vs_loop(models, base[max(counts)], rng, reps),
             "frame": f"640x480, faces {face_px} px high, no decode",
             "gallery_subjects": len(engine.matcher), "frames_per_count": frames}
 

@@ -129,7 +129,14 @@ async def test_two_enrolled_people_are_both_identified_each_with_its_own_decisio
     models: LoadedModels,
 ) -> None:
     async for d in _door_rig(models, DecisionSettings(bystanders="report")):
-        got = await d.rig.show(_scene(models, "obama3.jpg", "Family1-Dad2.jpg"), 5)
+        scene = _scene(models, "obama3.jpg", "Family1-Dad2.jpg")
+        got = await d.rig.show(scene, 5)
+        # Work skipping per track: both tracks are decided and cooling down (2 s), so the
+        # next frames stop after selection for both faces: nothing more is embedded.
+        embedded = d.rig.engine.pipeline.embedded
+        assert await d.rig.show(scene, 5) == []
+        assert d.rig.engine.pipeline.embedded == embedded
+        assert d.rig.service.frames_skipped_decided >= 5
         granted = {(x.subject_id, x.at_door): x for x in got if x.decision is Decision.GRANTED}
         assert set(granted) == {("S-001", True), ("S-002", False)}, got
         door, bystander = granted["S-001", True], granted["S-002", False]
@@ -197,3 +204,21 @@ async def test_tracks_keep_their_identity_when_two_faces_cross(models: LoadedMod
         assert len(named) == 2, named
         grants = sum(1 for x in got if x.decision is Decision.GRANTED)
         assert grants >= 4  # decided before, during and after the crossing
+
+
+# ---- the bench prints the cost per face ---------------------------------------------------
+
+def test_multi_face_bench_reports_frame_and_per_face_cost(models: LoadedModels) -> None:
+    from facegate.handlers.recognition.multiface_bench import bench_multi_face
+    from facegate.runtime.demo import faces_dir
+
+    r = bench_multi_face(models, faces_dir(), counts=(1, 3), frames=4, block=2, gallery=50,
+                         reps=3)
+    assert set(r["faces"]) == {"1", "3"}
+    for n, v in r["faces"].items():
+        assert v["faces_embedded_mean"] == int(n)  # every composed face was identified
+        assert 0 < v["frame_p50_ms"] <= v["frame_p99_ms"]
+        assert v["per_face_ms"] == pytest.approx(v["frame_p50_ms"] / int(n), abs=1e-3)
+    assert r["faces"]["3"]["marginal_per_face_ms"] is not None
+    b = r["batch_vs_loop"]
+    assert b["crops"] == 3 and b["batch"]["p50"] > 0 and b["loop"]["p50"] > 0

@@ -44,7 +44,7 @@ def register(sub: Any) -> None:
     p.add_argument("--startup", default="", metavar="SHAPES",
                    help="also time a real 'facegate run' to READY=1 and its peak RSS for each "
                    "gallery shape, e.g. 100000x1,20000x5 (subjects x templates; minutes)")
-    p.add_argument("--faces", default="", metavar="COUNTS",
+    p.add_argument("--faces", type=_face_counts, default=(), metavar="COUNTS",
                    help="several faces per frame (issue 16): frame and per-face cost at these "
                    "face counts, comma separated, 1..6, e.g. 1,3,6 (JSON: multi_face)")
     p.set_defaults(handler=_bench)
@@ -125,8 +125,7 @@ def _bench(args: argparse.Namespace) -> int:
             "threads": {"detector": 1, "recognizer": args.recognizer_threads,
                         "recognizer_spin": args.spin, "opencv": cv2.getNumThreads()},
         })
-    if not args.skip_pipeline and args.faces.strip() and _multi_face(result, models, args):
-        return 2
+        _multi_face(result, models, args)
     if not args.skip_matcher:
         matcher: dict[str, Any] = {}
         for s in sizes:
@@ -177,24 +176,29 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _multi_face(result: dict[str, Any], models: Any, args: argparse.Namespace) -> int:
-    """Issue 16: several faces per frame (handlers/recognition/multiface_bench.py); 2 on bad counts."""
+def _face_counts(text: str) -> tuple[int, ...]:
+    """``--faces``: comma-separated face counts 1..6 (argparse reports a bad value, exit 2)."""
+    try:
+        counts = tuple(sorted({int(c) for c in text.split(",") if c.strip()}))
+    except ValueError:
+        counts = ()
+    if text.strip() and (not counts or counts[0] < 1 or counts[-1] > 6):
+        raise argparse.ArgumentTypeError("face counts are 1..6, comma separated, e.g. 1,3,6")
+    return counts
+
+
+def _multi_face(result: dict[str, Any], models: Any, args: argparse.Namespace) -> None:
+    """Issue 16: several faces per frame (handlers/recognition/multiface_bench.py), if asked."""
+    if not args.faces:
+        return
     from ....handlers.recognition.multiface_bench import (  # noqa: PLC0415 - on demand
         bench_multi_face,
     )
     from ...machine import cpu_label  # noqa: PLC0415 - on demand
 
-    try:
-        counts = sorted({int(c) for c in args.faces.split(",") if c.strip()})
-    except ValueError:
-        counts = []
-    if not counts or counts[0] < 1 or counts[-1] > 6:
-        print("facegate bench: --faces takes counts 1..6, e.g. 1,3,6", file=sys.stderr)
-        return 2
-    r = bench_multi_face(models, faces_dir(), counts=counts, frames=max(10, args.frames // 2))
+    r = bench_multi_face(models, faces_dir(), counts=args.faces, frames=max(10, args.frames // 2))
     r["cpu"] = cpu_label()
     result["multi_face"] = r
-    return 0
 
 
 def _print_multi_face(result: dict[str, Any]) -> None:
