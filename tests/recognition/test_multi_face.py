@@ -21,13 +21,14 @@ from facegate.drivers.gpio import SimulatedGpio, build_driver
 from facegate.drivers.models import LoadedModels
 from facegate.handlers.door import DoorController
 from facegate.handlers.recognition import RecognitionEngine, RecognitionService
-from facegate.handlers.recognition.multiface_bench import compose
+from facegate.handlers.recognition.multiface_bench import bench_multi_face, compose
 from facegate.handlers.recognition.tracking import Tracker
 from facegate.handlers.reporting.codec import EventCodec
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.config.gpio import GpioSection
 from facegate.runtime.config.recognition import DecisionSettings, RecognitionSection
+from facegate.runtime.demo import faces_dir
 from facegate.runtime.events import AccessDecision, Decision
 
 from .conftest import face_bgr, face_bytes, jittered
@@ -209,9 +210,6 @@ async def test_tracks_keep_their_identity_when_two_faces_cross(models: LoadedMod
 # ---- the bench prints the cost per face ---------------------------------------------------
 
 def test_multi_face_bench_reports_frame_and_per_face_cost(models: LoadedModels) -> None:
-    from facegate.handlers.recognition.multiface_bench import bench_multi_face
-    from facegate.runtime.demo import faces_dir
-
     r = bench_multi_face(models, faces_dir(), counts=(1, 3), frames=4, block=2, gallery=50,
                          reps=3)
     assert set(r["faces"]) == {"1", "3"}
@@ -219,6 +217,7 @@ def test_multi_face_bench_reports_frame_and_per_face_cost(models: LoadedModels) 
         assert v["faces_embedded_mean"] == int(n)  # every composed face was identified
         assert 0 < v["frame_p50_ms"] <= v["frame_p99_ms"]
         assert v["per_face_ms"] == pytest.approx(v["frame_p50_ms"] / int(n), abs=1e-3)
+        assert v["with_decisions"]["frame_p50_ms"] > 0
     assert r["faces"]["3"]["marginal_per_face_ms"] is not None
     b = r["batch_vs_loop"]
     assert b["crops"] == 3 and b["batch"]["p50"] > 0 and b["loop"]["p50"] > 0

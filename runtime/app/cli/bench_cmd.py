@@ -215,6 +215,11 @@ def _print_multi_face(result: dict[str, Any]) -> None:
         print(f"  {n:<6} {v['frame_p50_ms']:>10.2f} {v['frame_p99_ms']:>8.2f} "
               f"{v['per_face_ms']:>9.2f} {marginal if marginal is not None else '-':>9} "
               f"{v['faces_embedded_mean']:>9}")
+    print("  as the device runs it (per-track decisions at 10 fps, decided tracks skipped):")
+    for n, v in r["faces"].items():
+        w = v["with_decisions"]
+        print(f"  {n:<6} {w['frame_p50_ms']:>10.2f} {w['frame_p99_ms']:>8.2f}  mean "
+              f"{w['frame_mean_ms']:.2f} ms, {w['decisions']} decisions")
     b = r["batch_vs_loop"]
     print(f"  recogniser on {b['crops']} crops: one batch p50 {b['batch']['p50']:.2f} ms, "
           f"one call per crop p50 {b['loop']['p50']:.2f} ms "
