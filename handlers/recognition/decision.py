@@ -98,6 +98,8 @@ class DecisionEngine:
         self._enrolled = enrolled
         self._tracks: dict[int, _Track] = {}
         self._tracker = Tracker(min_iou=settings.track_iou)
+        self.door_track: int | None = None
+        """The track of the gate's target in the last frame observed (None: no target)."""
 
     @property
     def tracking(self) -> bool:
@@ -136,6 +138,7 @@ class DecisionEngine:
         """Feed every face of one frame (``FrameFaces``); returns the decisions it completes."""
         out = self._expire(now, wall)
         faces = ff.faces
+        self.door_track = None
         if not faces:
             out += self.tick(now, wall)
             return out
@@ -147,6 +150,8 @@ class DecisionEngine:
             if tr is None:
                 tr = self._tracks[tid] = _Track(id=tid, started=now, last_seen=now, box=a.target.box)
             tr.last_seen, tr.box, tr.at_door = now, a.target.box, at_door
+            if at_door:
+                self.door_track = tid
             if tr.decided_at is not None:
                 # A bystander's decision never stands for the door: decide again, on door frames.
                 promoted = at_door and not tr.decided_at_door

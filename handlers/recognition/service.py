@@ -164,7 +164,8 @@ class RecognitionService:
                 decisions = self.decider.observe_frame(analysis, ev.monotonic, self._clock.wall())
                 decisions = await self._authorised(decisions)
                 self._publish(decisions)
-                door = [d for d in decisions if d.at_door]
+                # The crop shows this frame's gate face: only for decisions about its track.
+                door = [d for d in decisions if d.at_door and d.track_id == self.decider.door_track]
                 target = analysis.door.target
                 if door and self._snapshot_sink is not None and target is not None:
                     await self._snapshot(door, ev.image, target.box)

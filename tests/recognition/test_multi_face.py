@@ -88,6 +88,7 @@ def test_every_face_above_the_minimum_size_is_embedded_in_one_batch(models: Load
 class DoorRig:
     rig: Rig
     gpio: SimulatedGpio
+    snapshots: list[AccessDecision]
 
 
 async def _door_rig(models: LoadedModels, decision: DecisionSettings) -> AsyncIterator[DoorRig]:
@@ -100,13 +101,19 @@ async def _door_rig(models: LoadedModels, decision: DecisionSettings) -> AsyncIt
     gpio = build_driver(section, clock)
     assert isinstance(gpio, SimulatedGpio)
     door = DoorController(section, gpio, bus, clock)
-    service = RecognitionService(engine, bus, clock)
+    snapshots: list[AccessDecision] = []
+
+    async def sink(decision: AccessDecision, crop: bytes) -> None:
+        assert crop[:2] == b"\xff\xd8"  # a JPEG face crop
+        snapshots.append(decision)
+
+    service = RecognitionService(engine, bus, clock, snapshot_sink=sink)
     async with gpio, bus.subscribe(AccessDecision, name="test") as decisions:
         tasks = [asyncio.create_task(service.run(), name="recognition"),
                  asyncio.create_task(door.run(), name="door")]
         await asyncio.wait_for(service.wait_ready(), 5)
         try:
-            yield DoorRig(Rig(engine, service, bus, clock, decisions), gpio)
+            yield DoorRig(Rig(engine, service, bus, clock, decisions), gpio, snapshots)
         finally:
             for t in tasks:
                 t.cancel()
@@ -142,6 +149,7 @@ async def test_two_enrolled_people_are_both_identified_each_with_its_own_decisio
         assert set(granted) == {("S-001", True), ("S-002", False)}, got
         door, bystander = granted["S-001", True], granted["S-002", False]
         assert door.track_id != bystander.track_id
+        assert d.snapshots == [door]  # privacy: no snapshot of a bystander
         await _settle(d.gpio)
         assert d.gpio.actuations(RELAY) == 1  # the door opened once: for the face at the gate
         health = d.rig.service.health()
