@@ -42,7 +42,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ..handlers.recognition.errors import ImageRejected, RecognitionError
-from ..storage.errors import InvalidInputError, OutboxFullError, StorageError
+from ..storage.enrolment import EnrolResult
+from ..storage.errors import ImageEnrolsAnotherSubjectError, InvalidInputError, OutboxFullError, StorageError
 from .consent import ACCESS_CONTROL
 from .consent_model import ConsentKind
 from .core import ErasureOutcome, Policy
@@ -57,6 +58,7 @@ from .errors import (
     SubjectRestrictedError,
     SubjectUnknownError,
 )
+from .image_files import ImageEnrolReport, ImageFileEmbedder, ImageStatus, enrol_image_files
 from .images import EmbeddedImage, enrol_images
 from .rights import export_subject
 from .rights_actions import RightsActions
@@ -92,10 +94,18 @@ class PrivacyActions(RightsActions):
     """
 
     def __init__(
-        self, policy: Policy, embedder: Embedder | None, *, licence: EnrolmentGate | None = None
+        self,
+        policy: Policy,
+        embedder: Embedder | None,
+        *,
+        licence: EnrolmentGate | None = None,
+        image_files: ImageFileEmbedder | None = None,
     ) -> None:
         self._policy = policy
         self._embedder = embedder
+        self._image_files = image_files
+        """Decode-then-embed (the engine): the photo's keyed digest is recorded, so the same
+        photo again is ``already_enrolled`` and a photo enrolling another subject is refused."""
         self.licence = licence
         """Enrolment needs a usable licence and respects max_subjects (when licensing is on)."""
 
@@ -132,8 +142,20 @@ class PrivacyActions(RightsActions):
                 f"{consent.purpose}; enrolment needs an active biometric consent for {ACCESS_CONTROL}",
                 code="consent_required",
             )
+        already = 0
         try:
-            res = await enrol_images(policy, sid, [image], embed, actor=actor)
+            if self._image_files is not None:
+                report = await enrol_image_files(
+                    policy, sid, [("image", image)], self._image_files, actor=actor, raise_failures=True
+                )
+                if report.count(ImageStatus.ENROLS_ANOTHER_SUBJECT):
+                    raise ImageEnrolsAnotherSubjectError(
+                        "the image already enrols another subject (one photo cannot enrol two people)"
+                    )
+                already = report.count(ImageStatus.ALREADY_ENROLLED)
+                res: EnrolResult | ImageEnrolReport = report
+            else:
+                res = await enrol_images(policy, sid, [image], embed, actor=actor)
         except _MAPPED as exc:
             raise _mapped(exc) from None
         _log.info("policy.actions.enrolled", subject_id=sid, templates=len(res.template_ids))
@@ -143,6 +165,7 @@ class PrivacyActions(RightsActions):
             "templates_added": len(res.template_ids),
             "template_ids": list(res.template_ids),
             "created_subject": res.created_subject,
+            "already_enrolled": already,
         }
 
     # -- erase / withdraw -----------------------------------------------------------------------
@@ -253,6 +276,8 @@ def _mapped(exc: Exception) -> PolicyActionError:
     if isinstance(exc, ImageRejected):
         reason = exc.reason_code
         return PolicyActionError(f"image rejected: {reason}", code=f"image_rejected:{reason}")
+    if isinstance(exc, ImageEnrolsAnotherSubjectError):  # before InvalidInputError: its own code
+        return PolicyActionError(str(exc), code=exc.code, bad_input=True)
     if isinstance(exc, ConsentInputError | InvalidInputError):
         return PolicyActionError(str(exc), code="bad_args", bad_input=True)
     if isinstance(exc, OutboxFullError):

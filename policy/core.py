@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -30,56 +29,20 @@ import structlog
 from ..runtime.clock import Clock
 from ..runtime.config.privacy import PrivacySection
 from ..runtime.events import PrivacyKind
-from ..storage import EnrolResult, ErasureReceipt, Store, TemplateSink, Tx, rights_state, uuid7_str
+from ..storage import EnrolResult, Store, TemplateSink, Tx, rights_state
 from ..storage.errors import SubjectNotFoundError
-from ..storage.scrub import scrub_subject
-from . import receipts
+from . import erasure, receipts, reconsent
 from .collection import AttrValue, check_attributes, check_display_name
 from .consent import ACCESS_CONTROL, ConsentRegistry
 from .consent_model import AgeBand, ConsentKind, ConsentRecord, ConsentState
 from .errors import ConsentRequiredError, DeviceDestroyedError, SubjectRestrictedError, SubjectUnknownError
+from .outcomes import EnrolItem, ErasureOutcome
+from .restriction import refuse_unmatchable, why_unmatchable
 from .startup import unpermitted_subjects
 
 _log = structlog.get_logger("facegate.policy")
 DESTROYED_KEY = "policy.destroyed_at"
-
-
-async def _check_processing(policy: Policy, subject_id: str) -> None:
-    """Enrolment refused for a restricted subject, a pending erasure, or an overdue re-consent."""
-    from .restriction import why_unmatchable  # noqa: PLC0415  # it imports this module
-
-    why = await why_unmatchable(policy, subject_id)
-    if why == "restricted":
-        raise SubjectRestrictedError(f"subject {subject_id} restricted processing")
-    if why == "erasure_deferred":
-        raise SubjectRestrictedError(f"an erasure of {subject_id} is pending behind a legal hold")
-    if why == "reconsent_required":
-        raise ConsentRequiredError(
-            subject_id, f"reconsent:{ACCESS_CONTROL}", "consent predates the current privacy notice"
-        )
-
-
-@dataclass(frozen=True)
-class EnrolItem:
-    """One subject of a bulk import."""
-
-    subject_id: str
-    embeddings: Any
-    display_name: str | None = None
-    attributes: Mapping[str, AttrValue] | None = None
-
-
-@dataclass(frozen=True)
-class ErasureOutcome:
-    """What an erasure did. ``unmatchable_s``: call start to matcher removal (clock seconds)."""
-
-    subject_id: str
-    receipt: ErasureReceipt | None
-    consents_withdrawn: int
-    unmatchable_s: float
-    total_s: float
-    deferred: bool = False
-    """A legal hold kept the data: the subject is unmatchable, the erasure runs when it lapses."""
+__all__ = ["DESTROYED_KEY", "EnrolItem", "ErasureOutcome", "Policy"]  # the records live in .outcomes
 
 
 class Policy:
@@ -124,8 +87,6 @@ class Policy:
         """
         if await self.store.kv.get(DESTROYED_KEY) is not None:
             raise DeviceDestroyedError("this device was destroyed; re-provision it before use")
-        from . import reconsent  # noqa: PLC0415  # it imports this module
-
         await reconsent.note_notice(self)
         if self.sink is not None:
             async with self.lock:
@@ -190,7 +151,7 @@ class Policy:
                 await self.consents.record_age(sid, birth_date=birth, age_band=band, actor=actor)
             for item in items:  # fail fast, before any data key is created
                 await self.consents.check_enrolment(item.subject_id, purpose)
-                await _check_processing(self, item.subject_id)
+                await refuse_unmatchable(self, item.subject_id)
             for item in items:
                 await gallery.prepare_subject(item.subject_id)
             done: list[tuple[EnrolResult, Any]] = []
@@ -207,12 +168,14 @@ class Policy:
                             model_id,
                             actor=actor,
                             consent_ref=consent_id,
+                            sources=item.sources,
                         )
                     )
                     if item.display_name is not None or item.attributes:
                         await self._seal_attrs(tx, item.subject_id, item.display_name, item.attributes)
             for res, arr in done:
-                await self.live.add(res.subject_id, res.template_ids, arr, model_id)
+                if res.template_ids:
+                    await self.live.add(res.subject_id, res.template_ids, arr, model_id)
         _log.info("policy.enrolled", subjects=len(done), templates=sum(len(r.template_ids) for r, _ in done))
         return [r for r, _ in done]
 
@@ -338,8 +301,6 @@ class Policy:
 
     async def reload(self, subject_id: str) -> None:
         """Put a still-permitted subject back into the matcher (decrypting its templates)."""
-        from .restriction import why_unmatchable  # noqa: PLC0415  # it imports this module
-
         if self.sink is None or await why_unmatchable(self, subject_id) is not None:
             return
         rec = await self.store.gallery.get(subject_id, include_embeddings=True)
@@ -378,67 +339,7 @@ class Policy:
         purpose: str | None = None,
         withdraw: bool = False,
     ) -> ErasureOutcome:
-        """Erase with :attr:`lock` already held by the caller (the sweeper)."""
-        t0 = self.clock.monotonic()
-        await self.live.remove(subject_id)
-        t_unmatchable = self.clock.monotonic() - t0
-        withdrawn = 0
-        if withdraw:
-            async with self.store.transaction() as tx:
-                for rec in await self.consents.for_subject(subject_id, tx=tx):
-                    live = rec.state in {ConsentState.PENDING, ConsentState.ACTIVE}
-                    if live and (purpose is None or rec.purpose == purpose):
-                        await self.consents.transition(
-                            rec.consent_id, ConsentState.WITHDRAWN, actor=actor, reason=reason, tx=tx
-                        )
-                        withdrawn += 1
-        if await self.is_enrolled(subject_id) or await self.consents.age(subject_id) is not None:
-            from . import holds  # noqa: PLC0415  # it imports this module
-
-            async with self.store.transaction() as tx:
-                if await holds.is_held(self, subject_id, tx=tx):
-                    await holds.defer(self, tx, subject_id, actor=actor, reason=reason, withdrawn=withdrawn)
-                    total = self.clock.monotonic() - t0
-                    return ErasureOutcome(subject_id, None, withdrawn, t_unmatchable, total, deferred=True)
-
-        async def in_tx(tx: Tx, receipt: ErasureReceipt) -> None:
-            await scrub_subject(tx, subject_id)  # before the receipt: that one must name it
-            await self.store.ages.delete(tx, subject_id)
-            await rights_state.forget_subject(tx, subject_id)
-            snaps = await self.store.snapshots.delete_for_subject(tx, subject_id)
-            await receipts.emit(
-                self.store,
-                tx,
-                PrivacyKind.ERASURE,
-                subject_id=subject_id,
-                counts={"templates": receipt.templates, "snapshots": snaps, "consents_withdrawn": withdrawn},
-                receipt_id=receipt.receipt_id,
-                detail=reason,
-            )
-
-        receipt: ErasureReceipt | None = None
-        try:
-            receipt = await self.store.gallery.remove(
-                subject_id, actor=actor, reason=reason, in_tx=in_tx, unmatched=True
-            )
-        except SubjectNotFoundError:
-            age = await self.consents.age(subject_id)
-            if age is None and not withdrawn:
-                raise SubjectUnknownError(f"subject {subject_id} is not known to this device") from None
-            async with self.store.transaction() as tx:
-                await self.store.audit(
-                    tx,
-                    actor=actor,
-                    action="erase",
-                    subject_id=subject_id,
-                    detail={"templates": 0, "reason": reason},
-                )
-                await in_tx(tx, ErasureReceipt(uuid7_str(), subject_id, 0, tx.at))
-        total = self.clock.monotonic() - t0
-        _log.info(
-            "policy.erased",
-            subject_id=subject_id,
-            reason=reason,
-            unmatchable_ms=round(t_unmatchable * 1e3, 3),
+        """Erase with :attr:`lock` already held by the caller (the sweeper); see :mod:`.erasure`."""
+        return await erasure.erase_locked(
+            self, subject_id, actor=actor, reason=reason, purpose=purpose, withdraw=withdraw
         )
-        return ErasureOutcome(subject_id, receipt, withdrawn, t_unmatchable, total)

@@ -34,7 +34,8 @@ from .collection import check_subject_id
 from .errors import ConsentInputError, HoldNotFoundError
 
 if TYPE_CHECKING:
-    from .core import ErasureOutcome, Policy
+    from .outcomes import ErasureOutcome
+    from .view import PolicyView
 
 _log = structlog.get_logger("facegate.policy")
 _REASON = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
@@ -47,7 +48,7 @@ def check_reason(reason: str) -> str:
     return reason
 
 
-async def is_held(policy: Policy, subject_id: str | None, *, tx: Tx | None = None) -> bool:
+async def is_held(policy: PolicyView, subject_id: str | None, *, tx: Tx | None = None) -> bool:
     """True if an active hold covers ``subject_id`` (None: a device-wide hold is active)."""
     now = tx.at if tx is not None else policy.clock.wall()
     return any(
@@ -57,7 +58,7 @@ async def is_held(policy: Policy, subject_id: str | None, *, tx: Tx | None = Non
 
 
 async def set_hold(
-    policy: Policy, subject_id: str | None, *, reason: str, expires_at: float, actor: str
+    policy: PolicyView, subject_id: str | None, *, reason: str, expires_at: float, actor: str
 ) -> Hold:
     """Place a hold (audited, receipted). ``subject_id`` None holds the whole device."""
     if subject_id is not None:
@@ -96,7 +97,7 @@ def _scope(hold: Hold) -> str:
     return "device" if hold.subject_id is None else "subject"
 
 
-async def release_hold(policy: Policy, hold_id: str, *, actor: str) -> int:
+async def release_hold(policy: PolicyView, hold_id: str, *, actor: str) -> int:
     """End a hold now (audited, receipted); returns how many pending erasures then ran."""
     async with policy.lock:
         async with policy.store.transaction() as tx:
@@ -107,7 +108,7 @@ async def release_hold(policy: Policy, hold_id: str, *, actor: str) -> int:
         return await run_pending(policy, actor=actor)
 
 
-async def lapse_due(policy: Policy, tx: Tx) -> int:
+async def lapse_due(policy: PolicyView, tx: Tx) -> int:
     """Mark every hold past its expiry as lapsed (audited, receipted); caller holds the lock."""
     n = 0
     for hold in await rights_state.open_holds(tx):
@@ -117,7 +118,7 @@ async def lapse_due(policy: Policy, tx: Tx) -> int:
     return n
 
 
-async def _ended(policy: Policy, tx: Tx, hold: Hold, *, actor: str, action: str, how: str) -> None:
+async def _ended(policy: PolicyView, tx: Tx, hold: Hold, *, actor: str, action: str, how: str) -> None:
     await policy.store.audit(
         tx, actor=actor, action=action, subject_id=hold.subject_id, detail={"hold_id": hold.hold_id}
     )
@@ -131,12 +132,14 @@ async def _ended(policy: Policy, tx: Tx, hold: Hold, *, actor: str, action: str,
     )
 
 
-async def next_expiry(policy: Policy) -> float | None:
+async def next_expiry(policy: PolicyView) -> float | None:
     holds = await rights_state.open_holds(policy.store.db)
     return min((h.expires_at for h in holds), default=None)
 
 
-async def defer(policy: Policy, tx: Tx, subject_id: str, *, actor: str, reason: str, withdrawn: int) -> bool:
+async def defer(
+    policy: PolicyView, tx: Tx, subject_id: str, *, actor: str, reason: str, withdrawn: int
+) -> bool:
     """Record a held erasure in ``tx``; False (nothing written) if one was already pending."""
     if not await rights_state.defer_erasure(tx, subject_id, reason=reason, actor=actor):
         return False
@@ -154,7 +157,7 @@ async def defer(policy: Policy, tx: Tx, subject_id: str, *, actor: str, reason: 
     return True
 
 
-async def run_pending(policy: Policy, *, actor: str) -> int:
+async def run_pending(policy: PolicyView, *, actor: str) -> int:
     """Run the deferred erasures no hold covers any more; caller holds :attr:`Policy.lock`."""
     done = 0
     for sid, reason in await rights_state.pending_erasures(policy.store.db):

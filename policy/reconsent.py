@@ -24,7 +24,7 @@ from .consent import ACCESS_CONTROL
 from .consent_model import ConsentKind
 
 if TYPE_CHECKING:
-    from .core import Policy
+    from .view import PolicyView
 
 _DAY = 86_400.0
 _KEY = "policy.notice_effective."
@@ -42,13 +42,13 @@ class Reconsent:
     lapsed: tuple[str, ...] = ()
 
 
-def required(policy: Policy) -> bool:
+def required(policy: PolicyView) -> bool:
     """True if the current notice version is a material change."""
     rule = policy.privacy.notices.get(policy.privacy.notice_version)
     return rule is not None and rule.require_reconsent
 
 
-async def note_notice(policy: Policy) -> None:
+async def note_notice(policy: PolicyView) -> None:
     """Record when a material notice version took effect (once; audited, receipted)."""
     if not required(policy):
         return
@@ -66,14 +66,14 @@ async def note_notice(policy: Policy) -> None:
         )
 
 
-async def effective_at(policy: Policy) -> float | None:
+async def effective_at(policy: PolicyView) -> float | None:
     if not required(policy):
         return None
     raw = await policy.store.kv.get(_KEY + policy.privacy.notice_version)
     return None if raw is None else float(raw)
 
 
-async def deadline(policy: Policy) -> float | None:
+async def deadline(policy: PolicyView) -> float | None:
     """When stale consents stop permitting matching (None: no re-consent required)."""
     at = await effective_at(policy)
     if at is None:
@@ -81,7 +81,7 @@ async def deadline(policy: Policy) -> float | None:
     return at + policy.privacy.notices[policy.privacy.notice_version].grace_days * _DAY
 
 
-async def is_stale(policy: Policy, subject_id: str, effective: float) -> bool:
+async def is_stale(policy: PolicyView, subject_id: str, effective: float) -> bool:
     version = policy.privacy.notice_version
     now = policy.clock.wall()
     bio = [
@@ -94,7 +94,7 @@ async def is_stale(policy: Policy, subject_id: str, effective: float) -> bool:
     )
 
 
-async def lapsed(policy: Policy, subject_id: str) -> bool:
+async def lapsed(policy: PolicyView, subject_id: str) -> bool:
     """True if the subject must re-consent and the grace period is over."""
     due = await deadline(policy)
     if due is None or policy.clock.wall() < due:
@@ -103,7 +103,7 @@ async def lapsed(policy: Policy, subject_id: str) -> bool:
     return at is not None and await is_stale(policy, subject_id, at)
 
 
-async def status(policy: Policy) -> Reconsent:
+async def status(policy: PolicyView) -> Reconsent:
     """Every enrolled subject that must re-consent, split by grace period."""
     version = policy.privacy.notice_version
     at, due = await effective_at(policy), await deadline(policy)

@@ -28,10 +28,10 @@ from ..storage import rights_state
 from . import receipts, reconsent
 from .collection import check_subject_id
 from .consent import ACCESS_CONTROL
-from .errors import ConsentRequiredError, SubjectUnknownError
+from .errors import ConsentRequiredError, SubjectRestrictedError, SubjectUnknownError
 
 if TYPE_CHECKING:
-    from .core import Policy
+    from .view import PolicyView
 
 _log = structlog.get_logger("facegate.policy")
 
@@ -40,7 +40,7 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-async def why_unmatchable(policy: Policy, subject_id: str) -> str | None:
+async def why_unmatchable(policy: PolicyView, subject_id: str) -> str | None:
     """None if the subject may be matched, else the reason code."""
     try:
         await policy.consents.check_enrolment(subject_id, ACCESS_CONTROL)
@@ -56,6 +56,19 @@ async def why_unmatchable(policy: Policy, subject_id: str) -> str | None:
     return None
 
 
+async def refuse_unmatchable(policy: PolicyView, subject_id: str) -> None:
+    """Enrolment refused for a restricted subject, a pending erasure, or an overdue re-consent."""
+    why = await why_unmatchable(policy, subject_id)
+    if why == "restricted":
+        raise SubjectRestrictedError(f"subject {subject_id} restricted processing")
+    if why == "erasure_deferred":
+        raise SubjectRestrictedError(f"an erasure of {subject_id} is pending behind a legal hold")
+    if why == "reconsent_required":
+        raise ConsentRequiredError(
+            subject_id, f"reconsent:{ACCESS_CONTROL}", "consent predates the current privacy notice"
+        )
+
+
 @dataclass(frozen=True)
 class RestrictOutcome:
     """``changed`` False: it already was (un)restricted. ``unmatchable_s``: call start to matcher removal."""
@@ -66,7 +79,7 @@ class RestrictOutcome:
     unmatchable_s: float
 
 
-async def _known(policy: Policy, subject_id: str) -> None:
+async def _known(policy: PolicyView, subject_id: str) -> None:
     check_subject_id(subject_id, "subject id")
     if await policy.is_enrolled(subject_id) or await policy.consents.for_subject(subject_id):
         return
@@ -74,7 +87,7 @@ async def _known(policy: Policy, subject_id: str) -> None:
 
 
 async def restrict(
-    policy: Policy, subject_id: str, *, actor: str, reason: str = "request"
+    policy: PolicyView, subject_id: str, *, actor: str, reason: str = "request"
 ) -> RestrictOutcome:
     """Restrict processing: unmatchable before this returns; data kept; audited and receipted."""
     async with policy.lock:
@@ -102,7 +115,7 @@ async def restrict(
     return RestrictOutcome(subject_id, changed, receipt, t_unmatchable)
 
 
-async def unrestrict(policy: Policy, subject_id: str, *, actor: str) -> RestrictOutcome:
+async def unrestrict(policy: PolicyView, subject_id: str, *, actor: str) -> RestrictOutcome:
     """Lift a restriction; the subject is matchable again if otherwise permitted."""
     async with policy.lock:
         await _known(policy, subject_id)
@@ -122,7 +135,7 @@ async def unrestrict(policy: Policy, subject_id: str, *, actor: str) -> Restrict
     return RestrictOutcome(subject_id, changed, receipt, 0.0)
 
 
-async def reload_if_matchable(policy: Policy, subject_id: str) -> None:
+async def reload_if_matchable(policy: PolicyView, subject_id: str) -> None:
     """Put an enrolled subject back into the matcher if the rule allows it."""
     if policy.sink is None or not await policy.is_enrolled(subject_id):
         return
@@ -130,7 +143,7 @@ async def reload_if_matchable(policy: Policy, subject_id: str) -> None:
         await policy.reload(subject_id)
 
 
-async def processing_state(policy: Policy, subject_id: str) -> dict[str, Any]:
+async def processing_state(policy: PolicyView, subject_id: str) -> dict[str, Any]:
     """What the export shows: restriction, legal holds, deferred erasure, matchability."""
     db = policy.store.db
     at = await rights_state.restricted_at(db, subject_id)

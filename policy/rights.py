@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ..runtime.clock import utc_iso
 from ..runtime.events import PrivacyKind
-from ..storage import AuditAction, EventClass
+from ..storage import AuditAction, EventClass, image_sources
 from ..storage.errors import SubjectNotFoundError
 from ..storage.outbox import payloads_naming
 from . import receipts
@@ -170,6 +170,11 @@ async def export_subject(
             "first_enrolled_at": _iso(min((t.created_at for t in rec.templates), default=None)),
             "last_enrolled_at": _iso(max((t.created_at for t in rec.templates), default=None)),
             "quarantined": sum(t.quarantined for t in rec.templates),
+            # How many templates record the image they came from (resumable enrolment);
+            # a count only: the keyed image digest never leaves the database.
+            "templates_from_recorded_image": await image_sources.count_with_source(
+                policy.store.db, subject_id
+            ),
         }
         if include_templates and rec.embeddings is not None and recipient_public_key is not None:
             templates = encrypt_templates(rec.embeddings, subject_id, recipient_public_key)

@@ -89,11 +89,6 @@ class ManualClock:
         """Jump the wall clock (to simulate an RTC reset or rollback)."""
         self._wall_offset = wall - self._mono
 
-    @property
-    def pending_sleepers(self) -> int:
-        """How many tasks are waiting in :meth:`sleep` right now."""
-        return sum(1 for _, _, f in self._sleepers if not f.done())
-
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
             await asyncio.sleep(0)

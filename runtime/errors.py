@@ -16,10 +16,6 @@ class RuntimeCoreError(FacegateError):
     """Errors of the runtime core (bus, supervisor, device lifecycle)."""
 
 
-class BusOverflowError(RuntimeCoreError):
-    """A never-drop subscriber's queue was full; the event was not delivered to it."""
-
-
 class ShutdownTimeoutError(RuntimeCoreError):
     """The graceful shutdown path ran out of time and the forced path was taken."""
 

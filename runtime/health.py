@@ -52,6 +52,7 @@ class HealthMonitor:
         self._started_mono = clock.monotonic()
         self._started_wall = clock.wall()
         self._sources: dict[str, Source] = {}
+        self._fields: list[Callable[[], Mapping[str, object]]] = []
 
     @property
     def started_at(self) -> float:
@@ -70,6 +71,17 @@ class HealthMonitor:
         the snapshot's ``frames_dropped``.
         """
         self._sources[name] = source
+
+    def include(self, fields: Callable[[], Mapping[str, object]]) -> None:
+        """Add a component's ``health()`` whose keys are top-level telemetry fields.
+
+        (``LinkMetrics.health``: ``fps``, ``latency_ms``, ``outbox_backlog``,
+        ``gallery_size``.) Counts and timings only, never personal data; added
+        after the monitor's own keys, in the order included. Unlike a
+        source given to :meth:`register`, a failure here fails the snapshot (the
+        telemetry tick is skipped and the failure logged).
+        """
+        self._fields.append(fields)
 
     def uptime(self) -> float:
         """Seconds since start on the monotonic clock."""
@@ -104,7 +116,7 @@ class HealthMonitor:
             frames = values.get("frames_dropped")
             if isinstance(frames, int) and not isinstance(frames, bool):
                 dropped[name] = frames
-        return {
+        body: dict[str, object] = {
             "device_id": self._device_id,
             "version": __version__,
             "started_at": utc_iso(self._started_wall),
@@ -116,3 +128,6 @@ class HealthMonitor:
             "frames_dropped": dropped,
             "sources": sources,
         }
+        for fields in self._fields:
+            body.update(fields())
+        return body

@@ -259,6 +259,8 @@ class Database:
             await self._exec("BEGIN IMMEDIATE")
             for kind, name, sql in schema:
                 verb = "CREATE TABLE " if kind == "table" else f"CREATE {kind.upper()} "
+                if str(sql).startswith("CREATE UNIQUE INDEX "):  # templates_by_source (migration 6)
+                    verb = "CREATE UNIQUE INDEX "
                 await self._exec(str(sql).replace(verb, f"{verb}rebuild.", 1))
                 if kind == "table":
                     # WHERE 1 disables the transfer optimisation, which would copy the

@@ -8,7 +8,7 @@ and the audit chain for the whole batch is computed in memory.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,8 @@ class EnrolResult:
     subject_id: str
     template_ids: tuple[str, ...]
     created_subject: bool
+    already_enrolled: int = 0
+    """Images left out because this subject is already enrolled from them (idempotent retry)."""
 
 
 def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -97,8 +99,13 @@ async def enrol_batch(
     actor: str,
     consent_ref: str | None,
     max_per_subject: int,
+    sources: Mapping[str, Sequence[bytes | None]] | None = None,
 ) -> list[EnrolResult]:
-    """Encrypt and insert templates for validated ``items`` inside ``tx``."""
+    """Encrypt and insert templates for validated ``items`` inside ``tx``.
+
+    ``sources``: per subject, the keyed digest of the image each embedding came
+    from (``storage/image_sources.py``), or None; stored on the template row.
+    """
     sids = [s for s, _ in items]
     if len(set(sids)) != len(sids):
         raise InvalidInputError("a subject appears twice in one enrolment batch")
@@ -132,9 +139,12 @@ async def enrol_batch(
         if uses + len(arr) > DEK_MAX_USES:
             raise KeyMaterialError(f"subject {sid}: data key use limit reached")
         tids = tuple(uuid7_str() for _ in range(len(arr)))
+        digests = list((sources or {}).get(sid) or [None] * len(arr))
+        if len(digests) != len(arr):
+            raise InvalidInputError(f"subject {sid}: {len(digests)} image digests for {len(arr)} embeddings")
         template_rows.extend(
-            (sid, tid, model_id, seal(aead, vec.tobytes(), template_aad(sid, tid, model_id)), tx.at)
-            for tid, vec in zip(tids, arr, strict=True)
+            (sid, tid, model_id, seal(aead, vec.tobytes(), template_aad(sid, tid, model_id)), tx.at, dig)
+            for tid, vec, dig in zip(tids, arr, digests, strict=True)
         )
         results.append(EnrolResult(sid, tids, sid not in existing))
         audit_rows.append(
@@ -151,8 +161,8 @@ async def enrol_batch(
         [(sid, tx.at, tx.at) for sid in sids],
     )
     await tx.executemany(
-        "INSERT INTO templates(subject_id, template_id, model_id, ciphertext, created_at) "
-        "VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO templates(subject_id, template_id, model_id, ciphertext, created_at, source_digest) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
         template_rows,
     )
     await tx.executemany(

@@ -88,3 +88,17 @@ class AuditChainError(StorageError):
 
 class DeviceSecretError(KeyMaterialError):
     """A device secret (export signing key, snapshot key) cannot be created or unwrapped."""
+
+
+class SealedValueError(StorageError):
+    """A sealed key-value entry failed authentication or is malformed (edited ciphertext?)."""
+
+
+class ImageEnrolsAnotherSubjectError(InvalidInputError, CodedError):
+    """An enrolment image already enrols another subject: one photo cannot enrol two people.
+
+    The message names neither subject nor digest; the caller names the file.
+    """
+
+    code = "image_enrols_another_subject"
+    bad_input = True

@@ -32,11 +32,11 @@ import structlog
 
 from ..runtime.clock import Clock
 from ..runtime.events import SecurityEvent, SecurityKind
-from . import audit
+from . import audit, image_sources
 from .crypto import AuthenticationFailed, open_sealed, subject_aad, template_aad
 from .db import Database, Tx
 from .enrolment import EnrolResult, as_embeddings, check_id, create_missing_keys, enrol_batch
-from .errors import KeyUnavailableError, SubjectNotFoundError, TamperError
+from .errors import InvalidInputError, KeyUnavailableError, SubjectNotFoundError, TamperError
 from .keys import KeyRing
 from .live_matcher import LiveMatcher
 from .loader import LoadReport, TemplateSink, load_gallery
@@ -124,23 +124,43 @@ class Gallery:
         *,
         actor: str,
         consent_ref: str | None = None,
+        sources: Sequence[bytes] | None = None,
     ) -> tuple[EnrolResult, Embeddings]:
         """Enrol inside the caller's transaction (the matcher is not touched).
 
         Call :meth:`prepare_subject` before opening ``tx`` so the key commits first;
         otherwise the key is created in ``tx`` (two files, one commit).
+        ``sources``: the keyed digest of each embedding's image (``image_sources.py``):
+        an image this subject is already enrolled from is left out (counted in
+        ``already_enrolled``; nothing written when none is left), one that enrols
+        another subject raises ImageEnrolsAnotherSubjectError (nothing written).
         """
         items = self._validate([(subject_id, embeddings)], model_id)
+        arr = items[0][1]
+        skipped = 0
+        by_subject: dict[str, Sequence[bytes | None]] | None = None
+        if sources is not None:
+            if len(sources) != len(arr):
+                raise InvalidInputError(f"{len(sources)} image digests for {len(arr)} embeddings")
+            keep = await image_sources.new_indices(tx, subject_id, sources)
+            skipped = len(arr) - len(keep)
+            if not keep:
+                return EnrolResult(subject_id, (), False, skipped), arr[:0]
+            arr = np.ascontiguousarray(arr[keep])
+            by_subject = {subject_id: [sources[i] for i in keep]}
         (result,) = await enrol_batch(
             tx,
             self.keys,
-            items,
+            [(subject_id, arr)],
             model_id,
             actor=actor,
             consent_ref=consent_ref,
             max_per_subject=self.max_templates_per_subject,
+            sources=by_subject,
         )
-        return result, items[0][1]
+        if skipped:
+            result = EnrolResult(result.subject_id, result.template_ids, result.created_subject, skipped)
+        return result, arr
 
     def _validate(self, items: Sequence[tuple[str, Any]], model_id: str) -> list[tuple[str, Embeddings]]:
         check_id(model_id, "model id")

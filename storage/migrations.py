@@ -189,6 +189,19 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX IF NOT EXISTS outbox_by_klass_created ON outbox(klass, created_at)",
         ),
     ),
+    (
+        6,
+        (
+            # Which image a template was enrolled from (typed access: storage/image_sources.py):
+            # HMAC-SHA256 of the decoded pixels under the device image-digest key (sealed in
+            # the vault), never a plain hash. On the template row, so every path that deletes
+            # a template (erasure, withdrawal, retention, teardown) deletes its digest too.
+            # Unique: one image enrols one template of one subject (resumable bulk enrolment).
+            "ALTER TABLE templates ADD COLUMN source_digest BLOB",
+            "CREATE UNIQUE INDEX templates_by_source ON templates(source_digest) "
+            "WHERE source_digest IS NOT NULL",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -222,3 +235,24 @@ VAULT_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
 )
 
 VAULT_SCHEMA_VERSION = VAULT_MIGRATIONS[-1][0]
+
+# The fleet licence service's seat table: a separate SQLite file on the service host
+# (typed access: storage/seats.py). IF NOT EXISTS: files from before this registry hold
+# the same table at user_version 0.
+SEAT_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            """CREATE TABLE IF NOT EXISTS seats (
+                fingerprint TEXT PRIMARY KEY,
+                state TEXT NOT NULL CHECK (state IN ('active', 'revoked')),
+                activated_at REAL NOT NULL,
+                lease_expires REAL NOT NULL,
+                updated_at REAL NOT NULL,
+                extended_until REAL NOT NULL DEFAULT 0
+            )""",
+        ),
+    ),
+)
+
+SEAT_SCHEMA_VERSION = SEAT_MIGRATIONS[-1][0]

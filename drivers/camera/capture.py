@@ -34,7 +34,7 @@ from ...runtime.config.hardware import CaptureSettings
 from .errors import FrameFormatError
 from .frames import CapturedFrame, Image, fit_within, freeze, to_bgr8
 from .source import Capture, CaptureOpener, CaptureTarget, SourceKind
-from .state import CameraState, StateKeeper
+from .state import CameraState, camera_states
 
 _log = structlog.get_logger("facegate.camera")
 
@@ -199,7 +199,7 @@ class CaptureLoop:
         self.component = component
         self.target = target
         self.settings = settings
-        self.states = StateKeeper(component, bus, clock)
+        self.states = camera_states(component, bus, clock)
         self._backoff = backoff
         self._clock = clock
         self._sink = sink
@@ -238,13 +238,13 @@ class CaptureLoop:
                 tg.create_task(self._watchdog(), name=f"{self.component}.watchdog")
         finally:
             await self._retire_all()
-            await self.states.set(CameraState.STOPPED)
+            self.states.set(CameraState.STOPPED)
 
     async def _sessions(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self._slot is not None
         first = True
         while True:
-            await self.states.set(
+            self.states.set(
                 CameraState.CONNECTING if first else CameraState.RECONNECTING, self.target.label
             )
             session = _Session(
@@ -267,14 +267,14 @@ class CaptureLoop:
             if size is not None:
                 self.size = size
                 self._last_frame = self._clock.monotonic()
-                await self.states.set(CameraState.STREAMING, f"{size[0]}x{size[1]}")
+                self.states.set(CameraState.STREAMING, f"{size[0]}x{size[1]}")
             reason = await session.ended
             if reason == END_OF_FILE:
                 await self._retire(session)
-                await self.states.set(CameraState.ENDED, END_OF_FILE)
+                self.states.set(CameraState.ENDED, END_OF_FILE)
                 await asyncio.Event().wait()  # idle until cancelled: a finished file is not a fault
             # Report the failure before waiting for the old thread: a stalled read may hold it.
-            await self.states.set(CameraState.RECONNECTING, reason)
+            self.states.set(CameraState.RECONNECTING, reason)
             await self._retire(session)
             if session.frames:
                 self._backoff.reset()

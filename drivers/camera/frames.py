@@ -18,47 +18,23 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from .. import images
 from .errors import CameraSourceError, FrameFormatError
 
 Image = npt.NDArray[np.uint8]
-
-MAX_FRAME_PIXELS = 40_000_000
-"""Largest frame accepted (about 8K x 5K): bigger inputs are rejected, never resized."""
-MAX_FILE_BYTES = 64 * 1024 * 1024
-"""Largest image file :func:`decode_image_file` reads."""
-_MIN_SIDE = 8
-
 
 def to_bgr8(array: npt.NDArray[Any], *, what: str = "frame") -> Image:
     """Return ``array`` as a read-only contiguous BGR uint8 HxWx3 image.
 
     Accepts grey (HxW or HxWx1), BGR and BGRA, in uint8 or uint16 (scaled to
-    8 bits). Anything else raises :class:`FrameFormatError` naming the problem
-    (never the pixel data). The result never shares memory with ``array``.
+    8 bits), within :mod:`facegate.drivers.images`' limits. Anything else
+    raises :class:`FrameFormatError` naming the problem (never the pixel
+    data). The result never shares memory with ``array``.
     """
-    if not isinstance(array, np.ndarray):
-        raise FrameFormatError(f"{what}: expected a numpy array, got {type(array).__name__}")
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
-        raise FrameFormatError(f"{what}: expected HxW, HxWx1, HxWx3 or HxWx4, got shape {array.shape}")
-    h, w = array.shape[:2]
-    if h < _MIN_SIDE or w < _MIN_SIDE:
-        raise FrameFormatError(f"{what}: {w}x{h} is too small (min {_MIN_SIDE}x{_MIN_SIDE})")
-    if h * w > MAX_FRAME_PIXELS:
-        raise FrameFormatError(f"{what}: {w}x{h} exceeds {MAX_FRAME_PIXELS} pixels")
-    if array.dtype == np.uint16:
-        pixels: Image = (array.astype(np.uint16) >> 8).astype(np.uint8)
-    elif array.dtype == np.uint8:
-        pixels = array.astype(np.uint8, copy=False)
-    else:
-        raise FrameFormatError(f"{what}: expected uint8 or uint16 pixels, got {array.dtype}")
-    if pixels.ndim == 2 or pixels.shape[2] == 1:
-        out: Image = np.asarray(cv2.cvtColor(pixels.reshape(h, w), cv2.COLOR_GRAY2BGR), np.uint8)
-    elif pixels.shape[2] == 4:
-        out = np.asarray(cv2.cvtColor(pixels, cv2.COLOR_BGRA2BGR), np.uint8)
-    else:
-        out = np.array(pixels, dtype=np.uint8, order="C", copy=True)  # never freeze the caller's array
-    out.setflags(write=False)
-    return out
+    try:
+        return images.to_bgr8(array, what=what, copy=True)
+    except images.ImageError as exc:
+        raise FrameFormatError(exc.message) from None
 
 
 def freeze(image: Image) -> Image:
@@ -106,15 +82,19 @@ def decode_image_file(path: Path) -> Image:
         size = path.stat().st_size
         if size == 0:
             raise CameraSourceError("image file is empty", path=path)
-        if size > MAX_FILE_BYTES:
-            raise CameraSourceError(f"image file of {size} bytes exceeds {MAX_FILE_BYTES}", path=path)
-        data = np.fromfile(path, dtype=np.uint8)
+        if size > images.MAX_ENCODED_BYTES:
+            limit = images.MAX_ENCODED_BYTES
+            raise CameraSourceError(f"image file of {size} bytes exceeds {limit}", path=path)
+        data = path.read_bytes()
     except OSError as exc:
         raise CameraSourceError(f"cannot read image file ({exc.strerror})", path=path) from None
-    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if decoded is None:
-        raise CameraSourceError("not a decodable image", path=path)
-    return to_bgr8(decoded, what="image file")
+    try:
+        decoded = images.decode_image(data)
+    except images.ImageError as exc:
+        if exc.problem in (images.ImageProblem.EMPTY, images.ImageProblem.CORRUPT):
+            raise CameraSourceError(exc.message, path=path) from None
+        raise FrameFormatError(f"image file: {exc.message}") from None
+    return freeze(decoded)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from .base import CameraService, CameraStats
 from .errors import CameraNotRunningError, CameraSourceError, FrameFormatError
 from .frames import Image, decode_image_file, letterbox, to_bgr8
 from .jitter import Jitter, Pose, apply_pose
-from .state import CameraState, StateKeeper
+from .state import CameraState, camera_states
 
 _log = structlog.get_logger("facegate.camera")
 
@@ -114,7 +114,7 @@ class SimulatedCamera(CameraService):
         self._bus = bus
         self._clock = clock
         self._rng = rng or random.Random()
-        self._states = StateKeeper(name, bus, clock)
+        self._states = camera_states(name, bus, clock)
         self._period = 1.0 / section.fps
         self._scenes: collections.deque[_Scene] = collections.deque()
         self._wake = asyncio.Event()
@@ -160,7 +160,7 @@ class SimulatedCamera(CameraService):
         published with the state change, so it must be safe to publish.
         """
         self._lost = detail
-        await self._states.set(CameraState.RECONNECTING, detail)
+        self._states.set(CameraState.RECONNECTING, detail)
 
     async def restore(self) -> None:
         """The source is back: state ``streaming`` (if running) and frames flow again."""
@@ -168,7 +168,7 @@ class SimulatedCamera(CameraService):
             return
         self._lost = None
         if self._running:
-            await self._states.set(CameraState.STREAMING, f"{self._section.width}x{self._section.height}")
+            self._states.set(CameraState.STREAMING, f"{self._section.width}x{self._section.height}")
         self._wake.set()
 
     # ---- frames from a test -------------------------------------------------------------
@@ -242,9 +242,9 @@ class SimulatedCamera(CameraService):
         self._running = True
         playlist = _Playlist()
         try:
-            await self._states.set(CameraState.CONNECTING, "simulated")
+            self._states.set(CameraState.CONNECTING, "simulated")
             playlist = await self._open_playlist()
-            await self._states.set(CameraState.STREAMING, f"{self._section.width}x{self._section.height}")
+            self._states.set(CameraState.STREAMING, f"{self._section.width}x{self._section.height}")
             while True:
                 produced = await self._next_frame(playlist)
                 if produced is None:
@@ -264,7 +264,7 @@ class SimulatedCamera(CameraService):
                     scene.done.set_exception(CameraNotRunningError(f"{self.name} stopped"))
             if playlist.video is not None:
                 playlist.video.release()
-            await self._states.set(CameraState.STOPPED)
+            self._states.set(CameraState.STOPPED)
 
     async def _open_playlist(self) -> _Playlist:
         """Decode config images (or open the video) off the loop, retrying with backoff."""
@@ -275,7 +275,7 @@ class SimulatedCamera(CameraService):
                 return await asyncio.to_thread(self._build_playlist)
             except (CameraSourceError, FrameFormatError) as exc:
                 # The message names the config entry, never the file or its content.
-                await self._states.set(CameraState.RECONNECTING, str(exc))
+                self._states.set(CameraState.RECONNECTING, str(exc))
                 await self._clock.sleep(backoff.next_delay())
 
     def _build_playlist(self) -> _Playlist:

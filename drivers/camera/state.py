@@ -1,15 +1,14 @@
-"""Camera state: an Enum guarded by a lock, published and logged once per change."""
+"""Camera state: a :class:`~facegate.runtime.state.StateKeeper` of :class:`CameraState`."""
 
 from __future__ import annotations
 
-import asyncio
 import enum
 
 import structlog
 
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
-from ...runtime.events import ComponentStateChanged
+from ...runtime.state import StateChange, StateKeeper
 
 _log = structlog.get_logger("facegate.camera")
 
@@ -30,43 +29,20 @@ class CameraState(enum.StrEnum):
     ENDED = "ended"
 
 
-class StateKeeper:
-    """Holds a component's :class:`CameraState`; each real change is published once.
+def _log_change(change: StateChange[CameraState]) -> None:
+    _log.info(
+        "camera.state",
+        component=change.component,
+        state=change.new.value,
+        previous=change.old.value,
+        detail=change.detail,
+    )
+
+
+def camera_states(component: str, bus: EventBus, clock: Clock) -> StateKeeper[CameraState]:
+    """The keeper of one camera's state, starting ``stopped``; each real change published once.
 
     ``detail`` must be safe to publish: the source label (URL credentials
     masked), an error class name or a frame size, never pixel data.
     """
-
-    def __init__(self, component: str, bus: EventBus, clock: Clock) -> None:
-        self.component = component
-        self._bus = bus
-        self._clock = clock
-        self._lock = asyncio.Lock()
-        self._state = CameraState.STOPPED
-        self.changes = 0
-
-    @property
-    def state(self) -> CameraState:
-        """The current state (read without the lock: a single reference read)."""
-        return self._state
-
-    async def set(self, state: CameraState, detail: str = "") -> bool:
-        """Move to ``state``; publish and log only if it differs. Returns True if it changed."""
-        async with self._lock:
-            if state is self._state:
-                return False
-            previous, self._state = self._state, state
-            self.changes += 1
-        _log.info(
-            "camera.state",
-            component=self.component,
-            state=state.value,
-            previous=previous.value,
-            detail=detail,
-        )
-        self._bus.publish(
-            ComponentStateChanged(
-                at=self._clock.wall(), component=self.component, state=state.value, detail=detail
-            )
-        )
-        return True
+    return StateKeeper(CameraState.STOPPED, component=component, log=_log_change, bus=bus, clock=clock)

@@ -131,11 +131,6 @@ class LineOwner:
         with self._cond:
             return line in self._held
 
-    def pulsing(self, line: int) -> bool:
-        """True while a pulse of ``line`` waits for its end."""
-        with self._cond:
-            return line in self._pending
-
     def expire_due(self) -> None:
         """End every pulse whose deadline has passed (any thread)."""
         with self._cond:

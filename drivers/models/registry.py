@@ -43,9 +43,6 @@ class ModelSpec:
         """Stable id stored beside every template this model produces."""
         return f"{self.name}@{self.sha256[:8]}"
 
-    @property
-    def is_detector(self) -> bool:
-        return self.family is ModelFamily.YUNET
 
 
 BUILTIN_DETECTOR = ModelSpec(

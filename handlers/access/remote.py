@@ -81,6 +81,10 @@ class RemoteOpen:
         self._audit_timeout = audit_timeout_s
         self.counters = {"granted": 0, "denied": 0}
 
+    def health(self) -> dict[str, int]:
+        """Telemetry source ``access.remote_open``: granted and denied counts."""
+        return dict(self.counters)
+
     async def open(
         self, *, cause: str, operator: str | None, subject: str | None = None, group: str | None = None
     ) -> AccessDecision:

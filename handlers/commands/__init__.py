@@ -33,6 +33,7 @@ from .verbs import (
     PrivacyActions,
     Tunable,
     Tunables,
+    VerbParts,
     VerbTable,
     device_verbs,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "Tunables",
     "VerbFailed",
     "VerbNotAvailable",
+    "VerbParts",
     "VerbTable",
     "Verifier",
     "build_command_service",

@@ -39,7 +39,7 @@ from ...runtime.config.link import CommandsSection
 from ...runtime.machine import cpu_model
 from ...runtime.mqtt import MqttLink
 from ..door import DoorController
-from . import build_command_service, envelope
+from . import VerbParts, build_command_service, envelope
 
 BASE = "facegate/v1/gate-1"
 
@@ -81,7 +81,7 @@ async def _run(port: int, rate: float, seconds: float) -> dict[str, object]:  # 
             svc = await build_command_service(
                 CommandsSection(operators={"alice": pub}, window_s=60.0, max_payload_bytes=2_000_000),
                 link,
-                door=door,
+                parts=VerbParts(door=door),
                 bus=bus,
                 clock=clock,
             )

@@ -23,14 +23,10 @@ handled. Everything else (including forged lockdowns) waits in the normal
 queue; when that is full the sender gets ``busy`` (at most
 ``_BUSY_INFLIGHT`` such replies in flight; the rest are only counted).
 
-Replies go to the MQTT 5 response topic (with its correlation data), else to
-the envelope's ``reply_to`` (MQTT 3.1.1; ``correlation_id`` echoed), else to
-``<prefix>/<device id>/reply``. A command that did not authenticate is answered
-only inside the device's own ``reply`` subtree (its requested topic when it lies
-there, else ``<prefix>/<device id>/reply``): an unauthenticated sender cannot
-make the device publish on a topic of its choosing. A reply topic inside the facegate tree other
-than a device's ``reply`` subtree is refused (``bad_reply_to``) so a command
-cannot make the device publish on its own event or status topics.
+Replies (:mod:`.replies`) go to the MQTT 5 response topic, else the envelope's
+``reply_to``, else ``<prefix>/<device id>/reply``; a command that did not
+authenticate is answered only inside the device's own ``reply`` subtree, and a
+``reply_to`` into the device topic tree is refused (``bad_reply_to``).
 """
 
 from __future__ import annotations
@@ -39,54 +35,30 @@ import asyncio
 import contextlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from ...runtime.bus import EventBus
-from ...runtime.clock import Clock, utc_iso
+from ...runtime.clock import Clock
 from ...runtime.errors import CodedError, FacegateError
 from ...runtime.events import SecurityEvent, SecurityKind
 from ...runtime.mqtt import InboundMessage, MqttPublishError
-from ...runtime.mqtt.payloads import encode
-from ...runtime.mqtt.topics import DeviceTopics, check_topic
 from .auth import Verifier
 from .errors import CommandError, CommandRefused, VerbFailed
 from .guard import check_shape
 from .idempotent import ACTUATING_VERBS, MemoryResults, ResultLedger
-from .reply_sig import ReplySigner, sign_reply
+from .replies import REPLY, CommandLink, Outcome, Replies
+from .reply_sig import ReplySigner
 from .schema import VERBS, first_error, schema_name
 from .verbs import Invocation, VerbTable, coded
 
 _log = structlog.get_logger("facegate.commands")
+__all__ = ["REPLY", "URGENT_VERBS", "CommandLink", "CommandService", "CommandStats", "Outcome"]
 
-REPLY = "reply"
 URGENT_VERBS = frozenset({"lockdown"})
 """Verbs admitted to the priority lane once their signature checks out."""
 _BUSY_INFLIGHT = 8
-
-
-class CommandLink(Protocol):
-    """What the service needs from :class:`~facegate.runtime.mqtt.MqttLink`."""
-
-    @property
-    def topics(self) -> DeviceTopics: ...
-
-    async def subscribe(self, topic_filter: str, handler: Any, *, qos: int = 1) -> None: ...
-
-    async def unsubscribe(self, topic_filter: str) -> None: ...
-
-    async def publish_to(
-        self,
-        topic: str,
-        payload: bytes,
-        *,
-        qos: int = 1,
-        retain: bool = False,
-        ack_timeout: float | None = None,
-        response_topic: str | None = None,
-        correlation_data: bytes | None = None,
-    ) -> None: ...
 
 
 @dataclass
@@ -98,21 +70,6 @@ class CommandStats:
     replies_lost: int = 0
     busy_dropped: int = 0
     urgent: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    verb: str | None
-    ok: bool
-    code: str
-    message: str
-    result: dict[str, Any]
-    correlation_id: str | None
-    reply_to: str | None
-    authenticated: bool = False
-    """False: the reply goes only into this device's own reply subtree (no reflection)."""
-    replayed: bool = False
-    """True: a retry answered from the result ledger; nothing actuated again (issue 10.10)."""
 
 
 class CommandService:
@@ -132,7 +89,7 @@ class CommandService:
         ledger: ResultLedger | None = None,
         signer: ReplySigner | None = None,
     ) -> None:
-        self._signer = signer
+        self._replies = Replies(link, clock=clock, signer=signer)
         self._ledger = ledger or ResultLedger(MemoryResults(), window_s=verifier.window_s)
         self._link = link
         self._verifier = verifier
@@ -305,9 +262,9 @@ class CommandService:
         env = self._parse(msg)
         if env["verb"] != topic_verb:
             return None
-        self._check_reply_to(env.get("reply_to"))
+        self._replies.check_reply_to(env.get("reply_to"))
         if msg.response_topic is not None:
-            self._check_reply_to(msg.response_topic)
+            self._replies.check_reply_to(msg.response_topic)
         try:
             self._verifier.verify_signed(env)
         except CommandError:
@@ -329,9 +286,9 @@ class CommandService:
         seen.append(env)
         if env["verb"] != topic_verb:
             raise CommandRefused("the topic's verb differs from the signed verb", code="verb_mismatch")
-        self._check_reply_to(env.get("reply_to"))
+        self._replies.check_reply_to(env.get("reply_to"))
         if msg.response_topic is not None:
-            self._check_reply_to(msg.response_topic)
+            self._replies.check_reply_to(msg.response_topic)
         operator: str | None = None
         if env["verb"] == "ping":
             self._verifier.check_device(env)
@@ -368,23 +325,6 @@ class CommandService:
             raise CommandRefused(f"envelope {problem}", code="invalid")
         return env
 
-    def _check_reply_to(self, topic: object) -> None:
-        if topic is None:
-            return
-        if not isinstance(topic, str):
-            raise CommandRefused("reply_to must be a topic", code="bad_reply_to")
-        try:
-            check_topic(topic)
-        except ValueError:
-            raise CommandRefused("reply_to is not a valid publish topic", code="bad_reply_to") from None
-        prefix = self._topics.prefix + "/"
-        if topic.startswith(prefix) and not self._own_reply(topic):
-            raise CommandRefused("reply_to may not point into the device topic tree", code="bad_reply_to")
-
-    def _own_reply(self, topic: str) -> bool:
-        own = f"{self._topics.base}/{REPLY}"
-        return topic == own or topic.startswith(own + "/")
-
     def _refused(
         self, exc: CommandError, topic_verb: str, env: dict[str, Any] | None, *, authenticated: bool = False
     ) -> Outcome:
@@ -410,38 +350,8 @@ class CommandService:
         return Outcome(verb_text, False, exc.code, str(exc), {}, _corr(env), reply_to, authenticated)
 
     async def _reply(self, msg: InboundMessage, outcome: Outcome) -> None:
-        body: dict[str, Any] = {
-            "verb": outcome.verb,
-            "device_id": self._topics.device_id,
-            "ok": outcome.ok,
-            "code": outcome.code,
-            "message": outcome.message,
-            "correlation_id": outcome.correlation_id,
-            "at": utc_iso(self._clock.wall()),
-            "result": outcome.result,
-        }
-        if outcome.replayed:
-            body["replayed"] = True  # the recorded outcome of an earlier delivery; nothing actuated now
-        own = f"{self._topics.base}/{REPLY}"
-        topic, correlation = own, msg.correlation_data
-        if msg.response_topic is not None and outcome.code != "bad_reply_to":
-            topic = msg.response_topic
-        elif outcome.reply_to is not None:
-            topic = outcome.reply_to
-        if not outcome.authenticated and not self._own_reply(topic):
-            # Unauthenticated: never reflect to a topic the sender chose (issue 10.9).
-            topic = own
-        if self._signer is not None:
-            bound = correlation if correlation is not None else (outcome.correlation_id or "").encode("utf-8")
-            body = sign_reply(body, bound, self._signer)
-        try:
-            # QoS 0 for a command that did not authenticate: a flood of junk must not make
-            # the worker wait for a PUBACK per refusal (best effort is all a stranger gets).
-            qos = 1 if outcome.authenticated else 0
-            await self._link.publish_to(topic, encode(body), qos=qos, correlation_data=correlation)
-        except MqttPublishError as exc:
+        if not await self._replies.send(msg, outcome):
             self.stats.replies_lost += 1
-            _log.warning("commands.reply_lost", verb=outcome.verb, detail=str(exc))
 
 
 def _str(value: object) -> str | None:

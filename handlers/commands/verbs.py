@@ -178,21 +178,27 @@ def coded(exc: CodedError) -> CommandError:
     return VerbFailed(str(exc), code=exc.code)
 
 
+@dataclass(frozen=True)
+class VerbParts:
+    """The device parts verbs act on; a verb whose part is None is not bound (``not_available``)."""
+
+    door: Door | None = None
+    privacy: PrivacyActions | None = None
+    licence: LicenceInstaller | None = None
+    keys: KeyRotator | None = None
+    rights: RightsActions | None = None
+    destroy: Decommissioner | None = None
+    remote_open: RemoteOpen | None = None
+
+
 def device_verbs(
-    *,
-    clock: Clock,
-    device_id: str,
-    tunables: Tunables,
-    door: Door | None = None,
-    privacy: PrivacyActions | None = None,
-    licence: LicenceInstaller | None = None,
-    keys: KeyRotator | None = None,
-    rights: RightsActions | None = None,
-    destroy: Decommissioner | None = None,
-    remote_open: RemoteOpen | None = None,
+    *, clock: Clock, device_id: str, tunables: Tunables, parts: VerbParts | None = None
 ) -> VerbTable:
     """Bind ``ping``, ``set`` and every verb whose part is given."""
     table = VerbTable()
+    p = parts or VerbParts()
+    door, privacy, licence, keys = p.door, p.privacy, p.licence, p.keys
+    rights, destroy, remote_open = p.rights, p.destroy, p.remote_open
 
     async def ping(inv: Invocation) -> Result:
         return {"pong": True, "version": __version__, "time": utc_iso(clock.wall())}

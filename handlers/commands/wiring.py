@@ -5,21 +5,11 @@ from __future__ import annotations
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.config.link import CommandsSection
-from ..access.remote import RemoteOpen
 from .auth import NonceCache, NonceStore, Verifier
 from .idempotent import MemoryResults, ResultLedger, ResultStore
 from .reply_sig import ReplySigner
 from .service import CommandLink, CommandService
-from .verbs import (
-    Decommissioner,
-    Door,
-    KeyRotator,
-    LicenceInstaller,
-    PrivacyActions,
-    RightsActions,
-    Tunables,
-    device_verbs,
-)
+from .verbs import Tunables, VerbParts, device_verbs
 
 
 async def build_command_service(
@@ -30,20 +20,15 @@ async def build_command_service(
     clock: Clock,
     nonce_store: NonceStore | None = None,
     tunables: Tunables | None = None,
-    door: Door | None = None,
-    privacy: PrivacyActions | None = None,
-    licence: LicenceInstaller | None = None,
-    keys: KeyRotator | None = None,
-    rights: RightsActions | None = None,
-    destroy: Decommissioner | None = None,
-    remote_open: RemoteOpen | None = None,
+    parts: VerbParts | None = None,
     result_store: ResultStore | None = None,
     signer: ReplySigner | None = None,
 ) -> CommandService:
     """A ready :class:`CommandService` (its nonce cache already loaded from ``nonce_store``).
 
-    Without a nonce store, commands signed before this call are refused
-    (a restart must not reopen the replay window).
+    ``parts`` are the device parts the verbs act on (:class:`~.verbs.VerbParts`). Without a
+    nonce store, commands signed before this call are refused (a restart must not reopen
+    the replay window).
     """
     floor = 0 if nonce_store is not None else int(clock.wall() * 1000)
     nonces = NonceCache(section.nonce_cache, store=nonce_store, floor_ms=floor)
@@ -59,13 +44,7 @@ async def build_command_service(
         clock=clock,
         device_id=link.topics.device_id,
         tunables=tunables or Tunables(),
-        door=door,
-        privacy=privacy,
-        licence=licence,
-        keys=keys,
-        rights=rights,
-        destroy=destroy,
-        remote_open=remote_open,
+        parts=parts,
     )
     return CommandService(
         link,

@@ -13,9 +13,10 @@ active is refused; the input becoming active again re-enters ``ACTIVE``.
 from __future__ import annotations
 
 import enum
-import threading
 
 import structlog
+
+from ...runtime.state import StateChange, StateKeeper
 
 _log = structlog.get_logger("facegate.door")
 
@@ -28,41 +29,39 @@ class FireState(enum.Enum):
     LATCHED = "latched"
 
 
+def _log_change(change: StateChange[FireState]) -> None:
+    _log.warning("door.fire_state", previous=change.old.value, state=change.new.value)
+
+
 class FireLatch:
     """The fire release state, guarded by a lock, each change logged once."""
 
     def __init__(self) -> None:
-        self._state = FireState.NORMAL
-        self._lock = threading.Lock()
+        self._keeper = StateKeeper(FireState.NORMAL, component="door.fire", log=_log_change)
 
     @property
     def state(self) -> FireState:
         """The current state."""
-        return self._state
+        return self._keeper.state
 
     @property
     def releasing(self) -> bool:
         """True while the lock must stay released (ACTIVE or LATCHED)."""
-        return self._state is not FireState.NORMAL
+        return self._keeper.state is not FireState.NORMAL
 
     def input_changed(self, active: bool) -> FireState | None:
         """Apply a fire input change; return the new state if it changed."""
         if active:
             return self._move(FireState.ACTIVE)
-        if self._state is FireState.ACTIVE:
+        if self._keeper.state is FireState.ACTIVE:
             return self._move(FireState.LATCHED)
         return None
 
     def reset(self) -> bool:
         """End a latched release; False (nothing changes) unless LATCHED."""
-        if self._state is not FireState.LATCHED:
+        if self._keeper.state is not FireState.LATCHED:
             return False
         return self._move(FireState.NORMAL) is not None
 
     def _move(self, to: FireState) -> FireState | None:
-        with self._lock:
-            if self._state is to:
-                return None
-            _log.warning("door.fire_state", previous=self._state.value, state=to.value)
-            self._state = to
-            return to
+        return to if self._keeper.set(to) is not None else None

@@ -61,7 +61,7 @@ def measure(root: Path, *, every: int, settings: DecisionSettings) -> dict[str, 
         if person not in keep:
             continue
         try:
-            bgr = decode_image(path.read_bytes(), max_bytes=50_000_000, max_pixels=50_000_000)
+            bgr = decode_image(path.read_bytes())
             emb = embed_for_calibration(models, bgr)
         except (ImageRejected, OSError):
             emb = None

@@ -223,27 +223,6 @@ def bench_compare(
                           detector_input_width=width)
 
 
-def bench_pipeline(
-    models: LoadedModels, frames: list[bytes], *, gallery: int = 1000
-) -> PipelineResult:
-    """Per-stage latency of our path alone over ``frames`` (one face each)."""
-    ours = _OurPath(models, gallery)
-    rows = [r for d in frames if (r := ours.run(d)) is not None]
-    stages = _collect(rows, OURS_STAGES)
-    start = time.perf_counter()
-    for data in frames:
-        ours.run(data)
-    fps = len(frames) / (time.perf_counter() - start)
-    return PipelineResult(stages=stages, sustained_fps=round(fps, 1))
-
-
-def bench_opencv(models: LoadedModels, frames: list[bytes]) -> dict[str, float]:
-    """p50/p99 of OpenCV's path alone (decode included, like ours)."""
-    ocv = _OpenCVPath(models)
-    rows = [r for d in frames if (r := ocv.run(d)) is not None]
-    return _collect(rows, OPENCV_STAGES)["total"]
-
-
 def _probes(
     x: npt.NDArray[np.float32], n: int, cos: float, rng: np.random.Generator
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:

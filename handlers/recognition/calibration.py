@@ -11,7 +11,6 @@ are counted as failures to enrol and left out.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +20,6 @@ import numpy.typing as npt
 
 from ...drivers.models.loader import LoadedModels
 from .align import align_face
-from .errors import ImageRejected
-from .image import decode_image
 from .thresholds import CalibrationTable
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".tif", ".tiff"})
@@ -71,41 +68,6 @@ def embed_for_calibration(
     crop = align_face(np.asarray(framed, dtype=np.uint8), face.landmarks)
     emb: npt.NDArray[np.float32] = models.embedder.embed(crop)[0]
     return emb
-
-
-def embed_folder(
-    models: LoadedModels,
-    root: Path,
-    *,
-    progress: Callable[[int, int], None] | None = None,
-) -> EmbeddedSet:
-    """Embed every image under ``root`` (blocking; minutes for thousands of images)."""
-    files = list_images(root)
-    names: dict[str, int] = {}
-    rows: list[npt.NDArray[np.float32]] = []
-    labels: list[int] = []
-    failed = 0
-    for i, (person, path) in enumerate(files):
-        try:
-            bgr = decode_image(path.read_bytes(), max_bytes=50_000_000, max_pixels=50_000_000)
-            emb = embed_for_calibration(models, bgr)
-        except (ImageRejected, OSError):
-            emb = None
-        if emb is None:
-            failed += 1
-        else:
-            rows.append(emb)
-            labels.append(names.setdefault(person, len(names)))
-        if progress is not None and (i + 1) % 100 == 0:
-            progress(i + 1, len(files))
-    dim = models.embedder.dim
-    return EmbeddedSet(
-        embeddings=np.stack(rows) if rows else np.zeros((0, dim), np.float32),
-        labels=np.asarray(labels, dtype=np.int64),
-        identities=len(names),
-        images=len(files),
-        failed=failed,
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from ...drivers.models.loader import LoadedModels, ModelOptions, default_cache_dir, load_models_async
 from ...drivers.models.registry import (
     BUILTIN_DETECTOR,
@@ -22,8 +25,9 @@ from ...drivers.models.registry import (
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.config.recognition import RecognitionSection
-from .enrol import ImageEmbedding, embed_image_bytes
+from .enrol import ImageEmbedding, embed_bgr, embed_image_bytes
 from .fusion import EmbedOptions
+from .image import decode_image
 from .liveness import FrameCheck, IrPresenceCheck, OnnxPadCheck, StillnessCheck
 from .matcher import Matcher
 from .pipeline import FramePipeline, enrol_limits
@@ -58,9 +62,8 @@ def model_options(cfg: RecognitionSection, config_path: Path | None = None) -> M
 
 
 def quality_limits(cfg: RecognitionSection) -> QualityLimits:
-    q = cfg.quality
-    return QualityLimits(q.min_face_px, q.min_sharpness, q.max_yaw_deg, q.max_pitch_deg,
-                         q.min_brightness, q.max_brightness)
+    """The gate's thresholds: ``[recognition.quality]`` as configured (the same type)."""
+    return cfg.quality
 
 
 def embed_options(cfg: RecognitionSection) -> EmbedOptions:
@@ -162,3 +165,18 @@ class RecognitionEngine:
         or a failed quality check. Runs off the event loop.
         """
         return await asyncio.to_thread(self.embed_image_sync, data)
+
+    async def decode_image(self, data: bytes) -> npt.NDArray[np.uint8]:
+        """Decode an image file within the configured caps to BGR uint8, off the loop.
+
+        The first half of :meth:`embed_image` (ImageRejected for empty, corrupt,
+        truncated, oversized images), so a caller can look at the decoded pixels
+        (enrolment's keyed image digest) before paying for detection and embedding.
+        """
+        return await asyncio.to_thread(
+            decode_image, data, max_bytes=self.cfg.max_image_bytes, max_pixels=self.cfg.max_image_pixels
+        )
+
+    async def embed_decoded(self, bgr: npt.NDArray[np.uint8]) -> ImageEmbedding:
+        """The second half of :meth:`embed_image`: embed the single face of decoded pixels, off the loop."""
+        return await asyncio.to_thread(embed_bgr, self.pipeline, bgr)

@@ -165,7 +165,7 @@ def collect(
     for i, (person, path) in enumerate(files):
         label = names.setdefault(person, len(names))
         try:
-            bgr = decode_image(path.read_bytes(), max_bytes=50_000_000, max_pixels=50_000_000)
+            bgr = decode_image(path.read_bytes())
             per = analyse_image(models, bgr, label, rule=rule, enrol_rule=enrol_rule,
                                 limits=lim, face_px=face_px, enrol_limits=enrol_limits)
         except (ImageRejected, OSError):

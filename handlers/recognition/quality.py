@@ -16,13 +16,13 @@ nose sits between the eye line and the mouth line.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from ...drivers.models.detector import Detection
+from ...runtime.config.recognition import QualitySettings
 from ...runtime.events import StageResult
 from .reasons import Reason
 
@@ -33,16 +33,8 @@ _FRONTAL_PITCH_RATIO = (71.7366 - 51.6) / (92.28 - 51.6)
 HALF_IOD_PER_NOSE_DEPTH = 1.22
 
 
-@dataclass(frozen=True, slots=True)
-class QualityLimits:
-    """Thresholds of the gate (mirrors config ``[recognition.quality]``)."""
-
-    min_face_px: int = 60
-    min_sharpness: float = 12.0
-    max_yaw_deg: float = 50.0
-    max_pitch_deg: float = 30.0
-    min_brightness: float = 40.0
-    max_brightness: float = 225.0
+QualityLimits = QualitySettings
+"""The gate's thresholds: the config section ``[recognition.quality]`` itself (one type)."""
 
 
 def estimate_pose(landmarks: npt.NDArray[np.float32]) -> tuple[float, float]:

@@ -68,8 +68,7 @@ def collect_reference(
     for i, (person, path) in enumerate(files):
         label = names.setdefault(person, len(names))
         try:
-            emb = ref.embed(decode_image(path.read_bytes(), max_bytes=50_000_000,
-                                         max_pixels=50_000_000))
+            emb = ref.embed(decode_image(path.read_bytes()))
         except (ImageRejected, OSError):
             emb = None
         reason = Reason.OK if emb is not None else Reason.NO_FACE

@@ -50,9 +50,8 @@ broker accepts it.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -63,23 +62,15 @@ from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.events import AccessDecision, ComponentStateChanged, DoorEvent, Event, SecurityEvent
 from ...runtime.mqtt.errors import MqttPublishError, MqttPublishRefused
-from ...runtime.mqtt.payloads import encode
 from ...storage.errors import StorageError
-from ...storage.outbox import EventClass, Outbox, OutboxRecord
+from ...storage.outbox import Outbox, OutboxRecord
 from .codec import EventCodec
+from .wire import NameSource, RowWire
 
 _log = structlog.get_logger("facegate.mqtt")
 
 SINK_TYPES: tuple[type[Event], ...] = (AccessDecision, DoorEvent, SecurityEvent)
 """Bus events the sink makes durable (PrivacyEvents are already in the outbox)."""
-
-
-class NameSource(Protocol):
-    """Display names added at publish time (:class:`.names.SubjectNames`): prefetch, then get."""
-
-    async def prefetch(self, subject_ids: Iterable[str | None]) -> None: ...
-
-    def get(self, subject_id: str) -> str | None: ...
 
 
 class LinkLike(Protocol):
@@ -150,7 +141,7 @@ class DurableEvents:
         self._on_access = on_access
         self._poll_s = poll_s
         self._window = redeliver_window_s
-        self._names = names
+        self._wire = RowWire(base_topic=base_topic, device_id=codec.device_id, names=names)
         self._serviced = 0  # the connection the drain last published on (0: none yet)
         self._last_ack = 0.0  # wall time of the last PUBACK bookkeeping
         self._redeliver: dict[int, OutboxRecord] = {}  # seq -> row to republish first
@@ -344,8 +335,7 @@ class DurableEvents:
         failed = 0
         for start in range(0, len(rows), self._inflight):
             window = rows[start : start + self._inflight]
-            if self._names is not None:  # names are added at publish time, never stored
-                await self._names.prefetch(_subject(r) for r in window if r.klass is EventClass.ACCESS)
+            await self._wire.prefetch(window)  # names are added at publish time, never stored
             # Tasks start in creation order, so the packets hit the socket in commit order.
             results = await asyncio.gather(
                 *(self._link.publish_to(*self.wire(r), qos=1) for r in window),
@@ -366,36 +356,8 @@ class DurableEvents:
         return acked, failed
 
     def wire(self, row: OutboxRecord) -> tuple[str, bytes]:
-        """The topic and payload a row is published with (a function of the row, plus the
-        subject's current display name on ``event/access`` when names are on)."""
-        if row.topic.startswith(self._base.rsplit("/", 1)[0] + "/"):
-            if self._names is not None and row.klass is EventClass.ACCESS:
-                return row.topic, self._with_name(row.payload)
-            return row.topic, row.payload  # a full topic (written by the sink)
-        # A suffix written by another writer (policy receipts): complete it.
-        topic = f"{self._base}/{row.topic}"
-        try:
-            body = json.loads(row.payload)
-        except ValueError:
-            return topic, row.payload
-        if not isinstance(body, dict) or ("event_id" in body and "device_id" in body):
-            return topic, row.payload
-        body.setdefault("event_id", row.event_id)
-        body.setdefault("device_id", self._codec.device_id)
-        return topic, encode(body)
-
-    def _with_name(self, payload: bytes) -> bytes:
-        assert self._names is not None
-        try:
-            body = json.loads(payload)
-        except ValueError:
-            return payload
-        sid = body.get("subject_id") if isinstance(body, dict) else None
-        name = self._names.get(sid) if isinstance(sid, str) else None
-        if name is None:  # unknown, erased or nameless: no field
-            return payload
-        body["name"] = name
-        return encode(body)
+        """The topic and payload a row is published with (:meth:`.wire.RowWire.wire`)."""
+        return self._wire.wire(row)
 
     async def _next_connection(self, seen: int) -> None:
         """Wait for a connection newer than ``seen``; if the old one stays up, retry soon.
@@ -419,12 +381,3 @@ class DurableEvents:
         await self._link.wait_connected()
         self._wake.set()
 
-
-def _subject(row: OutboxRecord) -> str | None:
-    """The subject id of an access row (None when absent or unreadable)."""
-    try:
-        body = json.loads(row.payload)
-    except ValueError:
-        return None
-    sid = body.get("subject_id") if isinstance(body, dict) else None
-    return sid if isinstance(sid, str) else None

@@ -159,10 +159,6 @@ class HomeAssistantDiscovery:
     def name(self) -> str:
         return self._name
 
-    @property
-    def configs(self) -> dict[str, dict[str, Any]]:
-        return dict(self._configs)
-
     async def run(self) -> None:
         while True:
             await self._link.wait_connected()

@@ -3,14 +3,13 @@
 :class:`LinkMetrics` (Service ``mqtt.metrics``) counts camera frames per
 source from the bus (FrameCaptured sequence numbers, so a slow reader misses
 nothing) and keeps a moving average of each recognition stage's latency from
-AccessDecisions. :meth:`LinkMetrics.telemetry` wraps the device's health
-snapshot and adds the contract's top-level keys.
+AccessDecisions. :meth:`LinkMetrics.health` gives the contract's top-level
+keys, which the device's ``HealthMonitor`` includes in every snapshot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Protocol
 
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
@@ -19,10 +18,19 @@ from ...runtime.events import AccessDecision, FrameCaptured
 _ALPHA = 0.2
 
 
+class Backlog(Protocol):
+    """What the metrics read from the outbox (``facegate.storage.outbox.Outbox``)."""
+
+    @property
+    def backlog(self) -> int: ...
+
+
 class LinkMetrics:
     """Frame rates and stage latencies for telemetry (counts and timings only)."""
 
-    def __init__(self, bus: EventBus, clock: Clock, *, name: str = "mqtt.metrics") -> None:
+    def __init__(
+        self, bus: EventBus, clock: Clock, *, outbox: Backlog | None = None, name: str = "mqtt.metrics"
+    ) -> None:
         self._bus = bus
         self._clock = clock
         self._name = name
@@ -30,7 +38,7 @@ class LinkMetrics:
         self._fps: dict[str, float] = {}
         self.latency_ms: dict[str, float] = {}
         self.gallery_size: int | None = None
-        self.backlog: Callable[[], int] | None = None
+        self._outbox = outbox
 
     @property
     def name(self) -> str:
@@ -63,15 +71,11 @@ class LinkMetrics:
             async for ev in sub:
                 self.on_frame(ev)
 
-    def telemetry(self, health: Callable[[], Mapping[str, object]]) -> Callable[[], Mapping[str, object]]:
-        """A snapshot provider: the health snapshot plus fps, latency_ms, outbox_backlog, gallery_size."""
-
-        def snapshot() -> Mapping[str, object]:
-            body: dict[str, Any] = dict(health())
-            body["fps"] = self.fps
-            body["latency_ms"] = {k: round(v, 2) for k, v in sorted(self.latency_ms.items())}
-            body["outbox_backlog"] = self.backlog() if self.backlog is not None else 0
-            body["gallery_size"] = self.gallery_size
-            return body
-
-        return snapshot
+    def health(self) -> dict[str, object]:
+        """The telemetry contract's top-level fields: fps, latency_ms, outbox_backlog, gallery_size."""
+        return {
+            "fps": self.fps,
+            "latency_ms": {k: round(v, 2) for k, v in sorted(self.latency_ms.items())},
+            "outbox_backlog": self._outbox.backlog if self._outbox is not None else 0,
+            "gallery_size": self.gallery_size,
+        }

@@ -8,8 +8,9 @@ the public key this service signs leases with) and answers devices over MQTT req
   hash for ``lease_s`` seconds, or ``no_seat`` when every seat is taken, or ``revoked``;
 * ``release`` frees the device's seat.
 
-The seat table is SQLite (one transaction per request, WAL, synchronous=FULL), so the service
-survives kill -9 with its seats intact. A seat is used while its lease (plus the pool's grace
+The seat table is SQLite (:mod:`facegate.storage.seats` stores it, versioned; one transaction
+per request, WAL, synchronous=FULL), so the service survives kill -9 with its seats intact.
+This module decides (:func:`take_seat`): a seat is used while its lease (plus the pool's grace
 days) has not lapsed and it is not revoked. A retained summary (seats used/total, per-device
 lease expiry) is published after every change.
 """
@@ -19,10 +20,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -30,6 +29,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ...runtime.clock import Clock, utc_iso
+from ...storage.seats import SeatTable
 from .document import DAY, Licence, key_id, make_body, parse, public_bytes, sign, verify
 from .errors import LicenceFormatError, LicenceRefused, SeatServiceError
 
@@ -37,17 +37,17 @@ _log = structlog.get_logger("facegate.licence.serve")
 REQUEST = "request"
 REPLY = "reply"
 SUMMARY = "summary"
+__all__ = [
+    "REPLY",
+    "REQUEST",
+    "SUMMARY",
+    "SeatService",
+    "SeatTable",
+    "load_pool",
+    "service_public_b64",
+    "take_seat",
+]
 _FP_LEN = 64
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS seats (
-    fingerprint TEXT PRIMARY KEY,
-    state TEXT NOT NULL CHECK (state IN ('active', 'revoked')),
-    activated_at REAL NOT NULL,
-    lease_expires REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    extended_until REAL NOT NULL DEFAULT 0
-)
-"""
 
 
 def load_pool(blob: bytes, trusted: Mapping[str, bytes], service_key: Ed25519PrivateKey) -> Licence:
@@ -67,76 +67,25 @@ def load_pool(blob: bytes, trusted: Mapping[str, bytes], service_key: Ed25519Pri
     return pool
 
 
-class SeatTable:
-    """The seat table in SQLite (blocking calls: run them in a thread)."""
+def take_seat(
+    table: SeatTable, fp: str, *, now: float, lease_s: float, grace_s: float, seats: int
+) -> tuple[str, float]:
+    """Activate or renew ``fp`` in one transaction: ('granted', expiry) | ('no_seat', 0) | ('revoked', 0).
 
-    def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute(_SCHEMA)
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def used(self, now: float, grace_s: float) -> int:
-        row = self._conn.execute(
-            "SELECT COUNT(*) FROM seats WHERE state = 'active' AND lease_expires + ? > ?", (grace_s, now)
-        ).fetchone()
-        return int(row[0])
-
-    def take(self, fp: str, *, now: float, lease_s: float, grace_s: float, seats: int) -> tuple[str, float]:
-        """Activate or renew ``fp``: ('granted', expiry) | ('no_seat', 0) | ('revoked', 0)."""
-        c = self._conn
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            row = c.execute(
-                "SELECT state, lease_expires, extended_until FROM seats WHERE fingerprint = ?", (fp,)
-            ).fetchone()
-            if row is not None and row[0] == "revoked":
-                c.execute("COMMIT")
-                return "revoked", 0.0
-            holds = row is not None and float(row[1]) + grace_s > now
-            if not holds and self.used(now, grace_s) >= seats:
-                c.execute("COMMIT")
-                return "no_seat", 0.0
-            expires = max(now + lease_s, float(row[2]) if row is not None else 0.0)
-            c.execute(
-                "INSERT INTO seats(fingerprint, state, activated_at, lease_expires, updated_at) "
-                "VALUES (?, 'active', ?, ?, ?) ON CONFLICT(fingerprint) DO UPDATE SET "
-                "lease_expires = excluded.lease_expires, updated_at = excluded.updated_at",
-                (fp, now, expires, now),
-            )
-            c.execute("COMMIT")
-            return "granted", expires
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
-
-    def set_state(self, fp: str, state: str | None, now: float) -> bool:
-        """Revoke (``'revoked'``) or release (``None``: delete) a device; False if unknown."""
-        if state is None:
-            n = self._conn.execute("DELETE FROM seats WHERE fingerprint = ?", (fp,)).rowcount
-        else:
-            n = self._conn.execute(
-                "UPDATE seats SET state = ?, updated_at = ? WHERE fingerprint = ?", (state, now, fp)
-            ).rowcount
-        return n > 0
-
-    def extend(self, fp: str, until: float, now: float) -> bool:
-        """Leases of ``fp`` run at least until ``until`` (a longer offline period); False if unknown."""
-        n = self._conn.execute(
-            "UPDATE seats SET extended_until = ?, updated_at = ? WHERE fingerprint = ?", (until, now, fp)
-        ).rowcount
-        return n > 0
-
-    def rows(self) -> list[tuple[str, str, float]]:
-        return [
-            (str(a), str(b), float(c))
-            for a, b, c in self._conn.execute(
-                "SELECT fingerprint, state, lease_expires FROM seats ORDER BY activated_at"
-            )
-        ]
+    A revoked device stays revoked; a device whose lease (plus grace) still runs always
+    renews; a new one gets a seat only while fewer than ``seats`` are used. The lease runs
+    ``lease_s`` from ``now``, or to the seat's extension when that is later.
+    """
+    with table.transaction():
+        seat = table.get(fp)
+        if seat is not None and seat.state == "revoked":
+            return "revoked", 0.0
+        holds = seat is not None and seat.lease_expires + grace_s > now
+        if not holds and table.used(now, grace_s) >= seats:
+            return "no_seat", 0.0
+        expires = max(now + lease_s, seat.extended_until if seat is not None else 0.0)
+        table.upsert_active(fp, now=now, expires=expires)
+        return "granted", expires
 
 
 @dataclass
@@ -176,8 +125,8 @@ class SeatService:
             return {"result": "released", "corr": corr, "fingerprint": fp}
         if op not in ("activate", "renew"):
             return {"result": "error", "detail": "op must be activate, renew or release", "corr": corr}
-        result, expires = self.table.take(
-            fp, now=now, lease_s=self.lease_s, grace_s=self.grace_s, seats=self.seats
+        result, expires = take_seat(
+            self.table, fp, now=now, lease_s=self.lease_s, grace_s=self.grace_s, seats=self.seats
         )
         reply: dict[str, Any] = {"result": result, "corr": corr, "fingerprint": fp}
         if result == "granted":

@@ -15,16 +15,7 @@ from typing import Any
 
 import structlog
 
-from ...handlers.access.remote import RemoteOpen
-from ...handlers.commands import CommandService, Tunable, Tunables, build_command_service
-from ...handlers.commands.verbs import (
-    Decommissioner,
-    Door,
-    KeyRotator,
-    LicenceInstaller,
-    PrivacyActions,
-    RightsActions,
-)
+from ...handlers.commands import CommandService, Tunable, Tunables, VerbParts, build_command_service
 from ...handlers.reporting.codec import EventCodec
 from ...handlers.reporting.doorstate import DoorStatePublisher
 from ...handlers.reporting.durable import DurableEvents
@@ -74,11 +65,12 @@ class LinkParts:
 
 
 def new_link(
-    loaded: LoadedConfig, *, clock: Clock, bus: EventBus, health: HealthMonitor
+    loaded: LoadedConfig, *, clock: Clock, bus: EventBus, health: HealthMonitor, store: Store | None = None
 ) -> tuple[MqttLink, LinkMetrics]:
-    """The link (telemetry = health snapshot + metrics) and its metrics, before any user of it."""
-    metrics = LinkMetrics(bus, clock)
-    link = MqttLink.from_config(loaded, clock=clock, bus=bus, telemetry=metrics.telemetry(health.snapshot))
+    """The link (telemetry = the health snapshot, metrics included) and its metrics."""
+    metrics = LinkMetrics(bus, clock, outbox=store.outbox if store is not None else None)
+    health.include(metrics.health)  # fps, latency_ms, outbox_backlog, gallery_size
+    link = MqttLink.from_config(loaded, clock=clock, bus=bus, telemetry=health.snapshot)
     health.register("mqtt", link.health)  # refused-publish alarm in telemetry (issue 10.1)
     return link, metrics
 
@@ -91,16 +83,13 @@ async def build_link_parts(
     clock: Clock,
     bus: EventBus,
     store: Store | None,
-    door: Door | None,
     door_health: Callable[[], Mapping[str, Any]] | None = None,
-    privacy: PrivacyActions | None,
-    keys: KeyRotator | None,
-    licence: LicenceInstaller | None = None,
-    rights: RightsActions | None = None,
-    destroy: Decommissioner | None = None,
-    remote_open: RemoteOpen | None = None,
+    parts: VerbParts | None = None,
 ) -> LinkParts:
-    """Events, names, door state, commands and discovery over ``link`` (from :func:`new_link`)."""
+    """Events, names, door state, commands and discovery over ``link`` (from :func:`new_link`).
+
+    ``parts``: the device parts the command verbs act on (none: only ``ping`` and ``set``).
+    """
     cfg = loaded.config
     events: DurableEvents | None = None
     names: SubjectNames | None = None
@@ -123,7 +112,6 @@ async def build_link_parts(
             redeliver_window_s=cfg.mqtt.redeliver_window_s,
             names=names,
         )
-        metrics.backlog = lambda: outbox.backlog
     commands: CommandService | None = None
     if cfg.commands.enabled:
         commands = await build_command_service(
@@ -133,13 +121,7 @@ async def build_link_parts(
             clock=clock,
             nonce_store=store.kv if store is not None else None,
             tunables=_tunables(link.telemetry),
-            door=door,
-            privacy=privacy,
-            licence=licence,
-            keys=keys,
-            rights=rights,
-            destroy=destroy,
-            remote_open=remote_open,
+            parts=parts,
             result_store=store.command_results if store is not None else None,
             # replies are signed with the device key (issue 10.9)
             signer=await SigningKey.load(store) if store is not None else None,

@@ -31,6 +31,7 @@ from ...drivers.gpio import GpioDriver, GpioInputWatcher, build_driver, input_li
 from ...handlers.access import AntiPassback, Authoriser, PeerPassages, store_lookup
 from ...handlers.access.journal import PassageJournal
 from ...handlers.access.remote import RemoteOpen
+from ...handlers.commands import VerbParts
 from ...handlers.door import DoorController
 from ...handlers.recognition.engine import RecognitionEngine
 from ...handlers.recognition.gallery_load import GalleryLoader
@@ -324,6 +325,7 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
             res.policy,
             res.engine.embed_image if res.engine is not None else None,
             licence=None if lic is None else EnrolmentGate(lic, _loaded(res.gallery), clock=ctx.clock),
+            image_files=res.engine,  # photo enrolment records the image digest (idempotent)
         )
         services.extend(policy_services(res.policy, clock=ctx.clock, bus=ctx.bus))
         services.extend(
@@ -332,10 +334,10 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
     remote_open = RemoteOpen(
         door, ctx.bus, ctx.clock, authoriser=auth, store=res.store
     )
-    ctx.health.register("access.remote_open", lambda: dict(remote_open.counters))
+    ctx.health.register("access.remote_open", remote_open.health)
     if res.journal is not None:
         services.append(res.journal)
-    link, metrics = new_link(ctx.loaded, clock=ctx.clock, bus=ctx.bus, health=ctx.health)
+    link, metrics = new_link(ctx.loaded, clock=ctx.clock, bus=ctx.bus, health=ctx.health, store=res.store)
     mqtt = await build_link_parts(
         ctx.loaded,
         link,
@@ -343,14 +345,16 @@ async def build_parts(ctx: Context, res: Resources) -> Parts:
         clock=ctx.clock,
         bus=ctx.bus,
         store=res.store,
-        door=door,
         door_health=door.health,
-        privacy=privacy,
-        keys=keys,
-        licence=lic,
-        rights=privacy,
-        remote_open=remote_open,
-        destroy=None if res.policy is None else remote_destroy(cfg, res.policy, link),
+        parts=VerbParts(
+            door=door,
+            privacy=privacy,
+            keys=keys,
+            licence=lic,
+            rights=privacy,
+            remote_open=remote_open,
+            destroy=None if res.policy is None else remote_destroy(cfg, res.policy, link),
+        ),
     )
     if lic is not None:
         services.extend(licence_services(lic, mqtt.link, clock=ctx.clock))

@@ -7,14 +7,11 @@ Both share the capture settings of :class:`CaptureSettings`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from ._fields import FieldError, setting
-
-_URL_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 @dataclass(frozen=True)
@@ -52,11 +49,6 @@ class CaptureSettings:
             raise FieldError(
                 "stall_timeout_s", "must be >= read_timeout_s (the watchdog would cut live reads)"
             )
-
-    @property
-    def is_url(self) -> bool:
-        """True when ``source`` is a network URL (scheme://...)."""
-        return isinstance(self.source, str) and bool(_URL_SCHEME.match(self.source))
 
 
 @dataclass(frozen=True)

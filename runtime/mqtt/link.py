@@ -18,14 +18,13 @@ Publishing never buffers: :meth:`MqttLink.publish` waits for the broker's
 acknowledgement (PUBACK for QoS 1) or raises a :class:`MqttPublishError`.
 The durable outbox (issue 6) owns buffering and resending on top of this.
 
-Neighbours: client options from config in :mod:`.options`; the composition
-root (``facegate.runtime.app.mqtt_parts``) builds the link and the services using it.
+Neighbours: :mod:`.options` (client options), :mod:`.session` (open/close a client),
+:mod:`.routes` (inbound handlers), :mod:`.presence` (birth/offline); ``runtime.app.mqtt_parts`` builds it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from types import TracebackType
 from typing import Self
@@ -37,16 +36,17 @@ from ..backoff import Backoff
 from ..bus import EventBus
 from ..clock import Clock
 from ..config.loader import LoadedConfig
-from . import payloads
 from .errors import MqttConnectError, MqttNotConnected, MqttPublishError, MqttPublishRefused
-from .inbound import InboundMessage, MessageHandler, from_aiomqtt
+from .inbound import InboundMessage, MessageHandler
 from .options import ClientOptions, client_options
 from .payloads import Identity
+from .presence import Presence
 from .refusals import RefusalAlarm
-from .session import Session, describe, guarded, new_future
+from .routes import Routes
+from .session import Session, close_client, describe, guarded, new_future, open_client
 from .state import LinkState, StateTracker
 from .telemetry import SnapshotProvider, TelemetryPublisher
-from .topics import DeviceTopics, check_filter, check_topic, filter_matches
+from .topics import DeviceTopics, check_topic
 
 _log = structlog.get_logger("facegate.mqtt")
 
@@ -79,28 +79,23 @@ class MqttLink:
     ) -> None:
         self._options = options
         self._topics = topics
-        self._identity = identity
         self._clock = clock
         self._bus = bus
         self._name = name
-        self._offline_timeout = offline_timeout_s
-        self._backoff = Backoff(
-            base=reconnect_min_s, cap=reconnect_max_s, rng=rng or random.Random()
-        )
-        self._will = aiomqtt.Will(
-            topics.status, payloads.will(identity), qos=1, retain=True
-        )
+        self._backoff = Backoff(base=reconnect_min_s, cap=reconnect_max_s, rng=rng or random.Random())
         self._states = StateTracker(name, clock=clock, bus=bus)
         self.refusals = RefusalAlarm(topics, clock=clock, bus=bus, name=name)
         """Refused-publish alarm (issue 10.1); see :mod:`.refusals`."""
+        self._presence = Presence(
+            topics, identity, clock=clock, refusals=self.refusals, offline_timeout_s=offline_timeout_s
+        )
+        self._will = self._presence.will()
         self._session: Session | None = None
         self._sessions = 0
         self._lost_at: dict[int, float] = {}
-        self._subs: dict[str, tuple[int, MessageHandler]] = {}
-        self._telemetry = (
-            TelemetryPublisher(self, telemetry, interval_s=telemetry_interval_s, clock=clock)
-            if telemetry is not None
-            else None
+        self._routes = Routes()
+        self._telemetry = None if telemetry is None else TelemetryPublisher(
+            self, telemetry, interval_s=telemetry_interval_s, clock=clock
         )
         self._runner: asyncio.TaskGroup | None = None
         self._run_task: asyncio.Task[None] | None = None
@@ -166,7 +161,7 @@ class MqttLink:
     @property
     def identity(self) -> Identity:
         """What the birth message reports."""
-        return self._identity
+        return self._presence.identity
 
     @property
     def options(self) -> ClientOptions:
@@ -267,15 +262,14 @@ class MqttLink:
         Handlers run one at a time in the link's inbound task: they must be quick
         (enqueue work elsewhere). A handler's exception is logged, never fatal.
         """
-        check_filter(topic_filter)
-        self._subs[topic_filter] = (qos, handler)
+        self._routes.add(topic_filter, handler, qos)
         session = self._session
         if session is not None and self._states.state is LinkState.CONNECTED:
             await guarded(session, session.client.subscribe(topic_filter, qos))
 
     async def unsubscribe(self, topic_filter: str) -> None:
         """Stop routing ``topic_filter`` (and unsubscribe at the broker if connected)."""
-        if self._subs.pop(topic_filter, None) is None:
+        if not self._routes.remove(topic_filter):
             return
         session = self._session
         if session is not None and self._states.state is LinkState.CONNECTED:
@@ -341,21 +335,8 @@ class MqttLink:
 
     async def _connect_once(self) -> None:
         """One connection from CONNECT to its end; raises MqttConnectError when it fails or drops."""
-        endpoints = self._options.all_endpoints
-        client = self._options.new_client(self._will, endpoints[self._endpoint_index])
-        bound = self._options.connect_timeout
-        try:
-            async with asyncio.timeout(bound):
-                await client.__aenter__()
-        except aiomqtt.MqttError as exc:
-            raise MqttConnectError(describe(exc)) from exc
-        except TimeoutError:
-            # Reset or silent before CONNACK: give up on this endpoint now (the client's own
-            # timeout is longer) and release the half-open client.
-            client.timeout = 1.0
-            with contextlib.suppress(aiomqtt.MqttError):
-                await client.__aexit__(None, None, None)
-            raise MqttConnectError(f"no CONNACK within {bound:g} s (mqtt.connect_timeout_s)") from None
+        endpoint = self._options.all_endpoints[self._endpoint_index]
+        client = await open_client(self._options, self._will, endpoint)
         session = Session(client=client, number=self._sessions + 1, lost=new_future())
         self._session = session
         try:
@@ -372,12 +353,7 @@ class MqttLink:
                 self._lost_at.pop(session.number - 32, None)
             if not session.lost.done():
                 session.lost.set_result(None)
-            # Bound the DISCONNECT handshake; a dead connection returns at once.
-            client.timeout = 1.0
-            try:
-                await client.__aexit__(None, None, None)
-            except aiomqtt.MqttError as exc:
-                _log.debug("mqtt.link.disconnect_failed", detail=describe(exc))
+            await close_client(client)
 
     async def _run_session(self, session: Session) -> None:
         try:
@@ -387,27 +363,23 @@ class MqttLink:
         except ExceptionGroup as group:
             # The inbound task ends only when the connection drops: unwrap that cause.
             first = group.exceptions[0]
-            if len(group.exceptions) == 1 and isinstance(
-                first, aiomqtt.MqttError | MqttPublishError
-            ):
+            if len(group.exceptions) == 1 and isinstance(first, aiomqtt.MqttError | MqttPublishError):
                 raise first from None
             raise
 
-    decommissioned = False
-    """Set by a remote ``destroy``: the status topic is left empty (no birth, no offline status)."""
+    @property
+    def decommissioned(self) -> bool:
+        """Set by a remote ``destroy``: the status topic is left empty (no birth, no offline status)."""
+        return self._presence.decommissioned
+
+    @decommissioned.setter
+    def decommissioned(self, value: bool) -> None:
+        self._presence.decommissioned = value
 
     async def _go_online(self, session: Session) -> None:
-        birth = payloads.birth(self._identity, connected_at=self._clock.wall())
-        birth = b"" if self.decommissioned else birth
-        try:
-            await guarded(
-                session, session.client.publish(self._topics.status, birth, qos=1, retain=True)
-            )
-        except MqttPublishRefused as exc:  # the ACL refuses status: raise the alarm, stay online
-            await self.refusals.on_refused(self._topics.status, exc)
-        if self._subs:
-            wanted = [(f, qos) for f, (qos, _) in self._subs.items()]
-            await guarded(session, session.client.subscribe(wanted))
+        await self._presence.born(session)
+        if self._routes:
+            await guarded(session, session.client.subscribe(self._routes.wanted()))
         self._sessions = session.number
         self._backoff.reset()
         await self._states.set(LinkState.CONNECTED, f"session {session.number}")
@@ -415,32 +387,14 @@ class MqttLink:
     async def _pump(self, session: Session) -> None:
         try:
             async for message in session.client.messages:
-                await self._dispatch(message)
+                await self._routes.dispatch(message)
         finally:
             if not session.lost.done():
                 session.lost.set_result(None)
-
-    async def _dispatch(self, message: aiomqtt.Message) -> None:
-        inbound = from_aiomqtt(message)
-        for topic_filter, (_, handler) in list(self._subs.items()):
-            if not filter_matches(topic_filter, inbound.topic):
-                continue
-            try:
-                await handler(inbound)
-            except Exception as exc:  # noqa: BLE001  # a faulty handler must not kill the link
-                _log.error(
-                    "mqtt.handler_failed", topic_filter=topic_filter, error_type=type(exc).__name__
-                )
 
     async def _say_offline(self, session: Session) -> None:
         """Clean shutdown: publish the retained offline status, bounded in time."""
         if self._states.state is not LinkState.CONNECTED:
             return
         await self._states.set(LinkState.CLOSING, "shutdown")
-        body = payloads.offline(self._identity, at=self._clock.wall())
-        body = b"" if self.decommissioned else body  # empty retained = deleted
-        try:
-            async with asyncio.timeout(self._offline_timeout):
-                await session.client.publish(self._topics.status, body, qos=1, retain=True)
-        except (aiomqtt.MqttError, MqttPublishRefused, TimeoutError) as exc:
-            _log.warning("mqtt.link.offline_not_confirmed", detail=describe(exc))
+        await self._presence.offline(session)

@@ -17,7 +17,7 @@ import structlog
 
 from ..bus import EventBus
 from ..clock import Clock
-from ..events import ComponentStateChanged
+from ..state import StateChange, StateKeeper
 
 _log = structlog.get_logger("facegate.mqtt")
 
@@ -40,19 +40,25 @@ class LinkState(enum.StrEnum):
 
 
 class StateTracker:
-    """Current :class:`LinkState`, the failed attempts of this outage and when it began."""
+    """Current :class:`LinkState` (a :class:`~facegate.runtime.state.StateKeeper`), the failed
+    attempts of this outage and when it began."""
 
     def __init__(self, component: str, *, clock: Clock, bus: EventBus | None) -> None:
         self.component = component
-        self.state = LinkState.IDLE
         self.failures = 0
         """Failed attempts since the last successful connect."""
         self.connected = asyncio.Event()
         """Set exactly while the state is CONNECTED."""
         self._clock = clock
-        self._bus = bus
-        self._lock = asyncio.Lock()
         self._down_since: float | None = None
+        self._keeper = StateKeeper(
+            LinkState.IDLE, component=component, log=self._log_change, bus=bus, clock=clock
+        )
+
+    @property
+    def state(self) -> LinkState:
+        """The current state."""
+        return self._keeper.state
 
     async def failed(self, detail: str) -> None:
         """Count a failed or lost connection; the first of an outage becomes RECONNECTING."""
@@ -63,31 +69,24 @@ class StateTracker:
 
     async def set(self, new: LinkState, detail: str = "") -> None:
         """Change state (no-op when unchanged): log once, publish on the bus."""
-        async with self._lock:
-            old = self.state
-            if old is new:
-                return
-            self.state = new
-            if new is LinkState.CONNECTED:
-                self.connected.set()
-            else:
-                self.connected.clear()
-            fields: dict[str, Any] = {"component": self.component, "old": old.value, "new": new.value}
-            if detail:
-                fields["detail"] = detail
-            if new is LinkState.RECONNECTING:
-                _log.warning("mqtt.link.state", **fields)
-            elif new is LinkState.CONNECTED and old is LinkState.RECONNECTING:
-                now = self._clock.monotonic()
-                down = now - (self._down_since if self._down_since is not None else now)
-                _log.info("mqtt.link.state", attempts=self.failures, down_s=round(down, 3), **fields)
-            else:
-                _log.info("mqtt.link.state", **fields)
-            if new is LinkState.CONNECTED:
-                self.failures = 0
-            if self._bus is not None:
-                self._bus.publish(
-                    ComponentStateChanged(
-                        at=self._clock.wall(), component=self.component, state=new.value, detail=detail
-                    )
-                )
+        if self._keeper.set(new, detail) is None:
+            return
+        if new is LinkState.CONNECTED:
+            self.connected.set()
+            self.failures = 0
+        else:
+            self.connected.clear()
+
+    def _log_change(self, change: StateChange[LinkState]) -> None:
+        old, new = change.old, change.new
+        fields: dict[str, Any] = {"component": self.component, "old": old.value, "new": new.value}
+        if change.detail:
+            fields["detail"] = change.detail
+        if new is LinkState.RECONNECTING:
+            _log.warning("mqtt.link.state", **fields)
+        elif new is LinkState.CONNECTED and old is LinkState.RECONNECTING:
+            now = self._clock.monotonic()
+            down = now - (self._down_since if self._down_since is not None else now)
+            _log.info("mqtt.link.state", attempts=self.failures, down_s=round(down, 3), **fields)
+        else:
+            _log.info("mqtt.link.state", **fields)

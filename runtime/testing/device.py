@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ..drivers.camera import SimulatedCamera
 from ..drivers.gpio import SimulatedGpio
+from ..drivers.images import decode_image
 from ..drivers.models import default_cache_dir
 from ..policy import AgeBand, ConsentKind, ConsentMethod, Policy, enrol_images
 from ..policy.licence.demo import issue_demo_licence
@@ -241,7 +242,7 @@ class SimDevice:
         """Show an image to the camera for ``frames`` frames (2 s at 15 fps); return when shown."""
         what: Any = image
         if isinstance(image, bytes):
-            what = await asyncio.to_thread(_decode, image)
+            what = await asyncio.to_thread(decode_image, image)
         await self.camera.show(what, frames=frames, jitter=jitter)
 
     async def clear_view(self, *, frames: int = 15) -> None:
@@ -274,15 +275,6 @@ async def _running(device: Device) -> Any:
 
 def _read(item: ImageLike) -> bytes:
     return item if isinstance(item, bytes) else Path(item).read_bytes()
-
-
-def _decode(data: bytes) -> np.ndarray[Any, Any]:
-    import cv2  # noqa: PLC0415  # the camera path already loaded it; kept off module import
-
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError("not a decodable image")
-    return np.asarray(img)
 
 
 __all__ = ["OPERATOR", "SimDevice", "SimOptions"]

@@ -26,11 +26,13 @@ from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import ManualClock, SystemClock
 from facegate.runtime.config import load_config
 from facegate.runtime.events import FrameCaptured
+from facegate.runtime.health import HealthMonitor
 from facegate.runtime.mqtt import MqttLink
+from facegate.storage import EventClass, Store
 
 from ..fixtures.brokers import MosquittoBroker
 from .device_util import KEK_ENV, device_config, fresh_kek
-from .durable_util import access
+from .durable_util import access, kek_source, open_store
 from .util import load, observe, status_is, until
 
 pytestmark = pytest.mark.mosquitto
@@ -178,11 +180,29 @@ async def test_homeassistant_discovery_retained_lock_only_with_a_bridge(
         await obs3.wait_for(status_is("offline", "facegate/v1/gate-2/status"))
 
 
+TELEMETRY_KEYS = [  # the payload's keys and their order, as before issue 9.4 composed it from health()
+    "device_id", "version", "started_at", "uptime_s", "tasks", "restarts", "queues", "bus_published",
+    "frames_dropped", "sources", "fps", "latency_ms", "outbox_backlog", "gallery_size",
+]
+
+
 @pytest.mark.asyncio
-async def test_metrics_fill_the_telemetry_contract_fields() -> None:
+async def test_metrics_fill_the_telemetry_contract_fields(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_store(tmp_path / "gate.db", kek_source(monkeypatch)) as store:
+        await _metrics_fill_the_contract_fields(store)
+
+
+async def _metrics_fill_the_contract_fields(store: Store) -> None:
     clock = ManualClock()
-    metrics = LinkMetrics(EventBus(), clock)
-    metrics.backlog = lambda: 7
+    bus = EventBus()
+    for i in range(7):
+        await store.outbox.append(f"facegate/v1/gate-1/event/access/{i}", b"{}", klass=EventClass.ACCESS)
+    metrics = LinkMetrics(bus, clock, outbox=store.outbox)
+    health = HealthMonitor(clock=clock, bus=bus, device_id="gate-1")
+    health.register("door", lambda: {"state": "locked"})
+    health.include(metrics.health)
     for seq in range(0, 31):  # 30 frames over 2 s on one source
         frame = np.zeros((4, 4, 3), np.uint8)
         metrics.on_frame(
@@ -191,12 +211,14 @@ async def test_metrics_fill_the_telemetry_contract_fields() -> None:
         await clock.advance(1 / 15)
     metrics.on_access(access(1))
     metrics.on_access(access(2))
-    body = metrics.telemetry(lambda: {"uptime_s": 5.0, "tasks": {}})()
-    assert body["uptime_s"] == 5.0
+    body = health.snapshot()
+    assert list(body) == TELEMETRY_KEYS
+    assert body["uptime_s"] == round(31 / 15, 3) and body["sources"] == {"door": {"state": "locked"}}
     assert body["fps"]["colour"] == pytest.approx(15.0, rel=0.05)
     assert set(body["latency_ms"]) == {"detect", "embed", "decision"}
     assert body["latency_ms"]["detect"] == 12.0 and body["latency_ms"]["decision"] == 80.0
     assert body["outbox_backlog"] == 7 and body["gallery_size"] == 7
+    assert LinkMetrics(bus, clock).health()["outbox_backlog"] == 0  # no store: nothing waits
 
 
 def test_event_names_only_when_config_turns_them_on() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import aiomqtt
 import pytest
 from facegate.drivers.gpio import SimulatedGpio, build_driver
-from facegate.handlers.commands import build_command_service
+from facegate.handlers.commands import VerbParts, build_command_service
 from facegate.handlers.door import DoorController
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import SystemClock
@@ -53,7 +53,7 @@ async def running_device(
         svc = await build_command_service(
             CommandsSection(operators={"alice": pub_b64(ALICE)}, window_s=60.0),
             link,
-            door=door,
+            parts=VerbParts(door=door),
             bus=bus,
             clock=clock,
             nonce_store=store.kv,

@@ -17,7 +17,7 @@ import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from facegate.drivers.gpio import SimulatedGpio, build_driver
-from facegate.handlers.commands import CommandService, build_command_service, envelope
+from facegate.handlers.commands import CommandService, VerbParts, build_command_service, envelope
 from facegate.handlers.door import DoorController
 from facegate.runtime.bus import EventBus
 from facegate.runtime.clock import SystemClock
@@ -77,7 +77,7 @@ async def device(tmp_path: Path, mosquitto: MosquittoBroker) -> AsyncIterator[De
         svc = await build_command_service(
             CommandsSection(operators={"alice": pub_b64(ALICE)}, window_s=30.0),
             link,
-            door=door,
+            parts=VerbParts(door=door),
             bus=bus,
             clock=clock,
         )

@@ -72,9 +72,6 @@ async def rig(
             clock=clock,
             bus=bus,
             store=store,
-            door=None,
-            privacy=None,
-            keys=None,
         )
         assert parts.events is not None
         link, events = parts.link, parts.events

@@ -11,7 +11,7 @@ import numpy.typing as npt
 import pytest
 import pytest_asyncio
 from facegate.handlers.recognition.matcher import Matcher
-from facegate.policy import ConsentKind, ConsentMethod, Guardian, Policy
+from facegate.policy import ConsentKind, ConsentMethod, ConsentRecord, Guardian, Policy
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.config.privacy import PrivacySection
 from facegate.storage import Store
@@ -79,6 +79,20 @@ async def consent_adult(policy: Policy, subject_id: str, *, expires_at: float | 
         activate=True,
     )
     return rec.consent_id
+
+
+async def grant(
+    policy: Policy, subject_id: str, kind: ConsentKind, method: ConsentMethod, *, activate: bool = True
+) -> ConsentRecord:
+    """A consent of ``kind`` given by ``method`` (actor ``op``), active unless ``activate`` is False."""
+    return await policy.consents.grant(
+        subject_id=subject_id,
+        kind=kind,
+        method=method,
+        evidence_digest=EVIDENCE,
+        actor="op",
+        activate=activate,
+    )
 
 
 async def consent_guardian(policy: Policy, subject_id: str) -> str:

@@ -11,7 +11,7 @@ from facegate.policy.errors import ConsentInputError, ConsentRequiredError, Inva
 from facegate.runtime.clock import ManualClock
 from facegate.storage import verify_chain
 
-from .conftest import DAY, EVIDENCE, MODEL, consent_adult, consent_guardian, embeddings
+from .conftest import DAY, EVIDENCE, MODEL, consent_adult, consent_guardian, embeddings, grant
 
 
 @pytest.mark.asyncio
@@ -45,26 +45,13 @@ async def test_consent_lifecycle_is_explicit_and_audited(policy: Policy) -> None
 async def test_enrolment_refused_without_biometric_consent_names_it(policy: Policy, matcher: Matcher) -> None:
     await policy.consents.record_age("E2", age_band=AgeBand.ADULT, actor="op")
     # A non-biometric consent does not count: biometric consent is separate.
-    await policy.consents.grant(
-        subject_id="E2",
-        kind=ConsentKind.OTHER,
-        method=ConsentMethod.API,
-        evidence_digest=EVIDENCE,
-        actor="op",
-        activate=True,
-    )
+    await grant(policy, "E2", ConsentKind.OTHER, ConsentMethod.API)
     with pytest.raises(ConsentRequiredError) as err:
         await policy.enrol_subject("E2", embeddings(1), MODEL, actor="op")
     assert err.value.missing == "biometric:access_control"
     assert await policy.store.gallery.count_subjects() == 0 and len(matcher) == 0
     # A pending consent is not enough either.
-    await policy.consents.grant(
-        subject_id="E2",
-        kind=ConsentKind.BIOMETRIC,
-        method=ConsentMethod.API,
-        evidence_digest=EVIDENCE,
-        actor="op",
-    )
+    await grant(policy, "E2", ConsentKind.BIOMETRIC, ConsentMethod.API, activate=False)
     with pytest.raises(ConsentRequiredError):
         await policy.enrol_subject("E2", embeddings(1), MODEL, actor="op")
     # Bulk import: one subject without consent refuses the whole batch.
@@ -95,14 +82,7 @@ async def test_enrolment_with_consent_loads_matcher_and_refs_consent(
 
 @pytest.mark.asyncio
 async def test_enrolment_needs_an_age_record(policy: Policy) -> None:
-    await policy.consents.grant(
-        subject_id="E5",
-        kind=ConsentKind.BIOMETRIC,
-        method=ConsentMethod.KIOSK,
-        evidence_digest=EVIDENCE,
-        actor="op",
-        activate=True,
-    )
+    await grant(policy, "E5", ConsentKind.BIOMETRIC, ConsentMethod.KIOSK)
     with pytest.raises(ConsentRequiredError) as err:
         await policy.enrol_subject("E5", embeddings(1), MODEL, actor="op")
     assert err.value.missing == "age"
@@ -113,14 +93,7 @@ async def test_enrolment_needs_an_age_record(policy: Policy) -> None:
 async def test_minor_needs_guardian_consent(policy: Policy, clock: ManualClock) -> None:
     # ManualClock starts 2026-01-01; born 2015 -> 10 years old.
     await policy.consents.record_age("K1", birth_date=date(2015, 6, 1), actor="op")
-    await policy.consents.grant(
-        subject_id="K1",
-        kind=ConsentKind.BIOMETRIC,
-        method=ConsentMethod.PAPER,
-        evidence_digest=EVIDENCE,
-        actor="op",
-        activate=True,
-    )
+    await grant(policy, "K1", ConsentKind.BIOMETRIC, ConsentMethod.PAPER)
     with pytest.raises(ConsentRequiredError) as err:
         await policy.enrol_subject("K1", embeddings(1), MODEL, actor="op")
     assert err.value.missing == "guardian:access_control"
@@ -128,27 +101,14 @@ async def test_minor_needs_guardian_consent(policy: Policy, clock: ManualClock) 
     await policy.enrol_subject("K1", embeddings(1), MODEL, actor="op")
     # An age band below 14 is a minor too; 14-17 is not (minor_age 14).
     await policy.consents.record_age("K2", age_band=AgeBand.FROM_14_TO_17, actor="op")
-    await policy.consents.grant(
-        subject_id="K2",
-        kind=ConsentKind.BIOMETRIC,
-        method=ConsentMethod.PAPER,
-        evidence_digest=EVIDENCE,
-        actor="op",
-        activate=True,
-    )
+    await grant(policy, "K2", ConsentKind.BIOMETRIC, ConsentMethod.PAPER)
     await policy.enrol_subject("K2", embeddings(1, seed=2), MODEL, actor="op")
 
 
 @pytest.mark.asyncio
 async def test_bad_consent_input_is_refused_and_nothing_written(policy: Policy, clock: ManualClock) -> None:
     with pytest.raises(ConsentInputError):
-        await policy.consents.grant(
-            subject_id="E6",
-            kind=ConsentKind.GUARDIAN,
-            method=ConsentMethod.PAPER,
-            evidence_digest=EVIDENCE,
-            actor="op",
-        )
+        await grant(policy, "E6", ConsentKind.GUARDIAN, ConsentMethod.PAPER, activate=False)
     with pytest.raises(ConsentInputError):
         await policy.consents.grant(
             subject_id="E6",

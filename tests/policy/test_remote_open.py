@@ -18,7 +18,7 @@ from facegate.drivers.gpio import SimulatedGpio, build_driver
 from facegate.handlers.access import Authoriser, store_lookup
 from facegate.handlers.access.remote import REMOTE_OPEN, RemoteOpen
 from facegate.handlers.commands.errors import VerbFailed
-from facegate.handlers.commands.verbs import Invocation, Tunables, VerbTable, device_verbs
+from facegate.handlers.commands.verbs import Invocation, Tunables, VerbParts, VerbTable, device_verbs
 from facegate.handlers.door import DoorController
 from facegate.handlers.reporting.codec import EventCodec
 from facegate.policy import Policy
@@ -62,8 +62,7 @@ async def rig(policy: Policy, clock: ManualClock) -> AsyncIterator[Rig]:
             store=policy.store,
         )
         table = device_verbs(
-            door=door,
-            remote_open=remote,
+            parts=VerbParts(door=door, remote_open=remote),
             clock=clock,
             device_id="gate-1",
             tunables=Tunables(),
@@ -201,7 +200,10 @@ async def test_a_door_that_cannot_open_is_recorded_in_the_chain(
         door = DoorController(section, gpio, bus, clock)
         remote = RemoteOpen(door, bus, clock, authoriser=None, store=policy.store)
         table = device_verbs(
-            door=door, remote_open=remote, clock=clock, device_id="gate-1", tunables=Tunables()
+            parts=VerbParts(door=door, remote_open=remote),
+            clock=clock,
+            device_id="gate-1",
+            tunables=Tunables(),
         )
         task = asyncio.create_task(door.run(), name="door")
         for _ in range(20):

@@ -1,4 +1,4 @@
-"""Bus overflow policies: latest-wins, drop-oldest, never-drop (logged as an error and counted)."""
+"""Bus overflow policies: latest-wins (frames, best-effort events) and never-drop (an error, counted)."""
 
 from __future__ import annotations
 

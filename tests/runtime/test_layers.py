@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,40 @@ def test_an_upward_import_breaks_the_contract(tmp_path: Path) -> None:
     broken = subprocess.run([str(copy / "scripts" / "layers")], capture_output=True, text=True, check=False)
     assert broken.returncode != 0
     assert "facegate.runtime.bus -> facegate.runtime.app" in broken.stdout
+
+
+def _purity(root: Path) -> subprocess.CompletedProcess[str]:
+    script = REPO / "scripts" / "policy_purity.py"
+    return subprocess.run(
+        [sys.executable, str(script), str(root)], capture_output=True, text=True, check=False
+    )
+
+
+def test_policy_holds_no_sql_and_no_seal() -> None:
+    done = _purity(REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_policy_sql_or_seal_breaks_the_purity_check(tmp_path: Path) -> None:
+    """A copy of policy/ that runs SQL, seals, or opens SQLite itself fails, naming file and line."""
+    copy = tmp_path / "repo"
+    shutil.copytree(REPO / "policy", copy / "policy", ignore=shutil.ignore_patterns("__pycache__"))
+    assert _purity(copy).returncode == 0
+    sneaky = copy / "policy" / "licence" / "sneaky.py"
+    sneaky.write_text(
+        "import sqlite3\n"
+        "from ...storage.crypto import seal\n"
+        "Q = 'DELETE FROM vault.key_meta WHERE name = ?'\n"
+        "def f(aead, b):\n"
+        "    return seal(aead, b, b'')\n"
+    )
+    broken = _purity(copy)
+    assert broken.returncode == 1
+    for line in (1, 2, 3, 5):
+        assert f"sneaky.py:{line}: " in broken.stdout, broken.stdout
+    assert "policy decides, storage stores" in broken.stderr
+
+
+def test_no_ignored_import_cycles() -> None:
+    """The acyclic contract holds with no ignore list: policy/core.py and its rule modules form no cycle."""
+    assert "ignore_imports" not in _contract("acyclic")

@@ -9,23 +9,37 @@ biometric consent (and age record; guardian consent for a minor) in the
 consent registry is skipped with ``consent_required:<missing>`` before any of
 their images is processed; the registry's consent id is recorded in the
 audit row of each enrolment.
+
+Resumable and idempotent (:mod:`facegate.policy.image_files`): each template
+records the keyed digest of its image, so running the same command again
+(after a crash, a kill or a partial failure) enrols only what is missing. An
+image a person is already enrolled from is reported ``skipped <file>: already
+enrolled from this image``; an image that already enrols another person is
+refused (one photo cannot enrol two people). The last line counts the images
+enrolled, skipped and failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from ....handlers.recognition import ImageRejected, RecognitionEngine
+from ....handlers.recognition import RecognitionEngine
 from ....policy import Policy
 from ....policy.errors import ConsentRequiredError
+from ....policy.image_files import (
+    ALREADY_ENROLLED_TEXT,
+    ANOTHER_SUBJECT_TEXT,
+    ImageStatus,
+    enrol_image_files,
+)
 from ....policy.licence.errors import LicenceRequired
 from ....policy.licence.manager import enrolment_licence
 from ....storage import Store
@@ -40,6 +54,10 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 class EnrolSummary:
     enrolled: dict[str, int] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    images_enrolled: int = 0
+    images_already: int = 0
+    """Images a person is already enrolled from (a rerun after a crash): skipped, no new template."""
+    images_failed: int = 0
 
 
 def register(sub: Any) -> None:
@@ -77,7 +95,7 @@ def _plan(root: Path, summary: EnrolSummary) -> dict[str, list[Path]]:
     return people
 
 
-async def run_enrolment(  # noqa: PLR0915  # one linear pass: licence, consent, embed, enrol per person
+async def run_enrolment(  # one linear pass: licence, consent, then each person's images
     root: Path, config: Path, *, actor: str, progress: bool
 ) -> EnrolSummary:
     """Embed and enrol every consenting person folder under ``root``; returns what happened."""
@@ -113,31 +131,57 @@ async def run_enrolment(  # noqa: PLR0915  # one linear pass: licence, consent, 
                     summary.skipped.append((person + "/", f"consent_required:{exc.missing}"))
                     bar.advance(task, len(images))
                     continue
-                vectors = []
-                model_id = engine.model_id
+                files: list[tuple[str, bytes]] = []
                 for img in images:
                     rel = f"{person}/{img.name}"
                     try:
-                        data = await asyncio.to_thread(img.read_bytes)
-                        emb = await engine.embed_image(data)
-                    except ImageRejected as exc:
-                        summary.skipped.append((rel, exc.reason_code))
+                        files.append((rel, await asyncio.to_thread(img.read_bytes)))
                     except OSError:
                         summary.skipped.append((rel, "unreadable"))
-                    else:
-                        vectors.append(emb.embedding)
-                        model_id = emb.model_id
-                    bar.advance(task)
-                if not vectors:
+                        summary.images_failed += 1
+                        bar.advance(task)
+                if files:
+                    await _enrol_person(
+                        policy, engine, person, files,
+                        actor=actor, summary=summary, on_image=lambda: bar.advance(task),
+                    )
+                else:
                     summary.skipped.append((person + "/", "no_usable_image"))
-                    continue
-                try:
-                    res = await policy.enrol_subject(person, np.stack(vectors), model_id, actor=actor)
-                except (InvalidInputError, ConsentRequiredError) as exc:
-                    summary.skipped.append((person + "/", f"refused: {exc}"))
-                    continue
-                summary.enrolled[person] = len(res.template_ids)
     return summary
+
+
+async def _enrol_person(  # one person's part of run_enrolment
+    policy: Policy,
+    engine: RecognitionEngine,
+    person: str,
+    files: list[tuple[str, bytes]],
+    *,
+    actor: str,
+    summary: EnrolSummary,
+    on_image: Callable[[], None],
+) -> None:
+    """Enrol one person's images: skipped when already enrolled from them (resumable rerun)."""
+    try:
+        report = await enrol_image_files(policy, person, files, engine, actor=actor, on_image=on_image)
+    except (InvalidInputError, ConsentRequiredError) as exc:
+        summary.skipped.append((person + "/", f"refused: {exc}"))
+        summary.images_failed += len(files)
+        return
+    for out in report.outcomes:
+        if out.status is ImageStatus.ALREADY_ENROLLED:
+            summary.skipped.append((out.label, ALREADY_ENROLLED_TEXT))
+            summary.images_already += 1
+        elif out.status is ImageStatus.ENROLS_ANOTHER_SUBJECT:
+            summary.skipped.append((out.label, ANOTHER_SUBJECT_TEXT))
+            summary.images_failed += 1
+        elif out.status is ImageStatus.FAILED:
+            summary.skipped.append((out.label, out.reason))
+            summary.images_failed += 1
+    summary.images_enrolled += len(report.template_ids)
+    if report.template_ids:
+        summary.enrolled[person] = len(report.template_ids)
+    elif not report.count(ImageStatus.ALREADY_ENROLLED):
+        summary.skipped.append((person + "/", "no_usable_image"))
 
 
 def _enroll(args: argparse.Namespace) -> int:
@@ -152,9 +196,14 @@ def _enroll(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     )
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # one line per file: greppable
     n = sum(summary.enrolled.values())
     console.print(f"enrolled {len(summary.enrolled)} person(s), {n} template(s)")
     for rel, reason in summary.skipped:
         console.print(f"skipped {rel}: {reason}")
-    return 0 if summary.enrolled or not summary.skipped else 1
+    console.print(
+        f"images: {summary.images_enrolled} enrolled, {summary.images_already} skipped "
+        f"({ALREADY_ENROLLED_TEXT}), {summary.images_failed} failed"
+    )
+    done = summary.enrolled or summary.images_already
+    return 0 if done or not summary.skipped else 1

@@ -26,15 +26,19 @@ from ....policy import (
     Guardian,
     Policy,
     device_public_key,
-    enrol_images,
     export_subject,
     verify_export,
+)
+from ....policy.image_files import (
+    ALREADY_ENROLLED_TEXT,
+    ANOTHER_SUBJECT_TEXT,
+    ImageStatus,
+    enrol_image_files,
 )
 from ....storage import Store
 from ....storage.filemodes import write_private
 from ...clock import SystemClock, utc_iso
 from ...config import LoadedConfig, load_config
-from ...errors import FacegateError
 from . import EXIT_USAGE
 
 
@@ -213,23 +217,30 @@ def _enrol(args: argparse.Namespace) -> int:
             await licence.admit_enrolment(args.subject)  # LicenceRequired: a clear error, exit 1
         await policy.require_enrolment_consent(args.subject)  # before loading any model
         engine = await RecognitionEngine.create(loaded.config.recognition, config_path=loaded.path)
-        done = 0
-
-        async def embed_named(data: bytes) -> Any:
-            """``engine.embed_image`` naming the image that fails (enrol_images embeds in order)."""
-            nonlocal done
-            index = done
-            done += 1
-            try:
-                return await engine.embed_image(data)
-            except FacegateError as exc:
-                name = paths[index] if index < len(paths) else "?"
-                print(f"facegate: image {index + 1} of {len(paths)} ({name}) failed: {exc}", file=sys.stderr)
-                raise
-        res = await enrol_images(
-            policy, args.subject, images, embed_named, actor=_actor(args), display_name=args.name
+        res = await enrol_image_files(
+            policy,
+            args.subject,
+            [(str(p), data) for p, data in zip(paths, images, strict=True)],
+            engine,
+            actor=_actor(args),
+            display_name=args.name,
+            all_or_nothing=True,  # as before: one bad image and nothing is enrolled
         )
-        print(f"enrolled {res.subject_id}: {len(res.template_ids)} template(s)")
+        for index, out in enumerate(res.outcomes):
+            if out.status is ImageStatus.ALREADY_ENROLLED:
+                print(f"skipped {out.label}: {ALREADY_ENROLLED_TEXT}")
+            elif out.status is ImageStatus.ENROLS_ANOTHER_SUBJECT:
+                print(f"facegate: image {index + 1} of {len(paths)} ({out.label}) {ANOTHER_SUBJECT_TEXT}",
+                      file=sys.stderr)
+            elif out.status is ImageStatus.FAILED and out.message:
+                print(f"facegate: image {index + 1} of {len(paths)} ({out.label}) failed: {out.message}",
+                      file=sys.stderr)
+        if res.refused:
+            print(f"facegate: nothing enrolled for {args.subject}", file=sys.stderr)
+            return 1
+        already = res.count(ImageStatus.ALREADY_ENROLLED)
+        note = f" ({already} image(s) skipped: {ALREADY_ENROLLED_TEXT})" if already else ""
+        print(f"enrolled {res.subject_id}: {len(res.template_ids)} template(s){note}")
         return 0
 
     async def main() -> int:

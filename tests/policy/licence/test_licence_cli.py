@@ -67,6 +67,14 @@ vendor = "{public}"
     return cfg
 
 
+def _issue(key: Path, fingerprint: str, days: str, *features: str, out: Path | None = None) -> int:
+    """``facegate licence issue`` with the given features (``--feature`` each) and output file."""
+    argv = ["licence", "issue", "--key", str(key), "--fingerprint", fingerprint, "--days", days]
+    for feature in features:
+        argv += ["--feature", feature]
+    return main(argv + (["--out", str(out)] if out is not None else []))
+
+
 def test_vendor_and_device_tooling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     key, public = _vendor(tmp_path, capsys)
     c = str(_config(tmp_path, public))
@@ -79,27 +87,7 @@ def test_vendor_and_device_tooling(tmp_path: Path, capsys: pytest.CaptureFixture
     assert json.loads(capsys.readouterr().out)["state"] == "missing"
 
     lic = tmp_path / "gate.licence"
-    assert (
-        main(
-            [
-                "licence",
-                "issue",
-                "--key",
-                str(key),
-                "--fingerprint",
-                fp,
-                "--days",
-                "30",
-                "--feature",
-                "max_subjects=5",
-                "--feature",
-                "liveness_model=pad",
-                "--out",
-                str(lic),
-            ]
-        )
-        == 0
-    )
+    assert _issue(key, fp, "30", "max_subjects=5", "liveness_model=pad", out=lic) == 0
     capsys.readouterr()
     assert main(["licence", "inspect", str(lic), "--trust", public]) == 0
     shown = capsys.readouterr().out
@@ -113,44 +101,12 @@ def test_vendor_and_device_tooling(tmp_path: Path, capsys: pytest.CaptureFixture
 
     # A licence for another device, and one from a key the device does not trust: refused by state.
     other = tmp_path / "other.licence"
-    assert (
-        main(
-            [
-                "licence",
-                "issue",
-                "--key",
-                str(key),
-                "--fingerprint",
-                "ab" * 32,
-                "--days",
-                "30",
-                "--out",
-                str(other),
-            ]
-        )
-        == 0
-    )
+    assert _issue(key, "ab" * 32, "30", out=other) == 0
     assert main(["licence", "install", str(other), "-c", c]) == 1
     assert "wrong_device" in capsys.readouterr().err
     rogue_key, _ = _vendor(tmp_path, capsys, name="rogue")
     rogue = tmp_path / "rogue.licence"
-    assert (
-        main(
-            [
-                "licence",
-                "issue",
-                "--key",
-                str(rogue_key),
-                "--fingerprint",
-                fp,
-                "--days",
-                "30",
-                "--out",
-                str(rogue),
-            ]
-        )
-        == 0
-    )
+    assert _issue(rogue_key, fp, "30", out=rogue) == 0
     assert main(["licence", "inspect", str(rogue), "--trust", public]) == 1
     assert main(["licence", "install", str(rogue), "-c", c]) == 1
     assert "untrusted_key" in capsys.readouterr().err
@@ -161,23 +117,7 @@ def test_vendor_and_device_tooling(tmp_path: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert "nope.licence" in err and "Traceback" not in err
     assert main(["licence", "issue", "--key", str(key), "--fingerprint", "xyz", "--days", "1"]) == 2
-    assert (
-        main(
-            [
-                "licence",
-                "issue",
-                "--key",
-                str(key),
-                "--fingerprint",
-                fp,
-                "--days",
-                "1",
-                "--feature",
-                "novalue",
-            ]
-        )
-        == 2
-    )
+    assert _issue(key, fp, "1", "novalue") == 2
 
 
 def test_cli_enrolment_refused_without_a_usable_licence(
