@@ -183,6 +183,20 @@ class DecisionSettings:
     weak_margin: float = setting(
         0.05, doc="A vote with a margin under this is weak evidence.", ge=0, le=1
     )
+    max_faces: int = setting(
+        6,
+        doc="Faces identified per frame (issue 16): the gate's target, then the other faces in "
+        "the ROI at least quality.min_face_px in size, largest first; each has its own track "
+        "and decision, and only the target can open the door. 1 = the target only.",
+        ge=1,
+        le=16,
+    )
+    bystanders: Literal["count", "report"] = setting(
+        "count",
+        doc="Decisions about faces that are not the gate's target: 'count' = health counters "
+        "only (every event/access is about the face at the door, as before); 'report' = also "
+        "published on event/access with at_door = false (never 'undecided'; docs/mqtt.md).",
+    )
 
     def check(self) -> None:
         if self.fast_k == 1:
