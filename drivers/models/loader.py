@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,9 +19,11 @@ import structlog
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.events import SecurityEvent, SecurityKind
+from ...runtime.machine import has_vnni
 from .convert import convert_cached, optimized_cached
 from .detector import FaceDetector
 from .embedder import FaceEmbedder
+from .engines import ONNXRUNTIME, OPENCV, EngineChoice, OpenCvSession, ProbeCache, choose_engine, probe_key
 from .errors import ModelCacheError, ModelFormatError, ModelHashMismatch
 from .registry import BUILTIN_DETECTOR, BUILTIN_RECOGNIZER, ModelSpec, verify_pin
 from .session import make_session
@@ -56,9 +58,13 @@ class ModelOptions:
     """``int8``: the built-in SFace quantised with the recipe in
     ``quantize.py``; its model id gains ``:int8r<N>-<ranges hash>``, so
     templates and calibration tables must be made with it. ``fp32``: the
-    exact-rewrite fp32 graph (same embeddings and model id as the plain
-    fold). ``None`` (default): ``int8`` for the built-in SFace (the device
-    default of ``[recognition.models]``), ``fp32`` for a user recogniser."""
+    exact fp32 function of the plain fold (same embeddings and model id on
+    every engine). ``None`` or ``auto`` (default): :func:`resolve_precision`
+    (int8 for the built-in SFace on a VNNI CPU, else fp32)."""
+    recognizer_engine: Literal["auto", "onnxruntime", "opencv"] = "auto"
+    """Who runs an fp32 recogniser: onnxruntime (the exact rewrite), OpenCV's dnn (the
+    plain fold), or ``auto``: the faster of the two as measured on this CPU
+    (``engines.choose_engine``, cached). int8 always runs on onnxruntime."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +81,71 @@ class LoadedModels:
     reference path in ``facegate bench`` runs this file."""
     detector_id: str = BUILTIN_DETECTOR.model_id
     """The detector's id (``<name>@<sha256[:8]>``); it changes with the file."""
+    engine: EngineChoice = field(default_factory=lambda: EngineChoice(ONNXRUNTIME, "config"))
+    """Which engine runs the recogniser and why (``engines.py``)."""
 
     @property
     def model_id(self) -> str:
         return self.embedder.model_id
+
+
+def resolve_precision(recognizer: ModelSpec, requested: str | None) -> str:
+    """The recogniser build for ``requested`` (``None``/``auto``: by CPU features).
+
+    int8 pays only where int8 dot products have an instruction (VNNI): without
+    it the int8 build was no faster than fp32 on OpenCV's engine and is less
+    accurate (devset FNMR@1e-4 4.44% vs 2.91%), so ``auto`` is int8 on VNNI
+    CPUs and fp32 elsewhere. A user recogniser is always fp32 (no int8 recipe).
+    """
+    if requested not in (None, "auto"):
+        return str(requested)
+    if recognizer != BUILTIN_RECOGNIZER:
+        return "fp32"
+    return "int8" if has_vnni() else "fp32"
+
+
+def _recognizer_session(
+    opts: ModelOptions, rec_path: Path, plain_rec: Path, precision: str, cache: Path
+) -> tuple[Any, EngineChoice]:
+    """The recogniser's session on the engine ``opts`` asks for (measured when ``auto``)."""
+    threads = opts.recognizer_threads
+
+    def ort_session() -> Any:
+        if opts.recognizer_spin == "auto":
+            return AdaptiveSpin(
+                make_session(rec_path, intra_threads=threads, spin=False),
+                make_session(rec_path, intra_threads=threads, spin=True),
+            )
+        return make_session(rec_path, intra_threads=threads, spin=opts.recognizer_spin == "on")
+
+    wanted = opts.recognizer_engine
+    if wanted == OPENCV:
+        if precision != "fp32":
+            raise ModelFormatError(
+                "OpenCV's dnn runs fp32 graphs only: set recognizer_precision = \"fp32\" "
+                "or recognizer_engine = \"onnxruntime\"")
+        return OpenCvSession(plain_rec), EngineChoice(OPENCV, "config")
+    if wanted == ONNXRUNTIME or precision != "fp32":
+        return ort_session(), EngineChoice(ONNXRUNTIME, "config" if wanted == ONNXRUNTIME else "only")
+    probes = ProbeCache(cache)
+    key = probe_key(plain_rec.name, threads)
+    cached = probes.get(key)
+    if cached is not None:
+        try:
+            return (OpenCvSession(plain_rec) if cached.engine == OPENCV else ort_session()), cached
+        except ModelFormatError:
+            pass  # measure again below
+    candidates: dict[str, Any] = {ONNXRUNTIME: ort_session()}
+    try:
+        candidates[OPENCV] = OpenCvSession(plain_rec)
+    except ModelFormatError as exc:
+        _log.info("models.engine_unavailable", engine=OPENCV, error=str(exc)[:120])
+    choice = choose_engine(candidates)
+    if choice.source == "probe":
+        probes.put(key, choice)
+    _log.info("models.engine_chosen", engine=choice.engine, probe_ms=choice.probe_ms,
+              dropped=list(choice.dropped))
+    return candidates[choice.engine], choice
 
 
 def load_models(opts: ModelOptions | None = None) -> LoadedModels:
@@ -105,9 +172,7 @@ def load_models(opts: ModelOptions | None = None) -> LoadedModels:
             "set recognition.models.cache_dir to a writable folder"
         ) from None
     model_id = opts.recognizer.model_id
-    precision = opts.recognizer_precision
-    if precision is None:
-        precision = "int8" if opts.recognizer == BUILTIN_RECOGNIZER else "fp32"
+    precision = resolve_precision(opts.recognizer, opts.recognizer_precision)
     if precision == "int8":
         from .quantize import BUILTIN_RANGES, quantize_cached, recipe_tag  # noqa: PLC0415 - pulls in onnxruntime.quantization
 
@@ -129,24 +194,18 @@ def load_models(opts: ModelOptions | None = None) -> LoadedModels:
         input_width=opts.detector_input_width,
         score_threshold=opts.detector_score,
     )
-    threads = opts.recognizer_threads
-    if opts.recognizer_spin == "auto":
-        session: Any = AdaptiveSpin(
-            make_session(rec_path, intra_threads=threads, spin=False),
-            make_session(rec_path, intra_threads=threads, spin=True),
-        )
-    else:
-        session = make_session(rec_path, intra_threads=threads, spin=opts.recognizer_spin == "on")
+    session, choice = _recognizer_session(opts, rec_path, plain_rec, precision, cache)
     embedder = FaceEmbedder(session, opts.recognizer, model_id=model_id)
     _log.info(
         "models.loaded",
         detector=opts.detector.model_id,
         recognizer=embedder.model_id,
         dim=embedder.dim,
+        engine=choice.engine,
     )
     reference = plain_rec if rec_path != plain_rec else None
     return LoadedModels(detector, embedder, det_path, rec_path, reference,
-                        detector_id=opts.detector.model_id)
+                        detector_id=opts.detector.model_id, engine=choice)
 
 
 async def load_models_async(

@@ -52,8 +52,10 @@ def _votes(gallery: npt.NDArray[np.float32], probes: npt.NDArray[np.float32]) ->
     return out
 
 
-def measure(root: Path, *, every: int, settings: DecisionSettings) -> dict[str, Any]:
-    models = load_models(ModelOptions())
+def measure(root: Path, *, every: int, settings: DecisionSettings,
+            precision: str | None = None) -> dict[str, Any]:
+    """``precision``: the recogniser build (``None``: the device default for this CPU)."""
+    models = load_models(ModelOptions(recognizer_precision=precision))
     by_person: dict[str, list[npt.NDArray[np.float32]]] = defaultdict(list)
     people = sorted({p for p, _ in list_images(root)})[::every]
     keep = set(people)
@@ -97,6 +99,7 @@ def measure(root: Path, *, every: int, settings: DecisionSettings) -> dict[str, 
         embeddings=np.stack([e for n in names for e in by_person[n]]),
         labels=np.asarray(labels, np.int64), identities=len(names), images=len(labels), failed=0))
     return {
+        "model_id": models.model_id,
         "images_embedded": sum(len(v) for v in by_person.values()),
         "gallery": len(enrolled),
         "threshold": round(thr, 4),
@@ -126,13 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=1, help="use every n-th identity")
     ap.add_argument("--fast-score", type=float, default=DecisionSettings().fast_score)
     ap.add_argument("--fast-margin", type=float, default=DecisionSettings().fast_margin)
+    ap.add_argument("--precision", choices=("int8", "fp32"), default=None,
+                    help="recogniser build (default: the device default for this CPU)")
     args = ap.parse_args(argv)
     configure_logging(device_id="cli", level="warning", stream=sys.stderr)  # stdout: JSON
     if not args.root.is_dir():
         print(f"adaptive_fmr: {args.root}: not a directory", file=sys.stderr)
         return 2
     s = DecisionSettings(fast_k=2, fast_score=args.fast_score, fast_margin=args.fast_margin)
-    print(json.dumps(measure(args.root, every=args.every, settings=s), indent=2))
+    print(json.dumps(measure(args.root, every=args.every, settings=s,
+                              precision=args.precision), indent=2))
     return 0
 
 

@@ -155,6 +155,11 @@ class _OpenCVPath:
     def run(self, data: bytes) -> dict[str, float] | None:
         t0 = time.perf_counter()
         bgr = _decode(data)
+        return self.run_bgr(bgr, t0)
+
+    def run_bgr(self, bgr: npt.NDArray[np.uint8], t0: float | None = None) -> dict[str, float] | None:
+        """The path on a decoded frame (``t0``: when its clock started; now if None)."""
+        t0 = time.perf_counter() if t0 is None else t0
         t1 = time.perf_counter()
         small, scale = bgr, 1.0
         if self.input_width is not None and bgr.shape[1] > self.input_width:
@@ -281,4 +286,60 @@ def bench_matcher(n: int, *, queries: int = 100, dim: int = 128, seed: int = 0) 
         index = faiss.IndexFlatIP(dim)
         index.add(x)
         out["faiss"] = percentiles(_time(lambda q: index.search(q[None], 2), qs))
+    return out
+
+
+ENGINE_VARIANTS = (
+    ("onnxruntime int8, 2 threads", "int8", "onnxruntime", 2),
+    ("onnxruntime int8, 1 thread", "int8", "onnxruntime", 1),
+    ("onnxruntime fp32, 2 threads", "fp32", "onnxruntime", 2),
+    ("opencv dnn fp32", "fp32", "opencv", 2),
+)
+"""(label, precision, engine, onnxruntime threads) compared by :func:`bench_engines`."""
+
+
+def bench_engines(frames: list[bytes], *, rounds: int = 40, spin: str = "auto") -> dict[str, Any]:
+    """Embedding alone on each recogniser build and engine, interleaved, on real aligned crops.
+
+    One crop per run (the crops of the bench frames, cycled); the variants take
+    turns run by run, so background load hits all alike. ``cos_min_to_fp32``:
+    the lowest cosine of each variant's embedding to onnxruntime fp32's on the
+    same crops (fp32 engines must be ~1.0; int8 >= 0.99 is its fidelity bound).
+    """
+    from ...drivers.models.loader import ModelOptions, load_models  # noqa: PLC0415 - avoids a cycle at import
+
+    loaded = {
+        label: load_models(ModelOptions(recognizer_precision=prec, recognizer_engine=eng,  # type: ignore[arg-type]  # literals from ENGINE_VARIANTS
+                                        recognizer_threads=threads,
+                                        recognizer_spin=spin))  # type: ignore[arg-type]  # CLI-checked literal
+        for label, prec, eng, threads in ENGINE_VARIANTS
+    }
+    first = next(iter(loaded.values()))
+    crops = []
+    for data in frames[:8]:
+        bgr = _decode(data)
+        faces = first.detector.detect(bgr)
+        if faces:
+            crops.append(align_face(bgr, max(faces, key=lambda d: d.area).landmarks))
+    if not crops:
+        raise RuntimeError("no face found in the bench frames")
+    batch = np.stack(crops)
+    ref = loaded["onnxruntime fp32, 2 threads"].embedder.embed(batch)
+    out: dict[str, Any] = {}
+    times: dict[str, list[float]] = {k: [] for k in loaded}
+    for m in loaded.values():  # warm-up
+        m.embedder.embed(batch[:1])
+        m.embedder.embed(batch[:1])
+    for r in range(rounds):
+        order = list(loaded.items())
+        order = order[r % len(order):] + order[: r % len(order)]
+        for label, m in order:
+            crop = batch[r % len(batch)]
+            t = time.perf_counter()
+            m.embedder.embed(crop)
+            times[label].append((time.perf_counter() - t) * 1e3)
+    for label, m in loaded.items():
+        cos = (m.embedder.embed(batch) * ref).sum(axis=1)
+        out[label] = {**percentiles(times[label]), "model_id": m.model_id,
+                      "engine": m.engine.engine, "cos_min_to_fp32": round(float(cos.min()), 6)}
     return out

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...drivers.models.loader import LoadedModels, ModelOptions, load_models
+from ...drivers.models.loader import LoadedModels, ModelOptions, load_models, resolve_precision
 from ...runtime.config.recognition import RecognitionSection
 from .calibration import REPORT_FMRS, ScoreStats, build_table
 from .engine import embed_options, model_options, quality_limits, selection_rule
@@ -188,8 +188,7 @@ def run_calibration(
 ) -> CalibrationReport:
     """Measure (see module docstring). Blocking: minutes for thousands of images."""
     opts = model_options(cfg, config_path) if base_options is None or config_path else base_options
-    device_prec = opts.recognizer_precision or (
-        "int8" if cfg.models.recognizer_path is None else "fp32")
+    device_prec = resolve_precision(opts.recognizer, opts.recognizer_precision)
     precisions = [device_prec]
     if compare and cfg.models.recognizer_path is None:
         precisions.append("fp32" if device_prec == "int8" else "int8")

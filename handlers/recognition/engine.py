@@ -58,6 +58,7 @@ def model_options(cfg: RecognitionSection, config_path: Path | None = None) -> M
         # The int8 recipe exists for the built-in SFace only: a user model runs fp32.
         recognizer_precision=m.recognizer_precision if m.recognizer_path is None else "fp32",
         recognizer_spin=m.recognizer_spin,
+        recognizer_engine=m.recognizer_engine,
     )
 
 

@@ -60,15 +60,22 @@ class ModelSettings:
         "cores are free, slower when other processes compete for them. 'auto' keeps both "
         "kinds of session and routes each run to the one with the lower recent latency.",
     )
-    recognizer_precision: Literal["fp32", "int8"] = setting(
-        "int8",
-        doc="Built-in SFace build. 'int8' (default): static int8 build for VNNI CPUs (~2x "
-        "faster embedding, cosine >= 0.99 to fp32, devset EER 1.20% vs 1.16%), model id "
-        "'sface-2021dec@fb143eea:int8r1-<hash>'. 'fp32': exact fp32 graph, model id "
+    recognizer_precision: Literal["auto", "fp32", "int8"] = setting(
+        "auto",
+        doc="Built-in SFace build. 'auto' (default): 'int8' on CPUs with VNNI (AVX-512 VNNI or "
+        "AVX-VNNI), 'fp32' elsewhere (without VNNI int8 is no faster than fp32 on OpenCV's "
+        "engine and less accurate). 'int8': static int8 build (cosine >= 0.99 to fp32), model "
+        "id 'sface-2021dec@fb143eea:int8r1-<hash>'. 'fp32': exact fp32 function, model id "
         "'sface-2021dec@fb143eea'. Templates of one build are never compared with the other: "
-        "switching means re-enrolment (templates enrolled before int8 became the default are "
-        "fp32: set 'fp32' to keep using them). A user recogniser (recognizer_path) always "
-        "runs fp32.",
+        "switching means re-enrolment (set the build that made the stored templates to keep "
+        "them). A user recogniser (recognizer_path) always runs fp32.",
+    )
+    recognizer_engine: Literal["auto", "onnxruntime", "opencv"] = setting(
+        "auto",
+        doc="Who runs an fp32 recogniser: 'onnxruntime', 'opencv' (OpenCV's dnn, on OpenCV's "
+        "thread pool), or 'auto' (default): the faster of the two, measured once on this CPU "
+        "at first start and cached in cache_dir/engine-probe.json. Both compute the same "
+        "function (same model id, same templates); int8 always runs on onnxruntime.",
     )
 
     def check(self) -> None:
@@ -159,10 +166,12 @@ class DecisionSettings:
         2.0, doc="After a decision, the same track is not decided again for this long.", ge=0
     )
     fast_k: int = setting(
-        0,
+        2,
         doc="Adaptive rule (handlers/recognition/adaptive.py): grant on this many frames (>= 2) "
         "when each scores >= fast_score with margin >= fast_margin and liveness passed; "
-        "0 = off (always k).",
+        "0 = off (always k). Default 2: on the devset (every 3rd identity, 446 impostor "
+        "approaches, 1.57M impostor pairs) it granted no impostor, fp32 and int8 alike, and no "
+        "impostor pair reached fast_score (docs/performance.md, issue 16 round 3).",
         ge=0,
         le=30,
     )

@@ -55,7 +55,7 @@ def _feed(engine: RecognitionEngine, s: DecisionSettings,
 
 def test_strong_evidence_grants_on_fast_k_frames(rig: Rig) -> None:
     engine, live, _ = rig
-    fixed = _feed(engine, DecisionSettings(), live[:3])
+    fixed = _feed(engine, DecisionSettings(fast_k=0), live[:3])
     assert [(n, d.decision, d.frames) for n, d in fixed] == [(3, Decision.GRANTED, 3)]
     assert fixed[0][1].decision_ms == pytest.approx(2 * DT * 1e3, abs=0.2)
     fast = _feed(engine, FAST, live[:3])

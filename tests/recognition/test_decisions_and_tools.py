@@ -162,7 +162,8 @@ def test_bench_cli_json(
     models: LoadedModels,
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(model_cache.parent))
-    args = ["bench", "--json", "--frames", "12", "--sizes", "10k", "--queries", "5"]
+    args = ["bench", "--json", "--frames", "12", "--sizes", "10k", "--queries", "5",
+            "--skip-stream", "--skip-engines", "--unlock-trials", "0"]
     assert main(args) == 0
     r = json.loads(capsys.readouterr().out)
     for key in ("pipeline_p50_ms", "pipeline_p99_ms", "sustained_fps", "opencv_p50_ms",
@@ -190,16 +191,41 @@ def test_bench_cli_json(
     assert set(r["ratios_to_opencv"]) == {"p50_vs_opencv_640", "p99_vs_opencv_640",
                                           "p50_vs_opencv_input", "p99_vs_opencv_input"}
     assert all(v > 0 for v in r["ratios_to_opencv"].values())
+    # Round 3: which engine runs the recogniser, and why (its own cache folder: it measured
+    # the engines itself, or reused its earlier measurement).
+    eng = r["recognizer_engine"]
+    assert eng["engine"] in ("onnxruntime", "opencv")
+    if ":int8r" in models.model_id:  # a VNNI CPU: int8 runs on onnxruntime only
+        assert eng["source"] == "only"
+    else:
+        assert eng["source"] in ("probe", "cache")
+        assert set(eng["probe_ms"]) == {"onnxruntime", "opencv"}
 
 
+@pytest.mark.timeout(900)  # engines, the device stream and the relay path, on a loaded CI
 def test_bench_cli_fp32_build(
     capsys: pytest.CaptureFixture[str], model_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(model_cache.parent))
     args = ["bench", "--json", "--frames", "10", "--skip-matcher", "--precision", "fp32",
-            "--spin", "on"]
+            "--spin", "on", "--engine", "onnxruntime", "--engine-rounds", "2",
+            "--stream-stay", "4", "--stream-gap", "31", "--unlock-trials", "1"]
     assert main(args) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["model_id"] == BUILTIN_RECOGNIZER.model_id
+    assert r["recognizer_engine"] == {"engine": "onnxruntime", "source": "config",
+                                      "probe_ms": {}, "dropped": []}
+    # The engine comparison (fp32 engines faithful, int8 within its bound) and the stream.
+    eng = r["recognizer_engines"]
+    assert eng["opencv dnn fp32"]["cos_min_to_fp32"] >= 0.9999
+    assert eng["onnxruntime int8, 2 threads"]["cos_min_to_fp32"] >= 0.99
+    stream = r["device_stream"]
+    assert stream["engine"] == "onnxruntime" and len(stream["approaches"]) == 4
+    assert set(stream["per_frame_ms"]) == {"ours", "opencv_320", "opencv_640"}
+    # Camera to relay on the real services: every trial ended with the relay written.
+    relay = r["camera_to_relay"]["rules"]
+    assert {k: v["no_grant_in_3s"] for k, v in relay.items()} == {"fixed_k3": 0,
+                                                                  "adaptive_fast_k2": 0}
+    assert all(v["trials"] == 1 and v["p50"] > 0 for v in relay.values())
     assert r["threads"]["recognizer_spin"] == "on"
     assert np.isfinite(r["ratio_to_opencv"])

@@ -42,6 +42,7 @@ from facegate.handlers.recognition.int8_ranges import sample_crops
 from facegate.handlers.recognition.thresholds import builtin_table
 from facegate.runtime.config._convert import build_section
 from facegate.runtime.config.recognition import RecognitionSection
+from facegate.runtime.machine import has_vnni
 from facegate.storage.enrolment import check_id
 from onnx import TensorProto, helper, numpy_helper
 
@@ -59,7 +60,7 @@ def crops(fp32_models: LoadedModels) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def int8_models(model_cache: Path) -> LoadedModels:
-    """Explicitly int8 (also the default: ``models`` is the same build)."""
+    """Explicitly int8 (the default on VNNI CPUs: ``models`` is then the same build)."""
     return load_models(ModelOptions(cache_dir=model_cache, recognizer_precision="int8"))
 
 
@@ -242,14 +243,17 @@ def test_int8_engine_uses_the_shipped_int8_calibration(
     assert builtin_table(BUILTIN_RECOGNIZER.model_id).model_id == BUILTIN_RECOGNIZER.model_id
 
 
-def test_int8_is_the_default_build(
+def test_default_build_follows_the_cpu(
     models: LoadedModels, int8_models: LoadedModels, fp32_models: LoadedModels,
     model_cache: Path, tmp_path: Path,
 ) -> None:
-    """Default config and default ModelOptions run int8; each build gets its own table."""
+    """Default config and ModelOptions run int8 on VNNI CPUs, fp32 elsewhere; each build
+    gets its own table."""
     cfg = RecognitionSection()
-    assert cfg.models.recognizer_precision == "int8"
-    assert models.model_id == int8_models.model_id != fp32_models.model_id
+    assert cfg.models.recognizer_precision == "auto"
+    default = int8_models if has_vnni() else fp32_models
+    assert models.model_id == default.model_id
+    assert int8_models.model_id != fp32_models.model_id
     engine = RecognitionEngine(cfg, models)
     assert engine.thresholds.table.model_id == engine.model_id
     fp32_cfg = build_section(RecognitionSection, {"models": {"recognizer_precision": "fp32"}},
@@ -258,7 +262,10 @@ def test_int8_is_the_default_build(
     fp32_engine = RecognitionEngine(fp32_cfg, fp32_models)
     assert fp32_engine.thresholds.table.model_id == BUILTIN_RECOGNIZER.model_id
     # The two devset tables differ (measured per build), and an unknown id gets none.
-    assert engine.thresholds.threshold(1000) != fp32_engine.thresholds.threshold(1000)
+    int8_cfg = build_section(RecognitionSection, {"models": {"recognizer_precision": "int8"}},
+                             "recognition", Path("/"))
+    int8_engine = RecognitionEngine(int8_cfg, int8_models)
+    assert int8_engine.thresholds.threshold(1000) != fp32_engine.thresholds.threshold(1000)
     assert builtin_table("arcface-r100@deadbeef").model_id != "arcface-r100@deadbeef"
     # A user recogniser runs fp32 under the default config (the recipe is SFace's own).
     user = build_section(
@@ -270,9 +277,10 @@ def test_int8_is_the_default_build(
 
 
 def test_fp32_templates_in_an_int8_gallery_need_re_enrolment(
-    models: LoadedModels, fp32_models: LoadedModels, crops: np.ndarray
+    int8_models: LoadedModels, fp32_models: LoadedModels, crops: np.ndarray
 ) -> None:
-    """Templates enrolled before the default changed are refused with a clear message."""
+    """Templates of the other build are refused with a clear message."""
+    models = int8_models
     engine = RecognitionEngine(RecognitionSection(), models)
     old = fp32_models.embedder.embed(crops[:1])[0]
     with pytest.raises(TemplateModelMismatch, match="re-enrolment is required") as err:

@@ -30,9 +30,26 @@ def register(sub: Any) -> None:
     p.add_argument("--face", type=Path, default=_DEFAULT_FACE, help="photo with one face")
     p.add_argument("--sizes", default="10k,100k,1m",
                    help="matcher gallery sizes, comma separated (10k,100k,1m)")
-    p.add_argument("--precision", choices=("fp32", "int8"),
+    p.add_argument("--precision", choices=("auto", "fp32", "int8"),
                    default=ModelSettings().recognizer_precision,
-                   help="recogniser build: the int8 recipe (the device default) or exact fp32")
+                   help="recogniser build: auto (the device default: int8 with VNNI, else fp32), "
+                   "the int8 recipe or exact fp32")
+    p.add_argument("--engine", choices=("auto", "onnxruntime", "opencv"),
+                   default=ModelSettings().recognizer_engine,
+                   help="who runs an fp32 recogniser (recognizer_engine; auto: measured)")
+    p.add_argument("--skip-stream", action="store_true",
+                   help="skip the device path over a 30 fps stream of approaches")
+    p.add_argument("--skip-engines", action="store_true",
+                   help="skip the interleaved recogniser engine comparison")
+    p.add_argument("--stream-stay", type=int, default=90,
+                   help="frames each person stays in the device-path stream (default 90)")
+    p.add_argument("--stream-gap", type=int, default=45,
+                   help="empty frames between people in the stream (default 45, > track_lost_s)")
+    p.add_argument("--engine-rounds", type=int, default=40,
+                   help="timed runs per variant in the engine comparison (default 40)")
+    p.add_argument("--unlock-trials", type=int, default=40,
+                   help="camera-to-relay trials per decision rule, real services at 30 fps "
+                   "(default 40; 0 skips)")
     p.add_argument("--recognizer-threads", type=int, default=2,
                    help="onnxruntime intra-op threads of the recogniser (default 2, the same "
                    "budget as OpenCV's cv2.getNumThreads() on this machine)")
@@ -95,7 +112,8 @@ def _bench(args: argparse.Namespace) -> int:
     if not args.skip_pipeline:
         models = load_models(ModelOptions(recognizer_precision=args.precision,
                                           recognizer_threads=args.recognizer_threads,
-                                          recognizer_spin=args.spin))
+                                          recognizer_spin=args.spin,
+                                          recognizer_engine=args.engine))
         frames = make_frames(args.face, args.frames)
         pipe = bench_compare(models, frames)
         ocv = pipe.opencv
@@ -124,8 +142,10 @@ def _bench(args: argparse.Namespace) -> int:
             "detector_id": models.detector_id,
             "threads": {"detector": 1, "recognizer": args.recognizer_threads,
                         "recognizer_spin": args.spin, "opencv": cv2.getNumThreads()},
+            "recognizer_engine": models.engine.as_dict(),
         })
         _multi_face(result, models, args)
+        _issue16_round3(result, args, models, frames)
     if not args.skip_matcher:
         matcher: dict[str, Any] = {}
         for s in sizes:
@@ -226,11 +246,63 @@ def _print_multi_face(result: dict[str, Any]) -> None:
           f"(model batch fixed at 1: {b['model_batch_fixed_at_1']})")
 
 
+def _issue16_round3(result: dict[str, Any], args: argparse.Namespace, models: Any,
+                    frames: list[bytes]) -> None:
+    """Recogniser engines compared (interleaved) and the device path over a 30 fps stream."""
+    from ....handlers.recognition.bench import bench_engines  # noqa: PLC0415 - on demand
+    from ....handlers.recognition.stream_bench import bench_stream  # noqa: PLC0415 - on demand
+    from ...machine import cpu_label  # noqa: PLC0415 - on demand
+
+    result["cpu"] = cpu_label()
+    if not args.skip_engines:
+        result["recognizer_engines"] = bench_engines(frames, spin=args.spin,
+                                                     rounds=args.engine_rounds)
+    if not args.skip_stream:
+        result["device_stream"] = bench_stream(models, stay=args.stream_stay, gap=args.stream_gap)
+    if args.unlock_trials > 0:
+        from ..unlock_path import bench_camera_to_relay  # noqa: PLC0415 - on demand
+
+        result["camera_to_relay"] = bench_camera_to_relay(models, trials=args.unlock_trials)
+
+
+def _print_round3(result: dict[str, Any]) -> None:
+    if "recognizer_engine" in result:
+        e = result["recognizer_engine"]
+        print(f"\nrecogniser engine: {e['engine']} ({e['source']}; probe ms {e['probe_ms']})")
+    if "recognizer_engines" in result:
+        print("embedding alone, one aligned crop, variants interleaved run by run:")
+        for label, r in result["recognizer_engines"].items():
+            print(f"  {label:<30} p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms  "
+                  f"cos min to fp32 {r['cos_min_to_fp32']:.4f}  {r['model_id']}")
+    if "device_stream" in result:
+        d = result["device_stream"]
+        print(f"\ndevice path over a {d['fps']:.0f} fps stream ({d['frames']} frames, "
+              f"{len(d['approaches'])} approaches), per frame, all paths on every frame:")
+        for k, v in d["per_frame_ms"].items():
+            print(f"  {k:<11} p50 {v['p50']:7.2f}  p99 {v['p99']:7.2f}  mean {v['mean']:7.2f} ms"
+                  f"   = {d['what'][k]}")
+        print("  ratios: " + ", ".join(f"{k}={v}" for k, v in d["ratios"].items()))
+        w = d["work"]
+        print(f"  embedded on {w['embedded']} frames, decided-track skips {w['skipped_decided']}, "
+              f"unchanged reused {w['unchanged_reused']}; decisions: "
+              + ", ".join(f"{x['decision']}@{x['decision_ms']}ms" for x in d["decisions"]))
+
+
 def _print_issue16(result: dict[str, Any]) -> None:
+    _print_round3(result)
+    if "camera_to_relay" in result:
+        c = result["camera_to_relay"]
+        print(f"\ntime to unlock at 30 fps ({c['what']}):")
+        for rule, r in c["rules"].items():
+            if r["trials"]:
+                print(f"  {rule:<18} p50 {r['p50']:7.1f}  p95 {r['p95']:7.1f} ms  "
+                      f"({r['trials']} trials, {r['no_grant_in_3s']} without a grant)  "
+                      f"target p95 <= {c['target_p95_ms']} ms")
     if "cpu" in result:
         cpu = result["cpu"]
         print(f"\nCPU: {cpu['model']}, {cpu['cores']} cores, features {' '.join(cpu['features'])}, "
               f"VNNI {cpu['vnni']}, load average {cpu['load_avg']}")
+    if "matcher_realistic" in result:
         print(f"1:N kernel: {result.get('matcher_kernel')}")
         print("1:N on subjects with 1..20 templates and look-alikes, vs exact search:")
         for s, r in result["matcher_realistic"].items():
