@@ -39,7 +39,9 @@ class MatchRecorder:
             async for decision in sub:
                 # a remote open naming a subject is not a face match (handlers/access/remote.py)
                 face = decision.reason != "remote_open"
-                if decision.decision is Decision.GRANTED and decision.subject_id and face:
+                # a bystander seen in the frame (at_door False) did not use the gate
+                if (decision.decision is Decision.GRANTED and decision.subject_id and face
+                        and decision.at_door):
                     await self._policy.record_match(decision.subject_id, decision.at)
 
 

@@ -84,6 +84,9 @@ class AccessDecision(Event):
     """Time from the track's first frame to this decision."""
     schedule: str | None = None
     """The access schedule that refused it (reason ``outside_schedule``), else None."""
+    at_door: bool = True
+    """The tracked face was the one the gate rule selects (issue 16). A bystander's
+    decision (False) is reported, never acted on: no relay, no anti-passback, no match record."""
 
 
 class SecurityKind(enum.StrEnum):

@@ -13,11 +13,13 @@ os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # before any test imports onnxruntime
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+import structlog
 
 pytest_plugins = ["tests.fixtures.brokers", "tests.fixtures.stores", "tests.fixtures.wheel"]
 
@@ -51,6 +53,23 @@ async def _task_leak_guard() -> AsyncIterator[None]:
         t.cancel()
     await asyncio.gather(*leaked, return_exceptions=True)
     pytest.fail(f"test leaked {len(leaked)} running task(s): {names}")
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """A test that configures logging (a CLI or bench ``main()``) leaks nothing into later tests.
+
+    Without it, e.g. ``rights_bench.main()`` (level ``error``) left structlog filtering out the
+    info-level state changes that a later ``capture_logs()`` test asserts on.
+    """
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**config)
+    structlog.contextvars.clear_contextvars()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

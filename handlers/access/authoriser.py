@@ -125,7 +125,7 @@ class Authoriser:
             _log.warning("access.rights_failed", error_type=type(exc).__name__)
             return self._deny(decision, Verdict("rights_unavailable"))
         verdict = self.verdict(attrs or {}, decision.at)
-        if verdict is None:
+        if verdict is None and decision.at_door:  # a bystander (issue 16) is not passing
             verdict = self._anti_passback(decision.subject_id)
         return decision if verdict is None else self._deny(decision, verdict)
 

@@ -158,7 +158,8 @@ class PeerPassages:
             if not isinstance(body, dict):
                 return
             subject = body.get("subject_id")
-            if body.get("decision") == "granted" and isinstance(subject, str) and subject:
+            at_door = body.get("at_door", True) is not False  # a bystander did not pass (issue 16)
+            if body.get("decision") == "granted" and isinstance(subject, str) and subject and at_door:
                 self._passback.record(subject, direction)
                 self.recorded += 1
 

@@ -229,8 +229,10 @@ class DoorController:
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, AccessDecision):
-            if event.decision is Decision.GRANTED and event.reason != "remote_open":
-                # remote_open: the command already actuated the door (handlers/access/remote.py)
+            if (event.decision is Decision.GRANTED and event.reason != "remote_open"
+                    and event.at_door):
+                # remote_open: the command already actuated the door (handlers/access/remote.py);
+                # a bystander's decision (at_door False, issue 16) never opens it
                 if self._lockdown:
                     self.counters["refused"] += 1
                     _log.info("door.grant_refused", reason="lockdown", decision=event.event_id)

@@ -31,6 +31,7 @@ from .calibration import REPORT_FMRS, ScoreStats, build_table
 from .engine import embed_options, model_options, quality_limits, selection_rule
 from .evaluation import CONFIGS, Sample, collect, embedded_set, gate_flip_stats, gate_report, stats_of
 from .openset import OpenSetResult, run_open_set
+from .openset_study import StudyRow, run_study
 from .pipeline import enrol_limits
 from .reference import collect_reference
 from .selection import ENROL_RULE
@@ -38,12 +39,17 @@ from .thresholds import CalibrationError, CalibrationTable, ThresholdPolicy
 
 __all__ = ["CalibrationError", "CalibrationReport", "run_calibration"]
 
+MULTI = "multi+flip"
+"""Two detection scales fused (issue 15 round 3): always reported next to the device."""
+
 
 def device_config_name(cfg: RecognitionSection) -> str:
     """The :data:`~.evaluation.CONFIGS` entry the device settings correspond to."""
     name = "refine" if cfg.fusion.refine else "coarse"
     if not cfg.fusion.flip:
         return name
+    if cfg.fusion.multiscale and cfg.fusion.refine:
+        name = MULTI.removesuffix("+flip")
     return name + ("+flip@gate" if cfg.fusion.flip_band < 1.0 else "+flip")
 
 
@@ -55,6 +61,10 @@ class CalibrationReport:
     device_config: str
     rows: list[dict[str, Any]] = field(default_factory=list)
     open_set: OpenSetResult | None = None
+    other_open_sets: dict[str, OpenSetResult] = field(default_factory=dict)
+    """Open set of the other fused configuration (multi+flip@gate) with its own table."""
+    study: list[tuple[str, StudyRow]] = field(default_factory=list)
+    """Templates per subject x threshold x k-of-n (``openset_study.py``)."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model_id": self.table.model_id, **self.table.summary,
@@ -64,6 +74,15 @@ class CalibrationReport:
             out["open_set"] = {**dataclasses.asdict(o), "fnir": round(o.fnir, 5),
                                "fnir_passed_gate": round(o.fnir_passed, 5),
                                "fte_rate": round(o.fte_rate, 5)}
+        for name, o in self.other_open_sets.items():
+            out.setdefault("other_open_sets", {})[name] = {
+                **dataclasses.asdict(o), "fnir": round(o.fnir, 5),
+                "fnir_passed_gate": round(o.fnir_passed, 5), "fte_rate": round(o.fte_rate, 5)}
+        if self.study:
+            out["open_set_study"] = [{"config": c, **dataclasses.asdict(r),
+                                      "fnir": round(r.fnir, 5),
+                                      "approach_fnir": round(r.approach_fnir, 5)}
+                                     for c, r in self.study]
         return out
 
     def lines(self) -> list[str]:
@@ -81,10 +100,10 @@ class CalibrationReport:
                 f"{100 * r['fnmr@0.0001']:5.2f}% {100 * r['eer']:5.2f}% | "
                 f"{100 * r['nogate_fnmr@0.0001']:5.2f}% {100 * r['nogate_eer']:5.2f}%"
             )
-        if self.open_set is not None:
-            o = self.open_set
+        sets = [(self.device_config, self.open_set)] if self.open_set is not None else []
+        for name, o in [*sets, *self.other_open_sets.items()]:
             out.append(
-                f"open set ({self.device_config}, threshold {o.threshold:.4f} at gallery "
+                f"open set ({name}, threshold {o.threshold:.4f} at gallery "
                 f"{o.enrolled}): FTE {o.failed_to_enrol}/{o.enrolled + o.failed_to_enrol} "
                 f"({100 * o.fte_rate:.2f}%) {o.fte_reasons}; FNIR {100 * o.fnir:.2f}% of "
                 f"{o.mated_probes} mated probes ({100 * o.fnir_passed:.2f}% of those the gate "
@@ -93,6 +112,10 @@ class CalibrationReport:
                 f"{o.stranger_probes} ({o.stranger_refused} refused by the gate); mirror view "
                 f"embedded for {o.probes_mirrored} of {o.probes_searched} searched probes"
             )
+        if self.study:
+            out.append("open-set study (identities with >= 3 images; probes fused; first row "
+                       "of each rule: the device threshold):")
+            out.extend(f"  {c:<18} {r.line()}" for c, r in self.study)
         return out
 
 
@@ -146,6 +169,17 @@ def _gate_row(fused_row: dict[str, Any], fused: ScoreStats, samples: list[Sample
     return row, stats
 
 
+def _study(report: CalibrationReport, sets: dict[str, tuple[CalibrationTable, list[Sample]]],
+           cfg: RecognitionSection) -> None:
+    """Open set of the other fused configuration, and the study of both (round 3)."""
+    for name, (tab, samples) in sets.items():
+        if name != report.device_config:
+            policy = ThresholdPolicy(tab, cfg.target_fmr, fixed=cfg.threshold)
+            report.other_open_sets[name] = run_open_set(samples, policy, embed_options(cfg))
+        report.study.extend((name, r) for r in run_study(samples, tab, cfg.target_fmr,
+                                                         k=min(cfg.decision.k, 2)))
+
+
 def run_calibration(
     cfg: RecognitionSection, root: Path, *, config_path: Path | None = None,
     compare: bool = False, open_set: bool = False, reference: bool = False, every: int = 1,
@@ -163,6 +197,7 @@ def run_calibration(
     report: CalibrationReport | None = None
     rows: list[dict[str, Any]] = []
     first_models: LoadedModels | None = None
+    multi: dict[str, tuple[CalibrationTable, list[Sample]]] = {}
     for prec in precisions:
         models = load_models(dataclasses.replace(opts, recognizer_precision=prec))
         first_models = first_models or models
@@ -171,13 +206,20 @@ def run_calibration(
                       enrol_limits=enrol_limits(limits, cfg.fusion.enrol_max_yaw_deg))
         dim = models.embedder.dim
         base_cfg = device_cfg.removesuffix("@gate")
+        alt = MULTI if base_cfg != MULTI else "refine+flip"  # the other fused configuration
         for name in CONFIGS:
-            if prec != device_prec and name not in ("legacy", base_cfg):
+            if prec != device_prec and name not in ("legacy", base_cfg, alt):
                 continue
             row, (stats, data) = _row(name, prec, got.samples[name], dim, got.identities,
                                       gated=name != "legacy")
             row["model_id"] = models.model_id
             rows.append(row)
+            gate_name = name + "@gate" if device_cfg.endswith("@gate") else name
+            if name == alt and gate_name != name:
+                row, stats = _gate_row(row, stats, got.samples[name], cfg, gate_name)
+                rows.append(row)
+            if name == alt and prec == device_prec and open_set:
+                multi[gate_name] = (build_table(stats, models.model_id, data), got.samples[name])
             if name != base_cfg:
                 continue
             if device_cfg != base_cfg:
@@ -190,6 +232,7 @@ def run_calibration(
                     policy = ThresholdPolicy(table, cfg.target_fmr, fixed=cfg.threshold)
                     report.open_set = run_open_set(got.samples[name], policy,
                                                    embed_options(cfg))
+                    multi[device_cfg] = (table, got.samples[name])
     if (compare or reference) and first_models is not None:
         ref = collect_reference(first_models, root, every=every, progress=progress)
         ident = len({s.label for s in ref})
@@ -197,5 +240,6 @@ def run_calibration(
         row["model_id"] = "opencv-yunet640+sface-fp32"
         rows.append(row)
     assert report is not None  # the device precision and configuration always run
+    _study(report, multi, cfg)
     report.rows = rows
     return report

@@ -1,10 +1,16 @@
-"""Multi-frame decisions over a tracked face (steps 7-8 of the pipeline).
+"""Multi-frame decisions over tracked faces (steps 7-8 of the pipeline).
 
-One target face is tracked at a time (the pipeline already picks the largest
-face in the ROI); a face whose box overlaps the track's last box by less than
-``track_iou``, or that reappears after ``track_lost_s``, starts a new track.
+Every face a frame reports (the gate's target and, with
+``max_faces`` > 1, the bystanders: ``pipeline.FrameFaces``) belongs to a track
+(``tracking.py``: overlap with the predicted box, then centre distance), and
+each track has its own decision. A track is **at the door** while its face is
+the one the gate rule (``selection.py``) picks; only decisions taken while at
+the door carry ``at_door = True``, and only those can open the door. A track
+decided as a bystander that then becomes the gate's face is decided again at
+once (its cool-down does not delay the person who steps up). A track that no
+frame matches for ``track_lost_s`` ends.
 
-Rules, evaluated after every frame and on every tick:
+Rules, evaluated per track after every frame and on every tick:
 
 - ``granted``: k usable frames within ``window_s`` agree on the same subject
   with score >= threshold (and margin >= ``min_margin``), and the stillness
@@ -19,13 +25,14 @@ Rules, evaluated after every frame and on every tick:
   or the track was lost first; the reason is the most frequent frame failure.
 
 A track is decided once; after ``cooldown_s`` it may be decided again.
+A decided track in its cool-down skips its analysis after selection
+(:meth:`DecisionEngine.hold`), per track.
 The published :class:`AccessDecision` never carries the image or embedding.
 """
 
 from __future__ import annotations
 
 import collections
-import itertools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,14 +40,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from ...drivers.models.detector import Detection
 from ...runtime.config.recognition import DecisionSettings
 from ...runtime.events import AccessDecision, Decision, StageResult
 from .adaptive import required_frames
 from .liveness import StillnessCheck, iou
-from .pipeline import FrameAnalysis
+from .pipeline import FrameAnalysis, FrameFaces, SkipIf
 from .reasons import Reason
 from .thresholds import ThresholdPolicy
+from .tracking import Tracker
 
 _LIVENESS_FAIL = {Reason.LIVENESS_IR_MISSING, Reason.LIVENESS_PAD}
 
@@ -59,6 +66,10 @@ class _Track:
     box: tuple[float, float, float, float]
     frames: collections.deque[_Obs] = field(default_factory=lambda: collections.deque(maxlen=64))
     decided_at: float | None = None
+    at_door: bool = True
+    """Its face was the gate's target in the track's latest frame."""
+    decided_at_door: bool = True
+    """The last decision was taken while at the door."""
 
 
 class DecisionEngine:
@@ -85,68 +96,96 @@ class DecisionEngine:
         self.stillness = stillness
         self.model_id = model_id
         self._enrolled = enrolled
-        self._track: _Track | None = None
-        self._ids = itertools.count(1)
+        self._tracks: dict[int, _Track] = {}
+        self._tracker = Tracker(min_iou=settings.track_iou)
+        self.door_track: int | None = None
+        """The track of the gate's target in the last frame observed (None: no target)."""
 
     @property
     def tracking(self) -> bool:
-        return self._track is not None
+        return bool(self._tracks)
 
-    def hold(self, now: float) -> Callable[[Detection], bool] | None:
+    @property
+    def tracks(self) -> int:
+        """Live tracks (faces followed now)."""
+        return len(self._tracks)
+
+    def hold(self, now: float) -> SkipIf | None:
         """A predicate for a frame taken at ``now``: is this face in a decided, cooling-down track?
 
-        Snapshot of the current track (safe to call in a worker thread); None when
-        no track is decided, so the frame must be analysed in full.
+        ``hold(now)(face, at_door)``. A snapshot of the tracks (safe to call in a
+        worker thread); None when no track is decided, so the frame must be
+        analysed in full. A track decided as a bystander is not held when its
+        face is now the gate's target: it is decided again, at the door.
         """
-        tr, s = self._track, self.settings
-        if (tr is None or tr.decided_at is None or now - tr.decided_at >= s.cooldown_s
-                or now - tr.last_seen > s.track_lost_s):
+        s = self.settings
+        held = [
+            (box, tr.decided_at_door)
+            for tid, box in self._tracker.predicted(now).items()
+            if (tr := self._tracks.get(tid)) is not None and tr.decided_at is not None
+            and now - tr.decided_at < s.cooldown_s and now - tr.last_seen <= s.track_lost_s
+        ]
+        if not held:
             return None
-        box = tr.box
-        return lambda d: iou(box, d.box) >= s.track_iou
+        return lambda d, at_door: any(
+            iou(box, d.box) >= s.track_iou and (door or not at_door) for box, door in held)
 
     def observe(self, a: FrameAnalysis, now: float, wall: float) -> list[AccessDecision]:
-        """Feed one frame's analysis taken at monotonic ``now``; returns 0..2 decisions."""
-        out: list[AccessDecision] = []
-        tr = self._track
-        if tr is not None and now - tr.last_seen > self.settings.track_lost_s:
-            out += self._end(tr, wall, Reason.TRACK_LOST)
-            tr = None
-        if a.target is None:
+        """Feed the gate face's analysis of one frame taken at monotonic ``now``."""
+        return self.observe_frame(FrameFaces(a), now, wall)
+
+    def observe_frame(self, ff: FrameFaces, now: float, wall: float) -> list[AccessDecision]:
+        """Feed every face of one frame (``FrameFaces``); returns the decisions it completes."""
+        out = self._expire(now, wall)
+        faces = ff.faces
+        self.door_track = None
+        if not faces:
             out += self.tick(now, wall)
             return out
-        if tr is not None and iou(tr.box, a.target.box) < self.settings.track_iou:
-            out += self._end(tr, wall, Reason.TRACK_LOST)
-            tr = None
-        if tr is None:
-            tr = _Track(id=next(self._ids), started=now, last_seen=now, box=a.target.box)
-        self._track = tr
-        tr.last_seen, tr.box = now, a.target.box
-        if tr.decided_at is not None:
-            if now - tr.decided_at < self.settings.cooldown_s:
-                return out
-            tr.decided_at, tr.started = None, now
-            tr.frames.clear()
-        tr.frames.append(_Obs(now, a))
-        d = self._evaluate(tr, now, wall)
-        if d is not None:
-            out.append(d)
+        boxes = [a.target.box for a, _ in faces if a.target is not None]
+        ids = self._tracker.assign(boxes, now)
+        for (a, at_door), tid in zip(faces, ids, strict=True):
+            assert a.target is not None
+            tr = self._tracks.get(tid)
+            if tr is None:
+                tr = self._tracks[tid] = _Track(id=tid, started=now, last_seen=now, box=a.target.box)
+            tr.last_seen, tr.box, tr.at_door = now, a.target.box, at_door
+            if at_door:
+                self.door_track = tid
+            if tr.decided_at is not None:
+                # A bystander's decision never stands for the door: decide again, on door frames.
+                promoted = at_door and not tr.decided_at_door
+                if now - tr.decided_at < self.settings.cooldown_s and not promoted:
+                    continue
+                tr.decided_at, tr.started = None, now
+                tr.frames.clear()
+            if a.skipped:
+                continue
+            tr.frames.append(_Obs(now, a))
+            d = self._evaluate(tr, now, wall)
+            if d is not None:
+                out.append(d)
         return out
 
     def tick(self, now: float, wall: float) -> list[AccessDecision]:
         """Apply deadlines and track loss when frames stop coming."""
-        tr = self._track
-        if tr is None:
-            return []
-        if now - tr.last_seen > self.settings.track_lost_s:
-            return self._end(tr, wall, Reason.TRACK_LOST)
-        if tr.decided_at is None and now - tr.started >= self.settings.deadline_s:
-            return [self._undecided(tr, wall, Reason.DEADLINE, now)]
-        return []
+        out = self._expire(now, wall)
+        for tr in list(self._tracks.values()):
+            if tr.decided_at is None and now - tr.started >= self.settings.deadline_s:
+                out.append(self._undecided(tr, wall, Reason.DEADLINE, now))
+        return out
 
     # -- rules --------------------------------------------------------------
+    def _expire(self, now: float, wall: float) -> list[AccessDecision]:
+        out: list[AccessDecision] = []
+        for tr in list(self._tracks.values()):
+            if now - tr.last_seen > self.settings.track_lost_s:
+                out += self._end(tr, wall, Reason.TRACK_LOST)
+        return out
+
     def _end(self, tr: _Track, wall: float, reason: Reason) -> list[AccessDecision]:
-        self._track = None
+        self._tracks.pop(tr.id, None)
+        self._tracker.drop(tr.id)
         if tr.decided_at is None and tr.frames:
             return [self._undecided(tr, wall, reason, tr.last_seen)]
         return []
@@ -231,7 +270,7 @@ class DecisionEngine:
         self, tr: _Track, frames: list[_Obs], decision: Decision, reason: Reason,
         *, threshold: float, wall: float, now: float, extra: tuple[StageResult, ...] = (),
     ) -> AccessDecision:
-        tr.decided_at = now
+        tr.decided_at, tr.decided_at_door = now, tr.at_door
         last = frames[-1].analysis if frames else None
         res = last.search if last is not None else None
         best = res.best if res else None
@@ -267,4 +306,5 @@ class DecisionEngine:
             frames=len(frames),
             track_id=tr.id,
             decision_ms=round((now - tr.started) * 1e3, 1),
+            at_door=tr.at_door,
         )

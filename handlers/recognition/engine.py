@@ -71,7 +71,8 @@ def embed_options(cfg: RecognitionSection) -> EmbedOptions:
     """Refinement and view fusion from ``[recognition.fusion]``."""
     f = cfg.fusion
     return EmbedOptions(refine=f.refine, refine_face_px=f.refine_face_px, flip=f.flip,
-                        flip_band=f.flip_band, flip_margin=f.flip_margin)
+                        flip_band=f.flip_band, flip_margin=f.flip_margin,
+                        multiscale=f.multiscale)
 
 
 def selection_rule(cfg: RecognitionSection) -> SelectionRule:

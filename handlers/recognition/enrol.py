@@ -61,7 +61,9 @@ def embed_bgr(pipeline: FramePipeline, bgr: npt.NDArray[np.uint8]) -> ImageEmbed
         raise ImageRejected(
             failed.reason, f"face failed the {failed.name} check (value {failed.value})"
         )
-    emb, _ = embed_face(pipeline.models.embedder, bgr, target.landmarks, pipeline.embed_opts)
+    coarse = found.selection.face
+    emb, _ = embed_face(pipeline.models.embedder, bgr, target.landmarks, pipeline.embed_opts,
+                        coarse=coarse.landmarks if coarse is not None else None)
     quality = found.quality
     return ImageEmbedding(
         embedding=emb,

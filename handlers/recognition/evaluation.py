@@ -17,6 +17,9 @@ refine     selection rule, refined landmarks, one view
 refine+flip  selection rule, refined landmarks, mirror-fused on every image
 refine+flip@gate  the device: templates fused, a probe fused only when its plain
            score is uncertain (``fusion.needs_mirror``; :func:`gate_flip_stats`)
+multi+flip two detection scales: the views aligned from the coarse (320 px) and
+           the refined landmarks, each with its mirror, mean-fused (4 rows);
+           gate of the refined face (``fusion.multiscale``, issue 15 round 3)
 ========== ================================================================
 
 Per configuration: failures to enrol (no face selected: none found, none in
@@ -46,7 +49,7 @@ from .quality import QualityLimits, assess, first_failure
 from .reasons import Reason
 from .selection import ENROL_RULE, GATE_RULE, SelectionRule, select_face
 
-CONFIGS = ("legacy", "coarse", "coarse+flip", "refine", "refine+flip")
+CONFIGS = ("legacy", "coarse", "coarse+flip", "refine", "refine+flip", "multi+flip")
 DEFAULT_CONFIG = "refine+flip"
 
 
@@ -142,6 +145,8 @@ def analyse_image(
             s.gate = gates["coarse" if cfg.startswith("coarse") else "refine"]
             s.enrol_gate = egates["coarse" if cfg.startswith("coarse") else "refine"]
             s.embedding = fuse_rows(rows[base : base + 2]) if cfg.endswith("flip") else rows[base]
+            if cfg == "multi+flip":  # both scales, both views: rows 1-4
+                s.embedding = fuse_rows(rows[1:5])
             s.plain = rows[base] if cfg.endswith("flip") else None
         out[cfg] = s
     return out

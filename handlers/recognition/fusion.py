@@ -9,6 +9,11 @@ The documented fusion rules (the same at enrolment, at the gate and in
   L2-normalised rows are **averaged and re-normalised** (mean fusion). A mirror
   view cancels part of the left/right alignment error and of lighting
   asymmetry; it costs one more recogniser row in the same run.
+* **Two detection scales** (``multiscale``, with ``flip``): the face is also
+  aligned from the coarse pass's landmarks (320 px input) and that crop and
+  its mirror join the mean, four rows in all. Always at enrolment; at the gate
+  only where the mirror view is embedded (the uncertainty band), so a clear
+  face still costs one row.
 * **Templates of one subject** (the matcher): every enrolled image stays its own
   template and a subject scores the **maximum** cosine over its templates, so a
   second photo can only help the subject it belongs to.
@@ -45,6 +50,8 @@ class EmbedOptions:
     """At the gate: mirror pass only when |best - threshold| < flip_band (1.0: always)."""
     flip_margin: float = 0.03
     """At the gate: mirror pass also when best - runner-up < flip_margin."""
+    multiscale: bool = False
+    """With flip and refine: the coarse-landmark views join the fusion (see above)."""
 
     @classmethod
     def legacy(cls) -> EmbedOptions:
@@ -56,6 +63,8 @@ class EmbedOptions:
         parts = [f"refine{int(self.refine_face_px)}" if self.refine else "coarse"]
         if self.flip:
             parts.append("flip")
+        if self.multiscale and self.flip and self.refine:
+            parts.append("ms")
         return "+".join(parts)
 
 
@@ -96,6 +105,21 @@ def aligned_views(crop: npt.NDArray[np.uint8], opts: EmbedOptions) -> npt.NDArra
     return np.stack([crop, np.asarray(cv2.flip(crop, 1), dtype=np.uint8)])
 
 
+def extra_views(
+    bgr: npt.NDArray[np.uint8], crop: npt.NDArray[np.uint8],
+    coarse: npt.NDArray[np.float32] | None, opts: EmbedOptions,
+) -> npt.NDArray[np.uint8]:
+    """The views fused with the plain ``crop``: its mirror, and with ``opts.multiscale``
+    the face aligned from the ``coarse`` landmarks and that crop's mirror. Blocking."""
+    if not opts.flip:
+        return np.zeros((0, *crop.shape), np.uint8)
+    out = [np.asarray(cv2.flip(crop, 1), dtype=np.uint8)]
+    if opts.multiscale and opts.refine and coarse is not None:
+        second = align_face(bgr, coarse)
+        out.extend([second, np.asarray(cv2.flip(second, 1), dtype=np.uint8)])
+    return np.stack(out)
+
+
 def fuse_rows(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """Mean of L2-normalised rows, re-normalised (one row in, the same row out)."""
     if rows.shape[0] == 1:
@@ -106,8 +130,10 @@ def fuse_rows(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 def embed_face(
     embedder: FaceEmbedder, bgr: npt.NDArray[np.uint8], landmarks: npt.NDArray[np.float32],
-    opts: EmbedOptions,
+    opts: EmbedOptions, *, coarse: npt.NDArray[np.float32] | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
-    """(fused embedding, aligned crop) of the face at ``landmarks``. Blocking."""
+    """(fused embedding, aligned crop) of the face at ``landmarks`` (every view fused;
+    ``coarse``: the coarse pass's landmarks, for ``opts.multiscale``). Blocking."""
     crop = align_face(bgr, landmarks)
-    return fuse_rows(embedder.embed(aligned_views(crop, opts))), crop
+    views = np.concatenate([crop[None], extra_views(bgr, crop, coarse, opts)])
+    return fuse_rows(embedder.embed(views)), crop

@@ -4,7 +4,8 @@
 prints (never asserts) per-frame p50/p99 in ms of :meth:`FramePipeline.analyse`
 on the ``facegate bench`` frames (640x480 JPEG, one face, 1,000-subject
 gallery) for each embedding configuration (legacy = coarse landmarks + one
-view; refine+flip every frame = the first issue-15 default; the device gate =
+view; refine+flip every frame = the first issue-15 default; +ms = also the coarse
+landmarks' views, what an uncertain frame costs with ``fusion.multiscale``; the device gate =
 refined landmarks, mirror view only when the plain score is uncertain, measured
 with the sample face enrolled (a clear match) and not enrolled (a clear
 stranger); the share of frames that took the mirror pass is printed), alternating in
@@ -77,6 +78,7 @@ def run(frames_n: int, precision: str) -> None:
         "legacy (coarse, 1 view)": EmbedOptions.legacy(),
         "refine only": EmbedOptions(flip=False),
         "refine+flip every frame": EmbedOptions(),
+        "refine+flip+ms every frame": EmbedOptions(multiscale=True),
     }
     pipes = {k: FramePipeline(models, matcher, embed=v) for k, v in paths.items()}
     pipes["device gate, enrolled face"] = FramePipeline(models, known,

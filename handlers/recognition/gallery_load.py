@@ -10,15 +10,41 @@ load waits: :class:`GalleryLoader` is then also a Service
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
+import numpy.typing as npt
 import structlog
 
 from ...runtime.clock import Clock
 from ...storage import Store
 from .engine import RecognitionEngine
+from .matcher import Matcher
 
 _log = structlog.get_logger("facegate.recognition")
+
+
+class _DeferredPackSink:
+    """The matcher as the loader's sink: batches are inserted on the loop (vectorised copies)
+    but their scan segments are packed once, after the load, in a worker thread
+    (:meth:`Matcher.prepare`: an onnxruntime session per segment must not stall the loop)."""
+
+    def __init__(self, matcher: Matcher) -> None:
+        self._matcher = matcher
+
+    def reserve(self, rows: int) -> None:
+        self._matcher.reserve(rows)
+
+    def add_batch(self, subject_ids: Sequence[str], template_ids: Sequence[str],
+                  embeddings: npt.NDArray[np.float32], model_id: str) -> None:
+        self._matcher.add_batch(subject_ids, template_ids, embeddings, model_id, pack=False)
+
+    def add(self, subject_id: str, template_id: str, embedding: npt.NDArray[np.float32],
+            model_id: str) -> None:
+        self.add_batch([subject_id], [template_id], embedding[None], model_id)
+
+    def remove_subject(self, subject_id: str) -> int:
+        return self._matcher.remove_subject(subject_id)
 
 
 class GalleryLoader:
@@ -50,7 +76,8 @@ class GalleryLoader:
     async def load(self) -> None:
         """Decrypt every template into the matcher (off the loop, in batches); attach the gallery."""
         engine, gallery = self._engine, self._store.gallery
-        report = await gallery.load_all(engine.matcher, model_id=engine.model_id)
+        report = await gallery.load_all(_DeferredPackSink(engine.matcher), model_id=engine.model_id)
+        await asyncio.to_thread(engine.matcher.prepare)
         gallery.attach(engine.matcher)
         _log.info(
             "recognition.gallery_loaded",

@@ -1,24 +1,19 @@
 """The 1:N matcher: every enrolled template in one contiguous matrix.
 
-Layout. Templates are rows of one float32 matrix (L2-normalised, so a dot
-product is the cosine) plus a parallel int8 copy (stored offset-binary as
-uint8, zero point 128). Capacity grows by doubling, so enrolment is amortised
-O(d) with no rebuild; removal swaps the last row into the hole (O(d) per
-row). A subject may own several templates; its score is the max over them.
+Layout. Templates are rows of one float16 matrix (L2-normalised; a stored
+component differs from the float32 one by at most 2^-11 of itself, so a
+re-ranked cosine is within 2^-11 < 5e-4 of the float32 cosine, by
+Cauchy-Schwarz; tested) plus a parallel int8 copy (offset-binary uint8, zero
+point 128). Capacity grows by doubling, so enrolment is amortised O(d) with no
+rebuild; removal swaps the last row into the hole (O(d) per row). A subject
+may own several templates; its score is the max over them.
 
-Search. Below ``int8_min_rows`` rows the float32 matrix is scanned exactly
-with one BLAS GEMV. Above it, the int8 matrix is scanned with onnxruntime's
-``MatMulInteger`` (4x less memory traffic than float32, which is what a
-1M-row scan is bound by). ``BLOCK``-row blocks are ranked by their block
-maximum and kept, best first, until the kept blocks' maxima cover ``k +
-EXTRA_SUBJECTS`` distinct subjects (at least ``BLOCKS_KEPT`` blocks): a
-subject owning many templates (20 by default) can fill any fixed number of
-blocks, and the runner-up must still be re-scored. The best ``CANDIDATES``
-rows within the kept blocks (more when they cover too few subjects) are
-re-scored exactly in float32, and subjects are ranked on those exact scores.
-Approximation can only miss a row whose int8 score fell out of the
-candidates; the bench measures recall@1 and runner-up agreement against
-:meth:`Matcher.exact_search`.
+Search. Below ``int8_min_rows`` rows every row is scored exactly. Above it an
+approximate scan (scan.py: 4-bit prepacked segments without VNNI, int8 with
+VNNI) scores every row with an error bound, the shortlist (shortlist.py) keeps
+every row that could belong to an exact top-k subject, and those rows are
+re-scored exactly; subjects are ranked on the exact scores. The bench measures
+recall@1 and runner-up agreement against :meth:`Matcher.exact_search`.
 
 Ids. A row's subject is an int32 index into one list of subject ids (no
 per-row or per-subject Python containers: a 1M gallery costs arrays, not
@@ -36,52 +31,25 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from ...drivers.models.registry import check_same_model
-from ...runtime.machine import has_vnni
 from .errors import GalleryError
-from .scan import Int8Scan
+from .matches import Match, SearchResult
+from .scan import GalleryScan
+from .shortlist import BLOCK, NO_SUBJECT, round_rows, shortlist
+from .subject_ids import SubjectIds
 
-BLOCK = 256
-BLOCKS_KEPT = 16
-#: Blocks whose maxima are inspected first; more only when one subject owns most of them.
-BLOCKS_SCANNED = 64
-#: Distinct subjects (beyond k) whose best blocks must be kept, so that the
-#: runner-up is re-scored even when the best subject owns many templates.
-EXTRA_SUBJECTS = 2
+__all__ = ["BLOCK", "Match", "Matcher", "SearchResult"]
+
+#: Rows taken first when ranking exact scores; more when they cover fewer than k subjects.
 CANDIDATES = 128
-_NO_SUBJECT = -1
+_NO_SUBJECT = NO_SUBJECT
 _COMPACT_CHUNK = 65_536
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """The best template of one subject and its exact cosine score."""
-
-    subject_id: str
-    template_id: str
-    score: float
-
-
-@dataclass(frozen=True, slots=True)
-class SearchResult:
-    """Up to k subjects, best first, with exact scores. Never contains an embedding."""
-
-    matches: tuple[Match, ...]
-    subjects: int
-    templates: int
-
-    @property
-    def best(self) -> Match | None:
-        return self.matches[0] if self.matches else None
-
-    @property
-    def runner_up(self) -> Match | None:
-        return self.matches[1] if len(self.matches) > 1 else None
+#: Rows converted from float16 at a time for an exact scan (a 4 MB float32 temporary).
+_DOT_CHUNK = 8192
 
 
 class Matcher:
@@ -108,23 +76,22 @@ class Matcher:
         self._lock = threading.RLock()
         self._n = 0
         cap = self._round_cap(initial_capacity)
-        self._f32 = np.zeros((cap, dim), np.float32)
-        self._q8 = np.full((cap, dim), 128, np.uint8)
         self._row_sid = np.full(cap, _NO_SUBJECT, np.int32)
         self._row_template: list[str] = []
         self._template_row: dict[str, int] = {}
-        self._sid_index: dict[str, int] = {}
-        self._sid_names: list[str | None] = []
-        self._sid_rows = np.zeros(0, np.int32)
-        self._sid_free: list[int] = []
-        self._subjects = 0
-        # Kernel chosen at run time (scan.py): prepacked segments where int8 dot products
-        # have no native instruction (AVX2 without VNNI), the dynamic kernel otherwise.
-        self._scan = Int8Scan(threads, prepack=(not has_vnni()) if prepack is None else prepack)
+        self._ids = SubjectIds()
+        # Kernel chosen at run time (scan.py): 4-bit prepacked segments where int8 dot
+        # products have no native instruction (AVX2 without VNNI), dynamic int8 otherwise.
+        self._scan = GalleryScan(threads, self._qscale, pack=prepack)
+        self._f16 = np.zeros((cap, dim), np.float16)
+        # The int8 copy feeds the dynamic kernel only: with packed segments it has no
+        # columns (every write to it stays valid, and it costs nothing).
+        self._qdim = 0 if self._scan.packs else dim
+        self._q8 = np.full((cap, self._qdim), 128, np.uint8)
 
     @staticmethod
     def _round_cap(n: int) -> int:
-        return max(BLOCK, -(-n // BLOCK) * BLOCK)
+        return round_rows(n)
 
     # -- size -------------------------------------------------------------
     def __len__(self) -> int:
@@ -134,50 +101,17 @@ class Matcher:
     @property
     def subject_count(self) -> int:
         """Number of distinct subjects (the N of the N x FMR threshold rule)."""
-        return self._subjects
+        return len(self._ids)
 
     def has_subject(self, subject_id: str) -> bool:
-        return subject_id in self._sid_index
-
-    def _subject_index(self, subject_id: str) -> int:
-        idx = self._sid_index.get(subject_id)
-        if idx is not None:
-            return idx
-        if self._sid_free:
-            idx = self._sid_free.pop()
-            self._sid_names[idx] = subject_id
-        else:
-            idx = len(self._sid_names)
-            self._sid_names.append(subject_id)
-            if idx >= self._sid_rows.size:
-                grown = np.zeros(max(1024, 2 * self._sid_rows.size), np.int32)
-                grown[: self._sid_rows.size] = self._sid_rows
-                self._sid_rows = grown
-        self._sid_index[subject_id] = idx
-        self._subjects += 1
-        return idx
-
-    def _drop_row_of(self, idx: int) -> None:
-        self._sid_rows[idx] -= 1
-        if self._sid_rows[idx] == 0:
-            name = self._sid_names[idx]
-            assert name is not None
-            del self._sid_index[name]
-            self._sid_names[idx] = None
-            self._sid_free.append(idx)
-            self._subjects -= 1
-
-    def _name(self, idx: int) -> str:
-        name = self._sid_names[idx]
-        assert name is not None
-        return name
+        return subject_id in self._ids
 
     @property
     def kernel(self) -> str:
         """The scan that runs at the current size on this CPU (reported by the benches)."""
         if self._n < self.int8_min_rows:
-            return "float32 BLAS GEMV, exact"
-        return f"{self._scan.kernel} + float32 re-rank of {CANDIDATES}+ rows"
+            return "exact: float16 rows widened to float32, BLAS GEMV"
+        return f"{self._scan.kernel} + exact re-rank (float16 rows) of the bounded shortlist"
 
     # -- mutation ---------------------------------------------------------
     def _normalised(self, emb: npt.NDArray[np.floating], rows: int) -> npt.NDArray[np.float32]:
@@ -192,23 +126,23 @@ class Matcher:
         return np.asarray(arr / norms, dtype=np.float32)
 
     def _quantise(self, arr: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
-        q = np.clip(np.rint(arr * self._qscale), -127, 127).astype(np.int8)
+        q = np.clip(np.rint(arr[:, : self._qdim] * self._qscale), -127, 127).astype(np.int8)
         return np.asarray(q.view(np.uint8) ^ np.uint8(0x80), dtype=np.uint8)
 
     def _ensure(self, rows: int, *, exact: bool = False) -> None:
         need = self._n + rows
-        cap = self._f32.shape[0]
+        cap = self._f16.shape[0]
         if need <= cap:
             return
         new_cap = self._round_cap(need if exact else max(need, cap * 2))
         # np.zeros/np.empty map fresh pages lazily: only rows written cost memory.
-        f32 = np.zeros((new_cap, self.dim), np.float32)
-        q8 = np.empty((new_cap, self.dim), np.uint8)
+        f16 = np.zeros((new_cap, self.dim), np.float16)
+        q8 = np.empty((new_cap, self._qdim), np.uint8)
         row_sid = np.full(new_cap, _NO_SUBJECT, np.int32)
-        f32[: self._n] = self._f32[: self._n]
+        f16[: self._n] = self._f16[: self._n]
         q8[: self._n] = self._q8[: self._n]
         row_sid[: self._n] = self._row_sid[: self._n]
-        self._f32, self._q8, self._row_sid = f32, q8, row_sid
+        self._f16, self._q8, self._row_sid = f16, q8, row_sid
 
     def add(
         self, subject_id: str, template_id: str, embedding: npt.NDArray[np.floating], model_id: str
@@ -222,8 +156,14 @@ class Matcher:
         template_ids: Sequence[str],
         embeddings: npt.NDArray[np.floating],
         model_id: str,
+        *,
+        pack: bool = True,
     ) -> None:
-        """Enrol many templates at once (start-up load). All-or-nothing."""
+        """Enrol many templates at once (start-up load). All-or-nothing.
+
+        ``pack=False`` leaves the scan segments this batch completes unpacked until
+        :meth:`prepare` or the next search (a bulk load packs once, off the event loop).
+        """
         check_same_model(model_id, self.model_id)
         n = len(subject_ids)
         if n != len(template_ids) or n != (embeddings.shape[0] if embeddings.ndim > 1 else 1):
@@ -239,7 +179,7 @@ class Matcher:
                 raise GalleryError(f"template {dup} is already enrolled")
             self._ensure(n)
             start = self._n
-            self._f32[start : start + n] = arr
+            self._f16[start : start + n] = arr
             self._q8[start : start + n] = q
             # Vectorised bookkeeping: one dict lookup per distinct subject, no per-row numpy writes.
             last: str | None = None
@@ -247,20 +187,26 @@ class Matcher:
             rows_sid = np.empty(n, np.int32)
             for i, sid in enumerate(subject_ids):
                 if sid != last:
-                    last, idx = sid, self._subject_index(sid)
+                    last, idx = sid, self._ids.index(sid)
                 rows_sid[i] = idx
             self._row_sid[start : start + n] = rows_sid
-            np.add.at(self._sid_rows, rows_sid, 1)
+            self._ids.add_rows(rows_sid)
             self._row_template.extend(tids)
             self._template_row.update(zip(tids, range(start, start + n), strict=True))
             self._n = start + n
-            self._repack()
+            self._repack(pack)
 
-    def _repack(self) -> None:
+    def _repack(self, pack: bool = True) -> None:
         if self._n >= self.int8_min_rows:
-            self._scan.refresh(self._q8, self._n)
+            self._scan.refresh(self._f16, self._n, pack=pack)
         else:
             self._scan.clear()
+
+    def prepare(self) -> None:
+        """Pack what the next search would pack (after a bulk load: the first search stays fast)."""
+        with self._lock:
+            if self._n >= self.int8_min_rows:
+                self._scan.pack_pending(self._f16, self._n)
 
     def reserve(self, rows: int) -> None:
         """Allocate room for ``rows`` more templates at once (the start-up load knows its size).
@@ -276,16 +222,16 @@ class Matcher:
         last = self._n - 1
         self._scan.invalidate(row)
         self._scan.invalidate(last)
-        self._drop_row_of(int(self._row_sid[row]))
+        self._ids.drop_row(int(self._row_sid[row]))
         del self._template_row[self._row_template[row]]
         if row != last:
             mtid = self._row_template[last]
-            self._f32[row] = self._f32[last]
+            self._f16[row] = self._f16[last]
             self._q8[row] = self._q8[last]
             self._row_sid[row] = self._row_sid[last]
             self._row_template[row] = mtid
             self._template_row[mtid] = row
-        self._f32[last] = 0.0
+        self._f16[last] = 0.0
         self._q8[last] = 128
         self._row_sid[last] = _NO_SUBJECT
         self._row_template.pop()
@@ -294,7 +240,7 @@ class Matcher:
     def remove_subject(self, subject_id: str) -> int:
         """Remove every template of ``subject_id``; returns how many. Unmatchable on return."""
         with self._lock:
-            idx = self._sid_index.get(subject_id)
+            idx = self._ids.get(subject_id)
             if idx is None:
                 return 0
             rows = np.flatnonzero(self._row_sid[: self._n] == idx)[::-1]
@@ -310,7 +256,7 @@ class Matcher:
         Rows are compacted in place chunk by chunk, so no copy of the gallery is made.
         """
         with self._lock:
-            idxs = sorted({self._sid_index[s] for s in subject_ids if s in self._sid_index})
+            idxs = sorted({i for s in subject_ids if (i := self._ids.get(s)) is not None})
             if not idxs:
                 return 0
             n = self._n
@@ -321,12 +267,12 @@ class Matcher:
                 keep = start + np.flatnonzero(~drop[start : start + _COMPACT_CHUNK])
                 m = keep.size
                 if m and (write != start or m != min(_COMPACT_CHUNK, n - start)):
-                    self._f32[write : write + m] = self._f32[keep]
+                    self._f16[write : write + m] = self._f16[keep]
                     self._q8[write : write + m] = self._q8[keep]
                     self._row_sid[write : write + m] = self._row_sid[keep]
                     self._row_template[write : write + m] = [self._row_template[r] for r in keep.tolist()]
                 write += m
-            self._f32[write:n] = 0.0
+            self._f16[write:n] = 0.0
             self._q8[write:n] = 128
             self._row_sid[write:n] = _NO_SUBJECT
             del self._row_template[write:]
@@ -337,8 +283,7 @@ class Matcher:
             for row in range(first, write):
                 self._template_row[self._row_template[row]] = row
             for idx in idxs:
-                self._sid_rows[idx] = 1
-                self._drop_row_of(idx)
+                self._ids.drop_subject(idx)
             self._n = write
             self._repack()
             return n - write
@@ -356,55 +301,29 @@ class Matcher:
     def clear(self) -> None:
         """Forget every template (teardown)."""
         with self._lock:
-            self._f32[: self._n] = 0.0
+            self._f16[: self._n] = 0.0
             self._q8[: self._n] = 128
             self._row_sid[: self._n] = _NO_SUBJECT
             self._n = 0
             self._row_template.clear()
             self._template_row.clear()
-            self._sid_index.clear()
-            self._sid_names.clear()
-            self._sid_rows[:] = 0
-            self._sid_free.clear()
-            self._subjects = 0
+            self._ids.clear()
             self._scan.clear()
 
     # -- search -----------------------------------------------------------
-    def _kept_blocks(self, block_max: npt.NDArray[np.int32], y2: npt.NDArray[np.int32],
-                     k: int) -> npt.NDArray[np.intp]:
-        """Blocks best first until their maxima cover ``k + EXTRA_SUBJECTS`` subjects."""
-        nb = block_max.size
-        want = k + EXTRA_SUBJECTS
-        scanned = min(BLOCKS_SCANNED, nb)
-        while True:
-            top = np.argpartition(block_max, -scanned)[-scanned:]
-            top = top[np.argsort(-block_max[top], kind="stable")]
-            owners = self._row_sid[top * BLOCK + y2[top].argmax(axis=1)]
-            seen: set[int] = set()
-            for i, owner in enumerate(owners.tolist()):
-                if owner != _NO_SUBJECT:
-                    seen.add(owner)
-                if len(seen) >= want:
-                    return np.asarray(top[: max(i + 1, min(BLOCKS_KEPT, nb))], dtype=np.intp)
-            if scanned == nb:
-                return np.asarray(top, dtype=np.intp)
-            scanned = min(nb, scanned * 4)
+    def _dot(self, start: int, end: int, q: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Exact cosines of rows ``[start, end)`` (float16 rows widened chunk by chunk)."""
+        out = np.empty(end - start, np.float32)
+        for s in range(start, end, _DOT_CHUNK):
+            e = min(end, s + _DOT_CHUNK)
+            np.matmul(self._f16[s:e].astype(np.float32), q, out=out[s - start : e - start])
+        return out
 
     def _candidates(self, q: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.intp]:
         padded = self._round_cap(self._n)
-        qi = np.clip(np.rint(q * self._qscale), -127, 127).astype(np.int8)
         self._q8[self._n : padded] = 128  # the block's tail scores 0 (rows past n may be unwritten)
-        y = self._scan.scores(self._q8, padded, qi)
-        y2 = y.reshape(-1, BLOCK)
-        blocks = self._kept_blocks(y2.max(axis=1), y2, k)
-        rows = (blocks[:, None] * BLOCK + np.arange(BLOCK)).ravel()
-        rows = rows[rows < self._n]
-        take = min(CANDIDATES, rows.size)
-        while True:
-            picked = rows[np.argpartition(y[rows], -take)[-take:]]
-            if take == rows.size or np.unique(self._row_sid[picked]).size >= k + EXTRA_SUBJECTS:
-                return np.asarray(picked, dtype=np.intp)
-            take = min(rows.size, take * 4)
+        y, bound = self._scan.scores(self._f16, self._q8 if self._qdim else None, self._n, padded, q)
+        return shortlist(y, bound, self._row_sid, self._n, k)
 
     def _rank(self, rows: npt.NDArray[np.intp], scores: npt.NDArray[np.float32],
               k: int) -> list[Match]:
@@ -417,7 +336,8 @@ class Matcher:
             if idx in seen:
                 continue
             seen.add(idx)
-            matches.append(Match(self._name(idx), self._row_template[row], float(scores[j])))
+            score = min(1.0, float(scores[j]))  # float16 rows: a self-match may read 1 + 2^-12
+            matches.append(Match(self._ids.name(idx), self._row_template[row], score))
             if len(matches) >= k:
                 break
         return matches
@@ -435,15 +355,15 @@ class Matcher:
                 return SearchResult(matches=(), subjects=0, templates=0)
             if n >= self.int8_min_rows:
                 rows = self._candidates(q, k)
-                matches = self._rank(rows, self._f32[rows] @ q, k)
+                matches = self._rank(rows, self._f16[rows].astype(np.float32) @ q, k)
             else:
                 matches = self._exact_top(q, k)
-            return SearchResult(matches=tuple(matches), subjects=self._subjects, templates=n)
+            return SearchResult(matches=tuple(matches), subjects=len(self._ids), templates=n)
 
     def _exact_top(self, q: npt.NDArray[np.float32], k: int) -> list[Match]:
         # The first k distinct subjects of the top rows are the exact top k
         # subjects; widen until k are found (one subject may own many rows).
-        all_scores = self._f32[: self._n] @ q
+        all_scores = self._dot(0, self._n, q)
         take = min(self._n, CANDIDATES)
         while True:
             rows = np.asarray(np.argpartition(all_scores, -take)[-take:], dtype=np.intp)
@@ -457,10 +377,10 @@ class Matcher:
         q = self._normalised(embedding, 1)[0]
         with self._lock:
             matches = self._exact_top(q, k) if self._n else []
-            return SearchResult(matches=tuple(matches), subjects=self._subjects, templates=self._n)
+            return SearchResult(matches=tuple(matches), subjects=len(self._ids), templates=self._n)
 
     def exact_scores(self, embedding: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
         """Cosine against every row (bench/recall reference); row order is internal."""
         q = self._normalised(embedding, 1)[0]
         with self._lock:
-            return np.asarray(self._f32[: self._n] @ q, dtype=np.float32)
+            return self._dot(0, self._n, q)

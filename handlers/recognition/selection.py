@@ -99,3 +99,23 @@ def select_face(
     if len(cands) > 1 and cands[1].area >= rule.ambiguous_area * cands[0].area:
         return Selection(None, Reason.MANY_FACES, len(cands))
     return Selection(cands[0], Reason.OK, len(cands))
+
+
+def other_faces(
+    detections: Sequence[Detection], width: int, height: int, rule: SelectionRule,
+    *, min_face_px: float, exclude: Detection | None,
+) -> list[Detection]:
+    """The faces besides the gate's target that are identified too (issue 16), largest first.
+
+    Every face whose centre lies in the ROI (step 1 of the rule) and whose
+    shorter box side is at least ``min_face_px`` (the quality gate's minimum
+    size: a smaller face could never pass it), except ``exclude`` (the
+    target). None of them can open the door: only :func:`select_face` picks
+    the face at the gate, and these are reported as ``at_door: false``.
+    """
+    return sorted(
+        (d for d in detections
+         if d is not exclude and _inside(d, rule.roi, width, height)
+         and min(d.box[2], d.box[3]) >= min_face_px),
+        key=lambda d: -d.area,
+    )

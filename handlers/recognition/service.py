@@ -6,6 +6,14 @@ is analysed in a worker thread (ONNX never blocks the loop); the
 :class:`DecisionEngine` turns analyses into decisions. A second named task
 ticks the deadlines with the injected clock, so ``undecided`` arrives on time
 even when the camera stops sending frames.
+
+Several faces per frame (issue 16): up to ``decision.max_faces`` faces are
+analysed per frame, each on its own track with its own decision. Decisions
+about the gate's target (``at_door``) are authorised and published as
+before; the others (bystanders) are counted (``bystander_decisions``) and,
+with ``decision.bystanders = "report"``, published with ``at_door = False``
+(never ``undecided``: a face walking past in profile is not news). A
+bystander decision never gets a snapshot.
 """
 
 from __future__ import annotations
@@ -19,15 +27,14 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from ...drivers.models.detector import Detection
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.errors import FacegateError
-from ...runtime.events import AccessDecision, FrameCaptured
+from ...runtime.events import AccessDecision, Decision, FrameCaptured
 from .decision import DecisionEngine
 from .engine import RecognitionEngine
 from .framediff import FrameDiff
-from .pipeline import FrameAnalysis
+from .pipeline import FrameFaces, SkipIf
 
 _log = structlog.get_logger("facegate.recognition")
 
@@ -85,8 +92,12 @@ class RecognitionService:
         """Frames equal to the last analysed one (framediff.py): its analysis was reused."""
         self.frames_skipped_decided = 0
         """Frames whose face's track was decided: analysis stopped after selection."""
+        self.faces_analysed = 0
+        """Faces analysed (gate target and bystanders; skipped and reused ones not counted)."""
+        self.bystander_decisions = 0
+        """Decisions about faces that were not the gate's target (published only in 'report')."""
         self._diff = FrameDiff(unchanged_threshold)
-        self._last: FrameAnalysis | None = None
+        self._last: FrameFaces | None = None
         self.frames_gated = 0
         self.reasons: collections.Counter[str] = collections.Counter()
         self._ready = asyncio.Event()
@@ -102,6 +113,9 @@ class RecognitionService:
             "frames_analysed": self.frames_analysed,
             "gallery_templates": len(self._engine.matcher),
             "gallery_subjects": self._engine.matcher.subject_count,
+            "faces_analysed": self.faces_analysed,
+            "tracks": self.decider.tracks,
+            "bystander_decisions": self.bystander_decisions,
         }
 
     async def wait_ready(self) -> None:
@@ -109,10 +123,18 @@ class RecognitionService:
         await self._ready.wait()
 
     async def _authorised(self, decisions: list[AccessDecision]) -> list[AccessDecision]:
-        """Authorisation after identification (validity, schedules), when configured."""
-        if self._authorise is None or not decisions:
-            return decisions
-        return [await self._authorise(d) for d in decisions]
+        """Bystanders counted (and dropped unless reported), then authorisation when configured."""
+        report = self._engine.cfg.decision.bystanders == "report"
+        kept: list[AccessDecision] = []
+        for d in decisions:
+            if not d.at_door:
+                self.bystander_decisions += 1
+                if not report or d.decision is Decision.UNDECIDED:
+                    continue
+            kept.append(d)
+        if self._authorise is None or not kept:
+            return kept
+        return [await self._authorise(d) for d in kept]
 
     def _publish(self, decisions: list[AccessDecision]) -> None:
         for d in decisions:
@@ -121,6 +143,7 @@ class RecognitionService:
                 "recognition.decision", decision=str(d.decision), reason=d.reason,
                 subject_id=d.subject_id, score=d.score, threshold=d.threshold,
                 track_id=d.track_id, frame_count=d.frames, gallery_size=d.gallery_size,
+                at_door=d.at_door,
             )
             self._bus.publish(d)
 
@@ -137,28 +160,34 @@ class RecognitionService:
                     self._analyse, ev.image, ev.ir, self.decider.hold(ev.monotonic)
                 )
                 self.frames_analysed += 1
-                self.reasons[str(analysis.reason)] += 1
-                decisions = self.decider.observe(analysis, ev.monotonic, self._clock.wall())
+                self.reasons[str(analysis.door.reason)] += 1
+                decisions = self.decider.observe_frame(analysis, ev.monotonic, self._clock.wall())
                 decisions = await self._authorised(decisions)
                 self._publish(decisions)
-                if decisions and self._snapshot_sink is not None and analysis.target is not None:
-                    await self._snapshot(decisions, ev.image, analysis.target.box)
+                # The crop shows this frame's gate face: only for decisions about its track.
+                door = [d for d in decisions if d.at_door and d.track_id == self.decider.door_track]
+                target = analysis.door.target
+                if door and self._snapshot_sink is not None and target is not None:
+                    await self._snapshot(door, ev.image, target.box)
 
     def _analyse(
         self,
         image: npt.NDArray[np.uint8],
         ir: npt.NDArray[np.uint8] | None,
-        hold: Callable[[Detection], bool] | None,
-    ) -> FrameAnalysis:
+        hold: SkipIf | None,
+    ) -> FrameFaces:
         """Worker thread (one frame at a time): skip what cannot change the decision."""
         prev = self._last
-        if (ir is None and prev is not None and not prev.skipped
-                and self._diff.unchanged(image, prev.target.box if prev.target else None)):
+        if (ir is None and prev is not None
+                and not any(a.skipped for a, _ in prev.faces)
+                and self._diff.unchanged(image, prev.door.target.box if prev.door.target else None)):
             self.frames_unchanged += 1
             return prev
-        analysis = self._engine.pipeline.analyse(image, ir, skip_if=hold)
-        if analysis.skipped:
+        analysis = self._engine.pipeline.analyse_all(
+            image, ir, skip_if=hold, max_faces=self._engine.cfg.decision.max_faces)
+        if analysis.door.skipped:
             self.frames_skipped_decided += 1
+        self.faces_analysed += sum(1 for a, _ in analysis.faces if not a.skipped)
         self._diff.remember(image)
         self._last = analysis
         return analysis

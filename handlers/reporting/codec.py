@@ -115,6 +115,8 @@ class EventCodec:
         }
         if ev.schedule is not None:  # DENIED outside_schedule names the schedule
             body["schedule"] = ev.schedule
+        if not ev.at_door:  # a bystander's decision (issue 16); absent = at the door
+            body["at_door"] = False
         if self._names is not None and ev.subject_id is not None:
             name = self._names(ev.subject_id)
             if name is not None:  # a subject without a (readable) display name: no field

@@ -192,6 +192,20 @@ class DecisionSettings:
     weak_margin: float = setting(
         0.05, doc="A vote with a margin under this is weak evidence.", ge=0, le=1
     )
+    max_faces: int = setting(
+        6,
+        doc="Faces identified per frame (issue 16): the gate's target, then the other faces in "
+        "the ROI at least quality.min_face_px in size, largest first; each has its own track "
+        "and decision, and only the target can open the door. 1 = the target only.",
+        ge=1,
+        le=16,
+    )
+    bystanders: Literal["count", "report"] = setting(
+        "count",
+        doc="Decisions about faces that are not the gate's target: 'count' = health counters "
+        "only (every event/access is about the face at the door, as before); 'report' = also "
+        "published on event/access with at_door = false (never 'undecided'; docs/mqtt.md).",
+    )
 
     def check(self) -> None:
         if self.fast_k == 1:
@@ -252,6 +266,14 @@ class FusionSettings:
         "face's area makes the frame ambiguous (refused as many_faces) instead of guessed.",
         gt=0,
         le=1,
+    )
+    multiscale: bool = setting(
+        False,
+        doc="With refine and flip: the face aligned from the coarse pass's landmarks (and its "
+        "mirror) joins the mean, four recogniser rows. Always at enrolment; at the gate only "
+        "when the mirror view is embedded (flip_band, flip_margin). Devset every 4th: FNMR@1e-4 3.70% vs "
+        "4.44% (int8), FNIR 8.3% vs 10.6%, but 1 stranger of 345 granted with int8 (0 with "
+        "fp32): off until a held-out check (docs/performance.md, issue 15 round 3).",
     )
 
 

@@ -64,3 +64,10 @@ def test_calibrate_on_devset_meets_the_reference(tmp_path: Path) -> None:
     assert o["fte_rate"] <= 0.01
     # The gate spends the mirror view on the uncertain probes only (measured 128 of 1,076).
     assert o["probes_mirrored"] <= 0.3 * o["probes_searched"]
+    # Round 3: two-scale fusion is measured next to the device (int8, every 4th: 3.70% vs
+    # 4.44% at 1e-4) and the study's device row (one photo per subject) grants no stranger.
+    assert rows["multi+flip@gate"]["fnmr@0.0001"] < rows["legacy"]["fnmr@0.0001"]
+    assert "multi+flip@gate" in summary["other_open_sets"]
+    device_rows = [r for r in summary["open_set_study"]
+                   if r["config"] == "refine+flip@gate" and r["rule"] == "1 photo"]
+    assert device_rows[0]["strangers_granted"] == 0 and device_rows[0]["mated_probes"] > 300

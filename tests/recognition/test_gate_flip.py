@@ -26,7 +26,9 @@ def _png(bgr: np.ndarray) -> bytes:
 
 
 def _engine(models: LoadedModels, threshold: float) -> RecognitionEngine:
-    eng = RecognitionEngine(RecognitionSection(threshold=threshold), models)
+    # The mirror rule alone (two-scale fusion has its own test: test_accuracy_round3.py).
+    cfg = RecognitionSection(threshold=threshold, fusion=FusionSettings(multiscale=False))
+    eng = RecognitionEngine(cfg, models)
     for sid, name in (("s-obama", "obama.jpg"), ("s-biden", "biden.jpg")):
         emb = eng.embed_image_sync(_png(face_bgr(name))).embedding
         eng.matcher.add(sid, f"t-{sid}", emb, models.model_id)

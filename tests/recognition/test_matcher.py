@@ -16,6 +16,8 @@ from facegate.handlers.recognition import (
 from facegate.runtime.config.recognition import RecognitionSection
 
 MID = "sface-2021dec@fb143eea"
+#: Rows are stored as float16: a cosine differs from the float32 one by at most 2^-11.
+F16_COSINE = 2.0**-11
 
 
 def _unit(rng: np.random.Generator, n: int, d: int = 128) -> np.ndarray:
@@ -38,7 +40,7 @@ def test_best_subject_is_max_over_its_templates() -> None:
     assert len(m) == 6 and m.subject_count == 3
     res = m.search(x[4], k=2)
     assert res.best is not None and res.best.subject_id == "c" and res.best.template_id == "t4"
-    assert res.best.score == pytest.approx(1.0, abs=1e-5)
+    assert res.best.score == pytest.approx(1.0, abs=F16_COSINE)  # float16 rows: see below
     assert res.runner_up is not None and res.runner_up.subject_id != "c"
     assert res.subjects == 3 and res.templates == 6
 
@@ -62,6 +64,7 @@ def test_remove_swaps_rows_and_keeps_the_rest_findable() -> None:
     assert m.remove_template("t0") and not m.remove_template("t0")
 
 
+@pytest.mark.timeout(300)  # 200 exhaustive float16 reference scans: slow on a loaded 2-core CI
 def test_int8_path_matches_exact_search_on_mated_probes() -> None:
     rng = np.random.default_rng(2)
     x = _unit(rng, 20_000)
@@ -200,6 +203,7 @@ def test_runner_up_is_found_when_the_best_subject_owns_twenty_templates(int8_min
         ref.best.score - ref.runner_up.score, abs=1e-5)
 
 
+@pytest.mark.timeout(300)  # 300 exhaustive float16 reference scans: minutes on a loaded 2-core CI
 def test_int8_path_agrees_with_exact_search_on_best_and_runner_up() -> None:
     """recall@1 and runner-up agreement >= 0.999-class on subjects with up to 20 templates."""
     rng = np.random.default_rng(17)
@@ -253,7 +257,7 @@ def test_remove_subjects_compacts_in_one_pass_and_keeps_the_rest_findable() -> N
         if sids[i] in doomed:
             assert best.subject_id not in doomed
         else:
-            assert best.template_id == tids[i] and best.score == pytest.approx(1.0, abs=1e-5)
+            assert best.template_id == tids[i] and best.score == pytest.approx(1.0, abs=F16_COSINE)
     kept = next(t for s, t in zip(sids, tids, strict=True) if s not in doomed)
     assert m.remove_template(kept) and not m.remove_template(tids[0] if sids[0] in doomed else "x")
     # Freed subject slots are reused without mixing identities.

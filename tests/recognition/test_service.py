@@ -14,6 +14,7 @@ import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -21,7 +22,7 @@ import pytest
 import pytest_asyncio
 from facegate.drivers.models import LoadedModels
 from facegate.handlers.recognition import RecognitionEngine, RecognitionService
-from facegate.handlers.recognition.pipeline import FrameAnalysis
+from facegate.handlers.recognition.pipeline import FrameFaces
 from facegate.runtime.bus import EventBus, Subscription
 from facegate.runtime.clock import ManualClock
 from facegate.runtime.config.recognition import DecisionSettings, RecognitionSection
@@ -218,16 +219,16 @@ async def test_subject_removed_while_its_frame_is_in_flight_is_not_granted(rig: 
     """
     frames = live("obama3.jpg")
     assert await rig.show(frames, 1) == []  # one vote for S-001, fast_k = 2 not reached yet
-    real = rig.engine.pipeline.analyse
+    real = rig.engine.pipeline.analyse_all
     searched, release = threading.Event(), threading.Event()
 
-    def held(image: np.ndarray, ir: np.ndarray | None = None, **kw: bool) -> FrameAnalysis:
+    def held(image: np.ndarray, ir: np.ndarray | None = None, **kw: Any) -> FrameFaces:
         out = real(image, ir, **kw)
         searched.set()  # the matcher was searched while S-001 was still enrolled
         release.wait(10)
         return out
 
-    rig.engine.pipeline.analyse = held  # type: ignore[method-assign]  # hold one frame in flight
+    rig.engine.pipeline.analyse_all = held  # type: ignore[method-assign]  # hold one frame in flight
     before = rig.service.frames_analysed
     rig.seq += 1
     rig.bus.publish(frame_event(next(frames), rig.seq, rig.clock.monotonic(), rig.clock.wall()))

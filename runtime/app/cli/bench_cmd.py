@@ -61,6 +61,9 @@ def register(sub: Any) -> None:
     p.add_argument("--startup", default="", metavar="SHAPES",
                    help="also time a real 'facegate run' to READY=1 and its peak RSS for each "
                    "gallery shape, e.g. 100000x1,20000x5 (subjects x templates; minutes)")
+    p.add_argument("--faces", type=_face_counts, default=(), metavar="COUNTS",
+                   help="several faces per frame (issue 16): frame and per-face cost at these "
+                   "face counts, comma separated, 1..6, e.g. 1,3,6 (JSON: multi_face)")
     p.set_defaults(handler=_bench)
 
 
@@ -141,6 +144,7 @@ def _bench(args: argparse.Namespace) -> int:
                         "recognizer_spin": args.spin, "opencv": cv2.getNumThreads()},
             "recognizer_engine": models.engine.as_dict(),
         })
+        _multi_face(result, models, args)
         _issue16_round3(result, args, models, frames)
     if not args.skip_matcher:
         matcher: dict[str, Any] = {}
@@ -188,7 +192,58 @@ def _bench(args: argparse.Namespace) -> int:
             print(f"  {s:<6} {r['ours']['p50']:>9.3f} {r['ours']['p99']:>8.3f} "
                   f"{r['recall_at_1']:>9.4f} {r['numpy']['p50']:>10.3f} {fa:>10.3f}  {r['mode']}")
     _print_issue16(result)
+    _print_multi_face(result)
     return 0
+
+
+def _face_counts(text: str) -> tuple[int, ...]:
+    """``--faces``: comma-separated face counts 1..6 (argparse reports a bad value, exit 2)."""
+    try:
+        counts = tuple(sorted({int(c) for c in text.split(",") if c.strip()}))
+    except ValueError:
+        counts = ()
+    if text.strip() and (not counts or counts[0] < 1 or counts[-1] > 6):
+        raise argparse.ArgumentTypeError("face counts are 1..6, comma separated, e.g. 1,3,6")
+    return counts
+
+
+def _multi_face(result: dict[str, Any], models: Any, args: argparse.Namespace) -> None:
+    """Issue 16: several faces per frame (handlers/recognition/multiface_bench.py), if asked."""
+    if not args.faces:
+        return
+    from ....handlers.recognition.multiface_bench import (  # noqa: PLC0415 - on demand
+        bench_multi_face,
+    )
+    from ...machine import cpu_label  # noqa: PLC0415 - on demand
+
+    r = bench_multi_face(models, faces_dir(), counts=args.faces, frames=max(10, args.frames // 2))
+    r["cpu"] = cpu_label()
+    result["multi_face"] = r
+
+
+def _print_multi_face(result: dict[str, Any]) -> None:
+    if "multi_face" not in result:
+        return
+    r = result["multi_face"]
+    cpu = r["cpu"]
+    print(f"\nseveral faces per frame ({r['frame']}, {r['frames_per_count']} frames each, "
+          f"gallery {r['gallery_subjects']}); CPU {cpu['model']}, load {cpu['load_avg']}")
+    print(f"  {'faces':<6} {'frame p50':>10} {'p99':>8} {'per face':>9} {'marginal':>9} "
+          f"{'embedded':>9}")
+    for n, v in r["faces"].items():
+        marginal = v["marginal_per_face_ms"]
+        print(f"  {n:<6} {v['frame_p50_ms']:>10.2f} {v['frame_p99_ms']:>8.2f} "
+              f"{v['per_face_ms']:>9.2f} {marginal if marginal is not None else '-':>9} "
+              f"{v['faces_embedded_mean']:>9}")
+    print("  as the device runs it (per-track decisions at 10 fps, decided tracks skipped):")
+    for n, v in r["faces"].items():
+        w = v["with_decisions"]
+        print(f"  {n:<6} {w['frame_p50_ms']:>10.2f} {w['frame_p99_ms']:>8.2f}  mean "
+              f"{w['frame_mean_ms']:.2f} ms, {w['decisions']} decisions")
+    b = r["batch_vs_loop"]
+    print(f"  recogniser on {b['crops']} crops: one batch p50 {b['batch']['p50']:.2f} ms, "
+          f"one call per crop p50 {b['loop']['p50']:.2f} ms "
+          f"(model batch fixed at 1: {b['model_batch_fixed_at_1']})")
 
 
 def _issue16_round3(result: dict[str, Any], args: argparse.Namespace, models: Any,
