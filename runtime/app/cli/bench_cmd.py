@@ -95,7 +95,6 @@ def _bench(args: argparse.Namespace) -> int:
     from ....handlers.recognition.bench import (  # noqa: PLC0415 - heavy imports only when the command runs
         OPENCV_STAGES,
         OURS_STAGES,
-        STAGES,
         bench_compare,
         bench_matcher,
         make_frames,
@@ -162,10 +161,23 @@ def _bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
+    _print_text(result, args.frames)
+    _print_issue16(result)
+    _print_multi_face(result)
+    return 0
+
+
+def _print_text(result: dict[str, Any], frames: int) -> None:
+    """The pipeline and matcher sections of the text report."""
+    from ....handlers.recognition.bench import (  # noqa: PLC0415 - heavy imports only when the command runs
+        OPENCV_STAGES,
+        STAGES,
+    )
+
     print(result["note"])
     if "stages" in result:
         th = result["threads"]
-        print(f"\npipeline, 640x480 frame, one face ({args.frames} frames), model "
+        print(f"\npipeline, 640x480 frame, one face ({frames} frames), model "
               f"{result['model_id']}, threads: detector {th['detector']}, recogniser "
               f"{th['recognizer']} (spin {th['recognizer_spin']}), "
               f"OpenCV {th['opencv']}")
@@ -191,9 +203,6 @@ def _bench(args: argparse.Namespace) -> int:
             fa = r["faiss"]["p50"] if r["faiss"] else float("nan")
             print(f"  {s:<6} {r['ours']['p50']:>9.3f} {r['ours']['p99']:>8.3f} "
                   f"{r['recall_at_1']:>9.4f} {r['numpy']['p50']:>10.3f} {fa:>10.3f}  {r['mode']}")
-    _print_issue16(result)
-    _print_multi_face(result)
-    return 0
 
 
 def _face_counts(text: str) -> tuple[int, ...]:
