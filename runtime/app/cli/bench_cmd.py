@@ -143,7 +143,6 @@ def _bench(args: argparse.Namespace) -> int:
                         "recognizer_spin": args.spin, "opencv": cv2.getNumThreads()},
             "recognizer_engine": models.engine.as_dict(),
         })
-        _multi_face(result, models, args)
         _issue16_round3(result, args, models, frames)
     if not args.skip_matcher:
         matcher: dict[str, Any] = {}
@@ -257,12 +256,14 @@ def _print_multi_face(result: dict[str, Any]) -> None:
 
 def _issue16_round3(result: dict[str, Any], args: argparse.Namespace, models: Any,
                     frames: list[bytes]) -> None:
-    """Recogniser engines compared (interleaved) and the device path over a 30 fps stream."""
+    """Recogniser engines compared (interleaved), the device path over a 30 fps stream and,
+    if asked, several faces per frame."""
     from ....handlers.recognition.bench import bench_engines  # noqa: PLC0415 - on demand
     from ....handlers.recognition.stream_bench import bench_stream  # noqa: PLC0415 - on demand
     from ...machine import cpu_label  # noqa: PLC0415 - on demand
 
     result["cpu"] = cpu_label()
+    _multi_face(result, models, args)
     if not args.skip_engines:
         result["recognizer_engines"] = bench_engines(frames, spin=args.spin,
                                                      rounds=args.engine_rounds)
