@@ -18,7 +18,6 @@ cache as the reference (OpenCV's path in ``facegate bench`` runs it).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -28,23 +27,14 @@ import numpy.typing as npt
 import onnx
 from onnx import numpy_helper
 
-from .errors import ModelFileMissing, ModelFormatError
-from .optimize import OPTIMIZER_VERSION, optimize_model
+from .cached import CONVERTER_VERSION, OPTIMIZER_VERSION, converted_path, optimized_path, sha256_file
+from .errors import ModelFormatError
+from .optimize import optimize_model
 
-CONVERTER_VERSION = "1"
-"""Bumped when the conversion changes, so old cache files are not reused."""
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks. Raises ModelFileMissing."""
-    h = hashlib.sha256()
-    try:
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError as exc:
-        raise ModelFileMissing(f"cannot read model file {path}: {exc.strerror}") from None
-    return h.hexdigest()
+__all__ = [
+    "CONVERTER_VERSION", "OPTIMIZER_VERSION", "convert_cached", "converted_path", "fold_dequantize",
+    "make_spatial_dynamic", "optimized_cached", "optimized_path", "sha256_file",
+]
 
 
 def _dequantize(
@@ -133,11 +123,6 @@ def make_spatial_dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def converted_path(source: Path, source_hash: str, cache_dir: Path) -> Path:
-    """Where the converted copy of ``source`` lives in ``cache_dir``."""
-    return cache_dir / f"{source.stem}-{source_hash[:16]}-v{CONVERTER_VERSION}-fp32.onnx"
-
-
 def _atomic_save(model: onnx.ModelProto, target: Path) -> None:
     """Write ``model`` to ``target`` via temp file + rename (never half-written)."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -176,11 +161,6 @@ def convert_cached(
         raise ModelFormatError(f"converted {source.name} is not valid ONNX: {exc}") from None
     _atomic_save(model, target)
     return target
-
-
-def optimized_path(plain: Path) -> Path:
-    """Where the optimised copy of the plain fold ``plain`` lives (same cache, same key)."""
-    return plain.with_name(f"{plain.stem}-opt{OPTIMIZER_VERSION}.onnx")
 
 
 def _probe_inputs(model: onnx.ModelProto) -> list[npt.NDArray[np.float32]]:

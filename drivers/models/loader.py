@@ -20,7 +20,7 @@ from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.events import SecurityEvent, SecurityKind
 from ...runtime.machine import has_vnni
-from .convert import convert_cached, optimized_cached
+from .cached import converted_path, optimized_path
 from .detector import FaceDetector
 from .embedder import FaceEmbedder
 from .engines import ONNXRUNTIME, OPENCV, EngineChoice, OpenCvSession, ProbeCache, choose_engine, probe_key
@@ -146,6 +146,30 @@ def _recognizer_session(
     _log.info("models.engine_chosen", engine=choice.engine, probe_ms=choice.probe_ms,
               dropped=list(choice.dropped))
     return candidates[choice.engine], choice
+
+
+def convert_cached(source: Path, source_hash: str, cache_dir: Path, *, dynamic_spatial: bool) -> Path:
+    """:func:`.convert.convert_cached`, importing the converter only on a cache miss."""
+    target = converted_path(source, source_hash, cache_dir)
+    if target.is_file():
+        return target
+    from . import convert  # noqa: PLC0415 - imports onnx (+27 MB RSS, issue 16): only when converting
+
+    return convert.convert_cached(source, source_hash, cache_dir, dynamic_spatial=dynamic_spatial)
+
+
+def optimized_cached(plain: Path) -> Path:
+    """:func:`.convert.optimized_cached`, importing the optimiser only on a cache miss.
+
+    A rewrite that failed caches nothing and falls back to ``plain``; such a model
+    retries it (and imports onnx) at each start, as before.
+    """
+    target = optimized_path(plain)
+    if target.is_file():
+        return target
+    from . import convert  # noqa: PLC0415 - imports onnx (+27 MB RSS, issue 16): only when optimising
+
+    return convert.optimized_cached(plain)
 
 
 def load_models(opts: ModelOptions | None = None) -> LoadedModels:

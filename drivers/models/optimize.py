@@ -35,8 +35,9 @@ import numpy.typing as npt
 import onnx
 from onnx import helper, numpy_helper
 
-OPTIMIZER_VERSION = "1"
-"""Bumped when a rewrite changes, so old cache files are not reused."""
+from .cached import OPTIMIZER_VERSION
+
+__all__ = ["OPTIMIZER_VERSION", "optimize_model"]  # OPTIMIZER_VERSION lives in cached.py (no onnx import)
 
 _F32 = npt.NDArray[np.float32]
 

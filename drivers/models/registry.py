@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
-from .convert import sha256_file
+from .cached import sha256_file
 from .errors import ModelError, ModelHashMismatch
 
 FILES = Path(__file__).parent / "files"

@@ -36,9 +36,10 @@ import math
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
-from onnx import NodeProto, TensorProto, ValueInfoProto, helper, numpy_helper
 
 from ...runtime.machine import has_vnni
+from . import onnx_bytes as ob
+from .onnx_bytes import Node, Value
 
 SEGMENT = 32_768
 #: Components of a row sharing one 4-bit scale.
@@ -63,24 +64,42 @@ def _options(threads: int) -> ort.SessionOptions:
     return so
 
 
-def _session(nodes: list[NodeProto], inputs: list[ValueInfoProto], out: ValueInfoProto,
-             initializers: list[TensorProto], threads: int) -> ort.InferenceSession:
-    graph = helper.make_graph(nodes, "gallery_scan", inputs, [out], initializer=initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21),
-                                                    helper.make_opsetid("com.microsoft", 1)])
-    model.ir_version = 10
-    return ort.InferenceSession(model.SerializeToString(), _options(threads),
-                                providers=["CPUExecutionProvider"])
+def _model(node: Node, inputs: list[Value], out: Value,
+           initializers: dict[str, npt.NDArray[np.generic]]) -> bytes:
+    # Written by onnx_bytes, not the onnx package: importing onnx costs ~27 MB of RSS (issue 16).
+    return ob.model([node], inputs, [out], initializers, name="gallery_scan",
+                    opsets={"": 21, "com.microsoft": 1}, ir_version=10)
+
+
+def _session(model: bytes, threads: int) -> ort.InferenceSession:
+    return ort.InferenceSession(model, _options(threads), providers=["CPUExecutionProvider"])
+
+
+def dynamic_model() -> bytes:
+    """The ``MatMulInteger`` scan graph: uint8 rows (N x D, zero point 128) times int8 query (D x 1)."""
+    return _model(
+        Node("MatMulInteger", ["A", "B", "azp"], ["Y"]),
+        [Value("A", ob.UINT8, ["N", "D"]), Value("B", ob.INT8, ["D", 1])],
+        Value("Y", ob.INT32, ["N", 1]),
+        {"azp": np.array(128, np.uint8)},
+    )
+
+
+def nbits_model(packed: npt.NDArray[np.uint8], scales: npt.NDArray[np.float32]) -> bytes:
+    """The ``MatMulNBits`` graph of one segment (``packed``, ``scales`` from :func:`quantise_4bit`)."""
+    n, nb, half = packed.shape
+    d = nb * half * 2
+    return _model(
+        Node("MatMulNBits", ["A", "B", "S"], ["Y"], domain="com.microsoft",
+             attrs={"K": d, "N": n, "bits": 4, "block_size": NBITS_BLOCK, "accuracy_level": 4}),
+        [Value("A", ob.FLOAT, [1, d])],
+        Value("Y", ob.FLOAT, [1, n]),
+        {"B": packed, "S": scales.reshape(-1)},
+    )
 
 
 def _dynamic_session(threads: int) -> ort.InferenceSession:
-    return _session(
-        [helper.make_node("MatMulInteger", ["A", "B", "azp"], ["Y"])],
-        [helper.make_tensor_value_info("A", TensorProto.UINT8, ["N", "D"]),
-         helper.make_tensor_value_info("B", TensorProto.INT8, ["D", 1])],
-        helper.make_tensor_value_info("Y", TensorProto.INT32, ["N", 1]),
-        [helper.make_tensor("azp", TensorProto.UINT8, [], [128])], threads,
-    )
+    return _session(dynamic_model(), threads)
 
 
 def quantise_4bit(rows: npt.NDArray[np.floating]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
@@ -111,17 +130,9 @@ class _Segment:
     __slots__ = ("rows", "session", "sq_scale")
 
     def __init__(self, rows: npt.NDArray[np.floating], threads: int) -> None:
-        n, d = rows.shape
-        self.rows = n
+        self.rows = rows.shape[0]
         packed, scales = quantise_4bit(rows)
-        self.session = _session(
-            [helper.make_node("MatMulNBits", ["A", "B", "S"], ["Y"], domain="com.microsoft",
-                              K=d, N=n, bits=4, block_size=NBITS_BLOCK, accuracy_level=4)],
-            [helper.make_tensor_value_info("A", TensorProto.FLOAT, [1, d])],
-            helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, n]),
-            [numpy_helper.from_array(packed, "B"), numpy_helper.from_array(scales.reshape(-1), "S")],
-            threads,
-        )
+        self.session = _session(nbits_model(packed, scales), threads)
         # The bound's row scale: the 99.9th percentile, not the maximum (a rare row with an
         # outlying component has a 2-3x coarser step; its error still stays within
         # SIGMAS * 0.75 of its own deviation at most; see _bound).

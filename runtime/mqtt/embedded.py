@@ -12,13 +12,14 @@ import asyncio
 import ipaddress
 import logging
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import structlog
-from amqtt.broker import Broker
-from amqtt.errors import BrokerError
 
 from .errors import EmbeddedBrokerError
+
+if TYPE_CHECKING:
+    from amqtt.broker import Broker
 
 _log = structlog.get_logger("facegate.mqtt")
 
@@ -84,6 +85,10 @@ class EmbeddedBroker:
         """Start listening. Raises EmbeddedBrokerError."""
         if self._broker is not None:
             return
+        # amqtt (+10 MB RSS) is imported only when the embedded broker is configured and started.
+        from amqtt.broker import Broker  # noqa: PLC0415 - see above
+        from amqtt.errors import BrokerError  # noqa: PLC0415 - see above
+
         # amqtt logs every connection at INFO and a traceback on bind failure;
         # our own error below says it once.
         logging.getLogger("amqtt").setLevel(logging.CRITICAL)
