@@ -201,7 +201,9 @@ async def test_a_republished_event_stays_due_until_a_connection_acknowledges_it(
     await rig.emit(3)
     await rig.until(lambda: ev3 in rig.link.acked)
     await rig.clock.advance(4)  # the drain's poll would send anything still due
-    assert rig.link.acked[mark:] == [ev3]
+    # Nothing old is republished. ev3 itself may be sent twice: emitted while the reconnect
+    # is handled, its first pass can straddle the two connections (see the docstring).
+    assert set(rig.link.acked[mark:]) == {ev3}, rig.link.acked[mark:]
 
 
 @pytest.mark.asyncio
