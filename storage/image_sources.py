@@ -33,6 +33,7 @@ export (the export says how many templates came from a recorded image).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from .db import Database, Tx
 from .errors import ImageEnrolsAnotherSubjectError, InvalidInputError
@@ -50,17 +51,21 @@ def _check(digests: Sequence[bytes]) -> list[bytes]:
 
 async def owners(db: Database | Tx, digests: Sequence[bytes]) -> dict[bytes, str]:
     """Digest -> subject id of the template enrolled from it, for the digests already stored."""
-    wanted = list(dict.fromkeys(_check(digests)))
-    found: dict[bytes, str] = {}
-    for i in range(0, len(wanted), _CHUNK):
-        chunk = wanted[i : i + _CHUNK]
-        rows = await db.fetchall(
-            "SELECT source_digest, subject_id FROM templates WHERE source_digest IN "  # noqa: S608  # marks only
-            f"({','.join('?' * len(chunk))})",
-            chunk,
-        )
-        found.update({bytes(r[0]): str(r[1]) for r in rows})
-    return found
+    rows = await _select_in(
+        db, "SELECT source_digest, subject_id FROM templates WHERE source_digest IN",
+        list(dict.fromkeys(_check(digests))),
+    )
+    return {bytes(r[0]): str(r[1]) for r in rows}
+
+
+async def _select_in(db: Database | Tx, head: str, values: list[Any]) -> list[Any]:
+    """Rows of ``head (?, ?, ...)`` over ``values``, in chunks under SQLite's variable limit."""
+    rows: list[Any] = []
+    for i in range(0, len(values), _CHUNK):
+        chunk = values[i : i + _CHUNK]
+        # ``head`` is a constant of this module; only "?" marks are joined in.
+        rows += await db.fetchall(f"{head} ({','.join('?' * len(chunk))})", chunk)
+    return rows
 
 
 async def new_indices(tx: Tx, subject_id: str, digests: Sequence[bytes]) -> list[int]:
@@ -95,14 +100,9 @@ async def count_with_source(db: Database, subject_id: str) -> int:
 
 async def digests_of(db: Database, template_ids: Sequence[str]) -> list[bytes]:
     """The recorded image digests of the given templates (memory only: to tell which images were new)."""
-    ids = list(template_ids)
-    out: list[bytes] = []
-    for i in range(0, len(ids), _CHUNK):
-        chunk = ids[i : i + _CHUNK]
-        rows = await db.fetchall(
-            "SELECT source_digest FROM templates WHERE source_digest IS NOT NULL AND template_id IN "  # noqa: S608  # marks only
-            f"({','.join('?' * len(chunk))})",
-            chunk,
-        )
-        out.extend(bytes(r[0]) for r in rows)
-    return out
+    rows = await _select_in(
+        db,
+        "SELECT source_digest FROM templates WHERE source_digest IS NOT NULL AND template_id IN",
+        list(template_ids),
+    )
+    return [bytes(r[0]) for r in rows]
