@@ -10,6 +10,10 @@ Invariants after every step:
 * a minor without an active guardian consent is never enrolled (unless held);
 * every restriction and hold transition is audited and receipted;
 * after a sweep, nothing outlives its retention (unless held).
+
+The expected outcomes come from ``stateful_model.py`` (independent restatements
+of the rules from raw records); the model's own state is the restrictions it asked
+for, each ended by a later completed erasure.
 """
 
 from __future__ import annotations
@@ -44,8 +48,6 @@ from facegate.policy import (
     sweep,
     verify_export,
 )
-from facegate.policy.consent import today
-from facegate.policy.consent_model import is_minor
 from facegate.policy.errors import (
     ConsentRequiredError,
     HoldNotFoundError,
@@ -58,11 +60,12 @@ from facegate.runtime.config.privacy import NoticePolicy, PrivacySection
 from facegate.storage import EventClass, KekSource, KekSourceKind, Store, rights_state
 from facegate.storage.crypto import new_key
 from facegate.storage.kek import encode_key
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
 from .conftest import DIM, EVIDENCE, MODEL
+from .stateful_model import Restrictions, assert_retention, audit_seq, expected_permitted, note, stale
 
 T = TypeVar("T")
 SUBJECTS = ("s0", "s1", "s2")
@@ -106,7 +109,7 @@ class PolicyMachine(RuleBasedStateMachine):
         self.run(asyncio.wait_for(self.sweeper.wait_sweeps(1), 20))
         self.probes: dict[str, list[npt.NDArray[np.float32]]] = {s: [] for s in SUBJECTS}
         self.pubkey = self.run(device_public_key(self.store))
-        self.restricted: set[str] = set()
+        self.restricted = Restrictions()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -127,19 +130,15 @@ class PolicyMachine(RuleBasedStateMachine):
             return False
         return True
 
-    async def _expected_permitted(self, sid: str) -> bool:
-        """Independent restatement of the rule from the raw records."""
-        now = self.clock.wall()
-        recs = [r for r in await self.policy.consents.for_subject(sid) if r.purpose == "access_control"]
+    # The model's verdicts (stateful_model.py), now.
+    def _expected(self, sid: str) -> bool:
+        return self.run(expected_permitted(self.policy, self.clock.wall(), sid))
 
-        def live(r: Any) -> bool:
-            return r.state is ConsentState.ACTIVE and (r.expires_at is None or now < r.expires_at)
+    def _stale(self, sid: str) -> bool:
+        return self.run(stale(self.policy, self.privacy, self.clock.wall(), sid))
 
-        age = await self.policy.consents.age(sid)
-        if age is None or not any(live(r) and r.kind is ConsentKind.BIOMETRIC for r in recs):
-            return False
-        minor = is_minor(birth=age.birth_date, band=age.age_band, today=today(now), minor_age=14)
-        return not minor or any(live(r) and r.kind is ConsentKind.GUARDIAN for r in recs)
+    def _restricted(self, sid: str) -> bool:
+        return self.run(self.restricted.active(self.store.db, sid))
 
     async def _settle(self) -> None:
         """Let the sweeper finish any sweep the last clock advance triggered."""
@@ -156,7 +155,7 @@ class PolicyMachine(RuleBasedStateMachine):
     def record_age(self, sid: str, age: str) -> None:
         birth, band = AGES[age]
         if self.run(self.policy.record_age(sid, birth_date=birth, age_band=band, actor="op")) is not None:
-            event("age correction erased an unguarded minor")
+            note("age correction erased an unguarded minor")
 
     @rule(
         target=consents,
@@ -213,7 +212,7 @@ class PolicyMachine(RuleBasedStateMachine):
         if state in {ConsentState.PENDING, ConsentState.ACTIVE}:
             rec, outcome = self.run(self.policy.withdraw_consent(cid, actor="subject"))
             assert rec.state is ConsentState.WITHDRAWN
-            event("withdrawal erased a subject" if outcome else "withdrawal kept the subject")
+            note("withdrawal erased a subject" if outcome else "withdrawal kept the subject")
         else:
             with pytest.raises(InvalidTransitionError):
                 self.run(self.policy.withdraw_consent(cid, actor="subject"))
@@ -223,24 +222,24 @@ class PolicyMachine(RuleBasedStateMachine):
         if len(self.probes[sid]) >= 12:  # keeps well under the 20-template limit
             return
         emb = probe(sid, len(self.probes[sid]))
-        expected = self.run(self._expected_permitted(sid))
-        blocked = sid in self.restricted or self.run(rights_state.erasure_pending(self.store.db, sid))
+        expected = self._expected(sid)
+        blocked = self._restricted(sid) or self.run(rights_state.erasure_pending(self.store.db, sid))
         if expected and blocked:
             with pytest.raises(SubjectRestrictedError):
                 self.run(self.policy.enrol_subject(sid, emb, MODEL, actor="op"))
-            event("enrol refused: restricted or erasure held")
-        elif expected and self.run(self._stale(sid)):
+            note("enrol refused: restricted or erasure held")
+        elif expected and self._stale(sid):
             with pytest.raises(ConsentRequiredError):
                 self.run(self.policy.enrol_subject(sid, emb, MODEL, actor="op"))
-            event("enrol refused: re-consent overdue")
+            note("enrol refused: re-consent overdue")
         elif expected:
             self.run(self.policy.enrol_subject(sid, emb, MODEL, actor="op"))
             self.probes[sid].append(emb)
-            event("enrol accepted")
+            note("enrol accepted")
         else:
             with pytest.raises(ConsentRequiredError) as err:
                 self.run(self.policy.enrol_subject(sid, emb, MODEL, actor="op"))
-            event(f"enrol refused: {err.value.missing}")
+            note(f"enrol refused: {err.value.missing}")
 
     @rule(sid=st.sampled_from(SUBJECTS))
     def erase(self, sid: str) -> None:
@@ -253,7 +252,7 @@ class PolicyMachine(RuleBasedStateMachine):
         self.run(self.clock.advance(hours * HOUR))
         self.run(self._settle())
         if self.run(self.store.gallery.count_subjects()) < before:
-            event("sweeper service erased on a deadline")
+            note("sweeper service erased on a deadline")
 
     @rule(sid=st.sampled_from(SUBJECTS))
     def match(self, sid: str) -> None:
@@ -284,35 +283,11 @@ class PolicyMachine(RuleBasedStateMachine):
         report = self.run(sweep(self.policy))
         for key, value in report.counts.items():
             if value and key.startswith("erased"):
-                event(f"sweep {key}")
-        now, ret = report.at, self.privacy.retention
-        db = self.store.db
+                note(f"sweep {key}")
         if report.counts.get("device_hold") or report.counts.get("deferred_held"):
-            event("sweep kept held data")
+            note("sweep kept held data")
             return  # a legal hold keeps data past its retention (R51)
-        assert self.run(
-            db.fetchone("SELECT COUNT(*) FROM consents WHERE state = 'active' AND expires_at <= ?", (now,))
-        ) == (0,)
-        assert self.run(
-            db.fetchone(
-                "SELECT COUNT(*) FROM subjects s WHERE MAX(COALESCE(last_match_at, 0), created_at) <= ? AND "
-                "NOT EXISTS (SELECT 1 FROM templates t "
-                "WHERE t.subject_id = s.subject_id AND t.created_at > ?)",
-                (now - ret.template_idle_s, now - ret.template_idle_s),
-            )
-        ) == (0,)
-        assert self.run(
-            db.fetchone(
-                "SELECT COUNT(*) FROM outbox WHERE klass = 'access' AND created_at < ?", (now - 90 * DAY,)
-            )
-        ) == (0,)
-        assert self.run(
-            db.fetchone(
-                "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?",
-                (now - 7 * DAY,),
-            )
-        ) == (0,)
-        assert self.run(db.fetchone("SELECT COUNT(*) FROM audit WHERE at < ?", (now - 1095 * DAY,))) == (0,)
+        self.run(assert_retention(self.store.db, report.at, self.privacy.retention))
 
     # -- restriction, legal hold, re-consent -----------------------------------------
     async def _trail(self) -> tuple[int, int]:
@@ -326,33 +301,18 @@ class PolicyMachine(RuleBasedStateMachine):
             assert after[0] >= 1 and after[1] >= 1
             assert after != before, "a change left no audit row or receipt"
 
-    async def _stale(self, sid: str) -> bool:
-        """Independent restatement of the re-consent rule from raw records and the notice state."""
-        due = await reconsent.deadline(self.policy)
-        at = await reconsent.effective_at(self.policy)
-        if due is None or at is None or self.clock.wall() < due:
-            return False
-        now = self.clock.wall()
-        bio = [
-            r
-            for r in await self.policy.consents.for_subject(sid)
-            if r.kind is ConsentKind.BIOMETRIC and r.purpose == "access_control" and r.is_active(now)
-        ]
-        return bool(bio) and all(
-            r.notice_version != self.privacy.notice_version and (r.granted_at or 0) < at for r in bio
-        )
-
     @rule(sid=st.sampled_from(SUBJECTS))
     def restrict(self, sid: str) -> None:
         before = self.run(self._trail())
+        seq = self.run(audit_seq(self.store.db))
         try:
             out = self.run(restriction.restrict(self.policy, sid, actor="dpo"))
         except SubjectUnknownError:
             return
-        self.restricted.add(sid)
+        self.restricted.add(sid, seq)
         assert not self.matcher.has_subject(sid)  # before the call returned
         self._assert_trail(before, out.changed)
-        event("restricted")
+        note("restricted")
 
     @rule(sid=st.sampled_from(SUBJECTS))
     def unrestrict(self, sid: str) -> None:
@@ -373,7 +333,7 @@ class PolicyMachine(RuleBasedStateMachine):
             )
         )
         self._assert_trail(before, True)
-        event("device hold" if sid is None else "subject hold")
+        note("device hold" if sid is None else "subject hold")
         return h.hold_id
 
     @rule(hold_id=held)
@@ -384,7 +344,7 @@ class PolicyMachine(RuleBasedStateMachine):
         except HoldNotFoundError:
             return  # already released or lapsed
         self._assert_trail(before, True)
-        event("hold released")
+        note("hold released")
 
     @rule()
     def new_notice(self) -> None:
@@ -396,7 +356,7 @@ class PolicyMachine(RuleBasedStateMachine):
         )
         self.policy.privacy = self.policy.consents.privacy = self.privacy
         self.run(reconsent.note_notice(self.policy))
-        event("material notice change")
+        note("material notice change")
 
     # -- invariants --------------------------------------------------------------
     @invariant()
@@ -405,7 +365,7 @@ class PolicyMachine(RuleBasedStateMachine):
             if self.run(rights_state.erasure_pending(self.store.db, sid)):
                 assert self.run(holds.is_held(self.policy, sid)), f"{sid}: erasure pending without a hold"
                 continue  # kept under a legal hold: unmatchable (next invariant)
-            assert self.run(self._expected_permitted(sid)), f"{sid} enrolled without the consent it needs"
+            assert self._expected(sid), f"{sid} enrolled without the consent it needs"
             assert self.run(self._permitted(sid))
 
     @invariant()
@@ -414,13 +374,13 @@ class PolicyMachine(RuleBasedStateMachine):
         for sid in SUBJECTS:
             matchable = self.matcher.has_subject(sid)
             blocked = (
-                sid in self.restricted
+                self._restricted(sid)
                 or self.run(rights_state.erasure_pending(self.store.db, sid))
-                or self.run(self._stale(sid))
+                or self._stale(sid)
             )
             assert matchable == (sid in enrolled and not blocked), f"matcher and store disagree on {sid}"
             if matchable:
-                assert self.run(self._expected_permitted(sid))
+                assert self._expected(sid)
             else:
                 for emb in self.probes[sid]:
                     best = self.matcher.search(emb, k=1).best

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from .stateful_machine import PolicyMachine
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -27,3 +29,44 @@ def test_policy_machine() -> None:
     )
     print(run.stdout[-4000:], run.stderr[-2000:])
     assert run.returncode == 0, run.stdout[-4000:]
+
+
+def _checked(machine: PolicyMachine) -> None:
+    machine.no_template_without_active_consent_and_no_unguarded_minor()
+    machine.withdrawn_or_expired_never_matches()
+
+
+@pytest.mark.parametrize("ends", ["erasure", "released_hold"])
+def test_a_restriction_ends_with_the_erasure_then_reconsent_enrols(ends: str) -> None:
+    """The machine's once-seen failure ("DID NOT RAISE SubjectRestrictedError"), as steps.
+
+    Erasure deletes a restricted subject's data and, with it, the restriction
+    (``rights_state.forget_subject``); a later fresh consent may enrol the subject
+    again. The model used to keep the subject restricted forever and expected the
+    re-enrolment to be refused. With a legal hold the erasure (and the end of the
+    restriction) waits for the release; until then enrolment is refused.
+    """
+    m = PolicyMachine()
+    try:
+        m.start()
+        for step in (
+            lambda: m.onboard(sid="s0", age="adult", with_guardian=False, expires_days=None),
+            lambda: m.restrict(sid="s0"),
+        ):
+            step()
+            _checked(m)
+        if ends == "released_hold":
+            hold_id = m.hold(sid="s0", days=30)
+            m.erase(sid="s0")
+            _checked(m)
+            m.enrol(sid="s0")  # erasure deferred: still restricted, the model expects a refusal
+            _checked(m)
+            m.release_hold(hold_id)
+        else:
+            m.erase(sid="s0")
+        _checked(m)
+        m.onboard(sid="s0", age="adult", with_guardian=False, expires_days=None)
+        _checked(m)
+        assert m.matcher.has_subject("s0")
+    finally:
+        m.teardown()
