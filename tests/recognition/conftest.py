@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 import structlog
 from facegate.drivers.models import LoadedModels, ModelOptions, load_models
-from facegate.runtime.events import FrameCaptured
+from facegate.handlers.recognition import RecognitionEngine, RecognitionService
+from facegate.runtime.bus import EventBus, Subscription
+from facegate.runtime.clock import ManualClock
+from facegate.runtime.config.recognition import RecognitionSection
+from facegate.runtime.events import AccessDecision, FrameCaptured
 
 FACES = Path(__file__).resolve().parents[1] / "data" / "faces"
 
@@ -78,3 +85,73 @@ def frame_event(
     image: np.ndarray, seq: int, mono: float, wall: float, ir: np.ndarray | None = None
 ) -> FrameCaptured:
     return FrameCaptured(at=wall, image=image, seq=seq, source="test", monotonic=mono, ir=ir)
+
+
+# ---- the recognition service on a bus, for end-to-end tests ------------------------------
+
+ENROL = {"S-001": "obama.jpg", "S-002": "Family1-Dad1.jpg", "S-003": "Family1-Mom1.jpg",
+         "S-004": "Family2-Lady1.jpg"}
+
+
+@dataclass
+class Rig:
+    engine: RecognitionEngine
+    service: RecognitionService
+    bus: EventBus
+    clock: ManualClock
+    decisions: Subscription[AccessDecision]
+    seq: int = 0
+
+    async def show(self, frames: Iterator[np.ndarray], n: int, *,
+                   ir: Callable[[np.ndarray], np.ndarray | None] = lambda f: None,
+                   dt: float = 0.1) -> list[AccessDecision]:
+        """Publish n frames one at a time (waiting for each), 100 ms apart."""
+        for _ in range(n):
+            img = next(frames)
+            before = self.service.frames_analysed
+            self.seq += 1
+            self.bus.publish(frame_event(img, self.seq, self.clock.monotonic(),
+                                         self.clock.wall(), ir=ir(img)))
+            for _ in range(2000):  # the analysis runs in a worker thread
+                if self.service.frames_analysed > before:
+                    break
+                await asyncio.sleep(0.005)
+            await self.clock.advance(dt)
+        return self.drain()
+
+    def drain(self) -> list[AccessDecision]:
+        out = []
+        while (d := self.decisions.get_nowait()) is not None:
+            out.append(d)
+        return out
+
+
+async def enrolled_engine(models: LoadedModels, cfg: RecognitionSection) -> RecognitionEngine:
+    """An engine whose matcher holds one template of each ENROL photo."""
+    engine = RecognitionEngine(cfg, models)
+    for sid, photo in ENROL.items():
+        emb = await engine.embed_image(face_bytes(photo))
+        engine.matcher.add(sid, f"{sid}-t1", emb.embedding, emb.model_id)
+    return engine
+
+
+async def service_rig(
+    models: LoadedModels, cfg: RecognitionSection | None = None, **service_kw: Any
+) -> AsyncIterator[Rig]:
+    """Yields once: a running RecognitionService (ManualClock) over ``enrolled_engine``.
+
+    ``service_kw`` go to RecognitionService. The service task is cancelled on exit
+    and must end cancelled (not with an error of its own).
+    """
+    engine = await enrolled_engine(models, cfg or RecognitionSection())
+    bus, clock = EventBus(), ManualClock()
+    service = RecognitionService(engine, bus, clock, **service_kw)
+    async with bus.subscribe(AccessDecision, name="test") as decisions:
+        task = asyncio.create_task(service.run(), name="recognition")
+        await asyncio.wait_for(service.wait_ready(), 5)
+        try:
+            yield Rig(engine, service, bus, clock, decisions)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task

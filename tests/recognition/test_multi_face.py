@@ -31,8 +31,7 @@ from facegate.runtime.config.recognition import DecisionSettings, RecognitionSec
 from facegate.runtime.demo import faces_dir
 from facegate.runtime.events import AccessDecision, Decision
 
-from .conftest import face_bgr, face_bytes, jittered
-from .test_service import ENROL, Rig
+from .conftest import Rig, enrolled_engine, face_bgr, jittered
 
 RELAY = 17
 SCHEMAS = Path(__file__).resolve().parents[2] / "handlers" / "commands" / "schemas"
@@ -92,10 +91,7 @@ class DoorRig:
 
 
 async def _door_rig(models: LoadedModels, decision: DecisionSettings) -> AsyncIterator[DoorRig]:
-    engine = RecognitionEngine(RecognitionSection(decision=decision), models)
-    for sid, photo in ENROL.items():
-        emb = await engine.embed_image(face_bytes(photo))
-        engine.matcher.add(sid, f"{sid}-t1", emb.embedding, emb.model_id)
+    engine = await enrolled_engine(models, RecognitionSection(decision=decision))
     bus, clock = EventBus(), ManualClock()
     section = GpioSection(relay_line=RELAY, unlock_s=3.0)
     gpio = build_driver(section, clock)

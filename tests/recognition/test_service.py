@@ -12,8 +12,7 @@ import dataclasses
 import io
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import cv2
@@ -21,70 +20,18 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from facegate.drivers.models import LoadedModels
-from facegate.handlers.recognition import RecognitionEngine, RecognitionService
 from facegate.handlers.recognition.pipeline import FrameFaces
-from facegate.runtime.bus import EventBus, Subscription
-from facegate.runtime.clock import ManualClock
 from facegate.runtime.config.recognition import DecisionSettings, RecognitionSection
-from facegate.runtime.events import AccessDecision, Decision
+from facegate.runtime.events import Decision
 from facegate.runtime.logs import configure_logging
 
-from .conftest import face_bgr, face_bytes, frame_event, jittered, place_in_frame
-
-ENROL = {"S-001": "obama.jpg", "S-002": "Family1-Dad1.jpg", "S-003": "Family1-Mom1.jpg",
-         "S-004": "Family2-Lady1.jpg"}
-
-
-@dataclass
-class Rig:
-    engine: RecognitionEngine
-    service: RecognitionService
-    bus: EventBus
-    clock: ManualClock
-    decisions: Subscription[AccessDecision]
-    seq: int = 0
-
-    async def show(self, frames: Iterator[np.ndarray], n: int, *,
-                   ir: Callable[[np.ndarray], np.ndarray | None] = lambda f: None,
-                   dt: float = 0.1) -> list[AccessDecision]:
-        """Publish n frames one at a time (waiting for each), 100 ms apart."""
-        for _ in range(n):
-            img = next(frames)
-            before = self.service.frames_analysed
-            self.seq += 1
-            self.bus.publish(frame_event(img, self.seq, self.clock.monotonic(),
-                                         self.clock.wall(), ir=ir(img)))
-            for _ in range(2000):  # the analysis runs in a worker thread
-                if self.service.frames_analysed > before:
-                    break
-                await asyncio.sleep(0.005)
-            await self.clock.advance(dt)
-        return self.drain()
-
-    def drain(self) -> list[AccessDecision]:
-        out = []
-        while (d := self.decisions.get_nowait()) is not None:
-            out.append(d)
-        return out
+from .conftest import Rig, face_bgr, face_bytes, frame_event, jittered, place_in_frame, service_rig
 
 
 async def _rig(models: LoadedModels, cfg: RecognitionSection) -> AsyncIterator[Rig]:
     _MODELS[:] = [models]
-    engine = RecognitionEngine(cfg, models)
-    for sid, photo in ENROL.items():
-        emb = await engine.embed_image(face_bytes(photo))
-        engine.matcher.add(sid, f"{sid}-t1", emb.embedding, emb.model_id)
-    bus, clock = EventBus(), ManualClock()
-    service = RecognitionService(engine, bus, clock)
-    async with bus.subscribe(AccessDecision, name="test") as decisions:
-        task = asyncio.create_task(service.run(), name="recognition")
-        await asyncio.wait_for(service.wait_ready(), 5)
-        try:
-            yield Rig(engine, service, bus, clock, decisions)
-        finally:
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+    async for r in service_rig(models, cfg):
+        yield r
 
 
 _MODELS: list[LoadedModels] = []

@@ -8,38 +8,19 @@ frames analysed in full.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
 import pytest
 from facegate.drivers.models import LoadedModels
-from facegate.handlers.recognition import RecognitionEngine, RecognitionService
-from facegate.runtime.bus import EventBus
-from facegate.runtime.clock import ManualClock
-from facegate.runtime.config.recognition import RecognitionSection
 from facegate.runtime.events import AccessDecision, Decision
 
-from .conftest import face_bgr, face_bytes, jittered, place_in_frame
-from .test_service import ENROL, Rig
+from .conftest import Rig, face_bgr, jittered, place_in_frame, service_rig
 
 
 async def _rig(models: LoadedModels, **kw: float) -> AsyncIterator[Rig]:
-    engine = RecognitionEngine(RecognitionSection(), models)
-    for sid, photo in ENROL.items():
-        emb = await engine.embed_image(face_bytes(photo))
-        engine.matcher.add(sid, f"{sid}-t1", emb.embedding, emb.model_id)
-    bus, clock = EventBus(), ManualClock()
-    service = RecognitionService(engine, bus, clock, **kw)
-    async with bus.subscribe(AccessDecision, name="test") as decisions:
-        task = asyncio.create_task(service.run(), name="recognition")
-        await asyncio.wait_for(service.wait_ready(), 5)
-        try:
-            yield Rig(engine, service, bus, clock, decisions)
-        finally:
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+    async for r in service_rig(models, **kw):
+        yield r
 
 
 def _live(models: LoadedModels) -> Iterator[np.ndarray]:
