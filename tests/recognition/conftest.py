@@ -89,6 +89,19 @@ def frame_event(
 
 # ---- the recognition service on a bus, for end-to-end tests ------------------------------
 
+# A condition that normally holds within milliseconds; generous for a loaded CI machine.
+WAIT_S = 60.0
+
+
+async def until(condition: Callable[[], bool], within: float = WAIT_S) -> None:
+    """Wait (polling) until ``condition()`` holds; fail after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"condition not met within {within} s")
+        await asyncio.sleep(0.005)
+
+
 ENROL = {"S-001": "obama.jpg", "S-002": "Family1-Dad1.jpg", "S-003": "Family1-Mom1.jpg",
          "S-004": "Family2-Lady1.jpg"}
 
@@ -108,16 +121,17 @@ class Rig:
         """Publish n frames one at a time (waiting for each), 100 ms apart."""
         for _ in range(n):
             img = next(frames)
-            before = self.service.frames_analysed
+            want = self.service.frames_analysed + 1
             self.seq += 1
             self.bus.publish(frame_event(img, self.seq, self.clock.monotonic(),
                                          self.clock.wall(), ir=ir(img)))
-            for _ in range(2000):  # the analysis runs in a worker thread
-                if self.service.frames_analysed > before:
-                    break
-                await asyncio.sleep(0.005)
+            await self.analysed(want)
             await self.clock.advance(dt)
         return self.drain()
+
+    async def analysed(self, n: int) -> None:
+        """Wait until the service (its worker thread) has analysed ``n`` frames in all."""
+        await until(lambda: self.service.frames_analysed >= n)
 
     def drain(self) -> list[AccessDecision]:
         out = []
@@ -148,7 +162,7 @@ async def service_rig(
     service = RecognitionService(engine, bus, clock, **service_kw)
     async with bus.subscribe(AccessDecision, name="test") as decisions:
         task = asyncio.create_task(service.run(), name="recognition")
-        await asyncio.wait_for(service.wait_ready(), 5)
+        await asyncio.wait_for(service.wait_ready(), WAIT_S)
         try:
             yield Rig(engine, service, bus, clock, decisions)
         finally:

@@ -31,7 +31,7 @@ from facegate.runtime.config.recognition import DecisionSettings, RecognitionSec
 from facegate.runtime.demo import faces_dir
 from facegate.runtime.events import AccessDecision, Decision
 
-from .conftest import Rig, enrolled_engine, face_bgr, jittered
+from .conftest import WAIT_S, Rig, enrolled_engine, face_bgr, jittered
 
 RELAY = 17
 SCHEMAS = Path(__file__).resolve().parents[2] / "handlers" / "commands" / "schemas"
@@ -107,7 +107,7 @@ async def _door_rig(models: LoadedModels, decision: DecisionSettings) -> AsyncIt
     async with gpio, bus.subscribe(AccessDecision, name="test") as decisions:
         tasks = [asyncio.create_task(service.run(), name="recognition"),
                  asyncio.create_task(door.run(), name="door")]
-        await asyncio.wait_for(service.wait_ready(), 5)
+        await asyncio.wait_for(service.wait_ready(), WAIT_S)
         try:
             yield DoorRig(Rig(engine, service, bus, clock, decisions), gpio, snapshots)
         finally:

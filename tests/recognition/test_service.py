@@ -25,7 +25,17 @@ from facegate.runtime.config.recognition import DecisionSettings, RecognitionSec
 from facegate.runtime.events import Decision
 from facegate.runtime.logs import configure_logging
 
-from .conftest import Rig, face_bgr, face_bytes, frame_event, jittered, place_in_frame, service_rig
+from .conftest import (
+    WAIT_S,
+    Rig,
+    face_bgr,
+    face_bytes,
+    frame_event,
+    jittered,
+    place_in_frame,
+    service_rig,
+    until,
+)
 
 
 async def _rig(models: LoadedModels, cfg: RecognitionSection) -> AsyncIterator[Rig]:
@@ -121,11 +131,9 @@ async def test_frames_are_latest_wins(rig: Rig) -> None:
     frames = live("obama3.jpg")
     for i in range(10):  # no await in between: the service cannot keep up
         rig.bus.publish(frame_event(next(frames), i, rig.clock.monotonic(), rig.clock.wall()))
-    for _ in range(2000):
-        if rig.service.frames_analysed >= 1 and rig.bus.snapshot()["recognition.frames"]["depth"] == 0:
-            break
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(0.05)
+    await until(lambda: rig.service.frames_analysed >= 1
+                and rig.bus.snapshot()["recognition.frames"]["depth"] == 0)
+    await asyncio.sleep(0.05)  # room for a (wrong) extra analysis to show up
     assert rig.service.frames_analysed <= 2
     assert rig.bus.snapshot()["recognition.frames"]["dropped"] >= 8
 
@@ -172,20 +180,16 @@ async def test_subject_removed_while_its_frame_is_in_flight_is_not_granted(rig: 
     def held(image: np.ndarray, ir: np.ndarray | None = None, **kw: Any) -> FrameFaces:
         out = real(image, ir, **kw)
         searched.set()  # the matcher was searched while S-001 was still enrolled
-        release.wait(10)
+        release.wait(WAIT_S)
         return out
 
     rig.engine.pipeline.analyse_all = held  # type: ignore[method-assign]  # hold one frame in flight
     before = rig.service.frames_analysed
     rig.seq += 1
     rig.bus.publish(frame_event(next(frames), rig.seq, rig.clock.monotonic(), rig.clock.wall()))
-    assert await asyncio.to_thread(searched.wait, 10)
+    assert await asyncio.to_thread(searched.wait, WAIT_S)
     assert rig.engine.matcher.remove_subject("S-001") == 1  # erasure: unmatchable on return
     release.set()
-    for _ in range(2000):
-        if rig.service.frames_analysed > before:
-            break
-        await asyncio.sleep(0.005)
-    assert rig.service.frames_analysed > before
+    await until(lambda: rig.service.frames_analysed > before)
     got = rig.drain()
     assert not [d for d in got if d.decision is Decision.GRANTED], got
