@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import subprocess
 import time
@@ -271,48 +272,33 @@ async def test_mqtt311_reply_to_with_mosquitto_clients(device: Device, mosquitto
     if sub_bin is None or pub_bin is None:
         pytest.skip("mosquitto clients not installed")
     port = str(mosquitto.port)
-    sub = subprocess.Popen(  # noqa: ASYNC220  # a background consumer process, reaped below
-        [
-            sub_bin,
-            "-h",
-            mosquitto.host,
-            "-p",
-            port,
-            "-V",
-            "mqttv311",
-            "-q",
-            "1",
-            "-t",
-            "ops/alice",
-            "-C",
-            "1",
-            "-W",
-            "10",
-        ],
-        stdout=subprocess.PIPE,
+    pub = [pub_bin, "-h", mosquitto.host, "-p", port, "-V", "mqttv311", "-q", "1"]
+    # mosquitto_sub says nothing when its SUBSCRIBE is acknowledged, and a reply sent
+    # before that is lost. So it also subscribes to a retained marker: the broker sends
+    # the marker only once both filters are in place, then the command goes out.
+    ready = "ops/alice-ready"
+    await asyncio.to_thread(subprocess.run, [*pub, "-r", "-t", ready, "-m", "1"], check=True)
+    sub = await asyncio.create_subprocess_exec(
+        sub_bin, "-h", mosquitto.host, "-p", port, "-V", "mqttv311", "-q", "1", "-v",
+        "-t", "ops/alice", "-t", ready, "-C", "2", "-W", "120",
+        stdout=asyncio.subprocess.PIPE,
     )
-    await asyncio.sleep(0.3)
-    payload = signed("open", reply_to="ops/alice", correlation_id="c-77")
-    await asyncio.to_thread(
-        subprocess.run,
-        [
-            pub_bin,
-            "-h",
-            mosquitto.host,
-            "-p",
-            port,
-            "-V",
-            "mqttv311",
-            "-q",
-            "1",
-            "-t",
-            f"{BASE}/cmd/open",
-            "-s",
-        ],
-        input=payload,
-        check=True,
-    )
-    out, _ = await asyncio.to_thread(sub.communicate, timeout=15)
-    reply = json.loads(out)
+    assert sub.stdout is not None
+    try:
+        first = await asyncio.wait_for(sub.stdout.readline(), 60)
+        assert first.decode().split(" ")[0] == ready, first
+        payload = signed("open", reply_to="ops/alice", correlation_id="c-77")
+        cmd = [*pub, "-t", f"{BASE}/cmd/open", "-s"]
+        await asyncio.to_thread(subprocess.run, cmd, input=payload, check=True)
+        line = await asyncio.wait_for(sub.stdout.readline(), 60)
+    finally:
+        if sub.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                sub.kill()
+        await sub.wait()
+        await asyncio.to_thread(subprocess.run, [*pub, "-r", "-n", "-t", ready], check=True)
+    topic, _, body = line.decode().partition(" ")
+    assert topic == "ops/alice", line
+    reply = json.loads(body)
     assert reply["correlation_id"] == "c-77" and reply["ok"] is True and reply["verb"] == "open"
     assert device.actuations == 1
