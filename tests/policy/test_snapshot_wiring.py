@@ -46,12 +46,19 @@ async def _grant_one(
         )
         photo = (FACES / "obama.jpg").read_bytes()
         await enrol_images(policy, "emp-1", [photo], engine.embed_image, actor="op")
+        service = parts.recognition
         async with device.bus.subscribe(AccessDecision, name="test", maxsize=64) as sub:
             await camera.show(FACES / "obama2.jpg", frames=24, jitter=True)
             async with asyncio.timeout(30):
                 while (d := await sub.get()).decision is not Decision.GRANTED:
                     pass
-        await asyncio.sleep(0.5)  # the snapshot is written right after the decision
+        # The service stores the snapshot (if any) before it takes its next frame: once a
+        # later frame is analysed, the decision's snapshot is written or never will be.
+        decided = service.frames_analysed
+        async with asyncio.timeout(60):
+            while service.frames_analysed <= decided:
+                await camera.show(FACES / "obama2.jpg", frames=1, jitter=True)
+                await asyncio.sleep(0.05)
         if snapshots:
             (sid,) = [r[0] for r in await policy.store.db.fetchall(
                 "SELECT snapshot_id FROM policy_snapshots WHERE decision_id = ?", (d.event_id,)
