@@ -141,7 +141,7 @@ async def test_homeassistant_discovery_retained_lock_only_with_a_bridge(
     await until(lambda: ha.published_for > 0, within=15)
     async with observe(mosquitto, "homeassistant/#", client_id="ha") as obs:  # joins late: retained only
         await obs.wait_for(lambda s: s.topic.endswith("outbox_backlog/config"))
-        await asyncio.sleep(0.3)
+        await obs.settle()  # every retained config has arrived
     topics = {m.topic for m in obs.messages}
     assert all(m.retain for m in obs.messages)
     assert not any("/lock/" in t for t in topics), topics
@@ -167,7 +167,7 @@ async def test_homeassistant_discovery_retained_lock_only_with_a_bridge(
             await until(lambda h=ha2: h.published_for > 0, within=15)  # bound per loop
             task.cancel()
             async with observe(mosquitto, "homeassistant/lock/#", client_id=f"ha-{lock}") as obs2:
-                await asyncio.sleep(0.5)  # retained configs arrive at once on subscribe
+                await obs2.settle()  # the retained configs, sent on subscribe, have arrived
             retained = [m for m in obs2.messages if m.topic == stale and m.payload]
             if not lock:
                 assert retained == [], "without a bridge the lock entity must be absent"

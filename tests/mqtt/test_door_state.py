@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -64,8 +63,8 @@ async def test_door_state_is_retained_and_ha_sees_door_and_fire(
         last = await late.wait_for(lambda s: s.topic == STATE, within=10)
     assert last.retain and last.json()["fire"] == "active" and last.json()["door"] == "open"
     async with observe(mosquitto, "homeassistant/binary_sensor/#", client_id="ha-bs") as ha:
-        await until(lambda: len(ha.messages) >= 2, within=10)
-        await asyncio.sleep(0.2)
+        await until(lambda: len(ha.messages) >= 2, within=60)
+        await ha.settle()
     configs = {json.loads(m.payload)["device_class"]: json.loads(m.payload) for m in ha.messages}
     assert configs["door"]["state_topic"] == STATE
     assert configs["safety"]["state_topic"] == STATE

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,13 +71,32 @@ class Seen:
 class Observer:
     """An outside MQTT client recording everything on a filter."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: aiomqtt.Client, topic_filter: str) -> None:
         self.messages: list[Seen] = []
         self._changed = asyncio.Event()
+        self._client, self._filter = client, topic_filter
+        self._markers: dict[str, asyncio.Event] = {}
 
     def _add(self, seen: Seen) -> None:
+        if (marker := self._markers.get(seen.topic)) is not None:
+            marker.set()
+            return
         self.messages.append(seen)
         self._changed.set()
+
+    async def settle(self, within: float = 60.0) -> None:
+        """Wait until everything the broker sent this observer so far has arrived (such as the
+        retained copies it sends on subscribe), however slow the machine.
+
+        The observer publishes a marker under its own filter and waits for it: a broker keeps
+        the order of the messages to one client. The marker is not recorded.
+        """
+        assert self._filter.endswith("/#"), "a marker topic needs a filter ending in /#"
+        topic = f"{self._filter[:-1]}settle-{uuid.uuid4().hex}"
+        self._markers[topic] = arrived = asyncio.Event()
+        await self._client.publish(topic, b"", qos=1)
+        async with asyncio.timeout(within):
+            await arrived.wait()
 
     async def wait_for(
         self, predicate: Callable[[Seen], bool], within: float = 10.0, *, start: int = 0
@@ -96,8 +116,8 @@ async def observe(
     broker: BrokerHandle, topic_filter: str = "facegate/#", *, client_id: str = "observer"
 ) -> AsyncIterator[Observer]:
     """Subscribe an outside client to ``topic_filter`` for the duration of the block."""
-    observer = Observer()
     async with aiomqtt.Client(broker.host, broker.port, identifier=client_id) as client:
+        observer = Observer(client, topic_filter)
         await client.subscribe(topic_filter, qos=1)
 
         async def pump() -> None:
