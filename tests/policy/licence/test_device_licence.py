@@ -158,12 +158,15 @@ async def test_licence_enforced_installed_over_signed_mqtt_and_reported(
         assert recognition.frames_analysed == 0 and len(engine.matcher) == 0
         reply = await operator.call("enroll", {"image_b64": image, "consent_ref": "c-1"})
         assert reply["ok"] is False and reply["code"] == "licence_required", reply
+        mark = len(obs.messages)
         reply = await operator.call("open", {})
         assert reply["ok"] is True, reply
         await obs.wait_for(
-            lambda s: s.topic.endswith("event/door") and s.json()["kind"] == "unlocked", within=30
+            lambda s: s.topic.endswith("event/door") and s.json()["kind"] == "unlocked", within=30, start=mark
         )
-        await asyncio.sleep(1.5)  # unlock_s = 1: the relay locks again
+        await obs.wait_for(  # unlock_s = 1: the relay locks again (a loaded machine takes longer)
+            lambda s: s.topic.endswith("event/door") and s.json()["kind"] == "locked", within=60, start=mark
+        )
         mark = len(obs.messages)
         gpio.drive_input(EXIT, True)
         await obs.wait_for(
