@@ -200,18 +200,23 @@ async def test_fire_latched_in_the_driver_before_the_controller_starts_waits_for
 async def test_fire_release_with_the_loop_stalled() -> None:
     async with rig_for(clock=SystemClock(), fire_line=FIRE, input_min_pulse_ms=0) as rig:
         seen: list[bool] = []
-        alarm = threading.Timer(0.1, rig.gpio.drive_input, (FIRE, True))
-        probe = threading.Timer(0.4, lambda: seen.append(rig.gpio.level(RELAY)))
-        alarm.start()
-        probe.start()
+
+        def fire_panel() -> None:
+            # One thread, so the relay is read after the alarm however late a loaded
+            # machine schedules it (two timers could run in either order).
+            time.sleep(0.1)
+            rig.gpio.drive_input(FIRE, True)
+            time.sleep(0.3)
+            seen.append(rig.gpio.level(RELAY))
+
+        panel = threading.Thread(target=fire_panel, name="fire-panel")
+        panel.start()
         time.sleep(1.0)  # noqa: ASYNC251  # loop blocked: recognition, MQTT, storage, door stalled
-        alarm.join()
-        probe.join()
+        panel.join()
         assert seen == [True], "the relay must be released while the loop is blocked"
-        for _ in range(200):
-            if rig.door.fire_state is FireState.ACTIVE:
-                break
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(60):
+            while rig.door.fire_state is not FireState.ACTIVE:  # noqa: ASYNC110  # no event to await
+                await asyncio.sleep(0.01)
         assert rig.kinds() == ["fire_release", "security:fire_release"]
 
 
