@@ -43,10 +43,15 @@ async def _task_leak_guard() -> AsyncIterator[None]:
     before = set(asyncio.all_tasks())
     yield
     current = asyncio.current_task()
-    for _ in range(20):
+    # Tasks still finishing their cancellation get a few seconds (a loaded machine is slow);
+    # a leaked one is still running then.
+    deadline = loop.time() + 5.0
+    while True:
         leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
         if not leaked:
             return
+        if loop.time() > deadline:
+            break
         await asyncio.sleep(0.01)
     names = ", ".join(sorted(t.get_name() for t in leaked))
     for t in leaked:
