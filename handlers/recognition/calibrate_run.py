@@ -28,8 +28,9 @@ from typing import Any
 from ...drivers.models.loader import LoadedModels, ModelOptions, load_models, resolve_precision
 from ...runtime.config.recognition import RecognitionSection
 from .calibration import REPORT_FMRS, ScoreStats, build_table
-from .engine import embed_options, model_options, quality_limits, selection_rule
+from .engine import embed_options, int8_build, model_options, quality_limits, selection_rule
 from .evaluation import CONFIGS, Sample, collect, embedded_set, gate_flip_stats, gate_report, stats_of
+from .fusion import multiscale_default
 from .openset import OpenSetResult, run_open_set
 from .openset_study import StudyRow, run_study
 from .pipeline import enrol_limits
@@ -43,12 +44,12 @@ MULTI = "multi+flip"
 """Two detection scales fused (issue 15 round 3): always reported next to the device."""
 
 
-def device_config_name(cfg: RecognitionSection) -> str:
+def device_config_name(cfg: RecognitionSection, *, int8: bool) -> str:
     """The :data:`~.evaluation.CONFIGS` entry the device settings correspond to."""
     name = "refine" if cfg.fusion.refine else "coarse"
     if not cfg.fusion.flip:
         return name
-    if cfg.fusion.multiscale and cfg.fusion.refine:
+    if multiscale_default(cfg.fusion.multiscale, int8=int8) and cfg.fusion.refine:
         name = MULTI.removesuffix("+flip")
     return name + ("+flip@gate" if cfg.fusion.flip_band < 1.0 else "+flip")
 
@@ -175,7 +176,8 @@ def _study(report: CalibrationReport, sets: dict[str, tuple[CalibrationTable, li
     for name, (tab, samples) in sets.items():
         if name != report.device_config:
             policy = ThresholdPolicy(tab, cfg.target_fmr, fixed=cfg.threshold)
-            report.other_open_sets[name] = run_open_set(samples, policy, embed_options(cfg))
+            report.other_open_sets[name] = run_open_set(
+                samples, policy, embed_options(cfg, int8=int8_build(tab.model_id)))
         report.study.extend((name, r) for r in run_study(samples, tab, cfg.target_fmr,
                                                          k=min(cfg.decision.k, 2)))
 
@@ -192,7 +194,7 @@ def run_calibration(
     precisions = [device_prec]
     if compare and cfg.models.recognizer_path is None:
         precisions.append("fp32" if device_prec == "int8" else "int8")
-    device_cfg = device_config_name(cfg)
+    device_cfg = device_config_name(cfg, int8=device_prec == "int8")
     rule, limits = selection_rule(cfg), quality_limits(cfg)
     report: CalibrationReport | None = None
     rows: list[dict[str, Any]] = []
@@ -231,7 +233,7 @@ def run_calibration(
                 if open_set:
                     policy = ThresholdPolicy(table, cfg.target_fmr, fixed=cfg.threshold)
                     report.open_set = run_open_set(got.samples[name], policy,
-                                                   embed_options(cfg))
+                                                   embed_options(cfg, int8=prec == "int8"))
                     multi[device_cfg] = (table, got.samples[name])
     if (compare or reference) and first_models is not None:
         ref = collect_reference(first_models, root, every=every, progress=progress)

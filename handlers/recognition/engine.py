@@ -26,7 +26,7 @@ from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.config.recognition import RecognitionSection
 from .enrol import ImageEmbedding, embed_bgr, embed_image_bytes
-from .fusion import EmbedOptions
+from .fusion import EmbedOptions, multiscale_default
 from .image import decode_image
 from .liveness import FrameCheck, IrPresenceCheck, OnnxPadCheck, StillnessCheck
 from .matcher import Matcher
@@ -67,12 +67,17 @@ def quality_limits(cfg: RecognitionSection) -> QualityLimits:
     return cfg.quality
 
 
-def embed_options(cfg: RecognitionSection) -> EmbedOptions:
-    """Refinement and view fusion from ``[recognition.fusion]``."""
+def int8_build(model_id: str) -> bool:
+    """Whether ``model_id`` names the int8 build (``<fp32 id>:int8r<recipe>-<hash>``)."""
+    return ":int8" in model_id
+
+
+def embed_options(cfg: RecognitionSection, *, int8: bool) -> EmbedOptions:
+    """Refinement and view fusion from ``[recognition.fusion]`` for the fp32 or int8 build."""
     f = cfg.fusion
     return EmbedOptions(refine=f.refine, refine_face_px=f.refine_face_px, flip=f.flip,
                         flip_band=f.flip_band, flip_margin=f.flip_margin,
-                        multiscale=f.multiscale)
+                        multiscale=multiscale_default(f.multiscale, int8=int8))
 
 
 def selection_rule(cfg: RecognitionSection) -> SelectionRule:
@@ -130,7 +135,7 @@ class RecognitionEngine:
         )
         self.pipeline = FramePipeline(
             models, self.matcher, roi=cfg.roi, quality=quality_limits(cfg), frame_checks=checks,
-            rule=selection_rule(cfg), embed=embed_options(cfg),
+            rule=selection_rule(cfg), embed=embed_options(cfg, int8=int8_build(models.model_id)),
             threshold=self.thresholds.threshold,
             enrol_quality=enrol_limits(quality_limits(cfg), cfg.fusion.enrol_max_yaw_deg),
         )

@@ -100,10 +100,12 @@ class QualitySettings:
         ge=0,
     )
     max_yaw_deg: float = setting(
-        50.0,
-        doc="Maximum estimated head yaw (atan model of the nose offset, see quality.py). "
-        "Calibrated on the devset: yaw barely predicts a failed match there; 50 refuses "
-        "~0.8% of images (35 refused ~7%, nearly all of which would have matched).",
+        80.0,
+        doc="Maximum estimated head yaw (atan model of the nose offset, see quality.py): "
+        "refuses near-profile views only. Calibrated on the devset (every 4th identity, fp32, "
+        "two scales): at 50 the gate refused 17 images for yaw, 16 of which would have "
+        "matched, and open-set FNIR was 8.3%; at 80 it refuses none there, FNIR 6.2%, still "
+        "0 of 345 strangers granted (docs/performance.md, issue 15 round 4).",
         gt=0,
         le=90,
     )
@@ -267,13 +269,15 @@ class FusionSettings:
         gt=0,
         le=1,
     )
-    multiscale: bool = setting(
-        False,
+    multiscale: bool | None = setting(
+        None,
         doc="With refine and flip: the face aligned from the coarse pass's landmarks (and its "
         "mirror) joins the mean, four recogniser rows. Always at enrolment; at the gate only "
-        "when the mirror view is embedded (flip_band, flip_margin). Devset every 4th: FNMR@1e-4 3.70% vs "
-        "4.44% (int8), FNIR 8.3% vs 10.6%, but 1 stranger of 345 granted with int8 (0 with "
-        "fp32): off until a held-out check (docs/performance.md, issue 15 round 3).",
+        "when the mirror view is embedded (flip_band, flip_margin), so a clear face costs "
+        "nothing more. Unset (default): on, except with the int8 build. Devset every 4th, "
+        "fp32: FNMR@1e-4 3.69% vs 4.28%, open-set FNIR 8.3% vs 9.6%, 0 of 345 strangers "
+        "granted; int8: 3.70% vs 4.44% but 1 stranger of 345 granted, so int8 keeps it off "
+        "(docs/performance.md, issue 15).",
     )
 
 

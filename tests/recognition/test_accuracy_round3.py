@@ -13,6 +13,7 @@ from facegate.drivers.models import LoadedModels
 from facegate.handlers.recognition import Reason, RecognitionEngine
 from facegate.handlers.recognition.align import align_face
 from facegate.handlers.recognition.calibrate_run import device_config_name
+from facegate.handlers.recognition.engine import embed_options, int8_build
 from facegate.handlers.recognition.evaluation import Sample, analyse_image
 from facegate.handlers.recognition.fusion import EmbedOptions, extra_views, fuse_rows
 from facegate.handlers.recognition.openset_study import run_study
@@ -115,9 +116,20 @@ def test_calibration_measures_the_two_scale_configuration(models: LoadedModels) 
     assert np.array_equal(multi.plain, refined.plain)  # the gate's first row is the same
     assert multi.gate is refined.gate
     assert 0.98 < float(multi.embedding @ refined.embedding) < 0.99999
-    cfg = RecognitionSection(fusion=FusionSettings(multiscale=True))
-    assert device_config_name(cfg) == "multi+flip@gate"
-    assert device_config_name(RecognitionSection()) == "refine+flip@gate"
+    on, off = (RecognitionSection(fusion=FusionSettings(multiscale=v)) for v in (True, False))
+    for int8 in (False, True):
+        assert device_config_name(on, int8=int8) == "multi+flip@gate"
+        assert device_config_name(off, int8=int8) == "refine+flip@gate"
+    # Unset: two scales with the fp32 build, not with int8 (it granted a stranger on the devset).
+    assert device_config_name(RecognitionSection(), int8=False) == "multi+flip@gate"
+    assert device_config_name(RecognitionSection(), int8=True) == "refine+flip@gate"
+
+
+def test_the_default_engine_fuses_two_scales_only_with_the_fp32_build() -> None:
+    assert embed_options(RecognitionSection(), int8=False).multiscale
+    assert not embed_options(RecognitionSection(), int8=True).multiscale
+    assert int8_build("sface-2021dec@fb143eea:int8r1-5491754f")
+    assert not int8_build("sface-2021dec@fb143eea")
 
 
 def _u(*v: float) -> np.ndarray:

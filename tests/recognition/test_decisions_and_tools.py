@@ -19,6 +19,7 @@ from facegate.handlers.recognition import (
     ThresholdPolicy,
 )
 from facegate.handlers.recognition.decision import DecisionEngine
+from facegate.handlers.recognition.engine import int8_build
 from facegate.handlers.recognition.liveness import OnnxPadCheck, StillnessCheck
 from facegate.handlers.recognition.pipeline import FramePipeline
 from facegate.handlers.recognition.thresholds import builtin_table
@@ -140,12 +141,14 @@ def test_calibrate_cli_writes_a_usable_table(
     assert summary["identities"] == 6 and summary["images"] == 14
     # Every configuration reports failures to enrol and gate refusals next to FNMR.
     rows = {r["config"]: r for r in summary["configurations"]}
-    # The device fuses templates always and probes only when uncertain (fusion.flip_band).
-    assert summary["device_config"] == "refine+flip@gate"
-    assert set(rows) >= {"legacy", "refine+flip", "refine+flip@gate"}
+    # The device fuses templates always and probes only when uncertain (fusion.flip_band);
+    # two detection scales by default with the fp32 build, one with int8.
+    device = "refine+flip@gate" if int8_build(summary["model_id"]) else "multi+flip@gate"
+    assert summary["device_config"] == device
+    assert set(rows) >= {"legacy", "refine+flip", "refine+flip@gate", "multi+flip@gate"}
     assert {"failed_to_enrol", "gate_refused", "gate_would_match", "fnmr@0.0001"} <= set(
         rows["refine+flip"])
-    assert 0 <= rows["refine+flip@gate"]["mirrored_pair_share"] <= 1
+    assert 0 <= rows[device]["mirrored_pair_share"] <= 1
     o = summary["open_set"]
     assert 0 <= o["probes_mirrored"] <= o["probes_searched"]
     assert summary["open_set"]["enrolled"] + summary["open_set"]["failed_to_enrol"] == 4

@@ -102,10 +102,10 @@ def test_without_a_threshold_or_a_search_the_mirror_is_always_fused(models: Load
 def test_enrolment_accepts_a_wider_yaw_than_the_gate(models: LoadedModels) -> None:
     eng = RecognitionEngine(RecognitionSection(), models)
     assert eng.pipeline.enrol_quality.max_yaw_deg == 85.0
-    assert eng.pipeline.quality.max_yaw_deg == 50.0
+    assert eng.pipeline.quality.max_yaw_deg == 80.0
     narrow = RecognitionSection(fusion=FusionSettings(enrol_max_yaw_deg=20.0))
     # Never narrower than the gate's own limit.
-    assert RecognitionEngine(narrow, models).pipeline.enrol_quality.max_yaw_deg == 50.0
+    assert RecognitionEngine(narrow, models).pipeline.enrol_quality.max_yaw_deg == 80.0
 
 
 def test_calibration_models_the_gate_rule_on_pairs() -> None:
