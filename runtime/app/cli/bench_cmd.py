@@ -32,7 +32,8 @@ def register(sub: Any) -> None:
                    help="matcher gallery sizes, comma separated (10k,100k,1m)")
     p.add_argument("--precision", choices=("auto", "fp32", "int8"),
                    default=ModelSettings().recognizer_precision,
-                   help="recogniser build: auto (the device default: int8 with VNNI, else fp32), "
+                   help="recogniser build: auto (the device default: the build pinned in the model "
+                   "cache; at the first start fp32 unless int8 is measured >= 15%% faster), "
                    "the int8 recipe or exact fp32")
     p.add_argument("--engine", choices=("auto", "onnxruntime", "opencv"),
                    default=ModelSettings().recognizer_engine,
@@ -142,6 +143,7 @@ def _bench(args: argparse.Namespace) -> int:
             "threads": {"detector": 1, "recognizer": args.recognizer_threads,
                         "recognizer_spin": args.spin, "opencv": cv2.getNumThreads()},
             "recognizer_engine": models.engine.as_dict(),
+            "recognizer_precision": models.precision.as_dict(),
         })
         _issue16_round3(result, args, models, frames)
     if not args.skip_matcher:
@@ -279,6 +281,9 @@ def _print_round3(result: dict[str, Any]) -> None:
     if "recognizer_engine" in result:
         e = result["recognizer_engine"]
         print(f"\nrecogniser engine: {e['engine']} ({e['source']}; probe ms {e['probe_ms']})")
+        p = result["recognizer_precision"]
+        print(f"recogniser build: {p['precision']} ({p['source']}; probe ms {p['probe_ms']}; "
+              f"int8 only if >= {p['int8_min_gain']:.0%} faster than fp32)")
     if "recognizer_engines" in result:
         print("embedding alone, one aligned crop, variants interleaved run by run:")
         for label, r in result["recognizer_engines"].items():
