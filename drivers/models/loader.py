@@ -272,15 +272,18 @@ def load_models(opts: ModelOptions | None = None) -> LoadedModels:
     model_id = opts.recognizer.model_id
     choice = resolve_precision(opts.recognizer, opts.recognizer_precision, cache)
     if choice is None:  # auto, unpinned: the earlier start's build, or measure both; then pin
+        probed: Path | None = None
         if started_before:
             choice = _earlier_build(rec_path)
+        elif rec_path == plain_rec:  # the exact rewrite failed: no int8 build to compare
+            choice = PrecisionChoice(FP32, "only")
         else:
-            int8_path = _int8_cached(opts, rec_path, plain_rec, cache)
-            choice = probe_precision(rec_path, plain_rec, int8_path, opts.recognizer_threads)
-            if choice.precision == FP32:
-                # Keep "an int8 file in the cache = this device ran int8" (_earlier_build).
-                int8_path.unlink(missing_ok=True)
-        BuildPin(cache).put(model_id, choice)
+            probed = _int8_cached(opts, rec_path, plain_rec, cache)
+            choice = probe_precision(rec_path, plain_rec, probed, opts.recognizer_threads)
+        choice = BuildPin(cache).put(model_id, choice)
+        if probed is not None and choice.precision == FP32:
+            # Keep "an int8 file in the cache = this device ran int8" (_earlier_build).
+            probed.unlink(missing_ok=True)
         _log.info("models.build_chosen", precision=choice.precision, probe_ms=choice.probe_ms)
     precision = choice.precision
     if precision == INT8:

@@ -116,7 +116,13 @@ class BuildPin:
                                if isinstance(ms, dict) else {},
                                float(load) if isinstance(load, int | float) else None)
 
-    def put(self, model_id: str, choice: PrecisionChoice) -> None:
+    def put(self, model_id: str, choice: PrecisionChoice) -> PrecisionChoice:
+        """Pin ``choice`` unless a pin exists: the first writer wins, so two processes
+        starting together on one cache (``facegate run`` and ``facegate enroll``) agree.
+        Returns the pinned choice (``choice``, or the other process's as ``pinned``)."""
+        existing = self.get(model_id)
+        if existing is not None:
+            return existing
         data = self._read()
         data[model_id] = {"precision": choice.precision, "probe_ms": choice.probe_ms,
                           "load_avg": choice.load_avg}
@@ -126,10 +132,16 @@ class BuildPin:
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".build-", suffix=".json")
             with os.fdopen(fd, "w") as fh:
                 json.dump(data, fh, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
-            tmp = None
+            try:
+                os.link(tmp, self.path)  # atomic create-if-absent
+            except FileExistsError:
+                existing = self.get(model_id)
+                if existing is not None:
+                    return existing
+                os.replace(tmp, self.path)  # a file without this model's pin: add it
         except OSError as exc:
             _log.warning("models.build_not_pinned", error=exc.strerror or type(exc).__name__)
         finally:
             if tmp is not None and os.path.exists(tmp):
                 os.unlink(tmp)
+        return choice

@@ -159,3 +159,19 @@ async def test_stored_templates_keep_their_build_when_the_probe_changes_its_mind
     third = load_models(ModelOptions(cache_dir=cache))
     assert probe.calls == 1 and third.model_id == first.model_id
     assert third.precision.source == "earlier start"
+
+
+def test_the_first_pin_wins(tmp_path: Path) -> None:
+    """Two processes starting together on one cache (run and enroll) must agree on the build."""
+    pin = BuildPin(tmp_path)
+    first = pin.put("m@1", PrecisionChoice(INT8, "probe", {"x": 1.0}, 0.3))
+    assert first.precision == INT8 and first.source == "probe"
+    second = pin.put("m@1", PrecisionChoice(FP32, "probe", {"x": 2.0}, 0.3))
+    assert (second.precision, second.source) == (INT8, "pinned")
+    # Another model's pin joins the file without touching the first.
+    assert pin.put("u@2", PrecisionChoice(FP32, "only")).precision == FP32
+    got = pin.get("m@1")
+    assert got is not None and got.precision == INT8
+    # An unreadable file is "no pin" (the probe runs again), never an error.
+    pin.path.write_text("{not json")
+    assert pin.get("m@1") is None
