@@ -181,7 +181,10 @@ def _print_text(result: dict[str, Any], frames: int) -> None:
     print(result["note"])
     if "stages" in result:
         th = result["threads"]
-        print(f"\npipeline, 640x480 frame, one face ({frames} frames), model "
+        print("\nCONTEXT, per analysed frame (every stage on every frame); the issue-16 "
+              "pipeline target is answered per frame over a stream: ISSUE 16 PIPELINE TARGET "
+              "below")
+        print(f"pipeline, 640x480 frame, one face ({frames} frames), model "
               f"{result['model_id']}, threads: detector {th['detector']}, recogniser "
               f"{th['recognizer']} (spin {th['recognizer_spin']}), "
               f"OpenCV {th['opencv']}")
