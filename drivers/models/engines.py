@@ -140,13 +140,15 @@ def choose_engine(
     candidates: Mapping[str, Session],
     *,
     rounds: int = 9,
-    warmup: int = 2,
+    warmup: int = 10,
     timer: Callable[[], float] = time.perf_counter,
 ) -> EngineChoice:
     """The fastest faithful candidate (the first one is the reference). Blocking.
 
     Every candidate runs ``warmup`` untimed runs, then ``rounds`` rounds of one
-    timed run each, candidates interleaved; the median decides.
+    timed run each, candidates interleaved; the median decides. 10 warm-up runs:
+    a fresh OpenCV net read 15 ms per run after 2 warm-up runs and 8.3 ms warm
+    (Zen 4, load 2.2), which biased a 2-run warm-up against it.
     """
     if not candidates:
         raise ValueError("no engine candidates")
@@ -174,7 +176,7 @@ def time_candidates(
     candidates: Mapping[str, Session],
     *,
     rounds: int = 9,
-    warmup: int = 2,
+    warmup: int = 10,
     timer: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
     """Median ms per candidate on :func:`probe_input`. Blocking.
