@@ -4,10 +4,11 @@ Public surface: :func:`load_models` / :func:`load_models_async` with
 :class:`ModelOptions`, returning :class:`LoadedModels` (a :class:`FaceDetector`
 and a :class:`FaceEmbedder`); :class:`ModelSpec` / :class:`ModelFamily` for
 user-supplied models; :func:`check_same_model`; the error tree rooted at
-:class:`ModelError`. The built-in SFace runs the int8 recipe of
-``quantize.py`` by default (own model id, ``...:int8r1-<hash>``), or with
-``ModelOptions(recognizer_precision="fp32")`` the exact fp32 rewrite of the
-fold (``optimize.py``); user recognisers always run that fp32 rewrite.
+:class:`ModelError`. The built-in SFace runs the exact fp32 function of the
+fold (``optimize.py``, or the fold itself on OpenCV's dnn) or the int8 recipe of
+``quantize.py`` (own model id, ``...:int8r1-<hash>``): ``auto`` by default,
+measured at the first start and pinned per device (``precision.py``); user
+recognisers always run fp32.
 """
 
 # No telemetry switch here: facegate.drivers imports facegate.runtime first, which turns

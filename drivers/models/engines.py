@@ -19,8 +19,9 @@ the plain fp32 fold in 11.9 ms where onnxruntime took 14.5 ms (int8) and
   model file and thread budget (:class:`ProbeCache`), so a device probes once
   (again when a choice made on a busy machine meets a quieter one).
 
-The precision (int8 or fp32) is never chosen by a timing probe: it changes the
-model id, so it follows the CPU's features (``loader.resolve_precision``).
+The precision (int8 or fp32) changes the model id, so its probe
+(:func:`time_candidates` over both builds, ``precision.py``) runs once per
+device and its result is pinned, never re-measured like the engine choice.
 """
 
 from __future__ import annotations
@@ -139,13 +140,15 @@ def choose_engine(
     candidates: Mapping[str, Session],
     *,
     rounds: int = 9,
-    warmup: int = 2,
+    warmup: int = 10,
     timer: Callable[[], float] = time.perf_counter,
 ) -> EngineChoice:
     """The fastest faithful candidate (the first one is the reference). Blocking.
 
     Every candidate runs ``warmup`` untimed runs, then ``rounds`` rounds of one
-    timed run each, candidates interleaved; the median decides.
+    timed run each, candidates interleaved; the median decides. 10 warm-up runs:
+    a fresh OpenCV net read 15 ms per run after 2 warm-up runs and 8.3 ms warm
+    (Zen 4, load 2.2), which biased a 2-run warm-up against it.
     """
     if not candidates:
         raise ValueError("no engine candidates")
@@ -163,23 +166,36 @@ def choose_engine(
             cos = -1.0
         if cos < FAITHFUL_COS:
             dropped.append(n)
-    live = [n for n in names if n not in dropped]
-    for n in live:
-        s = candidates[n]
-        feed = {s.get_inputs()[0].name: x}
-        for _ in range(warmup):
-            s.run(None, feed)
-    times: dict[str, list[float]] = {n: [] for n in live}
-    for _ in range(rounds):
-        for n in live:
-            s = candidates[n]
-            feed = {s.get_inputs()[0].name: x}
-            t = timer()
-            s.run(None, feed)
-            times[n].append((timer() - t) * 1e3)
-    ms = {n: round(statistics.median(v), 3) for n, v in times.items()}
-    best = min(live, key=lambda n: ms[n])
+    live = {n: s for n, s in candidates.items() if n not in dropped}
+    ms = time_candidates(live, rounds=rounds, warmup=warmup, timer=timer)
+    best = min(ms, key=lambda n: ms[n])
     return EngineChoice(best, "probe", ms, tuple(dropped))
+
+
+def time_candidates(
+    candidates: Mapping[str, Session],
+    *,
+    rounds: int = 9,
+    warmup: int = 10,
+    timer: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
+    """Median ms per candidate on :func:`probe_input`. Blocking.
+
+    Every candidate runs ``warmup`` untimed runs, then ``rounds`` rounds of one
+    timed run each, candidates interleaved, so background load hits all alike.
+    """
+    x = probe_input()
+    feeds = {n: {s.get_inputs()[0].name: x} for n, s in candidates.items()}
+    for n, s in candidates.items():
+        for _ in range(warmup):
+            s.run(None, feeds[n])
+    times: dict[str, list[float]] = {n: [] for n in candidates}
+    for _ in range(rounds):
+        for n, s in candidates.items():
+            t = timer()
+            s.run(None, feeds[n])
+            times[n].append((timer() - t) * 1e3)
+    return {n: round(statistics.median(v), 3) for n, v in times.items()}
 
 
 def probe_key(model_file: str, threads: int) -> str:

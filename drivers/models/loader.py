@@ -19,12 +19,21 @@ import structlog
 from ...runtime.bus import EventBus
 from ...runtime.clock import Clock
 from ...runtime.events import SecurityEvent, SecurityKind
-from ...runtime.machine import has_vnni
 from .cached import converted_path, optimized_path
 from .detector import FaceDetector
 from .embedder import FaceEmbedder
-from .engines import ONNXRUNTIME, OPENCV, EngineChoice, OpenCvSession, ProbeCache, choose_engine, probe_key
+from .engines import (
+    ONNXRUNTIME,
+    OPENCV,
+    EngineChoice,
+    OpenCvSession,
+    ProbeCache,
+    choose_engine,
+    probe_key,
+    time_candidates,
+)
 from .errors import ModelCacheError, ModelFormatError, ModelHashMismatch
+from .precision import FP32, INT8, BuildPin, PrecisionChoice, decide_precision, machine_busy
 from .registry import BUILTIN_DETECTOR, BUILTIN_RECOGNIZER, ModelSpec, verify_pin
 from .session import make_session
 from .spin import AdaptiveSpin
@@ -60,7 +69,8 @@ class ModelOptions:
     templates and calibration tables must be made with it. ``fp32``: the
     exact fp32 function of the plain fold (same embeddings and model id on
     every engine). ``None`` or ``auto`` (default): :func:`resolve_precision`
-    (int8 for the built-in SFace on a VNNI CPU, else fp32)."""
+    (the build pinned on this device; at the first start fp32 unless int8 is
+    measured faster by a clear margin, then pinned: ``precision.py``)."""
     recognizer_engine: Literal["auto", "onnxruntime", "opencv"] = "auto"
     """Who runs an fp32 recogniser: onnxruntime (the exact rewrite), OpenCV's dnn (the
     plain fold), or ``auto``: the faster of the two as measured on this CPU
@@ -83,25 +93,58 @@ class LoadedModels:
     """The detector's id (``<name>@<sha256[:8]>``); it changes with the file."""
     engine: EngineChoice = field(default_factory=lambda: EngineChoice(ONNXRUNTIME, "config"))
     """Which engine runs the recogniser and why (``engines.py``)."""
+    precision: PrecisionChoice = field(default_factory=lambda: PrecisionChoice(FP32, "config"))
+    """Which build runs and why (``precision.py``)."""
 
     @property
     def model_id(self) -> str:
         return self.embedder.model_id
 
 
-def resolve_precision(recognizer: ModelSpec, requested: str | None) -> str:
-    """The recogniser build for ``requested`` (``None``/``auto``: by CPU features).
+def resolve_precision(
+    recognizer: ModelSpec, requested: str | None, cache_dir: Path | None = None
+) -> PrecisionChoice | None:
+    """The recogniser build for ``requested``; None when ``auto`` must measure it first.
 
-    int8 pays only where int8 dot products have an instruction (VNNI): without
-    it the int8 build was no faster than fp32 on OpenCV's engine and is less
-    accurate (devset FNMR@1e-4 4.44% vs 2.91%), so ``auto`` is int8 on VNNI
-    CPUs and fp32 elsewhere. A user recogniser is always fp32 (no int8 recipe).
+    A forced build (``fp32``/``int8``) is used as is. ``None``/``auto``: a user
+    recogniser is fp32 (no int8 recipe); the built-in SFace runs the build
+    pinned in ``cache_dir`` by an earlier start (:class:`~.precision.BuildPin`),
+    so a device never switches builds under its stored templates (they carry
+    the model id, and the other build's id refuses them). Unpinned: None, and
+    :func:`load_models` measures both builds (:func:`probe_precision`: fp32
+    unless int8 is faster by :data:`~.precision.INT8_MIN_GAIN`) and pins the result.
     """
     if requested not in (None, "auto"):
-        return str(requested)
+        return PrecisionChoice(str(requested), "config")
     if recognizer != BUILTIN_RECOGNIZER:
-        return "fp32"
-    return "int8" if has_vnni() else "fp32"
+        return PrecisionChoice(FP32, "only")
+    return BuildPin(cache_dir).get(recognizer.model_id) if cache_dir is not None else None
+
+
+INT8_CANDIDATE = "onnxruntime int8"
+
+
+def probe_precision(
+    fp32_path: Path, plain_path: Path, int8_path: Path, threads: int
+) -> PrecisionChoice:
+    """Time the int8 build against fp32 on both engines, interleaved, and decide. Blocking.
+
+    The lowest seam of the ``auto`` choice (tests replace it with a fixed result).
+    """
+    candidates: dict[str, Any] = {
+        "onnxruntime fp32": make_session(fp32_path, intra_threads=threads),
+        INT8_CANDIDATE: make_session(int8_path, intra_threads=threads),
+    }
+    try:
+        candidates["opencv fp32"] = OpenCvSession(plain_path)
+    except ModelFormatError as exc:
+        _log.info("models.engine_unavailable", engine=OPENCV, error=str(exc)[:120])
+    # 10 warm-up runs: a fresh session's first runs are slow (OpenCV's read 15 ms warm-up
+    # against 8.3 ms warm here), which would bias a short probe against one engine.
+    ms = time_candidates(candidates, warmup=10, rounds=15)
+    busy = machine_busy()
+    return PrecisionChoice(decide_precision(ms, int8_key=INT8_CANDIDATE, busy=busy), "probe", ms,
+                           round(os.getloadavg()[0], 2))
 
 
 def _recognizer_session(
@@ -172,6 +215,35 @@ def optimized_cached(plain: Path) -> Path:
     return convert.optimized_cached(plain)
 
 
+def _int8_cached(opts: ModelOptions, rec_path: Path, plain_rec: Path, cache: Path) -> Path:
+    """The int8 build of the built-in SFace (quantised once, cached)."""
+    from .quantize import BUILTIN_RANGES, quantize_cached  # noqa: PLC0415 - pulls in onnxruntime.quantization
+
+    if opts.recognizer != BUILTIN_RECOGNIZER or rec_path == plain_rec:
+        raise ModelFormatError("int8 precision is available for the built-in SFace only")
+    try:
+        return quantize_cached(rec_path, BUILTIN_RANGES)
+    except OSError as exc:
+        raise ModelCacheError(
+            f"model cache {cache} cannot be written ({exc.strerror or exc}): "
+            "set recognition.models.cache_dir to a writable folder"
+        ) from None
+
+
+def _earlier_build(rec_path: Path) -> PrecisionChoice:
+    """The build a start before pinning ran, read from the model cache it left.
+
+    Before builds were pinned, ``auto`` meant int8 on VNNI CPUs (and the int8 file
+    was cached then), else fp32: a device upgraded from then keeps the build its
+    templates were made with. A cache with the fp32 fold but no int8 file ran fp32.
+    """
+    from .quantize import BUILTIN_RANGES, quantized_path  # noqa: PLC0415 - only when unpinned
+
+    if quantized_path(rec_path, BUILTIN_RANGES).is_file():
+        return PrecisionChoice(INT8, "earlier start")
+    return PrecisionChoice(FP32, "earlier start")
+
+
 def load_models(opts: ModelOptions | None = None) -> LoadedModels:
     """Verify both pins, convert once into the cache, and open tuned sessions.
 
@@ -182,6 +254,8 @@ def load_models(opts: ModelOptions | None = None) -> LoadedModels:
     cache = opts.cache_dir or default_cache_dir()
     verify_pin(opts.detector)
     verify_pin(opts.recognizer)
+    # Converted at an earlier start (before builds were pinned): see _earlier_build.
+    started_before = converted_path(opts.recognizer.path, opts.recognizer.sha256, cache).is_file()
     try:
         det_path = convert_cached(opts.detector.path, opts.detector.sha256, cache, dynamic_spatial=True)
         plain_rec = convert_cached(
@@ -196,40 +270,49 @@ def load_models(opts: ModelOptions | None = None) -> LoadedModels:
             "set recognition.models.cache_dir to a writable folder"
         ) from None
     model_id = opts.recognizer.model_id
-    precision = resolve_precision(opts.recognizer, opts.recognizer_precision)
-    if precision == "int8":
-        from .quantize import BUILTIN_RANGES, quantize_cached, recipe_tag  # noqa: PLC0415 - pulls in onnxruntime.quantization
+    choice = resolve_precision(opts.recognizer, opts.recognizer_precision, cache)
+    if choice is None:  # auto, unpinned: the earlier start's build, or measure both; then pin
+        probed: Path | None = None
+        if started_before:
+            choice = _earlier_build(rec_path)
+        elif rec_path == plain_rec:  # the exact rewrite failed: no int8 build to compare
+            choice = PrecisionChoice(FP32, "only")
+        else:
+            probed = _int8_cached(opts, rec_path, plain_rec, cache)
+            choice = probe_precision(rec_path, plain_rec, probed, opts.recognizer_threads)
+        choice = BuildPin(cache).put(model_id, choice)
+        if probed is not None and choice.precision == FP32:
+            # Keep "an int8 file in the cache = this device ran int8" (_earlier_build).
+            probed.unlink(missing_ok=True)
+        _log.info("models.build_chosen", precision=choice.precision, probe_ms=choice.probe_ms)
+    precision = choice.precision
+    if precision == INT8:
+        from .quantize import BUILTIN_RANGES, recipe_tag  # noqa: PLC0415 - pulls in onnxruntime.quantization
 
-        if opts.recognizer != BUILTIN_RECOGNIZER or rec_path == plain_rec:
-            raise ModelFormatError("int8 precision is available for the built-in SFace only")
-        try:
-            rec_path = quantize_cached(rec_path, BUILTIN_RANGES)
-        except OSError as exc:
-            raise ModelCacheError(
-                f"model cache {cache} cannot be written ({exc.strerror or exc}): "
-                "set recognition.models.cache_dir to a writable folder"
-            ) from None
+        rec_path = _int8_cached(opts, rec_path, plain_rec, cache)
         # ":" not "+": model ids must pass storage's id rule (A-Z a-z 0-9 . _ : @ -).
         model_id = f"{model_id}:{recipe_tag(BUILTIN_RANGES)}"
-    elif precision != "fp32":
+    elif precision != FP32:
         raise ModelFormatError(f"unknown recognizer precision {precision!r}")
     detector = FaceDetector(
         make_session(det_path, intra_threads=opts.detector_threads),
         input_width=opts.detector_input_width,
         score_threshold=opts.detector_score,
     )
-    session, choice = _recognizer_session(opts, rec_path, plain_rec, precision, cache)
+    session, engine = _recognizer_session(opts, rec_path, plain_rec, precision, cache)
     embedder = FaceEmbedder(session, opts.recognizer, model_id=model_id)
     _log.info(
         "models.loaded",
         detector=opts.detector.model_id,
         recognizer=embedder.model_id,
         dim=embedder.dim,
-        engine=choice.engine,
+        engine=engine.engine,
+        precision=precision,
+        precision_source=choice.source,
     )
     reference = plain_rec if rec_path != plain_rec else None
     return LoadedModels(detector, embedder, det_path, rec_path, reference,
-                        detector_id=opts.detector.model_id, engine=choice)
+                        detector_id=opts.detector.model_id, engine=engine, precision=choice)
 
 
 async def load_models_async(

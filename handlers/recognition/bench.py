@@ -157,8 +157,12 @@ class _OpenCVPath:
         bgr = _decode(data)
         return self.run_bgr(bgr, t0)
 
-    def run_bgr(self, bgr: npt.NDArray[np.uint8], t0: float | None = None) -> dict[str, float] | None:
-        """The path on a decoded frame (``t0``: when its clock started; now if None)."""
+    def run_bgr(self, bgr: npt.NDArray[np.uint8], t0: float | None = None, *,
+                every_face: bool = False) -> dict[str, float] | None:
+        """The path on a decoded frame (``t0``: when its clock started; now if None).
+
+        ``every_face``: align and embed every face found (OpenCV's path over a scene
+        with several people), else the first one (the one-face frames of the bench)."""
         t0 = time.perf_counter() if t0 is None else t0
         t1 = time.perf_counter()
         small, scale = bgr, 1.0
@@ -175,9 +179,10 @@ class _OpenCVPath:
         t2 = time.perf_counter()
         if faces is None or not len(faces):
             return None
-        crop = self.rec.alignCrop(bgr, faces[0])
+        crops = [self.rec.alignCrop(bgr, f) for f in (faces if every_face else faces[:1])]
         t3 = time.perf_counter()
-        self.rec.feature(crop)
+        for crop in crops:
+            self.rec.feature(crop)
         t4 = time.perf_counter()
         marks = (t0, t1, t2, t3, t4)
         out = {s: (marks[i + 1] - marks[i]) * 1e3 for i, s in enumerate(OPENCV_STAGES)}

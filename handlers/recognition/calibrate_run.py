@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...drivers.models.loader import LoadedModels, ModelOptions, load_models, resolve_precision
+from ...drivers.models.loader import LoadedModels, ModelOptions, load_models
 from ...runtime.config.recognition import RecognitionSection
 from .calibration import REPORT_FMRS, ScoreStats, build_table
 from .engine import embed_options, int8_build, model_options, quality_limits, selection_rule
@@ -190,8 +190,8 @@ def run_calibration(
 ) -> CalibrationReport:
     """Measure (see module docstring). Blocking: minutes for thousands of images."""
     opts = model_options(cfg, config_path) if base_options is None or config_path else base_options
-    device_prec = resolve_precision(opts.recognizer, opts.recognizer_precision)
-    precisions = [device_prec]
+    device_models = load_models(opts)  # "auto": the build pinned (or measured) on this device
+    precisions = [device_prec := device_models.precision.precision]
     if compare and cfg.models.recognizer_path is None:
         precisions.append("fp32" if device_prec == "int8" else "int8")
     device_cfg = device_config_name(cfg, int8=device_prec == "int8")
@@ -201,7 +201,8 @@ def run_calibration(
     first_models: LoadedModels | None = None
     multi: dict[str, tuple[CalibrationTable, list[Sample]]] = {}
     for prec in precisions:
-        models = load_models(dataclasses.replace(opts, recognizer_precision=prec))
+        models = device_models if prec == device_prec else load_models(
+            dataclasses.replace(opts, recognizer_precision=prec))
         first_models = first_models or models
         got = collect(models, root, rule=rule, enrol_rule=ENROL_RULE, limits=limits,
                       face_px=cfg.fusion.refine_face_px, every=every, progress=progress,

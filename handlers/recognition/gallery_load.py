@@ -94,7 +94,8 @@ class GalleryLoader:
                 reason="templates of another model are never compared",
                 hint="re-enrol these subjects with this model, or set "
                 "[recognition.models] recognizer_precision to the build that made them "
-                "(templates enrolled before int8 became the default are fp32)",
+                "(the model id ends in ':int8r...' for int8; 'auto' keeps the build pinned "
+                "in the model cache, recognizer-build.json)",
             )
         self.loaded.set()
 

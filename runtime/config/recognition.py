@@ -62,9 +62,13 @@ class ModelSettings:
     )
     recognizer_precision: Literal["auto", "fp32", "int8"] = setting(
         "auto",
-        doc="Built-in SFace build. 'auto' (default): 'int8' on CPUs with VNNI (AVX-512 VNNI or "
-        "AVX-VNNI), 'fp32' elsewhere (without VNNI int8 is no faster than fp32 on OpenCV's "
-        "engine and less accurate). 'int8': static int8 build (cosine >= 0.99 to fp32), model "
+        doc="Built-in SFace build. 'auto' (default): decided once per device and pinned in "
+        "cache_dir/recognizer-build.json: 'fp32' unless the int8 build is measured at least "
+        "15% faster than the fastest fp32 engine on this CPU at the first start (int8 is the "
+        "less accurate build; on an AMD Zen 4 with AVX-512 VNNI it was slower than fp32 on "
+        "OpenCV's engine). The pin is never re-measured, so stored templates keep their "
+        "build; a device upgraded from before the pin keeps the build its model cache shows "
+        "it ran (int8 file present: int8). 'int8': static int8 build (cosine >= 0.99 to fp32), model "
         "id 'sface-2021dec@fb143eea:int8r1-<hash>'. 'fp32': exact fp32 function, model id "
         "'sface-2021dec@fb143eea'. Templates of one build are never compared with the other: "
         "switching means re-enrolment (set the build that made the stored templates to keep "

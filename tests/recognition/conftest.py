@@ -37,8 +37,10 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def models(model_cache: Path) -> LoadedModels:
-    """The built-in pinned YuNet + SFace as the device runs them by default (int8 SFace)."""
-    return load_models(ModelOptions(cache_dir=model_cache))
+    """The built-in pinned YuNet + SFace with the fp32 SFace: what ``auto`` picks on the
+    development CPUs idle (docs/performance.md). Not ``auto`` itself: its first start is a
+    timing probe, and tests must not depend on a timing (test_precision.py covers it)."""
+    return load_models(ModelOptions(cache_dir=model_cache, recognizer_precision="fp32"))
 
 
 @pytest.fixture(scope="session")

@@ -223,8 +223,14 @@ def test_bench_cli_fp32_build(
     assert eng["opencv dnn fp32"]["cos_min_to_fp32"] >= 0.9999
     assert eng["onnxruntime int8, 2 threads"]["cos_min_to_fp32"] >= 0.99
     stream = r["device_stream"]
-    assert stream["engine"] == "onnxruntime" and len(stream["approaches"]) == 4
+    assert stream["engine"] == "onnxruntime" and len(stream["approaches"]) == 5
     assert set(stream["per_frame_ms"]) == {"ours", "opencv_320", "opencv_640"}
+    # The target figure is the stream's; per analysed frame is context, with its cost split.
+    assert r["pipeline_target"]["p50_ms"] == stream["per_frame_ms"]["ours"]["p50"]
+    assert r["compared"]["role"].startswith("context")
+    split = r["analysed_frame_split"]
+    assert set(split["per_analysed_frame_ms"]) == {"bare", "refine", "refine_flip", "device"}
+    assert {"p50", "p99"} <= set(split["refine_cost_ms"]) and "p50" in split["flip_cost_ms"]
     # Camera to relay on the real services: every trial ended with the relay written.
     relay = r["camera_to_relay"]["rules"]
     assert {k: v["no_grant_in_3s"] for k, v in relay.items()} == {"fixed_k3": 0,

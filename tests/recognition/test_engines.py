@@ -3,8 +3,8 @@
 Speed is measured by ``facegate bench`` (``recognizer_engines``), never here. These
 tests prove the OpenCV engine computes the fp32 fold's function (so the model id and
 templates do not depend on the engine), that the probe refuses an engine computing
-something else, that its choice is cached per machine, and that the precision
-follows the CPU (int8 only with VNNI).
+something else, that its choice is cached per machine, and how the precision
+setting resolves (the auto probe and its pin: test_precision.py).
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from facegate.drivers.models.engines import (
     choose_engine,
 )
 from facegate.drivers.models.loader import resolve_precision
+from facegate.drivers.models.precision import BuildPin, PrecisionChoice
 from facegate.drivers.models.session import make_session
 from facegate.handlers.recognition.engine import model_options
 from facegate.handlers.recognition.int8_ranges import sample_crops
 from facegate.runtime.config.recognition import RecognitionSection
-from facegate.runtime.machine import has_vnni
 
 from tests.recognition.conftest import FACES
 
@@ -126,21 +126,20 @@ def test_int8_cannot_run_on_opencv(model_cache: Path) -> None:
                                  recognizer_engine="opencv"))
 
 
-def test_precision_follows_the_cpu(models: LoadedModels, tmp_path: Path) -> None:
-    """auto: int8 only where int8 has an instruction (VNNI); fp32 elsewhere."""
-    want = "int8" if has_vnni() else "fp32"
-    assert resolve_precision(BUILTIN_RECOGNIZER, None) == want
-    assert resolve_precision(BUILTIN_RECOGNIZER, "auto") == want
-    assert resolve_precision(BUILTIN_RECOGNIZER, "fp32") == "fp32"
-    assert resolve_precision(BUILTIN_RECOGNIZER, "int8") == "int8"
+def test_precision_resolution(tmp_path: Path) -> None:
+    """Forced builds as set; a user model fp32; auto: the pin, else None (measure first)."""
+    assert resolve_precision(BUILTIN_RECOGNIZER, "fp32") == PrecisionChoice("fp32", "config")
+    assert resolve_precision(BUILTIN_RECOGNIZER, "int8") == PrecisionChoice("int8", "config")
     user = ModelSpec("user", ModelFamily.ARCFACE, tmp_path / "u.onnx", "0" * 64)
-    assert resolve_precision(user, "auto") == "fp32"
+    assert resolve_precision(user, "auto", tmp_path) == PrecisionChoice("fp32", "only")
+    assert resolve_precision(BUILTIN_RECOGNIZER, "auto", tmp_path) is None
+    assert resolve_precision(BUILTIN_RECOGNIZER, None) is None
+    BuildPin(tmp_path).put(BUILTIN_RECOGNIZER.model_id, PrecisionChoice("int8", "probe", {"x": 1.0}))
+    pinned = resolve_precision(BUILTIN_RECOGNIZER, "auto", tmp_path)
+    assert pinned is not None and (pinned.precision, pinned.source) == ("int8", "pinned")
     cfg = RecognitionSection()
     assert cfg.models.recognizer_precision == "auto" and cfg.models.recognizer_engine == "auto"
     assert model_options(cfg).recognizer_engine == "auto"
-    # The device default (the ``models`` fixture) is the build this CPU gets.
-    assert models.model_id.startswith(BUILTIN_RECOGNIZER.model_id)
-    assert (":int8r" in models.model_id) == has_vnni()
 
 
 def test_a_choice_made_under_contention_is_measured_again_when_quieter(tmp_path: Path) -> None:

@@ -42,7 +42,6 @@ from facegate.handlers.recognition.int8_ranges import sample_crops
 from facegate.handlers.recognition.thresholds import builtin_table
 from facegate.runtime.config._convert import build_section
 from facegate.runtime.config.recognition import RecognitionSection
-from facegate.runtime.machine import has_vnni
 from facegate.storage.enrolment import check_id
 from onnx import TensorProto, helper, numpy_helper
 
@@ -243,16 +242,14 @@ def test_int8_engine_uses_the_shipped_int8_calibration(
     assert builtin_table(BUILTIN_RECOGNIZER.model_id).model_id == BUILTIN_RECOGNIZER.model_id
 
 
-def test_default_build_follows_the_cpu(
+def test_each_build_gets_its_own_table(
     models: LoadedModels, int8_models: LoadedModels, fp32_models: LoadedModels,
     model_cache: Path, tmp_path: Path,
 ) -> None:
-    """Default config and ModelOptions run int8 on VNNI CPUs, fp32 elsewhere; each build
-    gets its own table."""
+    """The default config resolves the build per device (``auto``: test_precision.py); each
+    build gets its own table."""
     cfg = RecognitionSection()
     assert cfg.models.recognizer_precision == "auto"
-    default = int8_models if has_vnni() else fp32_models
-    assert models.model_id == default.model_id
     assert int8_models.model_id != fp32_models.model_id
     engine = RecognitionEngine(cfg, models)
     assert engine.thresholds.table.model_id == engine.model_id
