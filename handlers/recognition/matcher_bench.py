@@ -15,7 +15,10 @@ which CPU.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,13 @@ def _views(centres: npt.NDArray[np.float32], cos: float, rng: np.random.Generato
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
     out = cos * centres + np.float32(np.sqrt(1 - cos**2)) * noise
     return np.asarray(out / np.linalg.norm(out, axis=1, keepdims=True), dtype=np.float32)
+
+
+def _rss_bytes() -> int | None:
+    """Resident set size of this process (Linux ``/proc``; None elsewhere)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return None
 
 
 def _percentiles(ms: list[float]) -> dict[str, float]:
@@ -73,9 +83,11 @@ def build_gallery(n: int, *, dim: int = 128, seed: int = 0, matcher: Matcher | N
 def bench_matcher_realistic(n: int, *, queries: int = 200, dim: int = 128, seed: int = 0) -> dict[str, Any]:
     """Latency and agreement with exact search (see module doc)."""
     m, centres = build_gallery(n, dim=dim, seed=seed, pack=False)
-    t = time.perf_counter()
+    rss0, t = _rss_bytes(), time.perf_counter()
     m.prepare()  # what the start-up load does once every row is in
-    pack_s = time.perf_counter() - t
+    pack_s, rss1 = time.perf_counter() - t, _rss_bytes()
+    # What onnxruntime really holds (its packed layout), not only the codes and scales.
+    pack_rss = None if rss0 is None or rss1 is None else round((rss1 - rss0) / 1e6, 1)
     rng = np.random.default_rng(seed + 1)
     qs = _views(centres[rng.integers(0, centres.shape[0], queries)], 0.8, rng)
     m.search(qs[0], k=2)  # warm-up (creates the scan session)
@@ -116,6 +128,7 @@ def bench_matcher_realistic(n: int, *, queries: int = 200, dim: int = 128, seed:
         "max_margin_error": round(margin_err, 4),
         "pack_s": round(pack_s, 3),
         "packed_mb": round(m._scan.packed_bytes / 1e6, 1),
+        "pack_rss_growth_mb": pack_rss,
         "kernel": m.kernel,
         "cpu": cpu_label(),
         "queries": queries,
