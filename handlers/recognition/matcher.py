@@ -9,8 +9,8 @@ rebuild; removal swaps the last row into the hole (O(d) per row). A subject
 may own several templates; its score is the max over them.
 
 Search. Below ``int8_min_rows`` rows every row is scored exactly. Above it an
-approximate scan (scan.py: 4-bit prepacked segments without VNNI, int8 with
-VNNI) scores every row with an error bound, the shortlist (shortlist.py) keeps
+approximate scan (scan.py: 4-bit prepacked segments on every CPU; int8 when
+forced) scores every row with its own error bound, the shortlist (shortlist.py) keeps
 every row that could belong to an exact top-k subject, and those rows are
 re-scored exactly; subjects are ranked on the exact scores. The bench measures
 recall@1 and runner-up agreement against :meth:`Matcher.exact_search`.
@@ -80,8 +80,8 @@ class Matcher:
         self._row_template: list[str] = []
         self._template_row: dict[str, int] = {}
         self._ids = SubjectIds()
-        # Kernel chosen at run time (scan.py): 4-bit prepacked segments where int8 dot
-        # products have no native instruction (AVX2 without VNNI), dynamic int8 otherwise.
+        # Kernel (scan.py): 4-bit prepacked segments, measured faster than dynamic int8 with
+        # and without VNNI; prepack=False forces the int8 kernel (tests).
         self._scan = GalleryScan(threads, self._qscale, pack=prepack)
         self._f16 = np.zeros((cap, dim), np.float16)
         # The int8 copy feeds the dynamic kernel only: with packed segments it has no

@@ -1,28 +1,32 @@
 """The approximate 1:N scan: a score for every gallery row, plus a bound on its error.
 
-Kernels (chosen at run time by CPU features, reported by :attr:`GalleryScan.kernel`):
+Kernels (reported by :attr:`GalleryScan.kernel`):
 
-* ``nbits`` (AVX2 without VNNI): the gallery is cut into segments of ``SEGMENT``
-  rows; each segment is the constant B of its own onnxruntime ``MatMulNBits``
-  session (com.microsoft): 4-bit codes, one float scale per ``NBITS_BLOCK``
-  components of a row (symmetric, zero point 8), ``accuracy_level=4`` (the
-  query is quantised to int8 per block and the AVX2 int8 kernel runs).
-  onnxruntime packs the constant B once at session creation, so a query
-  streams 64 bytes + 16 bytes of scales per 128-d row instead of 128 bytes of
-  int8: the scan is bound by memory bandwidth, and it reads half of what the
-  int8 scan reads (a 1M gallery: ~80 MB instead of 128 MB).
-* ``dynamic``: one int8 ``MatMulInteger`` over the row-major offset-binary
-  uint8 matrix (N x d times d x 1). On VNNI CPUs it scans everything (the
-  native int8 dot product makes it fast there); elsewhere it scores the tail of
-  rows not yet in a full segment and segments changed since they were packed.
+* ``nbits`` (the default on every CPU): the gallery is cut into segments of
+  ``SEGMENT`` rows; each segment is the constant B of its own onnxruntime
+  ``MatMulNBits`` session (com.microsoft): 4-bit codes, one float scale per
+  ``NBITS_BLOCK`` components of a row (symmetric, zero point 8),
+  ``accuracy_level=4`` (the query is quantised to int8 per block and MLAS runs
+  the int8 kernel it picks at run time from the CPU features: AVX-512 VNNI,
+  AVX-VNNI or AVX2). onnxruntime packs the constant B once at session
+  creation, so a query streams 64 bytes + 16 bytes of scales per 128-d row
+  instead of 128 bytes of int8: the scan is bound by memory bandwidth, and it
+  reads ~60% of what the int8 scan reads. Measured faster than the int8 scan
+  both without VNNI (Zen 3, issue 16 round 3) and with it (Zen 4: 1M rows
+  ~2x), so it runs everywhere. Segments not packed yet (a partial last
+  segment, one changed by a removal) are packed when the next scan needs them.
+* ``dynamic`` (``pack=False``; tests force it): one int8 ``MatMulInteger``
+  over the row-major offset-binary uint8 matrix (N x d times d x 1).
 
-Scores are approximate cosines. :meth:`GalleryScan.scores` also returns
-``bound``: a per-query bound on |approximate - exact| that holds for every
-row except with a probability of the order of 1e-9 (``SIGMAS`` standard
-deviations of the rounding error, which is a sum of independent uniform
-terms). The matcher re-ranks exactly every row whose approximate score is
-within ``2 * bound`` of the k-th subject's, so the approximation can only lose
-a row whose error exceeds the bound.
+``SEGMENT`` trades ``session.run`` calls per query (1M rows: 16) against the
+re-pack a removal costs (one segment, ~0.1-0.2 s; docs/performance.md).
+
+Scores are approximate cosines. :meth:`GalleryScan.scores` also returns their
+:class:`~.scan_bound.ScanBound`: each row's own bound on |approximate - exact|,
+holding except with a probability of the order of 1e-9 (scan_bound.py), and a
+loose bound over all rows. The shortlist re-ranks exactly every row that could
+be in the exact top-k, so the approximation can only lose a row whose error
+exceeds its bound.
 
 Segments are packed by the owner (the matcher) under its lock right after a
 mutation (:meth:`GalleryScan.refresh`): appends pack new full segments, a
@@ -31,25 +35,20 @@ removal re-packs the segments it touched.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from ...runtime.machine import has_vnni
+from ...runtime.machine import cpu_features
 from . import onnx_bytes as ob
 from .onnx_bytes import Node, Value
+from .scan_bound import NBITS_BLOCK, ScanBound, int8_bound, nbits_bound
 
-SEGMENT = 32_768
-#: Components of a row sharing one 4-bit scale.
-NBITS_BLOCK = 32
-#: Standard deviations of the rounding error covered by the bound.
-SIGMAS = 6.0
-#: Quantile of the rows' 4-bit scales the bound is computed for.
-SCALE_QUANTILE = 0.999
+SEGMENT = 65_536
 _QMAX4 = 7
 _QUANT_CHUNK = 4096
+#: Bytes a packed session holds per block of a row: NBITS_BLOCK 4-bit codes and a float32 scale.
+_BLOCK_BYTES = NBITS_BLOCK // 2 + 4
 
 
 def _options(threads: int) -> ort.SessionOptions:
@@ -125,18 +124,15 @@ def quantise_4bit(rows: npt.NDArray[np.floating]) -> tuple[npt.NDArray[np.uint8]
 
 
 class _Segment:
-    """One packed segment: its session and a high quantile of the squared scale per block."""
+    """One packed segment: its session and its rows' largest block scales (for ``loose``)."""
 
-    __slots__ = ("rows", "session", "sq_scale")
+    __slots__ = ("max_scale", "rows", "session")
 
-    def __init__(self, rows: npt.NDArray[np.floating], threads: int) -> None:
-        self.rows = rows.shape[0]
-        packed, scales = quantise_4bit(rows)
-        self.session = _session(nbits_model(packed, scales), threads)
-        # The bound's row scale: the 99.9th percentile, not the maximum (a rare row with an
-        # outlying component has a 2-3x coarser step; its error still stays within
-        # SIGMAS * 0.75 of its own deviation at most; see _bound).
-        self.sq_scale = np.square(np.quantile(scales, SCALE_QUANTILE, axis=0), dtype=np.float64)
+    def __init__(self, rows: int, session: ort.InferenceSession,
+                 max_scale: npt.NDArray[np.float32]) -> None:
+        self.rows = rows
+        self.session = session
+        self.max_scale = max_scale
 
 
 class GalleryScan:
@@ -146,21 +142,33 @@ class GalleryScan:
     def __init__(self, threads: int, qscale: float, *, pack: bool | None = None) -> None:
         self._threads = threads
         self._qscale = qscale
-        self.packs = (not has_vnni()) if pack is None else pack
+        self.packs = True if pack is None else pack
         self._dynamic: ort.InferenceSession | None = None
         # Segment i holds rows [i * SEGMENT, min(n, (i + 1) * SEGMENT)); None: changed since packed.
         self._segments: list[_Segment | None] = []
+        # Every packed row's block scales, in row order (each row's own bound, scan_bound.py):
+        # float16 halves their memory (8 bytes a row) and the bound's slack covers the rounding.
+        self._scales = np.zeros((0, 1), np.float16)
 
     @property
     def kernel(self) -> str:
-        isa = "VNNI" if has_vnni() else "AVX2, no VNNI"
+        feats = cpu_features()
+        isa = ("AVX-512 VNNI" if "avx512_vnni" in feats else "AVX-VNNI" if "avx_vnni" in feats
+               else "AVX2, no VNNI")
         if self.packs:
-            return f"onnxruntime MatMulNBits 4-bit/{NBITS_BLOCK} prepacked {SEGMENT}-row segments ({isa})"
+            return (f"onnxruntime MatMulNBits 4-bit/{NBITS_BLOCK} prepacked {SEGMENT}-row segments, "
+                    f"MLAS int8 kernel for {isa}")
         return f"onnxruntime MatMulInteger u8s8, dynamic ({isa})"
 
     @property
     def packed_segments(self) -> int:
         return sum(s is not None for s in self._segments)
+
+    @property
+    def packed_bytes(self) -> int:
+        """Bytes of 4-bit codes and scales the packed sessions hold, plus the bound's scales."""
+        rows = sum(s.rows for s in self._segments if s is not None)
+        return rows * self._scales.shape[1] * _BLOCK_BYTES + self._scales.nbytes
 
     def invalidate(self, row: int) -> None:
         """Row ``row`` changed: its segment is re-packed before the next scan."""
@@ -171,6 +179,21 @@ class GalleryScan:
     def invalidate_from(self, row: int) -> None:
         for seg in range(row // SEGMENT, len(self._segments)):
             self._segments[seg] = None
+
+    def _pack(self, seg: int, rows: npt.NDArray[np.floating], n: int) -> _Segment:
+        start, end = seg * SEGMENT, min(n, (seg + 1) * SEGMENT)
+        packed, scales = quantise_4bit(rows[start:end])
+        session = _session(nbits_model(packed, scales), self._threads)
+        del packed  # onnxruntime holds its own prepacked copy
+        if self._scales.shape[0] < end or self._scales.shape[1] != scales.shape[1]:
+            grown = np.zeros((-(-end // SEGMENT) * SEGMENT, scales.shape[1]), np.float16)
+            if self._scales.shape[1] == scales.shape[1]:
+                grown[: self._scales.shape[0]] = self._scales
+            self._scales = grown
+        self._scales[start:end] = scales
+        part = _Segment(end - start, session, self._scales[start:end].max(axis=0).astype(np.float32))
+        self._segments[seg] = part
+        return part
 
     def refresh(self, rows: npt.NDArray[np.floating], n: int, *, pack: bool = True) -> None:
         """The matrix now has ``n`` rows: pack every full segment missing or changed.
@@ -190,33 +213,20 @@ class GalleryScan:
             self._segments.append(None)
         for seg in range(full if pack else 0):
             if self._segments[seg] is None:
-                self._segments[seg] = _Segment(rows[seg * SEGMENT : (seg + 1) * SEGMENT], self._threads)
+                self._pack(seg, rows, n)
 
     def pack_pending(self, rows: npt.NDArray[np.floating], n: int) -> None:
         """Pack every segment not packed yet now instead of at the next scan."""
         for seg, packed in enumerate(self._segments):
             if packed is None:
-                start, end = seg * SEGMENT, min(n, (seg + 1) * SEGMENT)
-                self._segments[seg] = _Segment(rows[start:end], self._threads)
+                self._pack(seg, rows, n)
 
     def clear(self) -> None:
         self._segments.clear()
-
-    def _bound(self, q: npt.NDArray[np.float32]) -> float:
-        if not self.packs:
-            # int8 rows and query: each side rounds to 1/qscale, uniform error, unit vectors.
-            half = 0.5 / self._qscale
-            return SIGMAS * math.sqrt(2.0 * half * half / 3.0)
-        sq = np.max([s.sq_scale for s in self._segments if s is not None], axis=0)
-        qb = q.reshape(-1, NBITS_BLOCK).astype(np.float64)
-        # Row codes: uniform error of s/2 per component; the query is quantised to int8
-        # per block by the kernel (step max|q_b| / 127); rows have norm <= ~1.
-        var4 = float(np.sum(np.sum(qb * qb, axis=1) * sq) / 12.0)
-        step_q = np.abs(qb).max(axis=1) / 127.0
-        return SIGMAS * math.sqrt(var4 + float(np.sum(step_q * step_q)) / 12.0 * 1.1)
+        self._scales = np.zeros((0, 1), np.float16)
 
     def scores(self, rows: npt.NDArray[np.floating], q8: npt.NDArray[np.uint8] | None, n: int,
-               padded: int, q: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], float]:
+               padded: int, q: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], ScanBound]:
         """Approximate cosines of rows ``[0, padded)`` for the unit query ``q``, and their bound.
 
         ``rows`` are the first ``n`` unit rows (packed on demand); ``q8`` their
@@ -231,11 +241,12 @@ class GalleryScan:
             qi = np.clip(np.rint(q * self._qscale), -127, 127).astype(np.int8)
             raw = self._dynamic.run(None, {"A": q8[:padded], "B": qi.reshape(-1, 1)})[0].reshape(-1)
             np.multiply(raw, np.float32(1.0 / (self._qscale * self._qscale)), out=y, casting="unsafe")
-            return y, self._bound(q)
+            return y, int8_bound(self._qscale)
         qa = np.ascontiguousarray(q.reshape(1, -1), dtype=np.float32)
+        tops = []
         for seg, packed in enumerate(self._segments):
-            start, end = seg * SEGMENT, min(n, (seg + 1) * SEGMENT)
-            part = packed if packed is not None else _Segment(rows[start:end], self._threads)
-            self._segments[seg] = part
-            y[start:end] = part.session.run(None, {"A": qa})[0].reshape(-1)
-        return y, self._bound(q)
+            part = packed if packed is not None else self._pack(seg, rows, n)
+            start = seg * SEGMENT
+            y[start : start + part.rows] = part.session.run(None, {"A": qa})[0].reshape(-1)
+            tops.append(part.max_scale)
+        return y, nbits_bound(q, self._scales, np.max(tops, axis=0))

@@ -189,6 +189,7 @@ def test_bench_cli_json(
     assert r["cpu"]["model"] and r["matcher_kernel"]
     assert r["search_10k_runner_up_agreement"] == 1.0
     assert r["matcher_realistic"]["10k"]["recall_at_1"] == 1.0
+    assert r["matcher_realistic"]["10k"]["pack_s"] >= 0.0  # start-up cost of the packed scan
     # Like for like: p50/p99 ratios also against OpenCV detecting at our detector input width.
     assert r["opencv_at_detector_input"]["width"] == models.detector.input_width
     assert set(r["ratios_to_opencv"]) == {"p50_vs_opencv_640", "p99_vs_opencv_640",

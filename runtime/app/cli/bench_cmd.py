@@ -363,7 +363,9 @@ def _print_issue16(result: dict[str, Any]) -> None:
         for s, r in result["matcher_realistic"].items():
             print(f"  {s:<6} p50 {r['search']['p50']:.3f} ms  p99 {r['search']['p99']:.3f} ms  "
                   f"recall@1 {r['recall_at_1']:.4f}  runner-up agreement "
-                  f"{r['runner_up_agreement']:.4f}  max margin error {r['max_margin_error']}")
+                  f"{r['runner_up_agreement']:.4f}  max margin error {r['max_margin_error']}  "
+                  f"re-ranked rows p50 {r['reranked_rows']['p50']}  packed in {r['pack_s']} s, "
+                  f"{r['packed_mb']} MB of codes and scales (RSS +{r['pack_rss_growth_mb']} MB)")
     if "startup" in result:
         from ..startup_bench import print_report  # noqa: PLC0415 - on demand
 
