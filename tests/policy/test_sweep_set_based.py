@@ -1,0 +1,61 @@
+"""The retention sweep decides every subject's permission in one read, with check_enrolment's reasons."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from facegate.handlers.recognition.matcher import Matcher
+from facegate.policy import ConsentKind, ConsentMethod, Policy, sweep
+from facegate.policy.consent import ACCESS_CONTROL
+from facegate.policy.errors import ConsentRequiredError
+
+from .conftest import MODEL, consent_adult, embeddings, grant
+
+#: check_enrolment's ``missing`` -> the sweep's ``erased_<reason>`` count.
+REASON = {
+    f"biometric:{ACCESS_CONTROL}": "no_active_consent",
+    "age": "no_age_record",
+    f"guardian:{ACCESS_CONTROL}": "minor_without_guardian",
+}
+
+
+@pytest.mark.asyncio
+async def test_sweep_makes_no_per_subject_consent_check_and_erases_what_it_would_refuse(
+    policy: Policy, matcher: Matcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await consent_adult(policy, "P1")
+    await policy.enrol_subject("P1", embeddings(1, seed=1), MODEL, actor="op")
+    await consent_adult(policy, "P2")
+    await grant(policy, "P2", ConsentKind.BIOMETRIC, ConsentMethod.PAPER)  # two consents: still one row
+    await policy.enrol_subject("P2", embeddings(1, seed=2), MODEL, actor="op")
+    # Enrolled through storage's primitive (as after an old import), each missing one thing:
+    await grant(policy, "A1", ConsentKind.BIOMETRIC, ConsentMethod.PAPER)  # no age record
+    await policy.consents.record_age("K1", birth_date=date(2016, 1, 1), actor="op")  # a minor
+    await grant(policy, "K1", ConsentKind.BIOMETRIC, ConsentMethod.PAPER)
+    await policy.consents.record_age("N1", birth_date=date(1980, 1, 1), actor="op")  # no consent
+    for i, sid in enumerate(("A1", "K1", "N1")):
+        await policy.store.gallery.enroll(sid, embeddings(1, seed=10 + i), MODEL)
+    expected: dict[str, str] = {}
+    for sid in ("A1", "K1", "N1", "P1", "P2"):
+        try:
+            await policy.consents.check_enrolment(sid, ACCESS_CONTROL)
+        except ConsentRequiredError as exc:
+            expected[sid] = REASON[exc.missing]
+    assert expected == {"A1": "no_age_record", "K1": "minor_without_guardian", "N1": "no_active_consent"}
+
+    calls: list[str] = []
+
+    async def per_subject(subject_id: str, purpose: str, **_: object) -> str:
+        calls.append(subject_id)
+        raise AssertionError("a per-subject round trip in the sweep")
+
+    monkeypatch.setattr(policy.consents, "check_enrolment", per_subject)
+    report = await sweep(policy)
+    assert calls == []
+    erased = {k.removeprefix("erased_"): v for k, v in report.counts.items() if k.startswith("erased_") and v}
+    assert erased == {reason: 1 for reason in expected.values()}
+    assert matcher.has_subject("P1") and matcher.has_subject("P2")
+    assert not any(matcher.has_subject(s) for s in expected)
+    rows = await policy.store.db.fetchall("SELECT subject_id, detail FROM audit WHERE action = 'erase'")
+    assert {str(r[0]): next(v for v in expected.values() if v in str(r[1])) for r in rows} == expected
