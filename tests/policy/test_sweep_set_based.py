@@ -1,4 +1,5 @@
-"""The retention sweep decides every subject's permission in one read, with check_enrolment's reasons."""
+"""Whole-gallery policy checks in one read: the sweep's permission (with check_enrolment's
+reasons) and who must re-consent (with reconsent.is_stale's rule)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ from datetime import date
 
 import pytest
 from facegate.handlers.recognition.matcher import Matcher
-from facegate.policy import ConsentKind, ConsentMethod, Policy, sweep
+from facegate.policy import ConsentKind, ConsentMethod, Policy, reconsent, sweep
 from facegate.policy.consent import ACCESS_CONTROL
 from facegate.policy.errors import ConsentRequiredError
+from facegate.runtime.clock import ManualClock
+from facegate.runtime.config.privacy import NoticePolicy, PrivacySection
+from facegate.storage import Store
 
-from .conftest import MODEL, consent_adult, embeddings, grant
+from .conftest import DAY, MODEL, consent_adult, embeddings, grant
 
 #: check_enrolment's ``missing`` -> the sweep's ``erased_<reason>`` count.
 REASON = {
@@ -59,3 +63,35 @@ async def test_sweep_makes_no_per_subject_consent_check_and_erases_what_it_would
     assert not any(matcher.has_subject(s) for s in expected)
     rows = await policy.store.db.fetchall("SELECT subject_id, detail FROM audit WHERE action = 'erase'")
     assert {str(r[0]): next(v for v in expected.values() if v in str(r[1])) for r in rows} == expected
+
+
+@pytest.mark.asyncio
+async def test_reconsent_status_reads_the_whole_gallery_once_with_is_stale_rule(
+    store: Store, clock: ManualClock, matcher: Matcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = await Policy(store, PrivacySection(notice_version="1"), clock=clock, sink=matcher).open()
+    for i, sid in enumerate(("S1", "S2", "S3")):
+        await consent_adult(old, sid)
+        await old.enrol_subject(sid, embeddings(1, seed=30 + i), MODEL, actor="op")
+    await consent_adult(old, "E1", expires_at=clock.wall() + 2 * DAY)  # expires: not active, not stale
+    await old.enrol_subject("E1", embeddings(1, seed=40), MODEL, actor="op")
+    await store.gallery.enroll("U1", embeddings(1, seed=41), MODEL)  # no consent at all: not stale
+    await clock.advance(DAY)
+    notice = NoticePolicy(require_reconsent=True, grace_days=30)
+    new = PrivacySection(notice_version="2", notices={"2": notice})
+    policy = await Policy(store, new, clock=clock, sink=matcher).open()
+    await grant(policy, "S2", ConsentKind.BIOMETRIC, ConsentMethod.APP)  # re-consented under notice 2
+    await clock.advance(2 * DAY)
+    at = await reconsent.effective_at(policy)
+    assert at is not None
+    expected = [s for s in await store.gallery.subject_ids() if await reconsent.is_stale(policy, s, at)]
+    assert expected == ["S1", "S3"]
+
+    async def per_subject(subject_id: str, **_: object) -> object:
+        raise AssertionError("a per-subject round trip in reconsent.status")
+
+    monkeypatch.setattr(policy.consents, "for_subject", per_subject)
+    st = await reconsent.status(policy)
+    assert st.pending == tuple(expected) and st.lapsed == ()
+    await clock.advance(30 * DAY)
+    assert (await reconsent.status(policy)).lapsed == tuple(expected)
