@@ -100,7 +100,7 @@ async def sweep(policy: Policy) -> SweepReport:
         counts["erased_after_hold"] = await holds.run_pending(policy, actor=_ACTOR)
         now = store.clock.wall()
         # One set-based read for the whole gallery: a check per subject costs a round trip each
-        # (~20 minutes at 1M subjects, under the policy lock, right after every start).
+        # (10-17 minutes at 1M subjects, under the policy lock, right after every start).
         erase = await unpermitted_reasons(store, policy.privacy, ACCESS_CONTROL)
         idle = await store.subjects.idle_since(now - ret.template_idle_s)
         seen = {sid for sid, _ in erase}
