@@ -1,8 +1,9 @@
 """Whole-gallery policy checks in one read: the sweep's permission (with check_enrolment's
-reasons) and who must re-consent (with reconsent.is_stale's rule)."""
+reasons), who must re-consent (with reconsent.is_stale's rule) and whose validity ended."""
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import date
 
 import pytest
@@ -95,3 +96,26 @@ async def test_reconsent_status_reads_the_whole_gallery_once_with_is_stale_rule(
     assert st.pending == tuple(expected) and st.lapsed == ()
     await clock.advance(30 * DAY)
     assert (await reconsent.status(policy)).lapsed == tuple(expected)
+
+
+@pytest.mark.asyncio
+async def test_sweep_reads_validity_of_every_subject_without_a_round_trip_each(
+    policy: Policy, matcher: Matcher, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    today = dt.datetime.fromtimestamp(clock.wall(), tz=dt.UTC).date()
+    subjects = {"VIS": today.isoformat(), "EMP": (today + dt.timedelta(days=30)).isoformat(), "DEP": ""}
+    for i, (sid, until) in enumerate(subjects.items()):
+        await consent_adult(policy, sid)
+        attrs = {"valid_until": until} if until else {"department": "R&D"}  # DEP: no validity
+        await policy.enrol_subject(sid, embeddings(1, seed=50 + i), MODEL, actor="op", attributes=attrs)
+    await clock.advance(2 * DAY)
+    calls: list[str] = []
+
+    async def per_subject(subject_id: str, **_: object) -> object:
+        calls.append(subject_id)
+        raise AssertionError("a per-subject round trip in the validity check")
+
+    monkeypatch.setattr(policy.store.gallery, "get", per_subject)
+    report = await sweep(policy)
+    assert calls == [] and report.counts["erased_validity_ended"] == 1
+    assert not matcher.has_subject("VIS") and matcher.has_subject("EMP") and matcher.has_subject("DEP")
