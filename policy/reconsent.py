@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..runtime.events import PrivacyKind
+from ..storage.permits import stale_consent_subjects
 from . import receipts
 from .consent import ACCESS_CONTROL
 from .consent_model import ConsentKind
@@ -109,7 +110,11 @@ async def status(policy: PolicyView) -> Reconsent:
     at, due = await effective_at(policy), await deadline(policy)
     if at is None or due is None:
         return Reconsent(version, None, None)
-    stale = [s for s in await policy.store.gallery.subject_ids() if await is_stale(policy, s, at)]
+    # One set-based read (the start-up check calls this): not a round trip per subject.
+    stale = await stale_consent_subjects(
+        policy.store.db, purpose=ACCESS_CONTROL, now=policy.clock.wall(), notice_version=version,
+        effective=at,
+    )
     if policy.clock.wall() < due:
         return Reconsent(version, at, due, pending=tuple(sorted(stale)))
     return Reconsent(version, at, due, lapsed=tuple(sorted(stale)))

@@ -39,7 +39,7 @@ from .enrolment import EnrolResult, as_embeddings, check_id, create_missing_keys
 from .errors import InvalidInputError, KeyUnavailableError, SubjectNotFoundError, TamperError
 from .keys import KeyRing
 from .live_matcher import LiveMatcher
-from .loader import LoadReport, TemplateSink, load_gallery
+from .loader import LOAD_BATCH, LoadReport, TemplateSink, load_gallery
 from .passages import forget_passages
 from .subjects import seal_attributes
 from .uuid7 import uuid7_str
@@ -336,7 +336,7 @@ class Gallery:
             )
 
     async def load_all(
-        self, sink: TemplateSink, *, model_id: str | None = None, batch: int = 8192
+        self, sink: TemplateSink, *, model_id: str | None = None, batch: int = LOAD_BATCH
     ) -> LoadReport:
         """Decrypt every loadable template into ``sink``; quarantine and report failures.
 

@@ -31,6 +31,12 @@ if TYPE_CHECKING:
 
 Embeddings = npt.NDArray[np.float32]
 
+#: Rows decrypted per chunk. Two chunks are in flight (one decrypting, one going into the
+#: sink), and their short-lived rows fragment the heap between the long-lived ids: 2,048
+#: instead of 8,192 lowered a 100k load's peak RSS by ~30 MB at the same speed
+#: (docs/performance.md, "Issue 16: ready to serve with a real gallery").
+LOAD_BATCH = 2048
+
 
 class TemplateSink(Protocol):
     """What the recognition matcher offers the gallery (sync or async methods)."""

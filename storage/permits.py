@@ -70,3 +70,27 @@ async def permit_candidates(
         )
         for sid, bio, guard, has_age, birth, band in rows
     ]
+
+
+_ACTIVE_BIO = """FROM consents c WHERE c.subject_id = s.subject_id AND c.purpose = ?1
+               AND c.kind = 'biometric' AND c.state = 'active'
+               AND (c.expires_at IS NULL OR c.expires_at > ?2)"""
+
+_STALE_SQL = f"""
+SELECT s.subject_id FROM subjects s
+WHERE EXISTS (SELECT 1 {_ACTIVE_BIO})
+  AND NOT EXISTS (SELECT 1 {_ACTIVE_BIO} AND (c.notice_version = ?3 OR c.granted_at >= ?4))
+ORDER BY s.subject_id
+"""  # noqa: S608  # constant fragments only; every value is a bound parameter
+
+
+async def stale_consent_subjects(
+    db: Database, *, purpose: str, now: float, notice_version: str, effective: float
+) -> list[str]:
+    """Enrolled subjects with an active biometric consent for ``purpose``, none of which was
+    given under ``notice_version`` or at/after ``effective`` (re-consent due), in one read.
+
+    The same rule as ``policy.reconsent.is_stale`` for one subject, for the whole gallery.
+    """
+    rows = await db.fetchall(_STALE_SQL, (purpose, now, notice_version, effective))
+    return [str(r[0]) for r in rows]

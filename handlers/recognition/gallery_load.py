@@ -10,6 +10,7 @@ load waits: :class:`GalleryLoader` is then also a Service
 from __future__ import annotations
 
 import asyncio
+import ctypes
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -22,6 +23,21 @@ from .engine import RecognitionEngine
 from .matcher import Matcher
 
 _log = structlog.get_logger("facegate.recognition")
+
+
+def trim_heap() -> bool:
+    """Return the allocator's free pages to the OS (glibc ``malloc_trim(0)``); False elsewhere.
+
+    A load decrypts every template into short-lived rows, ids and chunks in worker
+    threads: once they are freed, glibc keeps most of those pages in its arenas
+    (fragmented between the long-lived ids), and the first searches then grow the
+    process past its peak at ready. Trimming once after the load returns them.
+    """
+    # The process's own symbols include the C library's (no find_library: it runs ldconfig).
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is None:  # not glibc (musl has no malloc_trim): nothing to return
+        return False
+    return bool(trim(0))
 
 
 class _DeferredPackSink:
@@ -79,6 +95,7 @@ class GalleryLoader:
         report = await gallery.load_all(_DeferredPackSink(engine.matcher), model_id=engine.model_id)
         await asyncio.to_thread(engine.matcher.prepare)
         gallery.attach(engine.matcher)
+        await asyncio.to_thread(trim_heap)
         _log.info(
             "recognition.gallery_loaded",
             template_count=report.templates,

@@ -181,14 +181,7 @@ class Matcher:
             start = self._n
             self._f16[start : start + n] = arr
             self._q8[start : start + n] = q
-            # Vectorised bookkeeping: one dict lookup per distinct subject, no per-row numpy writes.
-            last: str | None = None
-            idx = -1
-            rows_sid = np.empty(n, np.int32)
-            for i, sid in enumerate(subject_ids):
-                if sid != last:
-                    last, idx = sid, self._ids.index(sid)
-                rows_sid[i] = idx
+            rows_sid = self._ids.indexes(subject_ids)  # bulk dict operations, no per-row Python
             self._row_sid[start : start + n] = rows_sid
             self._ids.add_rows(rows_sid)
             self._row_template.extend(tids)

@@ -9,7 +9,10 @@ guards it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import numpy.typing as npt
 
 
 class SubjectIds:
@@ -48,6 +51,30 @@ class SubjectIds:
                 self._rows = grown
         self._index[subject_id] = idx
         return idx
+
+    def indexes(self, subject_ids: Sequence[str]) -> npt.NDArray[np.int32]:
+        """The index of each of ``subject_ids`` (one per row), new ones allocated as :meth:`index` does.
+
+        The start-up load passes every row through here: lookups and the allocation of
+        new subjects run as dict/list bulk operations, not one Python call per subject.
+        """
+        found = list(map(self._index.get, subject_ids))
+        if None in found:
+            # dict.fromkeys: the new ids in first-seen order, each once.
+            new = list(dict.fromkeys(s for s, i in zip(subject_ids, found, strict=True) if i is None))
+            reused = min(len(new), len(self._free))
+            for sid in new[:reused]:
+                self.index(sid)
+            fresh = new[reused:]
+            base = len(self._names)
+            self._names.extend(fresh)
+            self._index.update(zip(fresh, range(base, base + len(fresh)), strict=True))
+            if len(self._names) > self._rows.size:
+                grown = np.zeros(max(1024, 2 * self._rows.size, len(self._names)), np.int32)
+                grown[: self._rows.size] = self._rows
+                self._rows = grown
+            found = list(map(self._index.__getitem__, subject_ids))
+        return np.array(found, dtype=np.int32)
 
     def add_rows(self, idxs: np.ndarray) -> None:
         """One row more for each entry of ``idxs`` (repeats counted)."""
