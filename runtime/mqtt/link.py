@@ -358,7 +358,7 @@ class MqttLink:
     async def _run_session(self, session: Session) -> None:
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._pump(session), name=f"{self._name}.inbound")
+                tg.create_task(self._routes.pump(session), name=f"{self._name}.inbound")
                 await self._go_online(session)
         except ExceptionGroup as group:
             # The inbound task ends only when the connection drops: unwrap that cause.
@@ -378,19 +378,11 @@ class MqttLink:
 
     async def _go_online(self, session: Session) -> None:
         await self._presence.born(session)
-        if self._routes:
-            await guarded(session, session.client.subscribe(self._routes.wanted()))
+        await self._routes.subscribe_all(session)
+        # No await until CONNECTED: a route changed from here on is sent by subscribe() itself.
         self._sessions = session.number
         self._backoff.reset()
         await self._states.set(LinkState.CONNECTED, f"session {session.number}")
-
-    async def _pump(self, session: Session) -> None:
-        try:
-            async for message in session.client.messages:
-                await self._routes.dispatch(message)
-        finally:
-            if not session.lost.done():
-                session.lost.set_result(None)
 
     async def _say_offline(self, session: Session) -> None:
         """Clean shutdown: publish the retained offline status, bounded in time."""
