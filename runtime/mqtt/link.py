@@ -100,6 +100,7 @@ class MqttLink:
         self._runner: asyncio.TaskGroup | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._endpoint_index = 0
+        self._in_flight = 0
 
     @classmethod
     def from_config(
@@ -240,21 +241,25 @@ class MqttLink:
         if session is None or state is not LinkState.CONNECTED:
             raise MqttNotConnected(f"not connected (state {state.value})")
         props = self._options.publish_properties(response_topic, correlation_data)
+        call = session.client.publish(
+            topic, bytes(payload), qos=qos, retain=retain, properties=props, timeout=ack_timeout
+        )
+        self._in_flight += 1
         try:
-            await guarded(
-                session,
-                session.client.publish(
-                    topic, bytes(payload), qos=qos, retain=retain, properties=props, timeout=ack_timeout
-                ),
-            )
+            try:
+                await guarded(session, call)
+            finally:
+                self._in_flight -= 1
         except MqttPublishRefused as exc:  # MQTT 5: the broker said no (ACL): not delivered
             await self.refusals.on_refused(topic, exc)
             raise
         await self.refusals.on_accepted(topic)
 
     def health(self) -> dict[str, int | str]:
-        """Telemetry source ``mqtt``: whether the broker accepts this device's publishes."""
-        return self.refusals.health()
+        """Telemetry source ``mqtt``: whether the broker accepts this device's publishes, and
+        ``publish_in_flight``, the :meth:`publish_to` calls handed to the client and not yet
+        acknowledged (or failed): a broker that stops answering shows as a count that stays up."""
+        return self.refusals.health() | {"publish_in_flight": self._in_flight}
 
     async def subscribe(self, topic_filter: str, handler: MessageHandler, *, qos: int = 1) -> None:
         """Route messages matching ``topic_filter`` to ``handler``, now and after every reconnect.
