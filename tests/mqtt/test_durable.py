@@ -176,9 +176,11 @@ async def test_broker_killed_20_times_with_publishes_in_flight_loses_nothing(
     """SIGKILL the broker 20 times exactly while publishes are on the wire, unacknowledged.
 
     The random-kill test above may or may not hit this path; here every cycle
-    does: stream 10 events to a live broker, 5 more to a frozen one (SIGSTOP,
-    so the device has written them and has no PUBACK), then SIGKILL, 5 more
-    while it is down (outbox only), restart. The device must resend the
+    does: stream 10 events to a live broker (until all are acknowledged), 5 more
+    to a frozen one (SIGSTOP, so the device has written them and has no PUBACK),
+    then SIGKILL once a publish is in flight, 5 more while it is down (outbox
+    only), restart. Each step waits on a condition, never a fixed time, so a
+    loaded machine cannot reorder them. The device must resend the
     unacknowledged ones (and its redelivery window covers what the broker
     acknowledged just before it froze).
     """
