@@ -100,6 +100,7 @@ class MqttLink:
         self._runner: asyncio.TaskGroup | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._endpoint_index = 0
+        self._in_flight = 0
 
     @classmethod
     def from_config(
@@ -240,21 +241,25 @@ class MqttLink:
         if session is None or state is not LinkState.CONNECTED:
             raise MqttNotConnected(f"not connected (state {state.value})")
         props = self._options.publish_properties(response_topic, correlation_data)
+        call = session.client.publish(
+            topic, bytes(payload), qos=qos, retain=retain, properties=props, timeout=ack_timeout
+        )
+        self._in_flight += 1
         try:
-            await guarded(
-                session,
-                session.client.publish(
-                    topic, bytes(payload), qos=qos, retain=retain, properties=props, timeout=ack_timeout
-                ),
-            )
+            try:
+                await guarded(session, call)
+            finally:
+                self._in_flight -= 1
         except MqttPublishRefused as exc:  # MQTT 5: the broker said no (ACL): not delivered
             await self.refusals.on_refused(topic, exc)
             raise
         await self.refusals.on_accepted(topic)
 
     def health(self) -> dict[str, int | str]:
-        """Telemetry source ``mqtt``: whether the broker accepts this device's publishes."""
-        return self.refusals.health()
+        """Telemetry source ``mqtt``: whether the broker accepts this device's publishes, and
+        ``publish_in_flight``, the :meth:`publish_to` calls handed to the client and not yet
+        acknowledged (or failed): a broker that stops answering shows as a count that stays up."""
+        return self.refusals.health() | {"publish_in_flight": self._in_flight}
 
     async def subscribe(self, topic_filter: str, handler: MessageHandler, *, qos: int = 1) -> None:
         """Route messages matching ``topic_filter`` to ``handler``, now and after every reconnect.
@@ -358,7 +363,7 @@ class MqttLink:
     async def _run_session(self, session: Session) -> None:
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._pump(session), name=f"{self._name}.inbound")
+                tg.create_task(self._routes.pump(session), name=f"{self._name}.inbound")
                 await self._go_online(session)
         except ExceptionGroup as group:
             # The inbound task ends only when the connection drops: unwrap that cause.
@@ -378,19 +383,11 @@ class MqttLink:
 
     async def _go_online(self, session: Session) -> None:
         await self._presence.born(session)
-        if self._routes:
-            await guarded(session, session.client.subscribe(self._routes.wanted()))
+        await self._routes.subscribe_all(session)
+        # No await until CONNECTED: a route changed from here on is sent by subscribe() itself.
         self._sessions = session.number
         self._backoff.reset()
         await self._states.set(LinkState.CONNECTED, f"session {session.number}")
-
-    async def _pump(self, session: Session) -> None:
-        try:
-            async for message in session.client.messages:
-                await self._routes.dispatch(message)
-        finally:
-            if not session.lost.done():
-                session.lost.set_result(None)
 
     async def _say_offline(self, session: Session) -> None:
         """Clean shutdown: publish the retained offline status, bounded in time."""

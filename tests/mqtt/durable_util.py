@@ -65,7 +65,9 @@ class PersistentSubscriber:
         self.topic = topic
         self.ids: list[str] = []
         self.messages: list[tuple[str, dict[str, object]]] = []
-        self.connected = asyncio.Event()
+        self.subscribed = asyncio.Event()
+        """Set once the broker acknowledged the first SUBSCRIBE (SUBACK): events published
+        from then on reach this consumer."""
         self.connects = 0
         """CONNACKs received so far (a reconnect after a broker kill increments it)."""
         self._changed = asyncio.Event()
@@ -76,6 +78,7 @@ class PersistentSubscriber:
         self._client.reconnect_delay_set(0.05, 0.3)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
 
     def _on_connect(self, client: mqtt.Client, *_: object) -> None:
         client.subscribe(self.topic, qos=1)
@@ -83,8 +86,10 @@ class PersistentSubscriber:
 
     def _connected(self) -> None:
         self.connects += 1
-        self.connected.set()
         self._changed.set()
+
+    def _on_subscribe(self, *_: object) -> None:
+        self._loop.call_soon_threadsafe(self.subscribed.set)
 
     def _on_message(self, _c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
         body = json.loads(m.payload)
@@ -128,8 +133,7 @@ class PersistentSubscriber:
 async def running(sub: PersistentSubscriber) -> AsyncIterator[PersistentSubscriber]:
     sub.start()
     try:
-        await asyncio.wait_for(sub.connected.wait(), 10)
-        await asyncio.sleep(0.1)  # let the SUBSCRIBE settle before events flow
+        await asyncio.wait_for(sub.subscribed.wait(), 30)  # SUBACK: events may flow now
         yield sub
     finally:
         await asyncio.to_thread(sub.stop)

@@ -29,7 +29,7 @@ from facegate.storage import Store
 
 from ..fixtures.brokers import MosquittoBroker, require_mosquitto
 from .durable_util import PersistentSubscriber, access, kek_source, open_store, running
-from .util import load, observe, until
+from .util import in_flight, load, observe, stopped, until
 
 pytestmark = pytest.mark.mosquitto
 
@@ -160,6 +160,11 @@ def _online(rig: Rig, connections: int) -> bool:
     return rig.link.connection_number >= connections and rig.link.state is LinkState.CONNECTED
 
 
+def _settled(rig: Rig, appended: int) -> bool:
+    """Every event so far is bound and acknowledged, and no publish awaits an acknowledgement."""
+    return rig.events.stats.appended == appended and rig.events.backlog == 0 and in_flight(rig.link) == 0
+
+
 def _door_causes(sub: PersistentSubscriber) -> set[int]:
     return {int(str(b["cause"]).split(":")[1]) for t, b in sub.messages if t.endswith("/door")}
 
@@ -171,9 +176,11 @@ async def test_broker_killed_20_times_with_publishes_in_flight_loses_nothing(
     """SIGKILL the broker 20 times exactly while publishes are on the wire, unacknowledged.
 
     The random-kill test above may or may not hit this path; here every cycle
-    does: stream 10 events to a live broker, 5 more to a frozen one (SIGSTOP,
-    so the device has written them and has no PUBACK), then SIGKILL, 5 more
-    while it is down (outbox only), restart. The device must resend the
+    does: stream 10 events to a live broker (until all are acknowledged), 5 more
+    to a frozen one (SIGSTOP, so the device has written them and has no PUBACK),
+    then SIGKILL once a publish is in flight, 5 more while it is down (outbox
+    only), restart. Each step waits on a condition, never a fixed time, so a
+    loaded machine cannot reorder them. The device must resend the
     unacknowledged ones (and its redelivery window covers what the broker
     acknowledged just before it froze).
     """
@@ -186,12 +193,22 @@ async def test_broker_killed_20_times_with_publishes_in_flight_loses_nothing(
                 total += 1
                 rig.bus.publish(access(total))
                 await asyncio.sleep(0.002)
+            # All acknowledged, so nothing is in flight that a late PUBACK could still settle.
+            await until(lambda n=total: _settled(rig, n), within=60)
             mosquitto.pause()
+            await until(lambda: stopped(mosquitto), within=60)
             for _ in range(5):  # on the wire, never acknowledged: the kill lands mid-stream
                 total += 1
                 rig.bus.publish(access(total))
-            await until(lambda n=total: rig.events.stats.appended == n)  # bound now
-            await asyncio.sleep(0.05)  # the drain writes them to the frozen broker's socket
+            await until(lambda n=total: rig.events.stats.appended == n, within=60)  # bound now
+            # The drain hands them to the frozen broker's connection, where none can be
+            # acknowledged (or, on a machine slow enough for the keepalive to give up first,
+            # they have failed already): either way the kill lands with publishes unsettled.
+            failures = rig.events.stats.publish_failures
+            await until(
+                lambda f=failures: in_flight(rig.link) > 0 or rig.events.stats.publish_failures > f,
+                within=60,
+            )
             await mosquitto.akill()
             for _ in range(5):  # events while the broker is down go to the outbox
                 total += 1

@@ -19,7 +19,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ..fixtures.brokers import BrokerHandle, EmbeddedBrokerHandle, MosquittoBroker
-from .util import load, observe, until
+from .util import in_flight, load, observe, stopped, until
 
 
 @pytest.mark.asyncio
@@ -92,15 +92,17 @@ async def test_connection_lost_before_puback_fails_fast_as_not_connected(
     async with MqttLink.from_config(load(tmp_path, mosquitto), clock=SystemClock()) as link:
         await asyncio.wait_for(link.wait_connected(), 10)
         mosquitto.pause()
+        await until(lambda: stopped(mosquitto), within=30)
         pending = asyncio.create_task(
             link.publish("event/access", b"{}", qos=1, ack_timeout=60), name="t.publish"
         )
-        await asyncio.sleep(0.3)
+        await until(lambda: in_flight(link) == 1, within=30)  # handed to the client, unacknowledged
         assert not pending.done(), "no PUBACK can come from a stopped broker"
         await mosquitto.akill()
         async with asyncio.timeout(10):  # far below ack_timeout: loss is detected, not waited out
             with pytest.raises(MqttNotConnected):
                 await pending
+        assert in_flight(link) == 0, "a failed publish is no longer in flight"
 
 
 @pytest.mark.mosquitto

@@ -13,8 +13,9 @@ from typing import Any
 
 import aiomqtt
 from facegate.runtime.config import LoadedConfig, load_config
+from facegate.runtime.mqtt import MqttLink
 
-from ..fixtures.brokers import BrokerHandle
+from ..fixtures.brokers import BrokerHandle, MosquittoBroker
 
 
 def write_config(
@@ -144,3 +145,20 @@ async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
     async with asyncio.timeout(within):
         while not condition():  # noqa: ASYNC110  # polling a foreign condition is the point here
             await asyncio.sleep(0.01)
+
+
+def stopped(broker: MosquittoBroker) -> bool:
+    """The broker's SIGSTOP (:meth:`MosquittoBroker.pause`) has taken effect: 'T' in /proc/<pid>/stat.
+
+    Sending the signal does not wait for it; a test that needs the broker silent waits on this.
+    """
+    assert broker.proc is not None
+    stat = Path(f"/proc/{broker.proc.pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] == "T"
+
+
+def in_flight(link: MqttLink) -> int:
+    """The link's publishes handed to the client and not yet settled (its ``mqtt`` health field)."""
+    count = link.health()["publish_in_flight"]
+    assert isinstance(count, int)
+    return count
