@@ -88,7 +88,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _config(work: Path, db: Path, port: int, cache: Path) -> Path:
+def _build_of(model_id: str) -> str:
+    """The recogniser build of ``model_id`` (the int8 build's id ends in ``:int8r<n>-<hash>``)."""
+    return "int8" if ":int8" in model_id else "fp32"
+
+
+def _config(work: Path, db: Path, port: int, cache: Path, model_id: str) -> Path:
+    # The build is set explicitly: with "auto" the child would pin its own build in the bench's
+    # cache, and a gallery of the other build's model id would load no template at all.
     cfg = work / "device.toml"
     cfg.write_text(
         "[device]\nid = \"bench-gate\"\n"
@@ -99,6 +106,7 @@ def _config(work: Path, db: Path, port: int, cache: Path) -> Path:
         "[gpio]\ndriver = \"simulated\"\n"
         f"[storage]\npath = \"{db}\"\nkek_source = \"env\"\nkek_env = \"{ENV}\"\n"
         f"[recognition.models]\ncache_dir = \"{cache}\"\n"
+        f"recognizer_precision = \"{_build_of(model_id)}\"\n"
     )
     return cfg
 
@@ -170,7 +178,8 @@ def bench_startup(shapes: list[tuple[int, int]], *, work: Path | None = None, ru
     out: dict[str, Any] = {"cpu": cpu_label(), "model_id": model_id, "shapes": []}
     try:
         for subjects, per in shapes:
-            shape_dir = root / f"{subjects}x{per}"
+            # One gallery per build: templates of one model id are never loaded by the other.
+            shape_dir = root / f"{subjects}x{per}-{_build_of(model_id)}"
             shape_dir.mkdir(parents=True, exist_ok=True)
             db = shape_dir / "gallery.db"
             built = 0.0
@@ -178,7 +187,7 @@ def bench_startup(shapes: list[tuple[int, int]], *, work: Path | None = None, ru
                 t = time.perf_counter()
                 asyncio.run(_build(db, subjects, per, model_id, dim))
                 built = time.perf_counter() - t
-            cfg = _config(shape_dir, db, port, root / "model-cache")
+            cfg = _config(shape_dir, db, port, root / "model-cache", model_id)
             if not (root / "model-cache").exists():
                 # First boot converts the models into the cache once; not a start-up figure.
                 _run_device(cfg, 0.0, timeout_s=900)
