@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 import structlog
-from facegate.drivers.models import LoadedModels, ModelOptions, load_models
+from facegate.drivers.models import BUILTIN_RECOGNIZER, LoadedModels, ModelOptions, load_models
+from facegate.drivers.models.precision import BuildPin, PrecisionChoice
 from facegate.handlers.recognition import RecognitionEngine, RecognitionService
 from facegate.runtime.bus import EventBus, Subscription
 from facegate.runtime.clock import ManualClock
@@ -32,7 +33,17 @@ def _restore_logging() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("model-cache")
+    """The session's model cache, with the fp32 build pinned for ``auto``.
+
+    Without the pin, a CLI test run with ``auto`` would take the build a timing probe picks,
+    or (once any test has built the int8 file here) the "cache from an earlier start" rule's
+    int8: the build would depend on test order and load (test_precision.py covers the rule).
+    """
+    cache = tmp_path_factory.mktemp("model-cache")
+    # CLI tests set XDG_CACHE_HOME to the parent: their default cache is <parent>/facegate/models.
+    for folder in (cache, cache.parent / "facegate" / "models"):
+        BuildPin(folder).put(BUILTIN_RECOGNIZER.model_id, PrecisionChoice("fp32", "config"))
+    return cache
 
 
 @pytest.fixture(scope="session")
