@@ -7,16 +7,16 @@ boxed row number, a list slot), ~31 MB at 100k and ~300 MB at 1M (issue 16).
 
 * ``names``: slot -> the id's UTF-8 bytes, one fixed-width ``S<w>`` array
   (``w`` is the longest id seen; an empty entry is a free slot);
-* ``hashes`` (sorted) and ``slots``: a 64-bit FNV-1a hash of each used slot's
-  id, sorted, and the slot it belongs to. An id is found by binary search on
+* ``hashes`` (sorted) and ``slots``: a 64-bit hash of each used slot's id
+  (FNV-1a over 8-byte words), sorted, and the slot it belongs to. An id is found by binary search on
   its hash and confirmed by comparing the bytes (a collision costs a scan of
   the equal hashes, never a wrong answer).
 
 About 48 bytes a 36-character template id. Lookups and inserts are
 vectorised over a batch; an insert shifts the sorted arrays once per batch
 (O(n) memmove), a removal rewrites them (O(n)): removals are rare (erasure).
-Ids must not end in NUL bytes (``S`` arrays strip them; ids are checked
-printable text). Not thread-safe: the matcher's lock guards it.
+Ids must hold no NUL byte (``S`` arrays strip trailing ones and the hash skips
+zero words; ids are checked printable text). Not thread-safe: the matcher's lock guards it.
 """
 
 from __future__ import annotations
@@ -31,18 +31,33 @@ _FNV_PRIME = np.uint64(0x100000001B3)
 _NONE = np.int32(-1)
 
 
-def _encode(ids: Sequence[str]) -> npt.NDArray[np.bytes_]:
-    return np.array([i.encode() for i in ids], dtype=np.bytes_)
+Keys = npt.NDArray[np.bytes_]
 
 
-def _hash(keys: npt.NDArray[np.bytes_]) -> npt.NDArray[np.uint64]:
-    """FNV-1a of each key's bytes (padding NULs skipped: the hash does not depend on the width)."""
-    width = keys.dtype.itemsize
-    raw = keys.view(np.uint8).reshape(keys.size, width) if keys.size else np.zeros((0, 1), np.uint8)
+def encode(ids: Sequence[str]) -> Keys:
+    """``ids`` as UTF-8 keys (an ``S`` array): encode once, then find and insert by key."""
+    text = np.array(ids, dtype=np.str_)
+    try:
+        return text.astype(np.bytes_)  # ASCII ids (every storage id): one vectorised cast
+    except UnicodeEncodeError:
+        return np.array([i.encode() for i in ids], dtype=np.bytes_)
+
+
+def _hash(keys: Keys) -> npt.NDArray[np.uint64]:
+    """A 64-bit hash of each key, FNV-1a over 8-byte words (5 vector steps for a 36-byte id).
+
+    All-zero words are skipped: ids hold no NUL byte, so only the padding is zero and
+    the hash does not depend on the array's width.
+    """
+    width = -(-keys.dtype.itemsize // 8) * 8
+    padded = np.zeros(keys.size, f"S{width}")
+    padded[:] = keys
+    words = padded.view(np.uint64).reshape(keys.size, width // 8)
     h = np.full(keys.size, _FNV_OFFSET, np.uint64)
-    for col in range(raw.shape[1]):
-        b = raw[:, col]
-        h = np.where(b != 0, (h ^ b.astype(np.uint64)) * _FNV_PRIME, h)
+    for col in range(words.shape[1]):
+        w = words[:, col]
+        mixed = (h ^ w) * _FNV_PRIME
+        h = np.where(w != 0, mixed ^ (mixed >> np.uint64(29)), h)
     return h
 
 
@@ -79,13 +94,19 @@ class IdTable:
 
     def find(self, ids: Sequence[str]) -> npt.NDArray[np.int32]:
         """The slot of each of ``ids``, -1 where absent."""
-        keys = _encode(ids)
+        return self.find_keys(encode(ids))
+
+    def find_keys(self, keys: Keys) -> npt.NDArray[np.int32]:
+        """:meth:`find` of keys from :func:`encode`."""
         h = _hash(keys)
-        pos = np.searchsorted(self._hashes, h)
+        # Sorted needles: numpy's binary search starts from the previous hit (cache-friendly).
+        order = np.argsort(h)
+        pos = np.empty(h.size, np.intp)
+        pos[order] = np.searchsorted(self._hashes, h[order])
         inside = np.minimum(pos, max(self._hashes.size - 1, 0))
         hit = (pos < self._hashes.size) & (self._hashes[inside] == h) if self._hashes.size else (
-            np.zeros(len(ids), bool))
-        out = np.full(len(ids), _NONE, np.int32)
+            np.zeros(keys.size, bool))
+        out = np.full(keys.size, _NONE, np.int32)
         if not hit.any():
             return out
         cand = self._slots[inside[hit]]
@@ -103,9 +124,12 @@ class IdTable:
 
     def insert(self, ids: Sequence[str], slots: npt.NDArray[np.integer]) -> None:
         """Put ``ids`` (distinct, absent) into the free ``slots`` (one each)."""
-        if not ids:
+        self.insert_keys(encode(ids), slots)
+
+    def insert_keys(self, keys: Keys, slots: npt.NDArray[np.integer]) -> None:
+        """:meth:`insert` of keys from :func:`encode`."""
+        if not keys.size:
             return
-        keys = _encode(ids)
         if keys.dtype.itemsize > self._names.dtype.itemsize:
             self._names = self._names.astype(keys.dtype)
         top = int(np.max(slots)) + 1

@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from ...drivers.models.registry import check_same_model
 from .errors import GalleryError
-from .id_table import IdTable
+from .id_table import IdTable, encode
 from .matches import Match, SearchResult
 from .scan import GalleryScan
 from .shortlist import BLOCK, NO_SUBJECT, round_rows, shortlist
@@ -178,7 +178,8 @@ class Matcher:
         q = self._quantise(arr)
         tids = list(template_ids)
         with self._lock:
-            enrolled = self._tids.find(tids) >= 0
+            tkeys = encode(tids)
+            enrolled = self._tids.find_keys(tkeys) >= 0
             if len(set(tids)) != n or enrolled.any():
                 dup = next(t for i, t in enumerate(tids) if enrolled[i] or t in tids[:i])
                 raise GalleryError(f"template {dup} is already enrolled")
@@ -189,7 +190,7 @@ class Matcher:
             rows_sid = self._ids.indexes(subject_ids)  # bulk dict operations, no per-row Python
             self._row_sid[start : start + n] = rows_sid
             self._ids.add_rows(rows_sid)
-            self._tids.insert(tids, np.arange(start, start + n, dtype=np.int32))
+            self._tids.insert_keys(tkeys, np.arange(start, start + n, dtype=np.int32))
             self._n = start + n
             self._repack(pack)
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from .id_table import IdTable
+from .id_table import IdTable, encode
 
 
 class SubjectIds:
@@ -51,21 +51,23 @@ class SubjectIds:
         The start-up load passes every row through here: lookups and allocation run
         vectorised over the batch, not one Python call per subject.
         """
-        found = self._table.find(subject_ids)
+        keys = encode(subject_ids)
+        found = self._table.find_keys(keys)
         missing = np.flatnonzero(found < 0)
         if missing.size:
-            # dict.fromkeys: the batch's new ids in first-seen order, each once.
-            new = list(dict.fromkeys(subject_ids[i] for i in missing.tolist()))
-            reused = min(len(new), len(self._free))
+            # The batch's new ids, each once, in first-seen order.
+            _, first = np.unique(keys[missing], return_index=True)
+            new = keys[missing[np.sort(first)]]
+            reused = min(new.size, len(self._free))
             idxs = [self._free.pop() for _ in range(reused)]
-            idxs.extend(range(self._top, self._top + len(new) - reused))
-            self._top += len(new) - reused
+            idxs.extend(range(self._top, self._top + new.size - reused))
+            self._top += new.size - reused
             if self._top > self._rows.size:
                 grown = np.zeros(max(1024, 2 * self._rows.size, self._top), np.int32)
                 grown[: self._rows.size] = self._rows
                 self._rows = grown
-            self._table.insert(new, np.asarray(idxs, np.int32))
-            found[missing] = self._table.find([subject_ids[i] for i in missing.tolist()])
+            self._table.insert_keys(new, np.asarray(idxs, np.int32))
+            found[missing] = self._table.find_keys(keys[missing])
         return found
 
     def add_rows(self, idxs: np.ndarray) -> None:
