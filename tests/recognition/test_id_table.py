@@ -26,7 +26,7 @@ def test_find_insert_remove_move_and_widening() -> None:
     t.remove([0])
     t.move(3, 0)  # the matcher's swap-remove: the last row fills the hole
     assert t.find(["a", "é-ü", "bb"]).tolist() == [-1, 0, 1] and len(t) == 3
-    assert t.names(np.array([0, 1])) == ["é-ü", "bb"]
+    assert [t.name(0), t.name(1)] == ["é-ü", "bb"]
     t.clear()
     assert len(t) == 0 and t.find(["bb"]).tolist() == [-1]
 
@@ -52,6 +52,41 @@ def test_colliding_hashes_still_find_the_right_id(monkeypatch: pytest.MonkeyPatc
     assert t.find(["z", "y", "x", "w"]).tolist() == [7, 6, 5, -1]
     t.remove([6])
     assert t.find(["z", "y", "x"]).tolist() == [7, -1, 5]
+
+
+@pytest.mark.parametrize("recent", [1, 3, id_table.RECENT])
+def test_agrees_with_a_dict_through_inserts_removals_moves_and_compaction(
+    recent: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A small recent run merges into the main run every few inserts: both runs are exercised.
+    monkeypatch.setattr(id_table, "RECENT", recent)
+    rng = np.random.default_rng(recent)
+    t, ref = IdTable(), {}
+    n = 0  # slots [0, n) are used, as the matcher's rows
+    for step in range(60):
+        m = int(rng.integers(1, 6))
+        new = [f"id-{step}-{j}" for j in range(m)]
+        t.insert(new, np.arange(n, n + m, dtype=np.int32))
+        ref.update(zip(new, range(n, n + m), strict=True))
+        n += m
+        if step % 7 == 3:  # swap-remove one row, as Matcher._remove_row
+            row = int(rng.integers(0, n))
+            gone = next(k for k, v in ref.items() if v == row)
+            t.remove([row])
+            del ref[gone]
+            if row != n - 1:
+                t.move(n - 1, row)
+                ref[next(k for k, v in ref.items() if v == n - 1)] = row
+            n -= 1
+        if step % 11 == 5:  # bulk removal, as Matcher.remove_subjects
+            keep = rng.random(n) > 0.3
+            order = sorted(ref, key=ref.__getitem__)
+            ref = {k: i for i, k in enumerate(k for k, kp in zip(order, keep.tolist(), strict=True) if kp)}
+            t.compact(keep)
+            n = len(ref)
+        ids = [*ref, "never-enrolled"]
+        assert t.find(ids).tolist() == [*ref.values(), -1] and len(t) == len(ref)
+        assert all(t.name(v) == k for k, v in ref.items())
 
 
 def test_the_hash_does_not_depend_on_the_array_width() -> None:
