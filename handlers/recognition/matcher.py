@@ -18,7 +18,7 @@ recall@1 and runner-up agreement against :meth:`Matcher.exact_search`.
 Ids. A row's subject is an int32 index into a table of subject ids, and a
 row's template id sits in a table of template ids at the row's own slot: both
 tables are numpy arrays (id_table.py), with no per-row or per-subject Python
-string, dict entry or int (a 100k gallery's ids cost ~7 MB instead of ~31 MB;
+string, dict entry or int (a 100k gallery's ids: ~10 MB of RSS instead of ~32 MB;
 issue 16). A subject's rows are found with one vectorised compare when it is
 removed.
 
