@@ -93,6 +93,9 @@ class GalleryLoader:
         """Decrypt every template into the matcher (off the loop, in batches); attach the gallery."""
         engine, gallery = self._engine, self._store.gallery
         report = await gallery.load_all(_DeferredPackSink(engine.matcher), model_id=engine.model_id)
+        # Trimmed before packing too: the packing's temporaries then reuse returned pages
+        # instead of adding to the load's high-water mark (issue 16: peak RSS is a target).
+        await asyncio.to_thread(trim_heap)
         await asyncio.to_thread(engine.matcher.prepare)
         gallery.attach(engine.matcher)
         await asyncio.to_thread(trim_heap)

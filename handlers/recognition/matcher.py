@@ -15,10 +15,12 @@ every row that could belong to an exact top-k subject, and those rows are
 re-scored exactly; subjects are ranked on the exact scores. The bench measures
 recall@1 and runner-up agreement against :meth:`Matcher.exact_search`.
 
-Ids. A row's subject is an int32 index into one list of subject ids (no
-per-row or per-subject Python containers: a 1M gallery costs arrays, not
-hundreds of MB of dicts and sets); a subject's rows are found with one
-vectorised compare when it is removed.
+Ids. A row's subject is an int32 index into a table of subject ids, and a
+row's template id sits in a table of template ids at the row's own slot: both
+tables are numpy arrays (id_table.py), with no per-row or per-subject Python
+string, dict entry or int (a 100k gallery's ids: ~10 MB of RSS instead of ~32 MB;
+issue 16). A subject's rows are found with one vectorised compare when it is
+removed.
 
 Concurrency. One lock serialises search and mutation: a search sees the
 gallery either before or after an enrolment, never half of it, and a subject
@@ -37,6 +39,7 @@ import numpy.typing as npt
 
 from ...drivers.models.registry import check_same_model
 from .errors import GalleryError
+from .id_table import IdTable, encode
 from .matches import Match, SearchResult
 from .scan import GalleryScan
 from .shortlist import BLOCK, NO_SUBJECT, round_rows, shortlist
@@ -77,8 +80,8 @@ class Matcher:
         self._n = 0
         cap = self._round_cap(initial_capacity)
         self._row_sid = np.full(cap, _NO_SUBJECT, np.int32)
-        self._row_template: list[str] = []
-        self._template_row: dict[str, int] = {}
+        self._tids = IdTable()  # slot = row
+        self._tids.reserve(cap)
         self._ids = SubjectIds()
         # Kernel (scan.py): 4-bit prepacked segments, measured faster than dynamic int8 with
         # and without VNNI; prepack=False forces the int8 kernel (tests).
@@ -143,6 +146,7 @@ class Matcher:
         q8[: self._n] = self._q8[: self._n]
         row_sid[: self._n] = self._row_sid[: self._n]
         self._f16, self._q8, self._row_sid = f16, q8, row_sid
+        self._tids.reserve(new_cap)
 
     def add(
         self, subject_id: str, template_id: str, embedding: npt.NDArray[np.floating], model_id: str
@@ -174,8 +178,10 @@ class Matcher:
         q = self._quantise(arr)
         tids = list(template_ids)
         with self._lock:
-            if len(set(tids)) != n or not self._template_row.keys().isdisjoint(tids):
-                dup = next(t for i, t in enumerate(tids) if t in self._template_row or t in tids[:i])
+            tkeys = encode(tids)
+            enrolled = self._tids.find_keys(tkeys) >= 0
+            if len(set(tids)) != n or enrolled.any():
+                dup = next(t for i, t in enumerate(tids) if enrolled[i] or t in tids[:i])
                 raise GalleryError(f"template {dup} is already enrolled")
             self._ensure(n)
             start = self._n
@@ -184,8 +190,7 @@ class Matcher:
             rows_sid = self._ids.indexes(subject_ids)  # bulk dict operations, no per-row Python
             self._row_sid[start : start + n] = rows_sid
             self._ids.add_rows(rows_sid)
-            self._row_template.extend(tids)
-            self._template_row.update(zip(tids, range(start, start + n), strict=True))
+            self._tids.insert_keys(tkeys, np.arange(start, start + n, dtype=np.int32))
             self._n = start + n
             self._repack(pack)
 
@@ -216,18 +221,15 @@ class Matcher:
         self._scan.invalidate(row)
         self._scan.invalidate(last)
         self._ids.drop_row(int(self._row_sid[row]))
-        del self._template_row[self._row_template[row]]
+        self._tids.remove([row])
         if row != last:
-            mtid = self._row_template[last]
             self._f16[row] = self._f16[last]
             self._q8[row] = self._q8[last]
             self._row_sid[row] = self._row_sid[last]
-            self._row_template[row] = mtid
-            self._template_row[mtid] = row
+            self._tids.move(last, row)
         self._f16[last] = 0.0
         self._q8[last] = 128
         self._row_sid[last] = _NO_SUBJECT
-        self._row_template.pop()
         self._n = last
 
     def remove_subject(self, subject_id: str) -> int:
@@ -254,7 +256,6 @@ class Matcher:
                 return 0
             n = self._n
             drop = np.isin(self._row_sid[:n], np.asarray(idxs, np.int32))
-            gone = [self._row_template[r] for r in np.flatnonzero(drop).tolist()]
             write = 0
             for start in range(0, n, _COMPACT_CHUNK):
                 keep = start + np.flatnonzero(~drop[start : start + _COMPACT_CHUNK])
@@ -263,20 +264,14 @@ class Matcher:
                     self._f16[write : write + m] = self._f16[keep]
                     self._q8[write : write + m] = self._q8[keep]
                     self._row_sid[write : write + m] = self._row_sid[keep]
-                    self._row_template[write : write + m] = [self._row_template[r] for r in keep.tolist()]
                 write += m
             self._f16[write:n] = 0.0
             self._q8[write:n] = 128
             self._row_sid[write:n] = _NO_SUBJECT
-            del self._row_template[write:]
-            for tid in gone:
-                del self._template_row[tid]
+            self._tids.compact(~drop)
             first = int(np.argmax(drop))  # rows before the first dropped one kept their index
             self._scan.invalidate_from(first)
-            for row in range(first, write):
-                self._template_row[self._row_template[row]] = row
-            for idx in idxs:
-                self._ids.drop_subject(idx)
+            self._ids.drop_subjects(idxs)
             self._n = write
             self._repack()
             return n - write
@@ -284,8 +279,8 @@ class Matcher:
     def remove_template(self, template_id: str) -> bool:
         """Remove one template; False when it was not enrolled."""
         with self._lock:
-            row = self._template_row.get(template_id)
-            if row is None:
+            row = int(self._tids.find([template_id])[0])
+            if row < 0:
                 return False
             self._remove_row(row)
             self._repack()
@@ -298,8 +293,7 @@ class Matcher:
             self._q8[: self._n] = 128
             self._row_sid[: self._n] = _NO_SUBJECT
             self._n = 0
-            self._row_template.clear()
-            self._template_row.clear()
+            self._tids.clear()
             self._ids.clear()
             self._scan.clear()
 
@@ -330,7 +324,7 @@ class Matcher:
                 continue
             seen.add(idx)
             score = min(1.0, float(scores[j]))  # float16 rows: a self-match may read 1 + 2^-12
-            matches.append(Match(self._ids.name(idx), self._row_template[row], score))
+            matches.append(Match(self._ids.name(idx), self._tids.name(row), score))
             if len(matches) >= k:
                 break
         return matches

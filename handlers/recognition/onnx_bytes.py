@@ -6,8 +6,12 @@ start (issue 16), so this module writes the protobuf wire format directly:
 varints and length-delimited fields, nothing else. Field numbers are those of
 ``onnx/onnx.proto`` (ModelProto, GraphProto, NodeProto, AttributeProto,
 ValueInfoProto, TypeProto.Tensor, TensorShapeProto, TensorProto,
-OperatorSetIdProto). Initializers are always written as ``raw_data``
-(little-endian, as ONNX requires).
+OperatorSetIdProto). Initializers are written as ``raw_data`` (little-endian,
+as ONNX requires), or, for ``external`` ones, as a placeholder (dims, type,
+``data_location = EXTERNAL``) whose data the caller hands onnxruntime at
+session creation (``SessionOptions.add_external_initializers``): a large
+initializer then never exists as model bytes nor as onnxruntime's parsed copy
+of them (issue 16: ~10 MB of a 100k gallery's load peak).
 
 Only int attributes are supported; anything else is a ``TypeError`` here, not a
 malformed model at onnxruntime.
@@ -109,12 +113,34 @@ def tensor(name: str, array: npt.NDArray[np.generic]) -> bytes:
     return dims + _int(2, _DTYPES[dtype]) + _str(8, name) + _bytes(9, data.tobytes())
 
 
+#: TensorProto.DataLocation.EXTERNAL
+_EXTERNAL = 1
+#: The placeholder's ``location``: never opened (the data is supplied at session creation).
+EXTERNAL_LOCATION = "supplied-at-session-creation"
+
+
+def external_tensor(name: str, array: npt.NDArray[np.generic]) -> bytes:
+    """A TensorProto of ``array``'s dims and type whose data is external (not in the model)."""
+    dtype = np.dtype(array.dtype)
+    if dtype not in _DTYPES:
+        raise TypeError(f"initializer {name!r}: unsupported dtype {dtype}")
+    dims = b"".join(_int(1, d) for d in array.shape)
+    where = _bytes(13, _str(1, "location") + _str(2, EXTERNAL_LOCATION))
+    return dims + _int(2, _DTYPES[dtype]) + _str(8, name) + where + _int(14, _EXTERNAL)
+
+
 def model(nodes: Sequence[Node], inputs: Sequence[Value], outputs: Sequence[Value],
           initializers: Mapping[str, npt.NDArray[np.generic]], *, name: str,
-          opsets: Mapping[str, int], ir_version: int = 10) -> bytes:
-    """A serialized ModelProto of one graph (what ``ort.InferenceSession`` accepts as bytes)."""
+          opsets: Mapping[str, int], ir_version: int = 10,
+          external: Mapping[str, npt.NDArray[np.generic]] | None = None) -> bytes:
+    """A serialized ModelProto of one graph (what ``ort.InferenceSession`` accepts as bytes).
+
+    ``external`` initializers are placeholders only (see module doc): the session must be
+    given their data, under the same names, by ``add_external_initializers``.
+    """
     graph = b"".join(_bytes(1, n.encode()) for n in nodes) + _str(2, name)
     graph += b"".join(_bytes(5, tensor(k, v)) for k, v in initializers.items())
+    graph += b"".join(_bytes(5, external_tensor(k, v)) for k, v in (external or {}).items())
     graph += b"".join(_bytes(11, v.encode()) for v in inputs)
     graph += b"".join(_bytes(12, v.encode()) for v in outputs)
     out = _int(1, ir_version) + _bytes(7, graph)
