@@ -26,10 +26,8 @@ device and its result is pinned, never re-measured like the engine choice.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +41,7 @@ import numpy.typing as npt
 import structlog
 
 from ...runtime.machine import cpu_features, cpu_model
+from .cache_file import read_object, write_object
 from .errors import ModelFormatError
 
 _log = structlog.get_logger("facegate.models")
@@ -218,11 +217,7 @@ class ProbeCache:
         self.path = cache_dir / "engine-probe.json"
 
     def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_object(self.path)
 
     def get(self, key: str, *, load_now: float | None = None) -> EngineChoice | None:
         """The cached choice for ``key``; None when absent, unreadable, or measured on a busy
@@ -243,16 +238,7 @@ class ProbeCache:
         data = self._read()
         data[key] = {"engine": choice.engine, "probe_ms": choice.probe_ms,
                      "load_avg": round(os.getloadavg()[0], 2)}
-        tmp: str | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".probe-", suffix=".json")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
-            tmp = None
+            write_object(self.path, data)
         except OSError as exc:
             _log.warning("models.engine_probe_not_cached", error=exc.strerror or type(exc).__name__)
-        finally:
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)

@@ -25,15 +25,15 @@ deleting the whole model cache.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
+
+from .cache_file import read_object, write_object
 
 _log = structlog.get_logger("facegate.models")
 
@@ -100,11 +100,7 @@ class BuildPin:
         self.path = cache_dir / "recognizer-build.json"
 
     def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_object(self.path)
 
     def get(self, model_id: str) -> PrecisionChoice | None:
         row = self._read().get(model_id)
@@ -126,22 +122,20 @@ class BuildPin:
         data = self._read()
         data[model_id] = {"precision": choice.precision, "probe_ms": choice.probe_ms,
                           "load_avg": choice.load_avg}
-        tmp: str | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".build-", suffix=".json")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh, indent=1, sort_keys=True)
+        raced: list[PrecisionChoice] = []
+
+        def place(tmp: str) -> None:
             try:
                 os.link(tmp, self.path)  # atomic create-if-absent
             except FileExistsError:
                 existing = self.get(model_id)
                 if existing is not None:
-                    return existing
+                    raced.append(existing)
+                    return
                 os.replace(tmp, self.path)  # a file without this model's pin: add it
+
+        try:
+            write_object(self.path, data, place)
         except OSError as exc:
             _log.warning("models.build_not_pinned", error=exc.strerror or type(exc).__name__)
-        finally:
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
-        return choice
+        return raced[0] if raced else choice
