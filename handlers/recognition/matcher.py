@@ -53,6 +53,11 @@ _NO_SUBJECT = NO_SUBJECT
 _COMPACT_CHUNK = 65_536
 #: Rows converted from float16 at a time for an exact scan (a 4 MB float32 temporary).
 _DOT_CHUNK = 8192
+#: Pending rows (scored exactly, ~1 ms per 1,000 at 1M) before :attr:`Matcher.needs_pack` says so.
+PACK_AFTER = 2048
+#: Bulk removals up to this many rows swap rows in (pending rows) instead of compacting (segments).
+_SWAP_MAX = 2048
+_PACK_ROUNDS = 64
 
 
 class Matcher:
@@ -77,6 +82,7 @@ class Matcher:
         # Components of a unit vector are ~N(0, 1/d); 5 sigma maps to 127.
         self._qscale = 127.0 * math.sqrt(dim) / 5.0
         self._lock = threading.RLock()
+        self._packer = threading.Lock()
         self._n = 0
         cap = self._round_cap(initial_capacity)
         self._row_sid = np.full(cap, _NO_SUBJECT, np.int32)
@@ -160,14 +166,9 @@ class Matcher:
         template_ids: Sequence[str],
         embeddings: npt.NDArray[np.floating],
         model_id: str,
-        *,
-        pack: bool = True,
     ) -> None:
-        """Enrol many templates at once (start-up load). All-or-nothing.
-
-        ``pack=False`` leaves the scan segments this batch completes unpacked until
-        :meth:`prepare` or the next search (a bulk load packs once, off the event loop).
-        """
+        """Enrol many templates at once (start-up load). All-or-nothing; O(rows), no packing:
+        the new rows are scored exactly until :meth:`pack` or :meth:`prepare`."""
         check_same_model(model_id, self.model_id)
         n = len(subject_ids)
         if n != len(template_ids) or n != (embeddings.shape[0] if embeddings.ndim > 1 else 1):
@@ -192,19 +193,40 @@ class Matcher:
             self._ids.add_rows(rows_sid)
             self._tids.insert_keys(tkeys, np.arange(start, start + n, dtype=np.int32))
             self._n = start + n
-            self._repack(pack)
+            self._resized()
+            self._scan.appended(start, start + n)
 
-    def _repack(self, pack: bool = True) -> None:
+    def _resized(self) -> None:
         if self._n >= self.int8_min_rows:
-            self._scan.refresh(self._f16, self._n, pack=pack)
+            self._scan.resize(self._n)
         else:
             self._scan.clear()
 
     def prepare(self) -> None:
-        """Pack what the next search would pack (after a bulk load: the first search stays fast)."""
+        """Pack every pending row now, holding the lock (after a bulk load, before searches)."""
         with self._lock:
             if self._n >= self.int8_min_rows:
-                self._scan.pack_pending(self._f16, self._n)
+                self._scan.pack_pending(self._f16)
+
+    @property
+    def needs_pack(self) -> bool:
+        """Enough rows are scored exactly that :meth:`pack` is worth its cost."""
+        with self._lock:
+            return self._n >= self.int8_min_rows and self._scan.pending >= PACK_AFTER
+
+    def pack(self) -> None:
+        """Re-pack every pending row, building each segment's session without the lock, so
+        searches go on meanwhile (they score pending rows exactly). Blocking: a worker thread.
+        One packer at a time; a segment changed while it was built is built again."""
+        with self._packer:
+            for _ in range(_PACK_ROUNDS):
+                with self._lock:
+                    job = self._scan.snapshot(self._f16) if self._n >= self.int8_min_rows else None
+                if job is None:
+                    return
+                built = self._scan.build(job)
+                with self._lock:
+                    self._scan.install(built)
 
     def reserve(self, rows: int) -> None:
         """Allocate room for ``rows`` more templates at once (the start-up load knows its size).
@@ -218,8 +240,8 @@ class Matcher:
 
     def _remove_row(self, row: int) -> None:
         last = self._n - 1
-        self._scan.invalidate(row)
-        self._scan.invalidate(last)
+        if row != last:
+            self._scan.changed(row)  # the last row moves in (the old last slot leaves with n)
         self._ids.drop_row(int(self._row_sid[row]))
         self._tids.remove([row])
         if row != last:
@@ -242,13 +264,15 @@ class Matcher:
             for row in rows.tolist():
                 # Descending order: a swapped-in last row is never one still to remove.
                 self._remove_row(row)
-            self._repack()
+            self._resized()
             return int(rows.size)
 
     def remove_subjects(self, subject_ids: Iterable[str]) -> int:
         """Remove every template of many subjects in one pass (start-up checks); returns rows.
 
-        Rows are compacted in place chunk by chunk, so no copy of the gallery is made.
+        Up to ``_SWAP_MAX`` rows are swap-removed like :meth:`remove_subject` (each leaves
+        one row pending); more are compacted in place chunk by chunk, so no copy of the
+        gallery is made (every segment from the first dropped row is then pending).
         """
         with self._lock:
             idxs = sorted({i for s in subject_ids if (i := self._ids.get(s)) is not None})
@@ -256,6 +280,12 @@ class Matcher:
                 return 0
             n = self._n
             drop = np.isin(self._row_sid[:n], np.asarray(idxs, np.int32))
+            rows = np.flatnonzero(drop)
+            if rows.size <= _SWAP_MAX:
+                for row in rows[::-1].tolist():  # descending: see remove_subject
+                    self._remove_row(row)
+                self._resized()
+                return int(rows.size)
             write = 0
             for start in range(0, n, _COMPACT_CHUNK):
                 keep = start + np.flatnonzero(~drop[start : start + _COMPACT_CHUNK])
@@ -273,7 +303,7 @@ class Matcher:
             self._scan.invalidate_from(first)
             self._ids.drop_subjects(idxs)
             self._n = write
-            self._repack()
+            self._resized()
             return n - write
 
     def remove_template(self, template_id: str) -> bool:
@@ -283,7 +313,7 @@ class Matcher:
             if row < 0:
                 return False
             self._remove_row(row)
-            self._repack()
+            self._resized()
             return True
 
     def clear(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,8 @@ def build_gallery(n: int, *, dim: int = 128, seed: int = 0, matcher: Matcher | N
                   pack: bool = True) -> tuple[Matcher, npt.NDArray[np.float32]]:
     """A matcher with ``n`` templates (see module doc) and its subject centres.
 
-    ``pack=False`` leaves the scan segments to :meth:`Matcher.prepare` (as the start-up load).
+    ``pack=False`` leaves the scan segments to the caller's :meth:`Matcher.prepare`
+    (as the start-up load); else they are packed before this returns.
     """
     rng = np.random.default_rng(seed)
     counts = rng.integers(1, 21, max(2, n // 10))
@@ -75,8 +77,9 @@ def build_gallery(n: int, *, dim: int = 128, seed: int = 0, matcher: Matcher | N
     for start in range(0, n, _CHUNK):
         o = owner[start : start + _CHUNK]
         x = _views(centres[o], 0.8, rng)
-        m.add_batch([f"s{i}" for i in o.tolist()], [f"t{start + j}" for j in range(o.size)], x, _MODEL,
-                    pack=pack)
+        m.add_batch([f"s{i}" for i in o.tolist()], [f"t{start + j}" for j in range(o.size)], x, _MODEL)
+    if pack:
+        m.prepare()
     return m, centres
 
 
@@ -117,6 +120,7 @@ def bench_matcher_realistic(n: int, *, queries: int = 200, dim: int = 128, seed:
         if res.best and res.runner_up and ref.best and ref.runner_up:
             margin_err = max(margin_err, abs((res.best.score - res.runner_up.score)
                                              - (ref.best.score - ref.runner_up.score)))
+    live = _live_changes(m, qs, rng)
     return {
         "n": n,
         "subjects": m.subject_count,
@@ -129,7 +133,28 @@ def bench_matcher_realistic(n: int, *, queries: int = 200, dim: int = 128, seed:
         "pack_s": round(pack_s, 3),
         "packed_mb": round(m._scan.packed_bytes / 1e6, 1),
         "pack_rss_growth_mb": pack_rss,
+        "live_changes_ms": live,
         "kernel": m.kernel,
         "cpu": cpu_label(),
         "queries": queries,
     }
+
+
+def _live_changes(m: Matcher, qs: npt.NDArray[np.float32], rng: np.random.Generator) -> dict[str, float]:
+    """What an enrolment and an erasure cost on the caller's thread (the event loop's, via
+    the live sink), the first search after each, and the re-pack a worker thread does later."""
+
+    def timed(fn: Callable[[], object]) -> float:
+        t = time.perf_counter()
+        fn()
+        return round((time.perf_counter() - t) * 1e3, 3)
+
+    out = {"enrol": timed(lambda: m.add("live-new", "live-new0", qs[0], _MODEL))}
+    out["first_search_after_enrol"] = timed(lambda: m.search(qs[1], k=2))
+    first = m._ids.name(int(m._row_sid[0]))  # in the first segment: its hole takes the last row
+    out["erase"] = timed(lambda: m.remove_subject(first))
+    out["first_search_after_erase"] = timed(lambda: m.search(qs[2], k=2))
+    out["pending_rows"] = float(m._scan.pending)
+    out["repack_in_worker"] = timed(m.pack)
+    out["search_after_repack"] = timed(lambda: m.search(qs[int(rng.integers(0, len(qs)))], k=2))
+    return out

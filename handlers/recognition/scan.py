@@ -13,13 +13,14 @@ Kernels (reported by :attr:`GalleryScan.kernel`):
   instead of 128 bytes of int8: the scan is bound by memory bandwidth, and it
   reads ~60% of what the int8 scan reads. Measured faster than the int8 scan
   both without VNNI (Zen 3, issue 16 round 3) and with it (Zen 4: 1M rows
-  ~2x), so it runs everywhere. Segments not packed yet (a partial last
-  segment, one changed by a removal) are packed when the next scan needs them.
+  ~2x), so it runs everywhere. Rows no session covers (enrolled since the
+  last pack, moved by a removal) are scored exactly until the owner re-packs
+  them (:meth:`GalleryScan.build` runs without the owner's lock).
 * ``dynamic`` (``pack=False``; tests force it): one int8 ``MatMulInteger``
   over the row-major offset-binary uint8 matrix (N x d times d x 1).
 
 ``SEGMENT`` trades ``session.run`` calls per query (1M rows: 16) against the
-re-pack a removal costs (one segment, ~0.1-0.2 s; docs/performance.md).
+cost of re-packing one segment (~0.1 s; docs/performance.md).
 
 Scores are approximate cosines. :meth:`GalleryScan.scores` also returns their
 :class:`~.scan_bound.ScanBound`: each row's own bound on |approximate - exact|,
@@ -28,12 +29,18 @@ loose bound over all rows. The shortlist re-ranks exactly every row that could
 be in the exact top-k, so the approximation can only lose a row whose error
 exceeds its bound.
 
-Segments are packed by the owner (the matcher) under its lock right after a
-mutation (:meth:`GalleryScan.refresh`): appends pack new full segments, a
-removal re-packs the segments it touched.
+Packing never happens on a mutation's or a search's path: a mutation only
+records which rows are *pending* (appended past a session's rows, or *stale*:
+rewritten in place by a removal's swap), a scan scores those exactly, and the
+owner re-packs them later: :meth:`GalleryScan.pack_pending` at start-up,
+or :meth:`snapshot` (under its lock), :meth:`build` (without it) and
+:meth:`install` (under it again; refused if a packed row was rewritten
+meanwhile) from a worker thread while searches go on.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +54,7 @@ from .scan_bound import NBITS_BLOCK, ScanBound, int8_bound, nbits_bound
 SEGMENT = 65_536
 _QMAX4 = 7
 _QUANT_CHUNK = 4096
+_EXACT_CHUNK = 8192
 #: Bytes a packed session holds per block of a row: NBITS_BLOCK 4-bit codes and a float32 scale.
 _BLOCK_BYTES = NBITS_BLOCK // 2 + 4
 
@@ -146,7 +154,7 @@ def quantise_4bit(rows: npt.NDArray[np.floating]) -> tuple[npt.NDArray[np.uint8]
 
 
 class _Segment:
-    """One packed segment: its session and its rows' largest block scales (for ``loose``)."""
+    """One packed segment: its session, how many rows it packed, their largest block scales."""
 
     __slots__ = ("data", "max_scale", "rows", "session")
 
@@ -158,17 +166,44 @@ class _Segment:
         self.max_scale = max_scale
 
 
+@dataclass(frozen=True, slots=True)
+class PackJob:
+    """Rows ``[start, start + len(rows))`` of segment ``seg`` as they were at generation ``gen``."""
+
+    seg: int
+    gen: int
+    start: int
+    rows: npt.NDArray[np.floating]
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """A :class:`PackJob`'s session (built without the owner's lock) and its rows' scales."""
+
+    job: PackJob
+    session: ort.InferenceSession
+    data: tuple[ort.OrtValue, ...]
+    scales: npt.NDArray[np.float32]
+
+
 class GalleryScan:
     """Approximate scores of all rows (see module doc). Not thread-safe: the matcher calls it
-    under its lock. ``qscale`` maps a unit-vector component to the int8 rows it is given."""
+    under its lock (:meth:`build` excepted). ``qscale`` maps a unit-vector component to the
+    int8 rows it is given."""
 
     def __init__(self, threads: int, qscale: float, *, pack: bool | None = None) -> None:
         self._threads = threads
         self._qscale = qscale
         self.packs = True if pack is None else pack
         self._dynamic: ort.InferenceSession | None = None
-        # Segment i holds rows [i * SEGMENT, min(n, (i + 1) * SEGMENT)); None: changed since packed.
+        # Segment i holds rows [i * SEGMENT, min(n, (i + 1) * SEGMENT)); its session packed the
+        # first ``rows`` of them (None: none). Rows past that are scored exactly (``pending``).
         self._segments: list[_Segment | None] = []
+        # Bumped when a packed row is rewritten in place: a PackJob snapshotted before is stale.
+        self._gen: list[int] = []
+        # Rows whose packed codes no longer hold their content (a removal moved another row in).
+        self._stale: set[int] = set()
+        self._n = 0
         # Every packed row's block scales, in row order (each row's own bound, scan_bound.py):
         # float16 halves their memory (8 bytes a row) and the bound's slack covers the rounding.
         self._scales = np.zeros((0, 1), np.float16)
@@ -185,7 +220,9 @@ class GalleryScan:
 
     @property
     def packed_segments(self) -> int:
-        return sum(s is not None for s in self._segments)
+        """Segments whose session covers every one of their rows."""
+        return sum(1 for seg, part in enumerate(self._segments)
+                   if part is not None and self._missing(seg, part) == 0)
 
     @property
     def packed_bytes(self) -> int:
@@ -194,66 +231,115 @@ class GalleryScan:
         rows = sum(s.rows for s in self._segments if s is not None)
         return 2 * rows * self._scales.shape[1] * _BLOCK_BYTES + self._scales.nbytes
 
-    def invalidate(self, row: int) -> None:
-        """Row ``row`` changed: its segment is re-packed before the next scan."""
-        seg = row // SEGMENT
-        if seg < len(self._segments):
-            self._segments[seg] = None
+    def _rows_of(self, seg: int) -> int:
+        return max(0, min(self._n, (seg + 1) * SEGMENT) - seg * SEGMENT)
 
-    def invalidate_from(self, row: int) -> None:
-        for seg in range(row // SEGMENT, len(self._segments)):
-            self._segments[seg] = None
+    def _missing(self, seg: int, part: _Segment | None) -> int:
+        return self._rows_of(seg) - (0 if part is None else min(part.rows, self._rows_of(seg)))
 
-    def _pack(self, seg: int, rows: npt.NDArray[np.floating], n: int) -> _Segment:
-        start, end = seg * SEGMENT, min(n, (seg + 1) * SEGMENT)
-        packed, scales = quantise_4bit(rows[start:end])
-        session, data = nbits_session(packed, scales, self._threads)
-        if self._scales.shape[0] < end or self._scales.shape[1] != scales.shape[1]:
-            grown = np.zeros((-(-end // SEGMENT) * SEGMENT, scales.shape[1]), np.float16)
-            if self._scales.shape[1] == scales.shape[1]:
-                grown[: self._scales.shape[0]] = self._scales
-            self._scales = grown
-        self._scales[start:end] = scales
-        part = _Segment(end - start, session, data,
-                        self._scales[start:end].max(axis=0).astype(np.float32))
-        self._segments[seg] = part
-        return part
+    @property
+    def pending(self) -> int:
+        """Rows scored exactly (not covered by a session, or stale in one) until re-packed."""
+        return sum(self._missing(i, p) for i, p in enumerate(self._segments)) + len(self._stale)
 
-    def refresh(self, rows: npt.NDArray[np.floating], n: int, *, pack: bool = True) -> None:
-        """The matrix now has ``n`` rows: pack every full segment missing or changed.
-
-        The partial last segment (and, with ``pack=False``, every segment) is packed by
-        :meth:`pack_pending` or the next scan: a bulk load appends batch after batch, and
-        packing once is enough.
-        """
+    def resize(self, n: int) -> None:
+        """The matrix now has ``n`` rows (after appends or removals)."""
         if not self.packs:
             return
-        full, parts = n // SEGMENT, -(-n // SEGMENT)
+        self._n = n
+        parts = -(-n // SEGMENT)
         del self._segments[parts:]
-        for seg, packed in enumerate(self._segments):
-            if packed is not None and packed.rows != min(n, (seg + 1) * SEGMENT) - seg * SEGMENT:
-                self._segments[seg] = None  # a partial segment that grew or shrank
+        del self._gen[parts:]
         while len(self._segments) < parts:
             self._segments.append(None)
-        for seg in range(full if pack else 0):
-            if self._segments[seg] is None:
-                self._pack(seg, rows, n)
+            self._gen.append(0)
+        if self._stale and max(self._stale) >= n:
+            self._stale = {r for r in self._stale if r < n}
 
-    def pack_pending(self, rows: npt.NDArray[np.floating], n: int) -> None:
-        """Pack every segment not packed yet now instead of at the next scan."""
-        for seg, packed in enumerate(self._segments):
-            if packed is None:
-                self._pack(seg, rows, n)
+    def appended(self, start: int, end: int) -> None:
+        """Rows ``[start, end)`` were appended (after :meth:`resize`). Rows a session packed
+        before a removal shrank the matrix hold other content now: stale. A snapshot taken
+        before holds none of these rows, so no generation changes."""
+        for seg in range(start // SEGMENT, min(len(self._segments), -(-end // SEGMENT))):
+            part = self._segments[seg]
+            if part is not None:
+                lo, hi = max(start, seg * SEGMENT), min(end, seg * SEGMENT + part.rows)
+                self._stale.update(range(lo, hi))
+
+    def changed(self, row: int) -> None:
+        """Row ``row`` (below n) was rewritten in place: scored exactly until re-packed."""
+        seg = row // SEGMENT
+        if seg < len(self._segments):
+            self._gen[seg] += 1
+            part = self._segments[seg]
+            if part is not None and row < seg * SEGMENT + part.rows:
+                self._stale.add(row)
+
+    def invalidate_from(self, row: int) -> None:
+        """Rows from ``row`` on moved (a compaction): their segments are re-packed whole."""
+        first = row // SEGMENT
+        for seg in range(first, len(self._segments)):
+            self._segments[seg] = None
+            self._gen[seg] += 1
+        self._stale = {r for r in self._stale if r < first * SEGMENT}
+
+    def snapshot(self, rows: npt.NDArray[np.floating], *, copy: bool = True) -> PackJob | None:
+        """The segment with the most pending rows, copied (``copy=False``: a view, for an owner
+        that holds its lock until :meth:`install`); None when nothing is pending."""
+        best, most = -1, 0
+        stale_at = np.bincount(np.fromiter(self._stale, np.int64, len(self._stale)) // SEGMENT,
+                               minlength=len(self._segments)) if self._stale else None
+        for seg, part in enumerate(self._segments):
+            todo = self._missing(seg, part) + (int(stale_at[seg]) if stale_at is not None else 0)
+            if todo > most:
+                best, most = seg, todo
+        if best < 0:
+            return None
+        start = best * SEGMENT
+        view = rows[start : start + self._rows_of(best)]
+        return PackJob(best, self._gen[best], start, view.copy() if copy else view)
+
+    def build(self, job: PackJob) -> Packed:
+        """Quantise and pack ``job``'s rows into a session. Needs no lock: the slow part."""
+        packed, scales = quantise_4bit(job.rows)
+        session, data = nbits_session(packed, scales, self._threads)
+        return Packed(job, session, data, scales)
+
+    def install(self, built: Packed) -> bool:
+        """Use ``built`` for its segment unless a row it packed was rewritten since (False)."""
+        job = built.job
+        seg, end = job.seg, job.start + job.rows.shape[0]
+        if seg >= len(self._segments) or self._gen[seg] != job.gen or end > self._n:
+            return False
+        if self._scales.shape[0] < end or self._scales.shape[1] != built.scales.shape[1]:
+            grown = np.zeros((-(-end // SEGMENT) * SEGMENT, built.scales.shape[1]), np.float16)
+            if self._scales.shape[1] == built.scales.shape[1]:
+                grown[: self._scales.shape[0]] = self._scales
+            self._scales = grown
+        self._scales[job.start : end] = built.scales
+        self._segments[seg] = _Segment(end - job.start, built.session, built.data,
+                                       self._scales[job.start : end].max(axis=0).astype(np.float32))
+        if self._stale:
+            self._stale = {r for r in self._stale if not job.start <= r < end}
+        return True
+
+    def pack_pending(self, rows: npt.NDArray[np.floating]) -> None:
+        """Pack every pending row now, in place (the caller holds its lock throughout)."""
+        while (job := self.snapshot(rows, copy=False)) is not None:
+            self.install(self.build(job))
 
     def clear(self) -> None:
         self._segments.clear()
+        self._gen.clear()
+        self._stale.clear()
+        self._n = 0
         self._scales = np.zeros((0, 1), np.float16)
 
     def scores(self, rows: npt.NDArray[np.floating], q8: npt.NDArray[np.uint8] | None, n: int,
                padded: int, q: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], ScanBound]:
         """Approximate cosines of rows ``[0, padded)`` for the unit query ``q``, and their bound.
 
-        ``rows`` are the first ``n`` unit rows (packed on demand); ``q8`` their
+        ``rows`` are the first ``n`` unit rows (pending ones scored exactly); ``q8`` their
         offset-binary int8 copy (the dynamic kernel's input; rows past ``n`` score 0).
         Scores past ``n`` are meaningless.
         """
@@ -267,10 +353,32 @@ class GalleryScan:
             np.multiply(raw, np.float32(1.0 / (self._qscale * self._qscale)), out=y, casting="unsafe")
             return y, int8_bound(self._qscale)
         qa = np.ascontiguousarray(q.reshape(1, -1), dtype=np.float32)
-        tops = []
-        for seg, packed in enumerate(self._segments):
-            part = packed if packed is not None else self._pack(seg, rows, n)
-            start = seg * SEGMENT
-            y[start : start + part.rows] = part.session.run(None, {"A": qa})[0].reshape(-1)
-            tops.append(part.max_scale)
+        blocks = q.size // NBITS_BLOCK
+        tops = [np.zeros(blocks, np.float32)]
+        for seg, part in enumerate(self._segments):
+            start, end = seg * SEGMENT, min(n, (seg + 1) * SEGMENT)
+            done = 0
+            if part is not None:
+                done = min(part.rows, end - start)
+                y[start : start + done] = part.session.run(None, {"A": qa})[0].reshape(-1)[:done]
+                tops.append(part.max_scale)
+            # Rows no session covers yet (enrolled since, or a segment a compaction moved):
+            # exact, so a change never waits for a pack (an onnxruntime session: ~20-90 ms).
+            _exact(rows, start + done, end, q, y)
+        if self._stale:
+            at = np.fromiter(self._stale, np.intp, len(self._stale))
+            y[at] = rows[at].astype(np.float32) @ q
+        if self._scales.shape[0] < padded or self._scales.shape[1] != blocks:
+            grown = np.zeros((padded, blocks), np.float16)  # unpacked rows: exact, any bound holds
+            if self._scales.shape[1] == blocks:
+                grown[: self._scales.shape[0]] = self._scales[:padded]
+            self._scales = grown
         return y, nbits_bound(q, self._scales, np.max(tops, axis=0))
+
+
+def _exact(rows: npt.NDArray[np.floating], start: int, end: int, q: npt.NDArray[np.float32],
+           out: npt.NDArray[np.float32]) -> None:
+    """``out[start:end]`` = exact cosines of those rows (widened chunk by chunk)."""
+    for s in range(start, end, _EXACT_CHUNK):
+        e = min(end, s + _EXACT_CHUNK)
+        np.matmul(rows[s:e].astype(np.float32), q, out=out[s:e])

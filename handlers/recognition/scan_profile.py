@@ -42,6 +42,12 @@ def _timed(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - t) * 1e3
 
 
+def _repack_one(g: scan.GalleryScan, f16: npt.NDArray[np.float16]) -> None:
+    job = g.snapshot(f16)
+    assert job is not None
+    g.install(g.build(job))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=1_000_192)
@@ -59,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     for size in [int(s) for s in args.segments.split(",")]:
         scan.SEGMENT = size  # the module constant, set around every call of this variant
         g = scan.GalleryScan(args.threads, qscale, pack=True)
-        g.refresh(f16, n, pack=False)
-        ms = _timed(partial(g.pack_pending, f16, n))
-        one = _timed(partial(g._pack, 0, f16, n))  # what a removal re-packs
+        g.resize(n)
+        ms = _timed(partial(g.pack_pending, f16))
+        g.changed(0)  # what a removal leaves: one stale row in segment 0
+        one = _timed(partial(_repack_one, g, f16))
         print(f"4-bit, {size}-row segments: pack all {ms / 1e3:.2f} s, re-pack one {one:.0f} ms, "
               f"codes+scales {g.packed_bytes / 1e6:.1f} MB, load {os.getloadavg()[0]:.2f}")
         variants[f"4-bit/{size}"] = (size, g)

@@ -168,7 +168,8 @@ x /= np.linalg.norm(x, axis=1, keepdims=True)
 mid = loaded.embedder.model_id
 m = Matcher(mid, 128, int8_min_rows=1_000, threads=1, prepack=True)
 m.add_batch([f"s{i}" for i in range(len(x))], [f"t{i}" for i in range(len(x))], x, mid)
-assert m._scan.packed_segments == 1, m.kernel
+m.prepare()
+assert m._scan.packed_segments == 2 and m._scan.pending == 0, m.kernel
 assert m.search(x[7], k=1).best.template_id == "t7"
 print(sorted(k for k in sys.modules if k == "onnx" or k.startswith("onnx.")))
 """

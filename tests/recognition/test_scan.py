@@ -1,10 +1,13 @@
-"""The approximate scan (4-bit prepacked segments + int8 tail) and its error bound, through mutations."""
+"""The approximate scan (4-bit packed segments, pending rows exact) and its bound, through mutations."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
 from facegate.handlers.recognition import Matcher
+from facegate.handlers.recognition import scan as scan_mod
 from facegate.handlers.recognition.scan import SEGMENT
 
 MID = "sface-2021dec@fb143eea"
@@ -38,41 +41,52 @@ def _check_bound(m: Matcher, probes: np.ndarray, *, max_loose: float = 0.15) -> 
 @pytest.mark.timeout(300)  # packs ~70k rows and scans them exhaustively: slow on a loaded CI
 def test_packed_segments_stay_within_their_bound_through_mutations() -> None:
     rng = np.random.default_rng(20)
-    n = 2 * SEGMENT + 5000  # two full packed segments and a partial one, packed when searched
+    n = 2 * SEGMENT + 5000  # two full segments and a partial one
     x = _unit(rng, n)
     m = Matcher(MID, 128, int8_min_rows=1_000, threads=1, prepack=True)
     sids, tids = [f"s{i // 4}" for i in range(n)], [f"t{i}" for i in range(n)]
     m.add_batch(sids, tids, x, MID)
-    assert m._scan.packed_segments == 2 and "MatMulNBits" in m.kernel
+    assert m._scan.packed_segments == 0 and m._scan.pending == n and "MatMulNBits" in m.kernel
     assert m._q8.nbytes == 0  # no int8 copy beside packed segments
     dynamic = Matcher(MID, 128, int8_min_rows=1_000, threads=1, prepack=False)  # the VNNI kernel
     dynamic.add_batch(sids, tids, x, MID)
     assert "MatMulInteger" in dynamic.kernel and dynamic._q8.shape == (dynamic._q8.shape[0], 128)
     # Mated probes (a high true score) and random ones (the background the runner-up comes from).
     probes = np.concatenate([_unit(rng, 4), x[rng.integers(0, n, 4)]])
-    _check_bound(m, probes)
-    assert m._scan.packed_segments == 3
-    _check_bound(dynamic, probes)
-    # A removal in the first segment moves the last row into it: re-packed, still within bound.
-    assert m.remove_subject("s3") == 4
-    assert m.remove_subjects([f"s{i}" for i in range(10_000, 10_100)]) == 400
-    assert m._scan.packed_segments == 2
-    _check_bound(m, probes)
-    m.add("late", "late0", probes[0], MID)  # an enrolment re-packs the partial segment
-    assert m._scan.packed_segments == 2
-    m.prepare()  # now, not at the next search
-    assert m._scan.packed_segments == 3
-    # A bulk load may defer packing; prepare() (or the next search) packs it all.
-    late = _unit(rng, SEGMENT)
-    m.add_batch([f"b{i}" for i in range(SEGMENT)], [f"bt{i}" for i in range(SEGMENT)], late, MID, pack=False)
-    assert m._scan.packed_segments == 2
+    _check_bound(m, probes[:2])  # nothing packed yet: every row exact
     m.prepare()
-    assert m._scan.packed_segments == 4
+    assert m._scan.packed_segments == 3 and m._scan.pending == 0
+    _check_bound(m, probes)
+    _check_bound(dynamic, probes)
+    # A removal in the first segment moves the last row into it: that row is stale (scored
+    # exactly) until re-packed; the rest stays packed.
+    assert m.remove_subject("s3") == 4
+    assert m.remove_subjects([f"s{i}" for i in range(10_000, 10_100)]) == 400  # swap-removed
+    assert 0 < m._scan.pending <= 404 and not m.needs_pack
+    _check_bound(m, probes)
+    m.add("late", "late0", probes[0], MID)  # an enrolment: one more exact row
+    _check_bound(m, probes[:2])
+    m.pack()
+    assert m._scan.pending == 0 and m._scan.packed_segments == 3
+    _check_bound(m, probes)
+    # A bulk load: exact until packed; enough pending rows that a pack is due.
+    late = _unit(rng, SEGMENT)
+    m.add_batch([f"b{i}" for i in range(SEGMENT)], [f"bt{i}" for i in range(SEGMENT)], late, MID)
+    assert m._scan.pending == SEGMENT and m.needs_pack
+    assert m.search(late[7], k=1).best.template_id == "bt7"  # type: ignore[union-attr]
+    m.pack()
+    assert m._scan.packed_segments == 4 and not m.needs_pack
+    # A bulk removal past the swap limit compacts: every segment from the first hole is re-packed.
+    assert m.remove_subjects([f"s{i}" for i in range(20_000, 21_000)]) == 4000
+    assert m._scan.pending >= 2 * SEGMENT and m.needs_pack
+    _check_bound(m, probes[:2])
+    m.pack()
+    assert m._scan.pending == 0
     _check_bound(m, probes[:2])
     assert m.search(late[7], k=1).best.template_id == "bt7"  # type: ignore[union-attr]
     assert m.search(probes[0], k=1).best.template_id == "late0"  # type: ignore[union-attr]
     # The search itself finds every remaining template through the packed kernel.
-    gone = {"s3", *(f"s{j}" for j in range(10_000, 10_100))}
+    gone = {"s3", *(f"s{j}" for j in range(10_000, 10_100)), *(f"s{j}" for j in range(20_000, 21_000))}
     for i in rng.integers(0, n, 50):
         best = m.search(x[i], k=1).best
         assert best is not None
@@ -83,12 +97,95 @@ def test_packed_segments_stay_within_their_bound_through_mutations() -> None:
 
 
 @pytest.mark.timeout(300)
+def test_no_session_is_built_by_a_mutation_or_a_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Packing a segment (an onnxruntime session, ~20-90 ms) ran inside a removal on the event
+    loop (1M rows: ~60 ms; three subjects via remove_subjects: ~1 s) and inside the first
+    search after any change. Now only prepare() and pack() build sessions."""
+    rng = np.random.default_rng(23)
+    n = SEGMENT + 3000
+    x = _unit(rng, n)
+    m = Matcher(MID, 128, int8_min_rows=1_000, threads=1)
+    m.add_batch([f"s{i // 2}" for i in range(n)], [f"t{i}" for i in range(n)], x, MID)
+    m.prepare()
+    built: list[int] = []
+    real = scan_mod.nbits_session
+
+    def counting(*args: object, **kwargs: object) -> object:
+        built.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scan_mod, "nbits_session", counting)
+    m.remove_subject("s5")  # first segment: the last row moves in
+    m.remove_subjects(["s7", "s9000"])
+    m.add("new", "new0", x[0], MID)
+    m.remove_template("t100")
+    for q in x[rng.integers(0, n, 5)]:
+        m.search(q, k=2)
+    assert built == []
+    assert m.search(x[13], k=1).best.template_id == "t13"  # type: ignore[union-attr]
+    m.pack()
+    assert built and m._scan.pending == 0
+
+
+@pytest.mark.timeout(300)
+def test_a_pack_built_across_a_change_is_refused_and_redone() -> None:
+    """pack() builds without the lock: a row rewritten meanwhile must not be left with the
+    codes of the row that was there when the segment was copied."""
+    rng = np.random.default_rng(24)
+    n = SEGMENT + 100
+    x = _unit(rng, n)
+    m = Matcher(MID, 128, int8_min_rows=1_000, threads=1)
+    m.add_batch([f"s{i}" for i in range(n)], [f"t{i}" for i in range(n)], x, MID)
+    with m._lock:
+        job = m._scan.snapshot(m._f16)
+    assert job is not None and job.seg == 0
+    built = m._scan.build(job)
+    m.remove_subject("s10")  # row 10 now holds the last row's content
+    with m._lock:
+        assert not m._scan.install(built)
+    assert m._scan.pending == n - 1
+    q = x[n - 1]  # the moved row: found at its new place
+    assert m.search(q, k=1).best.template_id == f"t{n - 1}"  # type: ignore[union-attr]
+    m.pack()
+    assert m._scan.pending == 0
+    _check_bound(m, np.stack([q, x[3]]))
+    assert m.search(q, k=1).best.template_id == f"t{n - 1}"  # type: ignore[union-attr]
+
+
+@pytest.mark.timeout(300)
+def test_searches_and_changes_during_a_pack_in_another_thread() -> None:
+    """The live path: pack() in a worker thread while the loop's thread enrols, removes and
+    searches; every search is right throughout and the pack ends with nothing pending."""
+    rng = np.random.default_rng(25)
+    n = 2 * SEGMENT
+    x = _unit(rng, n)
+    m = Matcher(MID, 128, int8_min_rows=1_000, threads=1)
+    m.add_batch([f"s{i}" for i in range(n)], [f"t{i}" for i in range(n)], x, MID)
+    packer = threading.Thread(target=m.pack, name="test.pack")
+    packer.start()
+    extra = _unit(rng, 40)
+    for i in range(40):
+        m.add(f"e{i}", f"et{i}", extra[i], MID)
+        if i % 4 == 0:
+            m.remove_subject(f"s{i * 1000}")
+        j = int(rng.integers(1, n // 1000)) * 1000 + 1
+        assert m.search(x[j], k=1).best.template_id == f"t{j}"  # type: ignore[union-attr]
+        assert m.search(extra[i], k=1).best.template_id == f"et{i}"  # type: ignore[union-attr]
+    packer.join(timeout=240)
+    assert not packer.is_alive()
+    m.pack()  # what the changes left pending after the worker's last round
+    assert m._scan.pending == 0
+    _check_bound(m, np.concatenate([x[:2], extra[:2]]))
+
+
+@pytest.mark.timeout(300)
 def test_float16_rows_score_within_2_pow_minus_11_of_float32() -> None:
     """Issue 16: the re-rank matrix is float16; its cosines agree with float32 to < 1e-3."""
     rng = np.random.default_rng(21)
     x = _unit(rng, 30_000)
     m = Matcher(MID, 128, int8_min_rows=1_000, threads=1)
     m.add_batch([f"s{i}" for i in range(len(x))], [f"t{i}" for i in range(len(x))], x, MID)
+    m.prepare()
     worst = 0.0
     for q in np.concatenate([_unit(rng, 10), x[:10]]):
         worst = max(worst, float(np.abs(m.exact_scores(q) - x @ q).max()))
@@ -115,6 +212,8 @@ def test_a_row_with_an_outlying_component_gets_its_own_wider_bound() -> None:
     x[odd] /= np.linalg.norm(x[odd], axis=1, keepdims=True)
     m = Matcher(MID, 128, int8_min_rows=1_000, threads=1, prepack=True)
     m.add_batch([f"s{i}" for i in range(n)], [f"t{i}" for i in range(n)], x, MID)
+    m.prepare()
+    assert m._scan.pending == 0
     probes = np.zeros((12, 128), np.float32)  # all weight in block 0, where the coarse step is
     probes[:, :32] = rng.standard_normal((12, 32))
     probes /= np.linalg.norm(probes, axis=1, keepdims=True)
