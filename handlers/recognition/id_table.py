@@ -110,6 +110,40 @@ class _Run:
     def keep(self, mask: npt.NDArray[np.bool_]) -> None:
         self.hashes, self.slots = self.hashes[mask], self.slots[mask]
 
+    def delete(self, at: npt.NDArray[np.intp]) -> None:
+        """Drop the entries at positions ``at`` in place: the stretches between them move
+        down (a new array, or a boolean mask, costs ~5-8 ms at 1M in fresh pages)."""
+        at = np.unique(at)
+        size, write = self.hashes.size, int(at[0])
+        for i, pos in enumerate(at.tolist()):
+            nxt = int(at[i + 1]) if i + 1 < at.size else size
+            span = nxt - pos - 1
+            self.hashes[write : write + span] = self.hashes[pos + 1 : nxt]
+            self.slots[write : write + span] = self.slots[pos + 1 : nxt]
+            write += span
+        self.hashes, self.slots = self.hashes[:write], self.slots[:write]
+
+    def positions(self, h: npt.NDArray[np.uint64], slots: npt.NDArray[np.int32]) -> npt.NDArray[np.intp]:
+        """Index in this run of each (hash, slot) entry, -1 where the run does not hold it:
+        O(k log n), where a scan of ``slots`` would be O(n) per call (1M rows: ~5 ms)."""
+        size = self.hashes.size
+        out = np.full(h.size, -1, np.intp)
+        if not size or not h.size:
+            return out
+        pos = np.searchsorted(self.hashes, h)
+        inside = np.minimum(pos, size - 1)
+        hit = (pos < size) & (self.hashes[inside] == h)
+        direct = hit & (self.slots[inside] == slots)
+        out[direct] = pos[direct]
+        for j in np.flatnonzero(hit & ~direct).tolist():
+            p = int(pos[j])  # equal hashes (another id, or this one further on): scan them
+            while p < size and self.hashes[p] == h[j]:
+                if self.slots[p] == slots[j]:
+                    out[j] = p
+                    break
+                p += 1
+        return out
+
 
 class IdTable:
     """Slot <-> id over numpy arrays (see module doc)."""
@@ -173,19 +207,39 @@ class IdTable:
             self._main.add(self._recent.hashes, self._recent.slots)
             self._recent = _Run()
 
-    def remove(self, slots: npt.NDArray[np.integer] | Sequence[int]) -> None:
-        """Free ``slots`` (each holding an id)."""
-        gone = np.asarray(slots, np.int32)
+    def _located(self, slots: npt.NDArray[np.int32]) -> list[tuple[_Run, npt.NDArray[np.intp]]]:
+        """Each run with the positions of the entries of ``slots`` it holds."""
+        h = _hash(self._names[slots.astype(np.intp)])
+        out = []
         for run in (self._main, self._recent):
-            run.keep(~np.isin(run.slots, gone))
+            at = run.positions(h, slots)
+            out.append((run, at[at >= 0]))
+        return out
+
+    def remove(self, slots: npt.NDArray[np.integer] | Sequence[int]) -> None:
+        """Free ``slots`` (each holding an id). One pass over the index, whatever their number."""
+        gone = np.atleast_1d(np.asarray(slots, np.int32))
+        for run, at in self._located(gone):
+            if at.size:
+                run.delete(at)
         self._names[gone.astype(np.intp)] = b""
 
-    def move(self, src: int, dst: int) -> None:
-        """The id in slot ``src`` moves to the free slot ``dst`` (``src`` becomes free)."""
-        self._names[dst] = self._names[src]
-        self._names[src] = b""
+    def move(self, src: npt.NDArray[np.integer] | Sequence[int],
+             dst: npt.NDArray[np.integer] | Sequence[int]) -> None:
+        """The id in each slot of ``src`` moves to the free slot at the same place in ``dst``
+        (the ``src`` slots become free; no slot is in both)."""
+        s, d = np.atleast_1d(np.asarray(src, np.int32)), np.atleast_1d(np.asarray(dst, np.int32))
+        if not s.size:
+            return
+        order = np.argsort(s)  # positions are found per run: keep each entry's destination
+        s, d = s[order], d[order]
+        h = _hash(self._names[s.astype(np.intp)])
         for run in (self._main, self._recent):
-            run.slots[run.slots == src] = dst
+            at = run.positions(h, s)
+            found = at >= 0
+            run.slots[at[found]] = d[found]
+        self._names[d.astype(np.intp)] = self._names[s.astype(np.intp)]
+        self._names[s.astype(np.intp)] = b""
 
     def compact(self, keep: npt.NDArray[np.bool_]) -> None:
         """Slots ``[0, keep.size)``: drop those not kept and renumber the rest densely, in order."""

@@ -238,21 +238,28 @@ class Matcher:
             with self._lock:
                 self._ensure(rows, exact=True)
 
-    def _remove_row(self, row: int) -> None:
-        last = self._n - 1
-        if row != last:
-            self._scan.changed(row)  # the last row moves in (the old last slot leaves with n)
-        self._ids.drop_row(int(self._row_sid[row]))
-        self._tids.remove([row])
-        if row != last:
-            self._f16[row] = self._f16[last]
-            self._q8[row] = self._q8[last]
-            self._row_sid[row] = self._row_sid[last]
-            self._tids.move(last, row)
-        self._f16[last] = 0.0
-        self._q8[last] = 128
-        self._row_sid[last] = _NO_SUBJECT
-        self._n = last
+    def _remove_rows(self, rows: npt.NDArray[np.intp]) -> None:
+        """Remove ``rows`` (distinct, below n): the last rows that stay fill the holes below
+        the new end. O(len(rows)) row copies and one pass over the id index."""
+        n, k = self._n, int(rows.size)
+        end = n - k
+        for row in rows.tolist():
+            self._ids.drop_row(int(self._row_sid[row]))
+        self._tids.remove(rows)
+        holes = np.sort(rows[rows < end])
+        tail = np.arange(end, n, dtype=np.intp)
+        movers = tail[~np.isin(tail, rows)]  # as many as holes
+        if holes.size:
+            self._f16[holes] = self._f16[movers]
+            self._q8[holes] = self._q8[movers]
+            self._row_sid[holes] = self._row_sid[movers]
+            self._tids.move(movers, holes)
+            for row in holes.tolist():
+                self._scan.changed(row)  # pending until re-packed (the old tail leaves with n)
+        self._f16[end:n] = 0.0
+        self._q8[end:n] = 128
+        self._row_sid[end:n] = _NO_SUBJECT
+        self._n = end
 
     def remove_subject(self, subject_id: str) -> int:
         """Remove every template of ``subject_id``; returns how many. Unmatchable on return."""
@@ -260,17 +267,15 @@ class Matcher:
             idx = self._ids.get(subject_id)
             if idx is None:
                 return 0
-            rows = np.flatnonzero(self._row_sid[: self._n] == idx)[::-1]
-            for row in rows.tolist():
-                # Descending order: a swapped-in last row is never one still to remove.
-                self._remove_row(row)
+            rows = np.flatnonzero(self._row_sid[: self._n] == idx)
+            self._remove_rows(rows)
             self._resized()
             return int(rows.size)
 
     def remove_subjects(self, subject_ids: Iterable[str]) -> int:
         """Remove every template of many subjects in one pass (start-up checks); returns rows.
 
-        Up to ``_SWAP_MAX`` rows are swap-removed like :meth:`remove_subject` (each leaves
+        Up to ``_SWAP_MAX`` rows are swapped out like :meth:`remove_subject` (each leaves
         one row pending); more are compacted in place chunk by chunk, so no copy of the
         gallery is made (every segment from the first dropped row is then pending).
         """
@@ -282,8 +287,7 @@ class Matcher:
             drop = np.isin(self._row_sid[:n], np.asarray(idxs, np.int32))
             rows = np.flatnonzero(drop)
             if rows.size <= _SWAP_MAX:
-                for row in rows[::-1].tolist():  # descending: see remove_subject
-                    self._remove_row(row)
+                self._remove_rows(rows)
                 self._resized()
                 return int(rows.size)
             write = 0
@@ -312,7 +316,7 @@ class Matcher:
             row = int(self._tids.find([template_id])[0])
             if row < 0:
                 return False
-            self._remove_row(row)
+            self._remove_rows(np.asarray([row], np.intp))
             self._resized()
             return True
 
