@@ -113,3 +113,36 @@ def test_matcher_ids_cost_arrays_not_python_objects() -> None:
     assert m.remove_subjects([f"p{i:07d}" for i in range(0, n, 2)]) == n // 2
     assert len(m) == n // 2 - 1 and m.subject_count == n // 2 - 1
     assert m.has_subject("p0000001") and not m.has_subject("p0000000")
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_batch_remove_and_move_agree_with_a_dict(collide: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A subject's erasure removes all its rows in one call and moves as many tail rows into
+    the holes (Matcher._remove_rows); entries are found by hash, equal hashes included."""
+    if collide:  # every id in one of 3 hashes: the scan over equal hashes must pick by slot
+        real = id_table._hash
+        monkeypatch.setattr(id_table, "_hash", lambda keys: real(keys) % np.uint64(3))
+    monkeypatch.setattr(id_table, "RECENT", 40)  # entries in both runs
+    rng = np.random.default_rng(int(collide))
+    t, ref = IdTable(), {}
+    n = 0
+    for step in range(40):
+        new = [f"r{step}-{j}" for j in range(int(rng.integers(1, 9)))]
+        t.insert(new, np.arange(n, n + len(new), dtype=np.int32))
+        ref.update(zip(new, range(n, n + len(new)), strict=True))
+        n += len(new)
+        if step % 3 == 2:
+            rows = rng.choice(n, int(rng.integers(1, min(n, 6) + 1)), replace=False)
+            end = n - rows.size
+            holes = np.sort(rows[rows < end])
+            movers = np.array([r for r in range(end, n) if r not in set(rows.tolist())], np.int32)
+            by_slot = {v: k for k, v in ref.items()}
+            for r in rows.tolist():
+                del ref[by_slot[r]]
+            t.remove(rows)
+            t.move(movers[::-1], holes[::-1])  # any order: each entry keeps its own destination
+            for src, dst in zip(movers.tolist(), holes.tolist(), strict=True):
+                ref[by_slot[src]] = dst
+            n = end
+        assert t.find([*ref, "never"]).tolist() == [*ref.values(), -1] and len(t) == len(ref)
+        assert all(t.name(v) == k for k, v in ref.items())
