@@ -25,7 +25,10 @@ removed.
 Concurrency. One lock serialises search and mutation: a search sees the
 gallery either before or after an enrolment, never half of it, and a subject
 is unmatchable the moment :meth:`Matcher.remove_subject` returns. Search is
-blocking (milliseconds at 1M rows): async callers run it in a thread.
+blocking (milliseconds at 1M rows): async callers run it in a thread. No
+mutation and no search builds a scan session: rows a change leaves pending
+are scored exactly, and :meth:`Matcher.pack` (a worker thread; the gallery's
+live sink calls it) re-packs them holding the lock only to copy and install.
 """
 
 from __future__ import annotations

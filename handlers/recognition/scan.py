@@ -199,8 +199,11 @@ class GalleryScan:
         # Segment i holds rows [i * SEGMENT, min(n, (i + 1) * SEGMENT)); its session packed the
         # first ``rows`` of them (None: none). Rows past that are scored exactly (``pending``).
         self._segments: list[_Segment | None] = []
-        # Bumped when a packed row is rewritten in place: a PackJob snapshotted before is stale.
+        # Set to a fresh tick when a segment's rows are rewritten in place or cut (and when a
+        # segment is created): a PackJob copied at another tick is stale. Ticks never repeat,
+        # so a segment cleared and refilled never matches an old copy.
         self._gen: list[int] = []
+        self._tick = 0
         # Rows whose packed codes no longer hold their content (a removal moved another row in).
         self._stale: set[int] = set()
         self._n = 0
@@ -246,15 +249,23 @@ class GalleryScan:
         """The matrix now has ``n`` rows (after appends or removals)."""
         if not self.packs:
             return
+        if n < self._n and n // SEGMENT < len(self._gen):
+            # Rows at the end left: a snapshot of this segment may hold rows that an append
+            # will rewrite, which no stale mark of the installed session would cover.
+            self._gen[n // SEGMENT] = self._next()
         self._n = n
         parts = -(-n // SEGMENT)
         del self._segments[parts:]
         del self._gen[parts:]
         while len(self._segments) < parts:
             self._segments.append(None)
-            self._gen.append(0)
+            self._gen.append(self._next())
         if self._stale and max(self._stale) >= n:
             self._stale = {r for r in self._stale if r < n}
+
+    def _next(self) -> int:
+        self._tick += 1
+        return self._tick
 
     def appended(self, start: int, end: int) -> None:
         """Rows ``[start, end)`` were appended (after :meth:`resize`). Rows a session packed
@@ -270,7 +281,7 @@ class GalleryScan:
         """Row ``row`` (below n) was rewritten in place: scored exactly until re-packed."""
         seg = row // SEGMENT
         if seg < len(self._segments):
-            self._gen[seg] += 1
+            self._gen[seg] = self._next()
             part = self._segments[seg]
             if part is not None and row < seg * SEGMENT + part.rows:
                 self._stale.add(row)
@@ -280,7 +291,7 @@ class GalleryScan:
         first = row // SEGMENT
         for seg in range(first, len(self._segments)):
             self._segments[seg] = None
-            self._gen[seg] += 1
+            self._gen[seg] = self._next()
         self._stale = {r for r in self._stale if r < first * SEGMENT}
 
     def snapshot(self, rows: npt.NDArray[np.floating], *, copy: bool = True) -> PackJob | None:

@@ -153,6 +153,35 @@ def test_a_pack_built_across_a_change_is_refused_and_redone() -> None:
 
 
 @pytest.mark.timeout(300)
+def test_a_pack_of_the_last_segment_across_a_shrink_and_an_append_is_refused() -> None:
+    """The last segment is copied; a removal elsewhere moves its last row out (n shrinks) and
+    an enrolment writes a new row there. The copy holds the moved row: installing it would
+    give the new row another row's codes, outside its bound."""
+    rng = np.random.default_rng(26)
+    n = SEGMENT + 300
+    x = _unit(rng, n)
+    m = Matcher(MID, 128, int8_min_rows=1_000, threads=1)
+    m.add_batch([f"s{i}" for i in range(n)], [f"t{i}" for i in range(n)], x, MID)
+    m.prepare()
+    m.add_batch([f"u{i}" for i in range(50)], [f"ut{i}" for i in range(50)], _unit(rng, 50), MID)
+    with m._lock:
+        job = m._scan.snapshot(m._f16)
+    assert job is not None and job.seg == 1  # the last segment: 50 rows pending there
+    built = m._scan.build(job)
+    m.remove_subject("s5")  # the last row (ut49) moves into row 5
+    new = _unit(rng, 1)[0]
+    m.add("late", "late0", new, MID)  # written where ut49 was
+    with m._lock:
+        assert not m._scan.install(built)
+    assert m.search(new, k=1).best.template_id == "late0"  # type: ignore[union-attr]
+    _check_bound(m, np.stack([new, x[7]]))
+    m.pack()
+    assert m._scan.pending == 0
+    _check_bound(m, np.stack([new, x[7]]))
+    assert m.search(new, k=1).best.template_id == "late0"  # type: ignore[union-attr]
+
+
+@pytest.mark.timeout(300)
 def test_searches_and_changes_during_a_pack_in_another_thread() -> None:
     """The live path: pack() in a worker thread while the loop's thread enrols, removes and
     searches; every search is right throughout and the pack ends with nothing pending."""
@@ -223,3 +252,22 @@ def test_a_row_with_an_outlying_component_gets_its_own_wider_bound() -> None:
         assert own[odd].min() > np.median(own)  # the coarse rows carry the wider bounds
         assert [r.subject_id for r in m.search(q, k=2).matches] == [
             r.subject_id for r in m.exact_search(q, k=2).matches]
+
+
+@pytest.mark.timeout(300)
+def test_a_pack_copied_before_a_clear_never_installs_after_a_refill() -> None:
+    rng = np.random.default_rng(27)
+    n = 3000
+    x, y = _unit(rng, n), _unit(rng, n)
+    m = Matcher(MID, 128, int8_min_rows=1_000, threads=1)
+    m.add_batch([f"s{i}" for i in range(n)], [f"t{i}" for i in range(n)], x, MID)
+    with m._lock:
+        job = m._scan.snapshot(m._f16)
+    assert job is not None
+    built = m._scan.build(job)
+    m.clear()  # teardown seen from another process, then a new gallery of the same size
+    m.add_batch([f"z{i}" for i in range(n)], [f"zt{i}" for i in range(n)], y, MID)
+    with m._lock:
+        assert not m._scan.install(built)
+    assert m.search(y[9], k=1).best.template_id == "zt9"  # type: ignore[union-attr]
+    _check_bound(m, y[:2])
