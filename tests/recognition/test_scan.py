@@ -18,6 +18,16 @@ def _unit(rng: np.random.Generator, n: int, d: int = 128) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def _matcher(x: np.ndarray, *, per_subject: int = 1, prepare: bool = False) -> Matcher:
+    """A 4-bit matcher holding rows ``x`` (template ``t<i>`` of subject ``s<i // per_subject>``)."""
+    m = Matcher(MID, 128, int8_min_rows=1_000, threads=1)
+    n = len(x)
+    m.add_batch([f"s{i // per_subject}" for i in range(n)], [f"t{i}" for i in range(n)], x, MID)
+    if prepare:
+        m.prepare()
+    return m
+
+
 def _approx(m: Matcher, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Approximate scores of every row, each row's own bound, and the loose bound."""
     padded = m._round_cap(len(m))
@@ -104,9 +114,7 @@ def test_no_session_is_built_by_a_mutation_or_a_search(monkeypatch: pytest.Monke
     rng = np.random.default_rng(23)
     n = SEGMENT + 3000
     x = _unit(rng, n)
-    m = Matcher(MID, 128, int8_min_rows=1_000, threads=1)
-    m.add_batch([f"s{i // 2}" for i in range(n)], [f"t{i}" for i in range(n)], x, MID)
-    m.prepare()
+    m = _matcher(x, per_subject=2, prepare=True)
     built: list[int] = []
     real = scan_mod.nbits_session
 
@@ -134,8 +142,7 @@ def test_a_pack_built_across_a_change_is_refused_and_redone() -> None:
     rng = np.random.default_rng(24)
     n = SEGMENT + 100
     x = _unit(rng, n)
-    m = Matcher(MID, 128, int8_min_rows=1_000, threads=1)
-    m.add_batch([f"s{i}" for i in range(n)], [f"t{i}" for i in range(n)], x, MID)
+    m = _matcher(x)
     with m._lock:
         job = m._scan.snapshot(m._f16)
     assert job is not None and job.seg == 0
@@ -160,9 +167,7 @@ def test_a_pack_of_the_last_segment_across_a_shrink_and_an_append_is_refused() -
     rng = np.random.default_rng(26)
     n = SEGMENT + 300
     x = _unit(rng, n)
-    m = Matcher(MID, 128, int8_min_rows=1_000, threads=1)
-    m.add_batch([f"s{i}" for i in range(n)], [f"t{i}" for i in range(n)], x, MID)
-    m.prepare()
+    m = _matcher(x, prepare=True)
     m.add_batch([f"u{i}" for i in range(50)], [f"ut{i}" for i in range(50)], _unit(rng, 50), MID)
     with m._lock:
         job = m._scan.snapshot(m._f16)
@@ -188,8 +193,7 @@ def test_searches_and_changes_during_a_pack_in_another_thread() -> None:
     rng = np.random.default_rng(25)
     n = 2 * SEGMENT
     x = _unit(rng, n)
-    m = Matcher(MID, 128, int8_min_rows=1_000, threads=1)
-    m.add_batch([f"s{i}" for i in range(n)], [f"t{i}" for i in range(n)], x, MID)
+    m = _matcher(x)
     packer = threading.Thread(target=m.pack, name="test.pack")
     packer.start()
     extra = _unit(rng, 40)
@@ -212,9 +216,7 @@ def test_float16_rows_score_within_2_pow_minus_11_of_float32() -> None:
     """Issue 16: the re-rank matrix is float16; its cosines agree with float32 to < 1e-3."""
     rng = np.random.default_rng(21)
     x = _unit(rng, 30_000)
-    m = Matcher(MID, 128, int8_min_rows=1_000, threads=1)
-    m.add_batch([f"s{i}" for i in range(len(x))], [f"t{i}" for i in range(len(x))], x, MID)
-    m.prepare()
+    m = _matcher(x, prepare=True)
     worst = 0.0
     for q in np.concatenate([_unit(rng, 10), x[:10]]):
         worst = max(worst, float(np.abs(m.exact_scores(q) - x @ q).max()))
@@ -239,9 +241,7 @@ def test_a_row_with_an_outlying_component_gets_its_own_wider_bound() -> None:
     odd = rng.choice(n, 40, replace=False)  # 0.06% of the rows
     x[odd, 3] = 1.5 * np.sign(x[odd, 3])  # one outlying component in block 0 (~0.8 once normalised)
     x[odd] /= np.linalg.norm(x[odd], axis=1, keepdims=True)
-    m = Matcher(MID, 128, int8_min_rows=1_000, threads=1, prepack=True)
-    m.add_batch([f"s{i}" for i in range(n)], [f"t{i}" for i in range(n)], x, MID)
-    m.prepare()
+    m = _matcher(x, prepare=True)
     assert m._scan.pending == 0
     probes = np.zeros((12, 128), np.float32)  # all weight in block 0, where the coarse step is
     probes[:, :32] = rng.standard_normal((12, 32))
@@ -259,8 +259,7 @@ def test_a_pack_copied_before_a_clear_never_installs_after_a_refill() -> None:
     rng = np.random.default_rng(27)
     n = 3000
     x, y = _unit(rng, n), _unit(rng, n)
-    m = Matcher(MID, 128, int8_min_rows=1_000, threads=1)
-    m.add_batch([f"s{i}" for i in range(n)], [f"t{i}" for i in range(n)], x, MID)
+    m = _matcher(x)
     with m._lock:
         job = m._scan.snapshot(m._f16)
     assert job is not None
